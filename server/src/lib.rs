@@ -1,0 +1,10 @@
+//! Postern's MTA engine: listeners, the live configuration snapshot, and (as they land) SMTP
+//! sessions, the queue and delivery.
+
+pub mod engine;
+mod error;
+pub mod smtp;
+pub mod tls;
+
+pub use engine::{Engine, Snapshot};
+pub use error::ServerError;

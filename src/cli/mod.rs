@@ -1,0 +1,40 @@
+//! The subcommands, one module each, and what they share: loading the boot config, opening the
+//! store, printing lists.
+
+pub mod alias;
+pub mod config;
+pub mod domain;
+pub mod mailbox;
+pub mod network;
+mod output;
+mod secret;
+pub mod serve;
+pub mod transport;
+
+use std::path::Path;
+
+use anyhow::Context;
+use postern_store::Store;
+use postern_store::boot::{self, BootConfig, Profile};
+
+/// Reads the boot configuration: the file named or found, then `POSTERN_*` overrides.
+pub fn load_boot(explicit: Option<&Path>, profile: Profile) -> anyhow::Result<BootConfig> {
+    let path = boot::locate(explicit);
+    Ok(BootConfig::load(path.as_deref(), profile, std::env::vars())?)
+}
+
+/// Opens the store the boot configuration names (creating and migrating it if need be).
+pub async fn open_store(explicit: Option<&Path>) -> anyhow::Result<Store> {
+    let boot = load_boot(explicit, Profile::Standard)?;
+    Store::open(&boot.database)
+        .await
+        .with_context(|| format!("opening the store ({})", boot.database))
+}
+
+/// Who the audit log says made a change from the command line.
+pub fn actor() -> String {
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}

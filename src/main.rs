@@ -1,0 +1,72 @@
+//! `postern`: the mail appliance's one binary. `serve` runs the engine (and later the console);
+//! the other commands administer the store, also while `serve` runs elsewhere.
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "postern", version, about = "A web-managed mail appliance", long_about = None)]
+struct Cli {
+    /// The boot configuration file. Default: ./postern.toml, then /etc/postern/postern.toml;
+    /// without either, built-in defaults.
+    #[arg(long, global = true, env = "POSTERN_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the mail server: SMTP listeners and the live configuration.
+    Serve(cli::serve::Args),
+    /// Print an example boot configuration, or check the configuration and store.
+    #[command(subcommand)]
+    Config(cli::config::Command),
+    /// Domains we accept mail for.
+    #[command(subcommand)]
+    Domain(cli::domain::Command),
+    /// Mailboxes: addresses that store mail and can log in.
+    #[command(subcommand)]
+    Mailbox(cli::mailbox::Command),
+    /// Aliases and catch-alls.
+    #[command(subcommand)]
+    Alias(cli::alias::Command),
+    /// How mail for a destination leaves: local, lmtp:, smtp:, mx, discard, error:.
+    #[command(subcommand)]
+    Transport(cli::transport::Command),
+    /// Networks allowed to relay without authenticating.
+    #[command(subcommand)]
+    Network(cli::network::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    let result = runtime.block_on(async move {
+        let config = cli.config.as_deref();
+        match cli.command {
+            Command::Serve(args) => cli::serve::run(config, args).await,
+            Command::Config(cmd) => cli::config::run(config, cmd).await,
+            Command::Domain(cmd) => cli::domain::run(config, cmd).await,
+            Command::Mailbox(cmd) => cli::mailbox::run(config, cmd).await,
+            Command::Alias(cmd) => cli::alias::run(config, cmd).await,
+            Command::Transport(cmd) => cli::transport::run(config, cmd).await,
+            Command::Network(cmd) => cli::network::run(config, cmd).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("postern: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! The boot configuration, `postern.toml`: what needs a restart (listen addresses, the data
+//! directory, the database, logging). Optional: defaults work with no file at all.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::database::Database;
+use crate::model::DomainName;
+
+/// The documented example printed by `postern config example`.
+pub const EXAMPLE: &str = include_str!("example.toml");
+
+/// Where a config file is looked for when none is named.
+pub const SEARCH_PATH: [&str; 2] = ["postern.toml", "/etc/postern/postern.toml"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{origin}: {field} = {value:?}: {message}")]
+    Invalid { origin: String, field: String, value: String, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The file as written, before validation.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    hostname: Option<String>,
+    data_dir: Option<PathBuf>,
+    database: Option<String>,
+    #[serde(default)]
+    smtp: RawSmtp,
+    #[serde(default)]
+    console: RawConsole,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    listen: Option<Vec<String>>,
+    submission: Option<Vec<String>>,
+    submissions: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsole {
+    listen: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<String>,
+    level: Option<String>,
+}
+
+/// The validated boot configuration.
+#[derive(Clone)]
+pub struct BootConfig {
+    /// The file it came from, if any.
+    pub source: Option<PathBuf>,
+    pub hostname: DomainName,
+    /// True when the host name was not configured and the machine's own is not fully qualified.
+    pub hostname_is_fallback: bool,
+    pub data_dir: PathBuf,
+    pub database: Database,
+    pub smtp: Vec<SocketAddr>,
+    pub submission: Vec<SocketAddr>,
+    pub submissions: Vec<SocketAddr>,
+    pub console: Vec<SocketAddr>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+impl fmt::Debug for BootConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `Database`'s own Debug hides a password in the URL.
+        f.debug_struct("BootConfig")
+            .field("source", &self.source)
+            .field("hostname", &self.hostname)
+            .field("data_dir", &self.data_dir)
+            .field("database", &self.database)
+            .field("smtp", &self.smtp)
+            .field("submission", &self.submission)
+            .field("submissions", &self.submissions)
+            .field("console", &self.console)
+            .field("log_format", &self.log_format)
+            .field("log_level", &self.log_level)
+            .finish()
+    }
+}
+
+/// Defaults that differ between a production install and `--dev`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Standard ports.
+    Standard,
+    /// Unprivileged ports on loopback (2525, 2587, 2465; console 8080).
+    Dev,
+}
+
+impl Profile {
+    fn listeners(self) -> [(&'static str, &'static str); 4] {
+        match self {
+            Profile::Standard => [
+                ("smtp", "0.0.0.0:25"),
+                ("submission", "0.0.0.0:587"),
+                ("submissions", "0.0.0.0:465"),
+                ("console", "127.0.0.1:8080"),
+            ],
+            Profile::Dev => [
+                ("smtp", "127.0.0.1:2525"),
+                ("submission", "127.0.0.1:2587"),
+                ("submissions", "127.0.0.1:2465"),
+                ("console", "127.0.0.1:8080"),
+            ],
+        }
+    }
+}
+
+/// `/var/lib/postern` for root, `./postern-data` for anyone else: so that `postern serve --dev`
+/// and a `postern domain add` typed in another terminal by the same user find the same store.
+pub fn default_data_dir() -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if root { PathBuf::from("/var/lib/postern") } else { PathBuf::from("postern-data") }
+}
+
+/// Finds the file to read: the one named, else the first of [`SEARCH_PATH`] that exists.
+pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
+    match explicit {
+        Some(path) => Some(path.to_path_buf()),
+        None => SEARCH_PATH.iter().map(PathBuf::from).find(|p| p.exists()),
+    }
+}
+
+impl BootConfig {
+    /// Reads `path` (if any), applies `POSTERN_*` overrides from `env`, fills in the profile's
+    /// defaults and validates everything.
+    pub fn load(
+        path: Option<&Path>,
+        profile: Profile,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<BootConfig, BootError> {
+        let raw = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| BootError::Read { path: path.to_path_buf(), source })?;
+                toml::from_str::<RawFile>(&text).map_err(|e| BootError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?
+            }
+            None => RawFile::default(),
+        };
+        let origin = path.map_or_else(|| "defaults".to_string(), |p| p.display().to_string());
+        Self::build(raw, path, &origin, profile, env)
+    }
+
+    /// Parses a config from text (for tests and `config check` of a string).
+    pub fn from_toml(text: &str, profile: Profile) -> Result<BootConfig, BootError> {
+        let raw = toml::from_str::<RawFile>(text).map_err(|e| BootError::Parse {
+            path: PathBuf::from("<text>"),
+            message: e.to_string(),
+        })?;
+        Self::build(raw, None, "<text>", profile, std::iter::empty())
+    }
+
+    fn build(
+        mut raw: RawFile,
+        path: Option<&Path>,
+        origin: &str,
+        profile: Profile,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<BootConfig, BootError> {
+        let split = |v: &str| -> Vec<String> {
+            v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+        };
+        for (key, value) in env {
+            match key.as_str() {
+                "POSTERN_HOSTNAME" => raw.hostname = Some(value),
+                "POSTERN_DATA_DIR" => raw.data_dir = Some(value.into()),
+                "POSTERN_DATABASE" => raw.database = Some(value),
+                "POSTERN_SMTP_LISTEN" => raw.smtp.listen = Some(split(&value)),
+                "POSTERN_SUBMISSION_LISTEN" => raw.smtp.submission = Some(split(&value)),
+                "POSTERN_SUBMISSIONS_LISTEN" => raw.smtp.submissions = Some(split(&value)),
+                "POSTERN_CONSOLE_LISTEN" => raw.console.listen = Some(split(&value)),
+                "POSTERN_LOG_FORMAT" => raw.log.format = Some(value),
+                "POSTERN_LOG_LEVEL" => raw.log.level = Some(value),
+                _ => {}
+            }
+        }
+        let invalid = |field: &str, value: &str, message: String| BootError::Invalid {
+            origin: origin.to_string(),
+            field: field.to_string(),
+            value: value.to_string(),
+            message,
+        };
+
+        let (hostname, hostname_is_fallback) = match raw.hostname {
+            Some(h) => (
+                h.parse::<DomainName>().map_err(|e| {
+                    invalid("hostname", &h, format!("{e}; use the server's fully qualified name"))
+                })?,
+                false,
+            ),
+            None => match system_hostname().and_then(|h| h.parse::<DomainName>().ok()) {
+                Some(h) => (h, false),
+                None => ("localhost.localdomain".parse().expect("constant is a valid name"), true),
+            },
+        };
+
+        let data_dir = raw.data_dir.unwrap_or_else(default_data_dir);
+        if data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "", "is empty".into()));
+        }
+        // Relative paths are taken from the config file's folder, so a config works from anywhere.
+        let data_dir = match (data_dir.is_relative(), path.and_then(Path::parent)) {
+            (true, Some(dir)) if !dir.as_os_str().is_empty() => dir.join(data_dir),
+            _ => data_dir,
+        };
+        let data_dir = std::path::absolute(&data_dir)
+            .map_err(|e| invalid("data_dir", &data_dir.display().to_string(), e.to_string()))?;
+
+        let database_text = raw.database.unwrap_or_default();
+        let database = Database::parse(&database_text, &data_dir).map_err(|e| {
+            invalid("database", &crate::database::redact_url(&database_text), e.to_string())
+        })?;
+
+        let defaults = profile.listeners();
+        let listen = |field: &'static str, given: Option<Vec<String>>, default: &str| {
+            let list = given.unwrap_or_else(|| vec![default.to_string()]);
+            list.iter()
+                .map(|s| {
+                    s.parse::<SocketAddr>().map_err(|_| {
+                        invalid(
+                            field,
+                            s,
+                            "is not a socket address (like 0.0.0.0:25 or [::]:25)".into(),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let smtp = listen("smtp.listen", raw.smtp.listen, defaults[0].1)?;
+        let submission = listen("smtp.submission", raw.smtp.submission, defaults[1].1)?;
+        let submissions = listen("smtp.submissions", raw.smtp.submissions, defaults[2].1)?;
+        let console = listen("console.listen", raw.console.listen, defaults[3].1)?;
+
+        let log_format = match raw.log.format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid("log.format", other, "must be \"text\" or \"json\"".into()));
+            }
+        };
+        let log_level = raw.log.level.unwrap_or_else(|| "info".into());
+
+        let config = BootConfig {
+            source: path.map(Path::to_path_buf),
+            hostname,
+            hostname_is_fallback,
+            data_dir,
+            database,
+            smtp,
+            submission,
+            submissions,
+            console,
+            log_format,
+            log_level,
+        };
+        config.check_unique_listeners(origin)?;
+        Ok(config)
+    }
+
+    /// The SMTP listeners by name, in the order they are started.
+    pub fn listeners(&self) -> [(&'static str, &[SocketAddr]); 3] {
+        [("smtp", &self.smtp), ("submission", &self.submission), ("submissions", &self.submissions)]
+    }
+
+    fn check_unique_listeners(&self, origin: &str) -> Result<(), BootError> {
+        let mut seen: Vec<(&str, SocketAddr)> = Vec::new();
+        let all = self.listeners().into_iter().chain([("console", self.console.as_slice())]);
+        for (name, addrs) in all {
+            for addr in addrs {
+                // Port 0 asks the kernel for a free port: several listeners may ask for one.
+                if addr.port() == 0 {
+                    continue;
+                }
+                if let Some((other, _)) = seen.iter().find(|(_, a)| a == addr) {
+                    return Err(BootError::Invalid {
+                        origin: origin.to_string(),
+                        field: name.to_string(),
+                        value: addr.to_string(),
+                        message: format!(
+                            "is also the {other} listener; each needs its own address"
+                        ),
+                    });
+                }
+                seen.push((name, *addr));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn system_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_work_without_a_file() {
+        let c = BootConfig::load(None, Profile::Standard, env(&[])).unwrap();
+        let dir = std::path::absolute(default_data_dir()).unwrap();
+        assert_eq!(c.data_dir, dir);
+        assert_eq!(c.database, Database::Sqlite { path: dir.join("postern.db") });
+        assert_eq!(c.smtp, vec!["0.0.0.0:25".parse().unwrap()]);
+        let dev = BootConfig::load(None, Profile::Dev, env(&[])).unwrap();
+        assert_eq!(dev.smtp, vec!["127.0.0.1:2525".parse().unwrap()]);
+        assert_eq!(dev.submission, vec!["127.0.0.1:2587".parse().unwrap()]);
+        assert_eq!(dev.submissions, vec!["127.0.0.1:2465".parse().unwrap()]);
+        assert_eq!(dev.console, vec!["127.0.0.1:8080".parse().unwrap()]);
+    }
+
+    #[test]
+    fn the_example_is_valid_and_matches_the_defaults() {
+        let example = BootConfig::from_toml(EXAMPLE, Profile::Standard).unwrap();
+        let defaults = BootConfig::load(None, Profile::Standard, env(&[])).unwrap();
+        assert_eq!(example.hostname.as_str(), "mail.example.com");
+        assert_eq!(example.data_dir, PathBuf::from("/var/lib/postern"));
+        assert_eq!(example.listeners(), defaults.listeners());
+        assert_eq!(example.console, defaults.console);
+        assert_eq!(example.log_format, defaults.log_format);
+        assert_eq!(example.log_level, defaults.log_level);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("postern.toml");
+        std::fs::write(&path, "hostname = \"a.example.com\"\ndata_dir = \"data\"\n[smtp]\nlisten = [\"127.0.0.1:25\"]\n").unwrap();
+        let c = BootConfig::load(
+            Some(&path),
+            Profile::Standard,
+            env(&[
+                ("POSTERN_HOSTNAME", "b.example.com"),
+                ("POSTERN_SMTP_LISTEN", "127.0.0.1:0, [::1]:0"),
+                ("POSTERN_SUBMISSIONS_LISTEN", ""),
+                ("POSTERN_LOG_FORMAT", "json"),
+                ("POSTERN_DATABASE", "postgres://u:pw@h/db"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.hostname.as_str(), "b.example.com");
+        assert_eq!(c.data_dir, dir.path().join("data"), "relative to the file");
+        assert_eq!(c.smtp.len(), 2);
+        assert!(c.submissions.is_empty());
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(!format!("{c:?}").contains("pw"));
+    }
+
+    #[test]
+    fn errors_name_the_field_and_value() {
+        let cases = [
+            ("hostname = \"bad host\"", "hostname = \"bad host\""),
+            ("[smtp]\nlisten = [\"0.0.0.0:99999\"]", "smtp.listen = \"0.0.0.0:99999\""),
+            ("[log]\nformat = \"xml\"", "log.format = \"xml\""),
+            ("database = \"mysql://x\"", "database = \"mysql://x\""),
+            (
+                "[smtp]\nlisten = [\"127.0.0.1:25\"]\nsubmission = [\"127.0.0.1:25\"]",
+                "submission = \"127.0.0.1:25\"",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = BootConfig::from_toml(text, Profile::Standard).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+        let err =
+            BootConfig::from_toml("hostnme = \"x\"", Profile::Standard).unwrap_err().to_string();
+        assert!(err.contains("unknown field `hostnme`"), "{err}");
+        let err = BootConfig::from_toml("hostname = ", Profile::Standard).unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn unreadable_file_is_a_clear_error() {
+        let err = BootConfig::load(
+            Some(Path::new("/nonexistent/postern.toml")),
+            Profile::Standard,
+            env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("cannot read /nonexistent/postern.toml"), "{err}");
+    }
+}

@@ -1,0 +1,24 @@
+//! Plain types for everything the appliance manages, with their parsing and validation rules.
+
+mod alias;
+mod audit;
+mod config;
+mod domain;
+mod mailbox;
+mod name;
+mod network;
+mod password;
+mod transport;
+
+pub use alias::{Alias, AliasSource, MAX_DESTINATIONS};
+pub use audit::AuditEntry;
+pub use config::{Config, Destination, MAX_ALIAS_DEPTH, MAX_EXPANSION, Problem, ResolveError};
+pub use domain::{Domain, DomainKind};
+pub(crate) use mailbox::check_display_name;
+pub use mailbox::{Mailbox, MailboxUpdate, NewMailbox};
+pub use name::{Address, DomainName};
+pub use network::{TrustedNetwork, parse_cidr};
+pub use password::{MIN_PASSWORD_LEN, PasswordHash};
+pub use transport::{
+    Host, LmtpTarget, SmtpCredentials, TlsPolicy, Transport, TransportPattern, TransportRule,
+};

@@ -1,0 +1,29 @@
+//! The Postgres backend: one database shared by several machines. Commits are announced with
+//! `NOTIFY postern_config`, which other processes `LISTEN` for.
+
+use std::time::Duration;
+
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+
+use crate::database::redact_url;
+use crate::error::StoreError;
+
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// The notification channel. It carries no payload: listeners re-read the revision, so a stray
+/// notification from another schema in the same database costs one cheap read and nothing else.
+pub(crate) const CHANNEL: &str = "postern_config";
+
+/// A safety net under LISTEN: if a notification is lost while the listener reconnects, the next
+/// poll still finds the change.
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+pub(crate) async fn connect(url: &str) -> Result<AnyPool, StoreError> {
+    AnyPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await
+        .map_err(|e| StoreError::Connect { url: redact_url(url), message: e.to_string() })
+}

@@ -1,0 +1,152 @@
+//! Aliases: create or extend, list, remove destinations or the whole alias.
+
+use sqlx::AnyConnection;
+
+use super::{config, domains};
+use crate::error::{Result, StoreError};
+use crate::model::{Address, Alias, AliasSource, DomainName, MAX_DESTINATIONS};
+use crate::store::{Store, now};
+
+async fn get(conn: &mut AnyConnection, source: &AliasSource) -> Result<Option<Alias>> {
+    // Aliases are few and small; loading them whole keeps one decoding path.
+    Ok(config::load_aliases(conn).await?.remove(source))
+}
+
+async fn write_destinations(conn: &mut AnyConnection, alias: &Alias) -> Result<()> {
+    let source = alias.source.to_string();
+    sqlx::query("DELETE FROM alias_destinations WHERE source = $1")
+        .bind(&source)
+        .execute(&mut *conn)
+        .await?;
+    for (position, destination) in alias.destinations.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO alias_destinations (source, position, destination) VALUES ($1, $2, $3)",
+        )
+        .bind(&source)
+        .bind(position as i64)
+        .bind(destination.to_string())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Creates the alias, or adds destinations to an existing one. Refused when it would create a
+    /// loop, or when every destination is already there.
+    pub async fn add_alias(
+        &self,
+        actor: &str,
+        source: &AliasSource,
+        destinations: &[Address],
+    ) -> Result<Alias> {
+        if destinations.is_empty() {
+            return Err(StoreError::invalid(
+                "destinations",
+                "name at least one destination address",
+            ));
+        }
+        let mut change = self.change(actor).await?;
+        let result: Result<_> = async {
+            domains::require(change.conn(), source.domain()).await?;
+            let before = get(change.conn(), source).await?;
+            let mut alias = before.clone().unwrap_or_else(|| Alias {
+                source: source.clone(),
+                destinations: Vec::new(),
+                created_at: now(),
+            });
+            let mut added = false;
+            for destination in destinations {
+                if !alias.destinations.contains(destination) {
+                    alias.destinations.push(destination.clone());
+                    added = true;
+                }
+            }
+            if !added {
+                return Err(StoreError::Duplicate {
+                    what: "alias",
+                    name: format!("{source} -> {}", join(destinations)),
+                });
+            }
+            if alias.destinations.len() > MAX_DESTINATIONS {
+                return Err(StoreError::invalid(
+                    "destinations",
+                    format!("an alias may list at most {MAX_DESTINATIONS} destinations"),
+                ));
+            }
+            if before.is_none() {
+                sqlx::query("INSERT INTO aliases (source, domain, created_at) VALUES ($1, $2, $3)")
+                    .bind(source.to_string())
+                    .bind(source.domain().as_str())
+                    .bind(alias.created_at)
+                    .execute(change.conn())
+                    .await?;
+            }
+            write_destinations(change.conn(), &alias).await?;
+            change.check_consistency().await?;
+            change.audit("alias.add", &source.to_string(), before.as_ref(), Some(&alias)).await?;
+            Ok(alias)
+        }
+        .await;
+        change.finish(result).await
+    }
+
+    pub async fn get_alias(&self, source: &AliasSource) -> Result<Option<Alias>> {
+        get(&mut *self.pool().acquire().await?, source).await
+    }
+
+    /// All aliases, or those of one domain.
+    pub async fn list_aliases(&self, domain: Option<&DomainName>) -> Result<Vec<Alias>> {
+        let all = config::load_aliases(&mut *self.pool().acquire().await?).await?;
+        Ok(all.into_values().filter(|a| domain.is_none_or(|d| a.source.domain() == d)).collect())
+    }
+
+    /// Removes the given destinations, or the whole alias when none are given (or none are left).
+    /// Returns what remains, if anything.
+    pub async fn remove_alias(
+        &self,
+        actor: &str,
+        source: &AliasSource,
+        destinations: &[Address],
+    ) -> Result<Option<Alias>> {
+        let mut change = self.change(actor).await?;
+        let result: Result<_> = async {
+            let before = get(change.conn(), source)
+                .await?
+                .ok_or_else(|| StoreError::NotFound { what: "alias", name: source.to_string() })?;
+            if let Some(missing) = destinations.iter().find(|d| !before.destinations.contains(d)) {
+                return Err(StoreError::NotFound {
+                    what: "destination",
+                    name: format!("{missing} of alias {source}"),
+                });
+            }
+            let mut after = before.clone();
+            after.destinations.retain(|d| !destinations.contains(d));
+            let remains = !destinations.is_empty() && !after.destinations.is_empty();
+            if remains {
+                write_destinations(change.conn(), &after).await?;
+            } else {
+                sqlx::query("DELETE FROM alias_destinations WHERE source = $1")
+                    .bind(source.to_string())
+                    .execute(change.conn())
+                    .await?;
+                sqlx::query("DELETE FROM aliases WHERE source = $1")
+                    .bind(source.to_string())
+                    .execute(change.conn())
+                    .await?;
+            }
+            change.check_consistency().await?;
+            let after = remains.then_some(after);
+            change
+                .audit("alias.remove", &source.to_string(), Some(&before), after.as_ref())
+                .await?;
+            Ok(after)
+        }
+        .await;
+        change.finish(result).await
+    }
+}
+
+fn join(addresses: &[Address]) -> String {
+    addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}

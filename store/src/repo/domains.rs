@@ -1,0 +1,114 @@
+//! Domains: add, list, remove.
+
+use sqlx::AnyConnection;
+
+use super::rows;
+use crate::error::{Result, StoreError};
+use crate::model::{Domain, DomainKind, DomainName};
+use crate::store::{Store, now};
+
+/// What removing a domain took with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RemovedDomain {
+    pub mailboxes: u64,
+    pub aliases: u64,
+}
+
+pub(crate) async fn get(conn: &mut AnyConnection, name: &DomainName) -> Result<Option<Domain>> {
+    sqlx::query("SELECT name, kind, created_at FROM domains WHERE name = $1")
+        .bind(name.as_str())
+        .fetch_optional(conn)
+        .await?
+        .map(|row| rows::domain(&row))
+        .transpose()
+}
+
+/// The domain, or an error saying it has to be added first.
+pub(crate) async fn require(conn: &mut AnyConnection, name: &DomainName) -> Result<Domain> {
+    get(conn, name)
+        .await?
+        .ok_or_else(|| StoreError::NotFound { what: "domain", name: name.to_string() })
+}
+
+impl Store {
+    pub async fn add_domain(
+        &self,
+        actor: &str,
+        name: &DomainName,
+        kind: DomainKind,
+    ) -> Result<Domain> {
+        let mut change = self.change(actor).await?;
+        let result: Result<_> = async {
+            if get(change.conn(), name).await?.is_some() {
+                return Err(StoreError::Duplicate { what: "domain", name: name.to_string() });
+            }
+            let domain = Domain { name: name.clone(), kind, created_at: now() };
+            sqlx::query("INSERT INTO domains (name, kind, created_at) VALUES ($1, $2, $3)")
+                .bind(name.as_str())
+                .bind(kind.as_str())
+                .bind(domain.created_at)
+                .execute(change.conn())
+                .await?;
+            change.audit("domain.add", name.as_str(), None::<&Domain>, Some(&domain)).await?;
+            Ok(domain)
+        }
+        .await;
+        change.finish(result).await
+    }
+
+    pub async fn get_domain(&self, name: &DomainName) -> Result<Option<Domain>> {
+        get(&mut *self.pool().acquire().await?, name).await
+    }
+
+    pub async fn list_domains(&self) -> Result<Vec<Domain>> {
+        sqlx::query("SELECT name, kind, created_at FROM domains ORDER BY name")
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(rows::domain)
+            .collect()
+    }
+
+    /// Removes a domain. One that still has mailboxes or aliases is refused unless `cascade`,
+    /// which removes them too (their Maildirs stay on disk).
+    pub async fn remove_domain(
+        &self,
+        actor: &str,
+        name: &DomainName,
+        cascade: bool,
+    ) -> Result<RemovedDomain> {
+        let mut change = self.change(actor).await?;
+        let result: Result<_> = async {
+            let domain = require(change.conn(), name).await?;
+            let mailboxes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM mailboxes WHERE domain = $1")
+                .bind(name.as_str())
+                .fetch_one(change.conn())
+                .await?;
+            let aliases: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM aliases WHERE domain = $1")
+                .bind(name.as_str())
+                .fetch_one(change.conn())
+                .await?;
+            let removed = RemovedDomain { mailboxes: mailboxes as u64, aliases: aliases as u64 };
+            if removed != RemovedDomain::default() && !cascade {
+                return Err(StoreError::Conflict(format!(
+                    "domain {name} still has {} mailbox(es) and {} alias(es): remove them first, or \
+                     remove the domain with --cascade",
+                    removed.mailboxes, removed.aliases
+                )));
+            }
+            for sql in [
+                "DELETE FROM alias_destinations WHERE source IN (SELECT source FROM aliases WHERE domain = $1)",
+                "DELETE FROM aliases WHERE domain = $1",
+                "DELETE FROM mailboxes WHERE domain = $1",
+                "DELETE FROM domains WHERE name = $1",
+            ] {
+                sqlx::query(sql).bind(name.as_str()).execute(change.conn()).await?;
+            }
+            change.check_consistency().await?;
+            change.audit("domain.remove", name.as_str(), Some(&domain), None::<&Domain>).await?;
+                    Ok(removed)
+        }
+        .await;
+        change.finish(result).await
+    }
+}

@@ -1,0 +1,65 @@
+//! Turning rows into model types. A row that does not parse is reported as corrupt, naming the
+//! table, rather than silently skipped.
+
+use std::str::FromStr;
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::error::{Result, StoreError};
+use crate::model::{
+    Domain, Mailbox, PasswordHash, SmtpCredentials, TransportRule, TrustedNetwork, parse_cidr,
+};
+
+pub(crate) fn parse<T: FromStr>(table: &'static str, value: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    value.parse().map_err(|e| StoreError::Corrupt { table, message: format!("{value:?}: {e}") })
+}
+
+pub(crate) fn domain(row: &AnyRow) -> Result<Domain> {
+    Ok(Domain {
+        name: parse("domains", &row.try_get::<String, _>("name")?)?,
+        kind: parse("domains", &row.try_get::<String, _>("kind")?)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(crate) fn mailbox(row: &AnyRow) -> Result<Mailbox> {
+    let quota: Option<i64> = row.try_get("quota_bytes")?;
+    Ok(Mailbox {
+        address: parse("mailboxes", &row.try_get::<String, _>("address")?)?,
+        display_name: row.try_get("display_name")?,
+        enabled: row.try_get::<i64, _>("enabled")? != 0,
+        quota_bytes: quota.map(|q| q as u64),
+        password_hash: PasswordHash::from_phc(row.try_get("password_hash")?)?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+pub(crate) fn transport(row: &AnyRow) -> Result<TransportRule> {
+    let username: Option<String> = row.try_get("auth_username")?;
+    let password: Option<String> = row.try_get("auth_password")?;
+    Ok(TransportRule {
+        pattern: parse("transports", &row.try_get::<String, _>("pattern")?)?,
+        transport: parse("transports", &row.try_get::<String, _>("transport")?)?,
+        tls: parse("transports", &row.try_get::<String, _>("tls")?)?,
+        auth: username
+            .map(|username| SmtpCredentials { username, password: password.unwrap_or_default() }),
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+pub(crate) fn network(row: &AnyRow) -> Result<TrustedNetwork> {
+    let cidr: String = row.try_get("cidr")?;
+    Ok(TrustedNetwork {
+        cidr: parse_cidr(&cidr).map_err(|e| StoreError::Corrupt {
+            table: "trusted_networks",
+            message: e.to_string(),
+        })?,
+        description: row.try_get("description")?,
+        created_at: row.try_get("created_at")?,
+    })
+}

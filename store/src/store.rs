@@ -1,0 +1,218 @@
+//! The `Store` handle: a connection pool, the backend it talks to, and the local end of the change
+//! feed. Every configuration change goes through a [`Change`], which bumps the revision, writes an
+//! audit record and announces itself on commit, all in one transaction.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use sqlx::AnyConnection;
+use sqlx::{Any, AnyPool, Transaction};
+use tokio::sync::watch;
+
+use crate::database::Database;
+use crate::error::{Result, StoreError};
+use crate::model::Config;
+use crate::{postgres, repo, sqlite};
+
+/// A cheap, cloneable handle on the store.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) pool: AnyPool,
+    pub(crate) database: Database,
+    /// The newest revision this process knows of: set by local commits at once, and by the
+    /// watcher for commits made elsewhere.
+    pub(crate) revision: watch::Sender<i64>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("database", &self.inner.database).finish()
+    }
+}
+
+impl Inner {
+    /// Records that `revision` exists, waking subscribers if it is newer than what they saw.
+    pub(crate) fn advance(&self, revision: i64) {
+        self.revision.send_if_modified(|known| {
+            let newer = revision > *known;
+            if newer {
+                *known = revision;
+            }
+            newer
+        });
+    }
+}
+
+pub(crate) fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+impl Store {
+    /// Connects, creating the SQLite file if needed, and brings the schema up to date.
+    pub async fn open(database: &Database) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let pool = match database {
+            Database::Sqlite { path } => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|e| StoreError::Connect {
+                        url: database.to_string(),
+                        message: format!("cannot create {}: {e}", parent.display()),
+                    })?;
+                }
+                let pool = sqlite::connect(path).await?;
+                sqlite::MIGRATOR.run(&pool).await?;
+                pool
+            }
+            Database::Postgres { url } => {
+                let pool = postgres::connect(url).await?;
+                postgres::MIGRATOR.run(&pool).await?;
+                pool
+            }
+        };
+        let current = read_revision(&pool).await?;
+        let (revision, _) = watch::channel(current);
+        Ok(Store { inner: Arc::new(Inner { pool, database: database.clone(), revision }) })
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.inner.database
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.inner.pool
+    }
+
+    pub(crate) fn is_postgres(&self) -> bool {
+        matches!(self.inner.database, Database::Postgres { .. })
+    }
+
+    /// The revision as the database has it now.
+    pub async fn revision(&self) -> Result<i64> {
+        read_revision(&self.inner.pool).await
+    }
+
+    /// The whole configuration, read in one consistent transaction.
+    pub async fn load_config(&self) -> Result<Config> {
+        let mut tx = self.inner.pool.begin().await?;
+        if self.is_postgres() {
+            // Read committed would let a commit land between two of the reads below.
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let config = repo::config::load(&mut tx).await?;
+        tx.rollback().await?;
+        Ok(config)
+    }
+
+    /// Starts a configuration change made by `actor` (`cli:alice`, `console:admin`…).
+    pub(crate) async fn change(&self, actor: &str) -> Result<Change> {
+        let mut tx = self.inner.pool.begin().await?;
+        // Writing first takes the write lock at once: on SQLite no deferred transaction has to be
+        // upgraded later (which can fail with SQLITE_BUSY), on Postgres the row lock serialises
+        // configuration changes so that whole-configuration checks see every earlier commit.
+        let revision: i64 = sqlx::query_scalar(
+            "UPDATE config_revision SET revision = revision + 1 WHERE id = 1 RETURNING revision",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        Ok(Change { tx, revision, actor: actor.to_string(), store: self.clone() })
+    }
+
+    /// Closes the pool; pending changes are finished first.
+    pub async fn close(&self) {
+        self.inner.pool.close().await;
+    }
+}
+
+async fn read_revision(pool: &AnyPool) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT revision FROM config_revision WHERE id = 1")
+        .fetch_one(pool)
+        .await?)
+}
+
+/// One configuration change in progress: a transaction that has already claimed its revision.
+/// Dropped without [`Change::commit`], it rolls back and nothing is announced.
+pub(crate) struct Change {
+    tx: Transaction<'static, Any>,
+    revision: i64,
+    actor: String,
+    store: Store,
+}
+
+impl Change {
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+
+    /// Records what changed. `before`/`after` are the public (secret-free) JSON of the object.
+    pub(crate) async fn audit(
+        &mut self,
+        action: &str,
+        object: &str,
+        before: Option<&impl Serialize>,
+        after: Option<&impl Serialize>,
+    ) -> Result<()> {
+        fn json(v: Option<&impl Serialize>) -> Option<String> {
+            v.map(|v| serde_json::to_string(v).expect("model types serialise to JSON"))
+        }
+        sqlx::query(
+            "INSERT INTO audit_log (revision, at, actor, action, object, before_json, after_json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(self.revision)
+        .bind(now())
+        .bind(&self.actor)
+        .bind(action)
+        .bind(object)
+        .bind(json(before))
+        .bind(json(after))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Refuses the change if the configuration it leaves behind breaks a cross-resource rule.
+    pub(crate) async fn check_consistency(&mut self) -> Result<()> {
+        let config = repo::config::load(&mut self.tx).await?;
+        if let Some(problem) = config.problems().into_iter().next() {
+            return Err(StoreError::Conflict(format!("{}: {}", problem.object, problem.message)));
+        }
+        Ok(())
+    }
+
+    /// Ends the change: commits when `result` is `Ok`, rolls back at once when it is an error (a
+    /// dropped transaction would only roll back when sqlx next touches the connection, holding the
+    /// revision lock until then).
+    pub(crate) async fn finish<T>(self, result: Result<T>) -> Result<T> {
+        match result {
+            Ok(value) => {
+                self.commit().await?;
+                Ok(value)
+            }
+            Err(e) => {
+                if let Err(rollback) = self.tx.rollback().await {
+                    tracing::warn!(error = %rollback, "rollback of a refused change failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Commits and announces the new revision: at once to this process, by NOTIFY (Postgres) or
+    /// the revision poll (SQLite) to the others.
+    async fn commit(mut self) -> Result<i64> {
+        if self.store.is_postgres() {
+            // Delivered to listeners only when the transaction commits.
+            sqlx::query("NOTIFY postern_config").execute(&mut *self.tx).await?;
+        }
+        self.tx.commit().await?;
+        self.store.inner.advance(self.revision);
+        Ok(self.revision)
+    }
+}

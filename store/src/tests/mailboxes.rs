@@ -1,0 +1,64 @@
+use super::*;
+use crate::StoreError;
+use crate::model::MailboxUpdate;
+
+crate::store_tests! {
+    async fn add_update_remove(store: Store) {
+        domain(&store, "example.com").await;
+        mailbox(&store, "Ann@Example.com").await;
+        let got = store.get_mailbox(&a("ann@example.com")).await.unwrap().unwrap();
+        assert!(got.enabled);
+        assert!(got.password_hash.verify("a long enough password"));
+
+        let update = MailboxUpdate {
+            display_name: Some("Ann Example".into()),
+            enabled: Some(false),
+            quota_bytes: Some(Some(1 << 30)),
+            password_hash: Some(PasswordHash::create("another password").unwrap()),
+        };
+        store.update_mailbox(ACTOR, &a("ann@example.com"), update).await.unwrap();
+        let got = store.get_mailbox(&a("ann@example.com")).await.unwrap().unwrap();
+        assert_eq!((got.display_name.as_str(), got.enabled, got.quota_bytes), ("Ann Example", false, Some(1 << 30)));
+        assert!(got.password_hash.verify("another password"));
+        assert!(!got.password_hash.verify("a long enough password"));
+
+        store.remove_mailbox(ACTOR, &a("ann@example.com")).await.unwrap();
+        assert!(store.get_mailbox(&a("ann@example.com")).await.unwrap().is_none());
+    }
+
+    async fn refusals_name_the_problem(store: Store) {
+        domain(&store, "example.com").await;
+        store.add_domain(ACTOR, &d("relay.example"), DomainKind::Relay).await.unwrap();
+        mailbox(&store, "ann@example.com").await;
+        let new = |addr: &str| NewMailbox {
+            address: a(addr),
+            display_name: String::new(),
+            enabled: true,
+            quota_bytes: None,
+            password_hash: PasswordHash::create("a long enough password").unwrap(),
+        };
+        let err = store.add_mailbox(ACTOR, new("ann@example.com")).await.unwrap_err();
+        assert_eq!(err.to_string(), "mailbox ann@example.com already exists");
+        let err = store.add_mailbox(ACTOR, new("x@unknown.example")).await.unwrap_err();
+        assert_eq!(err.to_string(), "domain unknown.example does not exist");
+        let err = store.add_mailbox(ACTOR, new("x@relay.example")).await.unwrap_err();
+        assert!(err.to_string().contains("relay domain"), "{err}");
+        let err = store.add_mailbox(ACTOR, NewMailbox { display_name: "Evil\r\nBcc: x".into(), ..new("b@example.com") }).await.unwrap_err();
+        assert!(err.to_string().starts_with("display_name:"), "{err}");
+        let err = store.add_mailbox(ACTOR, NewMailbox { quota_bytes: Some(0), ..new("b@example.com") }).await.unwrap_err();
+        assert!(err.to_string().starts_with("quota:"), "{err}");
+        let err = store.update_mailbox(ACTOR, &a("nobody@example.com"), MailboxUpdate::default()).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound { .. }));
+        assert_eq!(store.list_mailboxes(None).await.unwrap().len(), 1);
+    }
+
+    async fn list_by_domain(store: Store) {
+        domain(&store, "a.example").await;
+        domain(&store, "b.example").await;
+        mailbox(&store, "x@a.example").await;
+        mailbox(&store, "y@b.example").await;
+        mailbox(&store, "z@b.example").await;
+        assert_eq!(store.list_mailboxes(Some(&d("b.example"))).await.unwrap().len(), 2);
+        assert_eq!(store.list_mailboxes(None).await.unwrap().len(), 3);
+    }
+}
