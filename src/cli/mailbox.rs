@@ -98,14 +98,8 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode
         Command::Add { address, name, quota, disabled } => {
             let address: Address = address.parse()?;
             let store = open_store(config).await?;
-            // Fail on an unknown domain before asking for a password.
-            if store.get_domain(address.domain()).await?.is_none() {
-                bail!(
-                    "domain {} does not exist: add it first with `postern domain add {}`",
-                    address.domain(),
-                    address.domain()
-                );
-            }
+            // Refuse a bad address before asking for a password.
+            store.check_new_mailbox(&address).await?;
             let password_hash =
                 hash(secret::read_password(&format!("password for {address}"))?).await?;
             let new = NewMailbox {

@@ -13,7 +13,6 @@ pub mod transport;
 
 use std::path::Path;
 
-use anyhow::Context;
 use postern_store::Store;
 use postern_store::boot::{self, BootConfig, Profile};
 
@@ -26,9 +25,7 @@ pub fn load_boot(explicit: Option<&Path>, profile: Profile) -> anyhow::Result<Bo
 /// Opens the store the boot configuration names (creating and migrating it if need be).
 pub async fn open_store(explicit: Option<&Path>) -> anyhow::Result<Store> {
     let boot = load_boot(explicit, Profile::Standard)?;
-    Store::open(&boot.database)
-        .await
-        .with_context(|| format!("opening the store ({})", boot.database))
+    Ok(Store::open(&boot.database).await?)
 }
 
 /// Who the audit log says made a change from the command line.

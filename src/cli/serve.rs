@@ -29,9 +29,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     init_logging(&boot)?;
 
     create_private_dir(&boot.data_dir)?;
-    let store = Store::open(&boot.database)
-        .await
-        .with_context(|| format!("opening the store ({})", boot.database))?;
+    let store = Store::open(&boot.database).await?;
     let cert = tls::ensure_self_signed(&boot.data_dir.join("tls"), &boot.hostname)?;
     let listeners = smtp::bind_all(&boot.listeners()).await?;
 

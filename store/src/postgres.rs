@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyConnection, AnyPool, Connection};
 
 use crate::database::redact_url;
 use crate::error::StoreError;
@@ -20,10 +20,20 @@ pub(crate) const CHANNEL: &str = "postern_config";
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 pub(crate) async fn connect(url: &str) -> Result<AnyPool, StoreError> {
+    let fail = |message: String| StoreError::Connect { url: redact_url(url), message };
+    // One plain attempt first: the pool would retry a refused connection until its acquire
+    // timeout and then report only that it timed out, hiding the cause.
+    match tokio::time::timeout(Duration::from_secs(10), AnyConnection::connect(url)).await {
+        Err(_) => return Err(fail("no answer within 10 seconds".into())),
+        Ok(Err(e)) => return Err(fail(e.to_string())),
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+        }
+    }
     AnyPoolOptions::new()
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(10))
         .connect(url)
         .await
-        .map_err(|e| StoreError::Connect { url: redact_url(url), message: e.to_string() })
+        .map_err(|e| fail(e.to_string()))
 }

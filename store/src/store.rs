@@ -177,10 +177,13 @@ impl Change {
         Ok(())
     }
 
-    /// Refuses the change if the configuration it leaves behind breaks a cross-resource rule.
-    pub(crate) async fn check_consistency(&mut self) -> Result<()> {
+    /// Refuses the change if the configuration it leaves behind breaks a cross-resource rule,
+    /// reporting the problem of `object` (the thing being changed) when it has one.
+    pub(crate) async fn check_consistency(&mut self, object: &str) -> Result<()> {
         let config = repo::config::load(&mut self.tx).await?;
-        if let Some(problem) = config.problems().into_iter().next() {
+        let mut problems = config.problems();
+        problems.sort_by_key(|p| p.object != object);
+        if let Some(problem) = problems.into_iter().next() {
             return Err(StoreError::Conflict(format!("{}: {}", problem.object, problem.message)));
         }
         Ok(())

@@ -83,7 +83,7 @@ impl Store {
                     .await?;
             }
             write_destinations(change.conn(), &alias).await?;
-            change.check_consistency().await?;
+            change.check_consistency(&source.to_string()).await?;
             change.audit("alias.add", &source.to_string(), before.as_ref(), Some(&alias)).await?;
             Ok(alias)
         }
@@ -135,7 +135,7 @@ impl Store {
                     .execute(change.conn())
                     .await?;
             }
-            change.check_consistency().await?;
+            change.check_consistency(&source.to_string()).await?;
             let after = remains.then_some(after);
             change
                 .audit("alias.remove", &source.to_string(), Some(&before), after.as_ref())

@@ -104,7 +104,7 @@ impl Store {
             ] {
                 sqlx::query(sql).bind(name.as_str()).execute(change.conn()).await?;
             }
-            change.check_consistency().await?;
+            change.check_consistency(name.as_str()).await?;
             change.audit("domain.remove", name.as_str(), Some(&domain), None::<&Domain>).await?;
                     Ok(removed)
         }

@@ -34,26 +34,39 @@ fn quota_column(quota: Option<u64>) -> Result<Option<i64>> {
     }
 }
 
+/// The rules a new mailbox address must meet: its domain exists and is local, and the address is
+/// free.
+async fn can_add(conn: &mut AnyConnection, address: &Address) -> Result<()> {
+    let domain = domains::require(conn, address.domain()).await?;
+    if domain.kind != DomainKind::Local {
+        return Err(StoreError::invalid(
+            "address",
+            format!(
+                "{} is a relay domain; mailboxes live in local domains (remove it and add it \
+                 again without --relay to hold mailboxes)",
+                domain.name
+            ),
+        ));
+    }
+    if get(conn, address).await?.is_some() {
+        return Err(StoreError::Duplicate { what: "mailbox", name: address.to_string() });
+    }
+    Ok(())
+}
+
 impl Store {
+    /// Checks, without changing anything, that `address` could be added now: lets a caller
+    /// refuse before asking for a password.
+    pub async fn check_new_mailbox(&self, address: &Address) -> Result<()> {
+        can_add(&mut *self.pool().acquire().await?, address).await
+    }
+
     pub async fn add_mailbox(&self, actor: &str, new: NewMailbox) -> Result<Mailbox> {
         check_display_name(&new.display_name)?;
         let quota = quota_column(new.quota_bytes)?;
         let mut change = self.change(actor).await?;
         let result: Result<_> = async {
-            let domain = domains::require(change.conn(), new.address.domain()).await?;
-            if domain.kind != DomainKind::Local {
-                return Err(StoreError::invalid(
-                    "address",
-                    format!(
-                        "{} is a relay domain; mailboxes live in local domains (postern domain add {} \
-                         makes a local one)",
-                        domain.name, domain.name
-                    ),
-                ));
-            }
-            if get(change.conn(), &new.address).await?.is_some() {
-                return Err(StoreError::Duplicate { what: "mailbox", name: new.address.to_string() });
-            }
+            can_add(change.conn(), &new.address).await?;
             let at = now();
             sqlx::query(
                 "INSERT INTO mailboxes (address, domain, password_hash, display_name, enabled, quota_bytes, \
@@ -168,7 +181,7 @@ impl Store {
                 .bind(address.to_string())
                 .execute(change.conn())
                 .await?;
-            change.check_consistency().await?;
+            change.check_consistency(&address.to_string()).await?;
             change
                 .audit("mailbox.remove", &address.to_string(), Some(&mailbox), None::<&Mailbox>)
                 .await?;

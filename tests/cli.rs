@@ -1,0 +1,125 @@
+//! The administration commands as a user types them: clear errors, non-zero exits, `--json`
+//! lists, passwords from standard input, and `config example|check`.
+
+mod common;
+
+use common::Setup;
+use postern_store::testing::TestDb;
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn administration(db: &TestDb) {
+    let s = Setup::new(&db.database);
+    s.ok(&["domain", "add", "Example.TEST"]);
+    s.ok(&["domain", "add", "relay.test", "--relay"]);
+    let domains = json(&s.ok(&["domain", "list", "--json"]));
+    assert_eq!(domains[0]["name"], "example.test");
+    assert_eq!(domains[1]["kind"], "relay");
+
+    let out = s.run(
+        &["mailbox", "add", "ann@example.test", "--name", "Ann", "--quota", "1G"],
+        "correct horse battery\n",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mailboxes = s.ok(&["mailbox", "list", "--json"]);
+    assert!(!mailboxes.contains("argon2") && !mailboxes.contains("password"), "{mailboxes}");
+    assert_eq!(json(&mailboxes)[0]["quota_bytes"], 1u64 << 30);
+    let out = s.run(&["mailbox", "passwd", "ann@example.test"], "another long one\n");
+    assert!(out.status.success());
+    let err = String::from_utf8(s.run(&["mailbox", "add", "bob@example.test"], "").stderr).unwrap();
+    assert!(err.contains("no password on standard input"), "{err}");
+    let err = String::from_utf8(s.run(&["mailbox", "add", "bob@example.test"], "short\n").stderr)
+        .unwrap();
+    assert!(err.contains("password: must be at least 8 characters"), "{err}");
+    let err = s.fails(&["mailbox", "add", "bob@nowhere.test"]);
+    assert!(err.contains("domain nowhere.test does not exist"), "{err}");
+    let err = s.fails(&["mailbox", "add", "bob@relay.test"]);
+    assert!(err.contains("relay domain"), "{err}");
+
+    s.ok(&["alias", "add", "sales@example.test", "ann@example.test", "ext@other.example"]);
+    s.ok(&["alias", "add", "a@example.test", "b@example.test"]);
+    let err = s.fails(&["alias", "add", "b@example.test", "a@example.test"]);
+    assert!(
+        err.contains("alias loop: b@example.test -> a@example.test -> b@example.test"),
+        "{err}"
+    );
+    let err = s.fails(&["alias", "add", "x@example.test", "not an address"]);
+    assert!(err.contains("address:"), "{err}");
+    let aliases = json(&s.ok(&["alias", "list", "--json"]));
+    assert_eq!(aliases.as_array().unwrap().len(), 2);
+
+    s.ok(&["transport", "set", "relay.test", "smtp:[127.0.0.1]:2526", "--tls", "encrypt"]);
+    let err = s.fails(&["transport", "set", "x.test", "pipe:/bin/sh"]);
+    assert!(err.contains("transport: \"pipe:/bin/sh\" is not a transport"), "{err}");
+    let err = s.fails(&["transport", "set", "x.test", "mx", "--tls", "sometimes"]);
+    assert!(err.contains("tls: \"sometimes\" is not a TLS policy"), "{err}");
+    let out = s.run(
+        &["transport", "set", "*", "smtp:[relay.example.net]:587", "--auth-user", "me"],
+        "relay-password\n",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let transports = s.ok(&["transport", "list", "--json"]);
+    assert!(!transports.contains("relay-password"), "{transports}");
+
+    s.ok(&["network", "add", "192.0.2.0/24", "--description", "office"]);
+    let err = s.fails(&["network", "add", "192.0.2.1/24"]);
+    assert!(err.contains("did you mean 192.0.2.0/24"), "{err}");
+    let networks = json(&s.ok(&["network", "list", "--json"]));
+    assert_eq!(networks.as_array().unwrap().len(), 3);
+
+    let err = s.fails(&["domain", "remove", "example.test"]);
+    assert!(err.contains("--cascade"), "{err}");
+    s.ok(&["domain", "remove", "example.test", "--cascade"]);
+    let check = s.ok(&["config", "check"]);
+    assert!(check.contains("no problems found"), "{check}");
+}
+
+#[test]
+fn administration_sqlite() {
+    administration(&TestDb::sqlite());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn administration_postgres() {
+    let Some(db) = TestDb::postgres("cli::administration_postgres").await else { return };
+    tokio::task::spawn_blocking(move || administration(&db)).await.unwrap();
+}
+
+#[test]
+fn config_example_passes_check() {
+    let db = TestDb::sqlite();
+    let s = Setup::new(&db.database);
+    let example = s.ok(&["config", "example"]);
+    std::fs::write(s.config(), example).unwrap();
+    let data = s.dir.path().join("data");
+    let out = s.command(&["config", "check"]).env("POSTERN_DATA_DIR", &data).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("ok       hostname mail.example.com"), "{text}");
+    assert!(text.contains("no domains"), "{text}");
+}
+
+#[test]
+fn config_check_reports_problems_with_fixes() {
+    let db = TestDb::sqlite();
+    let s = Setup::new(&db.database);
+    std::fs::write(s.config(), "hostname = \"mail.example.test\"\n[log]\nformat = \"xml\"\n")
+        .unwrap();
+    let out = s.run(&["config", "check"], "");
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("PROBLEM") && text.contains("log.format = \"xml\""), "{text}");
+    assert!(text.contains("fix:"), "{text}");
+}
+
+#[test]
+fn help_lists_every_command() {
+    let db = TestDb::sqlite();
+    let s = Setup::new(&db.database);
+    let help = s.ok(&["--help"]);
+    for cmd in ["serve", "config", "domain", "mailbox", "alias", "transport", "network"] {
+        assert!(help.contains(cmd), "{cmd} missing from --help");
+    }
+}

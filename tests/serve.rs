@@ -1,0 +1,110 @@
+//! `postern serve` as a user runs it: it starts, says what listens where, follows changes made by
+//! other processes, refuses ports it cannot have, and stops on SIGTERM.
+
+mod common;
+
+use std::io::Read;
+use std::time::Duration;
+
+use common::{Setup, applied};
+use postern_store::testing::TestDb;
+
+/// `postern domain add` in a second process reaches the running server within a second.
+fn cli_change_reaches_running_server(db: &TestDb) {
+    let setup = Setup::new(&db.database);
+    let serve = setup.serve();
+    assert!(serve.stdout[0].starts_with("postern "), "{:?}", serve.stdout);
+    assert!(serve.stdout.iter().any(|l| l.contains("self-signed, created now")));
+    for name in ["smtp", "submission", "submissions"] {
+        assert!(serve.listeners.contains_key(name), "{name} is not listed in {:?}", serve.stdout);
+    }
+    let (first, _) = serve
+        .wait_log(Duration::from_secs(5), applied)
+        .expect("the initial configuration is applied");
+    assert_eq!(first["domains"], 0);
+
+    setup.ok(&["domain", "add", "example.test"]);
+    let (line, took) = serve
+        .wait_log(Duration::from_secs(1), |l| applied(l) && l["domains"] == 1)
+        .expect("the new domain reaches the running server within a second");
+    assert!(line["revision"].as_i64().unwrap() > first["revision"].as_i64().unwrap());
+    eprintln!("change visible to the server after {took:?}");
+
+    // A refused change is not applied and leaves the server as it was.
+    let err = setup.fails(&["domain", "add", "example.test"]);
+    assert!(err.contains("domain example.test already exists"), "{err}");
+    assert!(serve.wait_log(Duration::from_millis(500), applied).is_none());
+}
+
+#[test]
+fn cli_change_reaches_running_server_sqlite() {
+    cli_change_reaches_running_server(&TestDb::sqlite());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_change_reaches_running_server_postgres() {
+    let Some(db) = TestDb::postgres("serve::cli_change_reaches_running_server_postgres").await
+    else {
+        return;
+    };
+    tokio::task::spawn_blocking(move || cli_change_reaches_running_server(&db)).await.unwrap();
+}
+
+#[test]
+fn stops_cleanly_on_sigterm() {
+    let db = TestDb::sqlite();
+    let setup = Setup::new(&db.database);
+    let mut serve = setup.serve();
+    let status = serve.terminate();
+    assert!(status.success(), "serve exited with {status} on SIGTERM");
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let db = TestDb::sqlite();
+    let setup = Setup::new(&db.database);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = setup.command(&["serve"]).env("POSTERN_SUBMISSION_LISTEN", &addr).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot listen for submission on {addr}")), "{err}");
+    assert!(err.contains("another program already listens"), "{err}");
+}
+
+#[test]
+fn a_bad_config_file_names_the_field() {
+    let db = TestDb::sqlite();
+    let setup = Setup::new(&db.database);
+    std::fs::write(setup.config(), "[smtp]\nlisten = [\"localhost:25\"]\n").unwrap();
+    let err = setup.fails(&["serve"]);
+    assert!(err.contains("smtp.listen = \"localhost:25\": is not a socket address"), "{err}");
+}
+
+#[test]
+fn an_unreachable_database_is_a_clear_error() {
+    let db = TestDb::sqlite();
+    let setup = Setup::new(&db.database);
+    // Port 1 on loopback: nothing listens there.
+    let out = setup
+        .command(&["domain", "list"])
+        .env("POSTERN_DATABASE", "postgres://postern:hunter2@127.0.0.1:1/postern")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("postgres://postern:***@127.0.0.1:1/postern"), "{err}");
+    assert!(!err.contains("hunter2"), "the password leaked: {err}");
+}
+
+#[test]
+fn smtp_listeners_refuse_with_421_until_sessions_land() {
+    let db = TestDb::sqlite();
+    let setup = Setup::new(&db.database);
+    let serve = setup.serve();
+    let mut stream = std::net::TcpStream::connect(serve.listeners["smtp"]).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("421 4.3.2 mail.example.test "), "{reply:?}");
+}
