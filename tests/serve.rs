@@ -70,6 +70,8 @@ fn a_port_in_use_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("cannot listen for submission on {addr}")), "{err}");
     assert!(err.contains("another program already listens"), "{err}");
+    assert_eq!(err.matches("Address already in use").count(), 1, "the cause is said once: {err}");
+    assert!(!setup.dir.path().join("data").exists(), "nothing is created when a port is refused");
 }
 
 #[test]

@@ -7,8 +7,9 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ServerError {
-    #[error("cannot listen for {name} on {addr}: {source}{}", bind_hint(*addr, source))]
-    Bind { name: &'static str, addr: SocketAddr, source: std::io::Error },
+    // The io::Error is part of the message, not a `source`: chained, it would print twice.
+    #[error("cannot listen for {name} on {addr}: {io}{}", bind_hint(*addr, io))]
+    Bind { name: &'static str, addr: SocketAddr, io: std::io::Error },
 
     #[error(transparent)]
     Store(#[from] StoreError),

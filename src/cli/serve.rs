@@ -28,10 +28,11 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     let boot = load_boot(config, profile)?;
     init_logging(&boot)?;
 
+    // Ports first: a port we cannot have is an error before anything is created on disk.
+    let listeners = smtp::bind_all(&boot.listeners()).await?;
     create_private_dir(&boot.data_dir)?;
     let store = Store::open(&boot.database).await?;
     let cert = tls::ensure_self_signed(&boot.data_dir.join("tls"), &boot.hostname)?;
-    let listeners = smtp::bind_all(&boot.listeners()).await?;
 
     let shutdown = CancellationToken::new();
     let watcher = store.spawn_watcher(shutdown.clone());

@@ -32,8 +32,7 @@ pub async fn bind_all(
     let mut listeners = Vec::new();
     for (name, addrs) in services {
         for addr in addrs.iter() {
-            let socket =
-                bind(*addr).map_err(|source| ServerError::Bind { name, addr: *addr, source })?;
+            let socket = bind(*addr).map_err(|io| ServerError::Bind { name, addr: *addr, io })?;
             listeners.push(Listener { name, socket });
         }
     }
