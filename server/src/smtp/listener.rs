@@ -1,21 +1,22 @@
 //! Binding the configured SMTP addresses up front (so that a port we cannot have is an error at
-//! start, not a surprise later) and accepting connections until shutdown.
+//! start, not a surprise later) and accepting connections until shutdown, one session each.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use postern_store::model::DomainName;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::io::Io;
+use super::session::Session;
+use super::{ListenerKind, SessionContext};
 use crate::error::ServerError;
 
 /// One bound socket and the service it is for.
 pub struct Listener {
-    /// `smtp`, `submission` or `submissions`.
-    pub name: &'static str,
+    pub kind: ListenerKind,
     pub socket: TcpListener,
 }
 
@@ -31,9 +32,10 @@ pub async fn bind_all(
 ) -> Result<Vec<Listener>, ServerError> {
     let mut listeners = Vec::new();
     for (name, addrs) in services {
+        let kind = ListenerKind::from_name(name).unwrap_or(ListenerKind::Smtp);
         for addr in addrs.iter() {
             let socket = bind(*addr).map_err(|io| ServerError::Bind { name, addr: *addr, io })?;
-            listeners.push(Listener { name, socket });
+            listeners.push(Listener { kind, socket });
         }
     }
     Ok(listeners)
@@ -50,38 +52,64 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-/// Accepts connections on `listeners` until `shutdown`.
-///
-/// SMTP sessions are the next piece of work (issue 3). Until they land, each connection is told
-/// so with a `421` (RFC 5321 §3.8: the server may refuse service at the greeting) and closed,
-/// so a client sees a clear temporary refusal and retries later rather than hanging.
-pub async fn serve(listeners: Vec<Listener>, hostname: DomainName, shutdown: CancellationToken) {
+/// Accepts connections on `listeners` until `shutdown`, running a session for each. Sessions in
+/// progress are left to finish their current exchange and end with the process.
+pub async fn serve(
+    listeners: Vec<Listener>,
+    ctx: Arc<SessionContext>,
+    shutdown: CancellationToken,
+) {
     let mut accepting = JoinSet::new();
     for listener in listeners {
         let shutdown = shutdown.clone();
-        let hostname = hostname.clone();
+        let ctx = ctx.clone();
         accepting.spawn(async move {
             loop {
-                let (mut stream, peer) = tokio::select! {
+                let (stream, peer) = tokio::select! {
                     _ = shutdown.cancelled() => return,
                     accepted = listener.socket.accept() => match accepted {
                         Ok(pair) => pair,
                         Err(e) => {
                             // EMFILE and friends: back off instead of spinning.
-                            tracing::warn!(listener = listener.name, error = %e, "accept failed");
+                            tracing::warn!(listener = listener.kind.name(), error = %e, "accept failed");
                             tokio::time::sleep(Duration::from_millis(100)).await;
                             continue;
                         }
                     }
                 };
-                tracing::info!(listener = listener.name, %peer, "connect");
-                let reply = format!("421 4.3.2 {hostname} Service not available: SMTP sessions are not enabled in this build\r\n");
-                tokio::spawn(async move {
-                    let _ = stream.write_all(reply.as_bytes()).await;
-                    let _ = stream.shutdown().await;
-                });
+                tracing::info!(listener = listener.kind.name(), %peer, "connect");
+                tokio::spawn(start_session(ctx.clone(), listener.kind, peer, stream));
             }
         });
     }
     while accepting.join_next().await.is_some() {}
+}
+
+async fn start_session(
+    ctx: Arc<SessionContext>,
+    kind: ListenerKind,
+    peer: SocketAddr,
+    stream: TcpStream,
+) {
+    let _ = stream.set_nodelay(true);
+    let io = if kind == ListenerKind::Submissions {
+        let Some(acceptor) = ctx.tls.clone() else {
+            tracing::error!(%peer, "port 465 needs a certificate; closing");
+            return;
+        };
+        match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => Io::Tls(Box::new(tls)),
+            Ok(Err(e)) => {
+                tracing::info!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%peer, "TLS handshake timed out");
+                return;
+            }
+        }
+    } else {
+        Io::Plain(stream)
+    };
+    Session::new(ctx, kind, peer, io).run().await;
 }

@@ -1,5 +1,117 @@
-//! The SMTP service: listeners for port 25, submission (587) and submissions (465).
+//! The SMTP service: listeners for port 25, submission (587) and submissions (465), and the
+//! session that speaks ESMTP on each connection.
 
+mod body;
+mod data;
+mod headers;
+mod io;
+mod line;
 mod listener;
+mod reply;
+mod session;
+#[cfg(test)]
+mod tests;
+mod verbs;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
 
 pub use listener::{Listener, bind_all, serve};
+pub use reply::Reply;
+pub use session::{Limits, NOTIFY_DELAY, NOTIFY_FAILURE, NOTIFY_NEVER, NOTIFY_SUCCESS};
+use tokio_rustls::TlsAcceptor;
+
+use crate::engine::Engine;
+
+/// Which service a listener offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// Port 25: mail for our domains, and relaying for trusted networks.
+    Smtp,
+    /// Port 587: STARTTLS, then AUTH before MAIL (RFC 6409).
+    Submission,
+    /// Port 465: TLS from the first byte (RFC 8314), then AUTH before MAIL.
+    Submissions,
+}
+
+impl ListenerKind {
+    pub fn from_name(name: &str) -> Option<ListenerKind> {
+        match name {
+            "smtp" => Some(ListenerKind::Smtp),
+            "submission" => Some(ListenerKind::Submission),
+            "submissions" => Some(ListenerKind::Submissions),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenerKind::Smtp => "smtp",
+            ListenerKind::Submission => "submission",
+            ListenerKind::Submissions => "submissions",
+        }
+    }
+
+    /// The submission ports offer AUTH and require it before MAIL.
+    pub fn takes_auth(self) -> bool {
+        !matches!(self, ListenerKind::Smtp)
+    }
+}
+
+/// A recipient of an accepted message, after alias expansion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedRecipient {
+    pub address: String,
+    /// RFC 3461 ORCPT: `rfc822;` and the address the client gave.
+    pub orcpt: Option<String>,
+    /// RFC 3461 NOTIFY bits ([`NOTIFY_SUCCESS`]…); 0 when not given.
+    pub notify: u8,
+}
+
+/// A message the session has received in full and wants queued.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// The reverse-path, unquoted; `""` for the null sender.
+    pub sender: String,
+    pub recipients: Vec<AcceptedRecipient>,
+    pub envid: Option<String>,
+    /// RET=FULL (`Some(true)`) or RET=HDRS (`Some(false)`).
+    pub ret_full: Option<bool>,
+    pub smtputf8: bool,
+    pub eight_bit: bool,
+    pub received_at: i64,
+    pub client: String,
+    pub auth_user: Option<String>,
+    /// The whole message with our headers, CRLF line ends.
+    pub body: Vec<u8>,
+}
+
+/// Where accepted messages go. `accept` returns the queue ID once the message is durable; only
+/// then does the session reply 250.
+pub trait MessageSink: Send + Sync + 'static {
+    fn accept(
+        &self,
+        message: Accepted,
+    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>>;
+}
+
+/// What every session of a server shares.
+pub struct SessionContext {
+    pub hostname: String,
+    pub engine: Engine,
+    pub sink: std::sync::Arc<dyn MessageSink>,
+    /// STARTTLS and port 465; `None` when no certificate is configured.
+    pub tls: Option<TlsAcceptor>,
+    pub limits: Limits,
+    /// Free space here is checked before MAIL.
+    pub data_dir: PathBuf,
+}
+
+impl SessionContext {
+    /// Free bytes for us in the data directory, if the file system says.
+    pub fn free_disk(&self) -> Option<u64> {
+        let stat = rustix::fs::statvfs(&self.data_dir).ok()?;
+        Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+}

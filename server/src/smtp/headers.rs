@@ -1,0 +1,90 @@
+//! The headers we add to a message: `Received:` (RFC 5321 §4.4, protocol names from RFC 3848),
+//! and for submissions that lack them `Message-ID:` and `Date:` (RFC 5322 §3.6; RFC 6409 §8.2-3).
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc2822;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::session::{Session, Transaction};
+
+fn rfc5322_date() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc2822)
+        .unwrap_or_else(|_| "Thu, 01 Jan 1970 00:00:00 +0000".into())
+}
+
+/// Whether the header block (up to the first empty line) has a field named `name`.
+fn has_header(body: &[u8], name: &[u8]) -> bool {
+    for line in body.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return false;
+        }
+        if line.len() > name.len()
+            && line[name.len()] == b':'
+            && line[..name.len()].eq_ignore_ascii_case(name)
+        {
+            return true;
+        }
+    }
+    false
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    pub(super) fn add_headers(&self, tx: &Transaction, body: Vec<u8>) -> Vec<u8> {
+        let tls = self.conn.get_ref().tls_description();
+        let esmtp = self.helo.as_ref().is_some_and(|(_, e)| *e);
+        let protocol = match (esmtp, tls.is_some(), self.auth.is_some()) {
+            (false, _, _) => "SMTP",
+            (true, false, false) => "ESMTP",
+            (true, true, false) => "ESMTPS",
+            (true, false, true) => "ESMTPA",
+            (true, true, true) => "ESMTPSA",
+        };
+        let date = rfc5322_date();
+        let mut head = format!(
+            "Received: from {}\r\n\tby {} (Postern) with {protocol}",
+            self.client_description(),
+            self.ctx.hostname
+        );
+        if let Some(tls) = tls {
+            head.push_str(&format!("\r\n\t(using {tls})"));
+        }
+        if let Some(user) = &self.auth {
+            head.push_str(&format!("\r\n\t(authenticated as {user})"));
+        }
+        // Naming the recipient only when there is one keeps the others private.
+        if let [only] = tx.recipients.as_slice() {
+            if let [dest] = only.destinations.as_slice() {
+                head.push_str(&format!("\r\n\tfor <{dest}>"));
+            }
+        }
+        head.push_str(&format!("; {date}\r\n"));
+        if self.kind.takes_auth() {
+            if !has_header(&body, b"Message-ID") {
+                let id: u128 = rand::random();
+                head.push_str(&format!("Message-ID: <{id:032x}@{}>\r\n", self.ctx.hostname));
+            }
+            if !has_header(&body, b"Date") {
+                head.push_str(&format!("Date: {date}\r\n"));
+            }
+        }
+        let mut message = Vec::with_capacity(head.len() + body.len());
+        message.extend_from_slice(head.as_bytes());
+        message.extend_from_slice(&body);
+        message
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_header;
+
+    #[test]
+    fn finds_headers_only_in_the_header_block() {
+        let m = b"Subject: x\r\nmessage-id: <a@b>\r\n\r\nDate: not a header\r\n";
+        assert!(has_header(m, b"Message-ID"));
+        assert!(!has_header(m, b"Date"));
+        assert!(!has_header(b"Message-IDx: y\r\n\r\n", b"Message-ID"));
+    }
+}

@@ -1,0 +1,372 @@
+//! One SMTP session: the state of the conversation, the read-dispatch-reply loop with its limits
+//! (line length, error budget, timeouts), and the handing over of accepted messages. Each verb's
+//! handling lives in `verbs/`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postern_store::model::Address;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+
+use super::body::Body;
+use super::io::Io;
+use super::line::{Line, read_line};
+use super::reply::Reply;
+use super::{Accepted, ListenerKind, SessionContext};
+
+/// Notify flags of RCPT (RFC 3461 §4.1), as the queue stores them.
+pub const NOTIFY_SUCCESS: u8 = 1;
+pub const NOTIFY_FAILURE: u8 = 2;
+pub const NOTIFY_DELAY: u8 = 4;
+pub const NOTIFY_NEVER: u8 = 8;
+
+/// Limits of a session. The defaults follow Postfix's.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// `message_size_limit`; announced by SIZE.
+    pub max_message_size: usize,
+    /// `smtpd_recipient_limit`.
+    pub max_recipients: usize,
+    /// `smtpd_hard_error_limit`: after this many errors the session is closed.
+    pub max_errors: u32,
+    /// Longest command line (RFC 5321 §4.5.3.1.4 allows 512; ESMTP parameters need more).
+    pub line_limit: usize,
+    /// Time for one whole command line to arrive (RFC 5321 §4.5.3.2.7: 5 minutes).
+    pub command_timeout: Duration,
+    /// Time for the whole of DATA, or of one BDAT chunk, to arrive; bounds a trickling client.
+    pub data_timeout: Duration,
+    /// MAIL is refused with 452 below this much free space in the data directory.
+    pub min_free_disk: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        let max_message_size = 25 * 1024 * 1024;
+        Limits {
+            max_message_size,
+            max_recipients: 1000,
+            max_errors: 20,
+            line_limit: 2048,
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(600),
+            min_free_disk: 2 * max_message_size as u64,
+        }
+    }
+}
+
+/// A recipient accepted by RCPT.
+#[derive(Debug, Clone)]
+pub(super) struct Recipient {
+    /// Final addresses after alias expansion (one for a plain mailbox or a forward).
+    pub destinations: Vec<String>,
+    /// ORCPT as given, else `rfc822;` and the address the client named.
+    pub orcpt: String,
+    pub notify: u8,
+}
+
+/// One mail transaction, from MAIL to the end of DATA or BDAT LAST.
+pub(super) struct Transaction {
+    pub sender: String,
+    pub envid: Option<String>,
+    pub ret_full: Option<bool>,
+    pub smtputf8: bool,
+    pub eight_bit: bool,
+    pub recipients: Vec<Recipient>,
+    /// A BDAT sequence in progress.
+    pub chunks: Option<Body>,
+    /// A BDAT chunk failed: the transaction is dead until RSET or a new MAIL (RFC 3030 §2).
+    pub failed: bool,
+}
+
+pub(super) struct Session<S> {
+    pub ctx: Arc<SessionContext>,
+    pub kind: ListenerKind,
+    pub peer: SocketAddr,
+    pub conn: BufReader<Io<S>>,
+    out: Vec<u8>,
+    /// The EHLO/HELO name, and whether it was EHLO.
+    pub helo: Option<(String, bool)>,
+    /// The mailbox that authenticated.
+    pub auth: Option<Address>,
+    pub tx: Option<Transaction>,
+    errors: u32,
+    /// Set when the session must end after the pending replies are sent.
+    pub closing: bool,
+}
+
+/// A verb's reply; `None` when the handler has already answered (STARTTLS).
+pub(super) type Handled = std::io::Result<Option<Reply>>;
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    pub fn new(
+        ctx: Arc<SessionContext>,
+        kind: ListenerKind,
+        peer: SocketAddr,
+        io: Io<S>,
+    ) -> Session<S> {
+        Session {
+            ctx,
+            kind,
+            peer,
+            conn: BufReader::with_capacity(16 * 1024, io),
+            out: Vec::with_capacity(1024),
+            helo: None,
+            auth: None,
+            tx: None,
+            errors: 0,
+            closing: false,
+        }
+    }
+
+    /// Speaks SMTP until QUIT, an error limit, a timeout or the client leaves.
+    pub async fn run(mut self) {
+        if let Err(e) = self.converse().await {
+            tracing::debug!(peer = %self.peer, error = %e, "session ended");
+        }
+        let _ = self.conn.get_mut().shutdown().await;
+        tracing::info!(peer = %self.peer, listener = self.kind.name(), "disconnect");
+    }
+
+    async fn converse(&mut self) -> std::io::Result<()> {
+        // RFC 5321 §3.1: the client waits for the greeting. One that talks first is not a
+        // mail client (postscreen's pregreet test); tell it so and close.
+        tokio::task::yield_now().await;
+        if self.input_pending() {
+            self.reply(Reply::new(
+                554,
+                "5.5.0",
+                format!("{} Error: talking before the greeting", self.ctx.hostname),
+            ));
+            return self.flush().await;
+        }
+        self.reply(Reply::plain(220, vec![format!("{} ESMTP Postern", self.ctx.hostname)]));
+        while !self.closing {
+            // PIPELINING (RFC 2920 §3.2): replies to a batch of commands go out together, once
+            // the client has nothing more queued for us.
+            if !self.input_pending() {
+                self.flush().await?;
+            }
+            let line = match tokio::time::timeout(
+                self.ctx.limits.command_timeout,
+                read_line(&mut self.conn, self.ctx.limits.line_limit),
+            )
+            .await
+            {
+                Err(_) => {
+                    self.reply(Reply::new(
+                        421,
+                        "4.4.2",
+                        format!("{} Error: timeout exceeded", self.ctx.hostname),
+                    ));
+                    break;
+                }
+                Ok(line) => line?,
+            };
+            let reply = match line {
+                Line::Eof => return Ok(()),
+                Line::TooLong => Reply::new(500, "5.5.2", "Error: line too long"),
+                Line::Text(text) => match self.command(text).await? {
+                    Some(reply) => reply,
+                    None => continue,
+                },
+            };
+            self.answer(reply);
+        }
+        self.flush().await
+    }
+
+    /// Queues a reply to a command, counting errors toward the session's budget.
+    pub fn answer(&mut self, reply: Reply) {
+        let closes = reply.closes();
+        if reply.is_error() && reply.code != 421 {
+            self.errors += 1;
+        }
+        self.reply(reply);
+        if closes {
+            self.closing = true;
+        } else if self.errors >= self.ctx.limits.max_errors {
+            self.reply(Reply::new(
+                421,
+                "4.7.0",
+                format!("{} Error: too many errors", self.ctx.hostname),
+            ));
+            self.closing = true;
+        }
+    }
+
+    fn reply(&mut self, reply: Reply) {
+        if reply.is_error() {
+            tracing::debug!(peer = %self.peer, %reply, "refused");
+        }
+        reply.write_to(&mut self.out);
+    }
+
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            let out = std::mem::take(&mut self.out);
+            self.conn.get_mut().write_all(&out).await?;
+            self.conn.get_mut().flush().await?;
+            self.out = out;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// True when the client has sent bytes we have not read yet.
+    pub fn input_pending(&mut self) -> bool {
+        if !self.conn.buffer().is_empty() {
+            return true;
+        }
+        // Poll the socket once, without waiting: a later real read registers the real waker.
+        use tokio::io::AsyncBufRead;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::Pin::new(&mut self.conn).poll_fill_buf(&mut cx) {
+            std::task::Poll::Ready(Ok(buf)) => !buf.is_empty(),
+            _ => false,
+        }
+    }
+
+    /// Handles one command line.
+    async fn command(&mut self, line: Vec<u8>) -> Handled {
+        let verb_end = line.iter().position(|&b| b == b' ').unwrap_or(line.len());
+        let verb = String::from_utf8_lossy(&line[..verb_end]).to_ascii_uppercase();
+        match verb.as_str() {
+            // Postfix's smtpd_forbidden_commands: a web client or proxy talking to port 25.
+            "GET" | "POST" | "PUT" | "HEAD" | "CONNECT" | "OPTIONS" => {
+                self.closing = true;
+                return Ok(Some(Reply::new(
+                    221,
+                    "2.7.0",
+                    "Error: I can break rules, too. Goodbye.",
+                )));
+            }
+            // smtp-proto's BDAT parser truncates an overflowing size, which would desynchronise
+            // the session: BDAT is parsed here.
+            "BDAT" => return self.bdat(&line[verb_end..]).await.map(Some),
+            _ => {}
+        }
+        let mut with_lf = line.clone();
+        with_lf.push(b'\n');
+        let request = match smtp_proto::Request::parse(&mut with_lf.iter()) {
+            Ok(request) => request.into_owned(),
+            Err(e) => return Ok(Some(parse_error(e, &verb))),
+        };
+        use smtp_proto::Request;
+        let reply = match request {
+            Request::Ehlo { host } => self.ehlo(&host, true),
+            Request::Helo { host } => self.ehlo(&host, false),
+            Request::Lhlo { .. } => {
+                Reply::new(500, "5.5.1", "Error: this is an SMTP server, not LMTP")
+            }
+            Request::StartTls => return self.starttls().await,
+            Request::Auth { mechanism, initial_response } => {
+                self.auth(mechanism, initial_response).await?
+            }
+            Request::Mail { from } => self.mail(from),
+            Request::Rcpt { to } => self.rcpt(to, &line),
+            Request::Data => self.data().await?,
+            Request::Rset => {
+                self.reset();
+                Reply::new(250, "2.0.0", "Ok")
+            }
+            Request::Noop { .. } => Reply::new(250, "2.0.0", "Ok"),
+            Request::Quit => Reply::new(221, "2.0.0", "Bye"),
+            // RFC 5321 §3.5.3: 252 rather than confirming which addresses exist.
+            Request::Vrfy { .. } => Reply::new(252, "2.0.0", "Send some mail, I'll try my best"),
+            Request::Expn { .. } => Reply::new(502, "5.5.1", "Error: EXPN is not supported"),
+            Request::Help { .. } => Reply::new(214, "2.0.0", "See RFC 5321"),
+            Request::Bdat { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Burl { .. } => Reply::new(502, "5.5.1", "Error: command not implemented"),
+        };
+        Ok(Some(reply))
+    }
+
+    /// Ends the transaction: RSET, a new HELO, or after a message was accepted or refused.
+    pub fn reset(&mut self) {
+        self.tx = None;
+    }
+
+    /// Hands an accepted message to the queue; `250` only once it is durable.
+    pub async fn accept_message(&mut self, tx: Transaction, body: Vec<u8>) -> Reply {
+        let received_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let recipients = tx
+            .recipients
+            .iter()
+            .flat_map(|r| {
+                r.destinations.iter().map(move |d| super::AcceptedRecipient {
+                    address: d.clone(),
+                    orcpt: Some(r.orcpt.clone()),
+                    notify: r.notify,
+                })
+            })
+            .collect();
+        let size = body.len();
+        let message = Accepted {
+            sender: tx.sender.clone(),
+            recipients,
+            envid: tx.envid,
+            ret_full: tx.ret_full,
+            smtputf8: tx.smtputf8,
+            eight_bit: tx.eight_bit,
+            received_at,
+            client: self.client_description(),
+            auth_user: self.auth.as_ref().map(ToString::to_string),
+            body,
+        };
+        let rcpt_count = message.recipients.len();
+        match self.ctx.sink.accept(message).await {
+            Ok(id) => {
+                tracing::info!(
+                    queue_id = %id,
+                    from = %tx.sender,
+                    nrcpt = rcpt_count,
+                    size,
+                    client = %self.client_description(),
+                    "accepted"
+                );
+                Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, client = %self.client_description(), "cannot queue a message");
+                Reply::new(451, "4.3.0", "Error: queue file write error, try again later")
+            }
+        }
+    }
+
+    /// `helo ([ip])`, for logs, the queue and the Received: header.
+    pub fn client_description(&self) -> String {
+        let helo = self.helo.as_ref().map(|(h, _)| h.as_str()).unwrap_or("unknown");
+        format!("{helo} ([{}])", self.peer.ip())
+    }
+}
+
+/// The reply to a command smtp-proto could not parse.
+fn parse_error(error: smtp_proto::Error, verb: &str) -> Reply {
+    use smtp_proto::Error as E;
+    match error {
+        E::UnknownCommand => Reply::new(500, "5.5.2", "Error: command not recognized"),
+        E::InvalidSenderAddress => Reply::new(501, "5.1.7", "Bad sender address syntax"),
+        E::InvalidRecipientAddress => Reply::new(501, "5.1.3", "Bad recipient address syntax"),
+        E::SyntaxError { syntax } => Reply::new(501, "5.5.4", format!("Syntax: {syntax}")),
+        // A SIZE that does not fit (20 digits) is, whatever its value, over our limit.
+        E::InvalidParameter { param: "SIZE" } if verb == "MAIL" => {
+            Reply::new(552, "5.3.4", "Message size exceeds fixed limit")
+        }
+        E::InvalidParameter { param } => {
+            Reply::new(501, "5.5.4", format!("Invalid {param} parameter"))
+        }
+        // RFC 5321 §4.1.1.11: 555 for an unrecognised MAIL or RCPT parameter.
+        E::UnsupportedParameter { param } => {
+            Reply::new(555, "5.5.4", format!("Unsupported parameter {param}"))
+        }
+        E::NeedsMoreData { .. } | E::ResponseTooLong | E::InvalidResponse { .. } => {
+            Reply::new(500, "5.5.2", "Error: bad syntax")
+        }
+    }
+}

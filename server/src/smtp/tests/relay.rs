@@ -1,0 +1,75 @@
+//! The relay decision: strangers may send only to our domains; our users and trusted networks
+//! may send anywhere; tricks in the address never turn a local address into a relay.
+
+use super::*;
+
+const SMTP: ListenerKind = ListenerKind::Smtp;
+
+#[tokio::test]
+async fn strangers_cannot_relay() {
+    let server = Server::new().await;
+    let mut c = server.connect(SMTP, "192.0.2.10").await;
+    c.expect("EHLO client.test", "250").await;
+    c.expect("MAIL FROM:<x@remote.test>", "250").await;
+    c.expect(
+        "RCPT TO:<victim@elsewhere.test>",
+        "554 5.7.1 <victim@elsewhere.test>: Relay access denied",
+    )
+    .await;
+    c.expect("RCPT TO:<x@relay.test>", "250").await;
+    c.expect("RCPT TO:<nobody@example.test>", "550 5.1.1").await;
+    c.expect("RCPT TO:<off@example.test>", "550 5.2.1").await;
+}
+
+#[tokio::test]
+async fn address_tricks_stay_local() {
+    let server = Server::new().await;
+    let mut c = server.connect(SMTP, "192.0.2.10").await;
+    c.expect("EHLO client.test", "250").await;
+    c.expect("MAIL FROM:<x@remote.test>", "250").await;
+    for trick in [
+        "<victim%elsewhere.test@example.test>",
+        "<elsewhere.test!victim@example.test>",
+        "<\"victim@elsewhere.test\"@example.test>",
+        "<`id`${HOME}@example.test>",
+    ] {
+        c.expect(&format!("RCPT TO:{trick}"), "550 5.1.1").await;
+    }
+    // Shell syntax is plain (invalid) data: refused as syntax, never expanded.
+    c.expect("RCPT TO:<$(reboot)@example.test>", "501 5.1.3").await;
+    c.expect("RCPT TO:<a;reboot@example.test>", "501 5.1.3").await;
+    // A source route is ignored (RFC 5321 §3.6.1): the mailbox after the colon decides.
+    c.expect("RCPT TO:<@elsewhere.test:ann@example.test>", "250").await;
+    c.expect("RCPT TO:<@example.test:victim@elsewhere.test>", "554 5.7.1").await;
+    c.expect("RCPT TO:<victim@[192.0.2.99]>", "501 5.1.3").await;
+}
+
+#[tokio::test]
+async fn trusted_networks_relay() {
+    let server = Server::new().await;
+    let mut c = server.connect(SMTP, "127.0.0.1").await;
+    c.expect("EHLO client.test", "250").await;
+    c.expect("MAIL FROM:<app@example.test>", "250").await;
+    c.expect("RCPT TO:<Someone@Elsewhere.test>", "250").await;
+    c.expect("DATA", "354").await;
+    c.send(b"Subject: r\r\n\r\nr\r\n").await;
+    c.expect(".", "250").await;
+    assert_eq!(
+        server.accepted()[0].recipients[0].address,
+        "Someone@Elsewhere.test",
+        "kept as spelled"
+    );
+}
+
+#[tokio::test]
+async fn the_postmaster_is_always_reachable() {
+    let server = Server::new().await;
+    let store_postmaster = "postmaster@mail.example.test";
+    let mut c = server.connect(SMTP, "192.0.2.10").await;
+    c.expect("EHLO client.test", "250").await;
+    c.expect("MAIL FROM:<x@remote.test>", "250").await;
+    // mail.example.test is not one of our domains here, so <postmaster> maps to a relay attempt.
+    let reply = c.cmd("RCPT TO:<Postmaster>").await;
+    assert!(reply.contains(store_postmaster), "{reply}");
+    c.expect("RCPT TO:<>", "501 5.1.3").await;
+}

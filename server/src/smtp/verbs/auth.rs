@@ -1,0 +1,169 @@
+//! AUTH (RFC 4954) with PLAIN (RFC 4616) and LOGIN, only under TLS and only on the submission
+//! ports, checked against the mailboxes' argon2id hashes.
+
+use std::sync::OnceLock;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use postern_store::model::{Address, PasswordHash};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::smtp::line::{Line, read_line};
+use crate::smtp::reply::Reply;
+use crate::smtp::session::Session;
+
+/// RFC 4954 §4: a client response may be up to 12288 octets.
+const RESPONSE_LIMIT: usize = 12288;
+
+/// Why an exchange ended without credentials to check.
+enum Abort {
+    Reply(Reply),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for Abort {
+    fn from(e: std::io::Error) -> Abort {
+        Abort::Io(e)
+    }
+}
+
+fn malformed() -> Abort {
+    Abort::Reply(Reply::new(501, "5.5.2", "Error: malformed authentication response"))
+}
+
+fn invalid() -> Reply {
+    Reply::new(535, "5.7.8", "Error: authentication failed")
+}
+
+/// A hash to verify against when the user does not exist, so that an unknown user takes as long
+/// as a wrong password and the reply cannot tell them apart.
+fn decoy() -> &'static PasswordHash {
+    static DECOY: OnceLock<PasswordHash> = OnceLock::new();
+    DECOY.get_or_init(|| {
+        PasswordHash::create("postern decoy password").expect("hashing a constant works")
+    })
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    pub(in crate::smtp) async fn auth(
+        &mut self,
+        mechanism: u64,
+        initial: String,
+    ) -> std::io::Result<Reply> {
+        if !self.kind.takes_auth() {
+            return Ok(Reply::new(503, "5.5.1", "Error: authentication not enabled on this port"));
+        }
+        if !self.conn.get_ref().is_tls() {
+            return Ok(Reply::new(530, "5.7.0", "Must issue a STARTTLS command first"));
+        }
+        if self.helo.is_none() {
+            return Ok(Reply::new(503, "5.5.1", "Error: send EHLO first"));
+        }
+        if self.auth.is_some() {
+            return Ok(Reply::new(503, "5.5.1", "Error: already authenticated"));
+        }
+        if self.tx.is_some() {
+            return Ok(Reply::new(503, "5.5.1", "Error: MAIL transaction in progress"));
+        }
+        let credentials = match mechanism {
+            smtp_proto::AUTH_PLAIN => self.plain(initial).await,
+            smtp_proto::AUTH_LOGIN => self.login(initial).await,
+            _ => {
+                return Ok(Reply::new(504, "5.5.4", "Error: unsupported authentication mechanism"));
+            }
+        };
+        let (user, password) = match credentials {
+            Ok(c) => c,
+            Err(Abort::Reply(reply)) => return Ok(reply),
+            Err(Abort::Io(e)) => return Err(e),
+        };
+        let Ok(address) = user.parse::<Address>() else {
+            self.verify(None, password).await;
+            return Ok(invalid());
+        };
+        let hash = {
+            let snapshot = self.ctx.engine.snapshot();
+            snapshot
+                .config
+                .mailboxes
+                .get(&address)
+                .filter(|m| m.enabled)
+                .map(|m| m.password_hash.clone())
+        };
+        if self.verify(hash, password).await {
+            tracing::info!(peer = %self.peer, user = %address, "authenticated");
+            self.auth = Some(address);
+            Ok(Reply::new(235, "2.7.0", "Authentication successful"))
+        } else {
+            tracing::warn!(peer = %self.peer, user = %address, "authentication failed");
+            Ok(invalid())
+        }
+    }
+
+    async fn verify(&self, hash: Option<PasswordHash>, password: String) -> bool {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| decoy().clone());
+        let ok = tokio::task::spawn_blocking(move || hash.verify(&password)).await.unwrap_or(false);
+        ok && known
+    }
+
+    /// Sends a 334 challenge and reads the client's base64 answer.
+    async fn challenge(&mut self, text: &str) -> Result<Vec<u8>, Abort> {
+        self.answer(Reply::plain(334, vec![text.to_string()]));
+        self.flush().await?;
+        let line = match tokio::time::timeout(
+            self.ctx.limits.command_timeout,
+            read_line(&mut self.conn, RESPONSE_LIMIT),
+        )
+        .await
+        {
+            Err(_) => {
+                return Err(Abort::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "AUTH timed out",
+                )));
+            }
+            Ok(line) => line?,
+        };
+        match line {
+            Line::Eof => Err(Abort::Io(std::io::ErrorKind::UnexpectedEof.into())),
+            Line::TooLong => Err(malformed()),
+            Line::Text(t) if t == b"*" => {
+                Err(Abort::Reply(Reply::new(501, "5.0.0", "Error: authentication cancelled")))
+            }
+            Line::Text(t) => BASE64.decode(&t).map_err(|_| malformed()),
+        }
+    }
+
+    /// PLAIN: `authzid NUL authcid NUL password`, in the initial response or after a 334.
+    async fn plain(&mut self, initial: String) -> Result<(String, String), Abort> {
+        let decoded = match initial.as_str() {
+            "" => self.challenge("").await?,
+            // RFC 4954 §4: "=" is an empty initial response.
+            "=" => Vec::new(),
+            text => BASE64.decode(text).map_err(|_| malformed())?,
+        };
+        let parts: Vec<&[u8]> = decoded.split(|&b| b == 0).collect();
+        let [authzid, authcid, password] = parts.as_slice() else { return Err(malformed()) };
+        let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| malformed());
+        let (authzid, authcid, password) = (text(authzid)?, text(authcid)?, text(password)?);
+        // We act for no one else: an authorisation identity other than the user is refused.
+        if !authzid.is_empty() && !authzid.eq_ignore_ascii_case(&authcid) {
+            return Err(Abort::Reply(invalid()));
+        }
+        Ok((authcid, password))
+    }
+
+    /// LOGIN: the user name and the password, each after its own 334 prompt.
+    async fn login(&mut self, initial: String) -> Result<(String, String), Abort> {
+        let user = match initial.as_str() {
+            "" => self.challenge("VXNlcm5hbWU6").await?,
+            text => BASE64.decode(text).map_err(|_| malformed())?,
+        };
+        let password = self.challenge("UGFzc3dvcmQ6").await?;
+        let text = |b: Vec<u8>| {
+            String::from_utf8(b).ok().filter(|s| !s.contains('\0')).ok_or_else(malformed)
+        };
+        Ok((text(user)?, text(password)?))
+    }
+}

@@ -1,0 +1,67 @@
+//! DATA (RFC 5321 §4.1.1.4): read the body to `<CRLF>.<CRLF>`, check it, queue it.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::smtp::body::{Body, BodyError};
+use crate::smtp::data::read_data;
+use crate::smtp::reply::Reply;
+use crate::smtp::session::{Session, Transaction};
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    pub(in crate::smtp) async fn data(&mut self) -> std::io::Result<Reply> {
+        let Some(tx) = &self.tx else {
+            return Ok(Reply::new(503, "5.5.1", "Error: need RCPT command"));
+        };
+        if tx.failed || tx.chunks.is_some() {
+            return Ok(Reply::new(503, "5.5.1", "Error: DATA after BDAT; send RSET"));
+        }
+        if tx.recipients.is_empty() {
+            return Ok(Reply::new(554, "5.5.1", "Error: no valid recipients"));
+        }
+        self.answer(Reply::new(354, "2.0.0", "End data with <CR><LF>.<CR><LF>"));
+        self.flush().await?;
+        let mut body = Body::new(self.ctx.limits.max_message_size);
+        let read = tokio::time::timeout(
+            self.ctx.limits.data_timeout,
+            read_data(&mut self.conn, &mut body),
+        )
+        .await;
+        let tx = self.tx.take().expect("checked above");
+        match read {
+            Err(_) => {
+                self.closing = true;
+                return Ok(Reply::new(
+                    421,
+                    "4.4.2",
+                    format!("{} Error: timeout exceeded", self.ctx.hostname),
+                ));
+            }
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(Err(e)) => return Err(e),
+        }
+        Ok(self.finish_message(tx, body).await)
+    }
+
+    /// Checks a complete body, adds our headers and queues it. The transaction is over either way.
+    pub(in crate::smtp) async fn finish_message(&mut self, tx: Transaction, body: Body) -> Reply {
+        let body = match body.finish() {
+            Ok(body) => body,
+            Err(e) => return body_error(e),
+        };
+        let message = self.add_headers(&tx, body);
+        self.accept_message(tx, message).await
+    }
+}
+
+pub(in crate::smtp) fn body_error(error: BodyError) -> Reply {
+    match error {
+        BodyError::TooBig => Reply::new(552, "5.3.4", "Message size exceeds fixed limit"),
+        // Refused, not repaired: a bare line ending is how SMTP smuggling starts.
+        BodyError::BareLineEnding => {
+            Reply::new(550, "5.5.2", "Error: message contains a bare CR or LF")
+        }
+        BodyError::Nul => Reply::new(550, "5.6.0", "Error: message contains a NUL character"),
+        BodyError::Loop => Reply::new(554, "5.4.6", "Error: too many Received: headers, mail loop"),
+    }
+}

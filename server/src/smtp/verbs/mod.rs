@@ -1,0 +1,9 @@
+//! One file per SMTP verb, each an `impl Session` block.
+
+mod auth;
+mod bdat;
+mod data;
+mod ehlo;
+mod mail;
+mod rcpt;
+mod starttls;
