@@ -3,8 +3,10 @@
 
 pub mod engine;
 mod error;
+pub mod queue;
 pub mod smtp;
 pub mod tls;
 
 pub use engine::{Engine, Snapshot};
 pub use error::ServerError;
+pub use queue::{Queue, QueueError};

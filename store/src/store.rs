@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::database::Database;
 use crate::error::{Result, StoreError};
-use crate::model::Config;
+use crate::model::{Config, QueueId};
 use crate::{postgres, repo, sqlite};
 
 /// A cheap, cloneable handle on the store.
@@ -27,6 +27,10 @@ pub(crate) struct Inner {
     /// The newest revision this process knows of: set by local commits at once, and by the
     /// watcher for commits made elsewhere.
     pub(crate) revision: watch::Sender<i64>,
+    /// The newest queue event this process wrote (see `repo::queue`).
+    pub(crate) queue_event: watch::Sender<i64>,
+    /// The last queue ID this process made: the next one must be greater.
+    pub(crate) last_queue_id: std::sync::Mutex<Option<QueueId>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -76,7 +80,16 @@ impl Store {
         };
         let current = read_revision(&pool).await?;
         let (revision, _) = watch::channel(current);
-        Ok(Store { inner: Arc::new(Inner { pool, database: database.clone(), revision }) })
+        let (queue_event, _) = watch::channel(0);
+        Ok(Store {
+            inner: Arc::new(Inner {
+                pool,
+                database: database.clone(),
+                revision,
+                queue_event,
+                last_queue_id: std::sync::Mutex::new(None),
+            }),
+        })
     }
 
     pub fn database(&self) -> &Database {

@@ -8,6 +8,7 @@ mod mailbox;
 mod name;
 mod network;
 mod password;
+mod queue;
 mod transport;
 
 pub use alias::{Alias, AliasSource, MAX_DESTINATIONS};
@@ -19,6 +20,11 @@ pub use mailbox::{Mailbox, MailboxUpdate, NewMailbox};
 pub use name::{Address, DomainName};
 pub use network::{TrustedNetwork, parse_cidr};
 pub use password::{MIN_PASSWORD_LEN, PasswordHash};
+pub use queue::{
+    BOUNCED_BY_ADMIN, BadQueueId, DamagedEntry, DeliveryResult, DsnRet, NewMessage, NewRecipient,
+    Notify, Outcome, Page, QueueAction, QueueEvent, QueueFilter, QueueId, QueuePage, QueuedMessage,
+    QueuedRecipient, RecipientStatus, Selection, WorkSet,
+};
 pub use transport::{
     Host, LmtpTarget, SmtpCredentials, TlsPolicy, Transport, TransportPattern, TransportRule,
 };

@@ -6,5 +6,7 @@ pub(crate) mod config;
 pub mod domains;
 pub(crate) mod mailboxes;
 pub(crate) mod networks;
+pub(crate) mod queue;
+mod queue_rows;
 mod rows;
 pub(crate) mod transports;

@@ -5,6 +5,7 @@ mod audit;
 mod changes;
 mod domains;
 mod mailboxes;
+mod queue;
 mod transports_networks;
 
 use crate::Store;

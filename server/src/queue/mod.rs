@@ -1,0 +1,100 @@
+//! The durable queue as the SMTP session sees it: `enqueue` returns once the message is
+//! committed. One writer task commits whatever sessions are waiting in a single transaction
+//! (group commit), so that many messages share one fsync.
+
+mod writer;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use postern_store::model::{NewMessage, QueueId};
+use postern_store::{Store, StoreError};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Most messages one transaction takes.
+pub const MAX_BATCH_MESSAGES: usize = 256;
+/// A batch stops taking more once its bodies reach this size (the last may cross it).
+pub const MAX_BATCH_BYTES: usize = 8 << 20;
+/// Sessions waiting beyond this many messages wait to hand theirs over: back-pressure.
+const CHANNEL_DEPTH: usize = 4 * MAX_BATCH_MESSAGES;
+
+/// Why a message was not queued. Either way nothing of it is stored, and the session answers
+/// `451 4.3.0`.
+#[derive(Debug, Clone, Error)]
+pub enum QueueError {
+    /// The store refused the message or the transaction failed; shared by every message of
+    /// the batch.
+    #[error("queue write failed: {0}")]
+    Store(Arc<StoreError>),
+
+    #[error("the queue is shutting down")]
+    Closed,
+}
+
+/// What the writer has committed so far, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct QueueStats {
+    /// Transactions committed.
+    pub batches: AtomicU64,
+    pub messages: AtomicU64,
+    /// Transactions that failed.
+    pub failed_batches: AtomicU64,
+}
+
+struct Job {
+    message: NewMessage,
+    reply: oneshot::Sender<Result<QueueId, QueueError>>,
+}
+
+/// A cheap, cloneable handle on the queue writer.
+#[derive(Clone)]
+pub struct Queue {
+    jobs: mpsc::Sender<Job>,
+    stats: Arc<QueueStats>,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("stats", &self.stats).finish()
+    }
+}
+
+impl Queue {
+    /// Starts the writer for `node` (this machine's hostname). On `shutdown` it stops taking
+    /// messages, commits those already handed over, and ends.
+    pub fn start(
+        store: Store,
+        node: String,
+        shutdown: CancellationToken,
+    ) -> (Queue, JoinHandle<()>) {
+        let (jobs, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let stats = Arc::new(QueueStats::default());
+        let task = tokio::spawn(writer::run(store, node, rx, stats.clone(), shutdown));
+        (Queue { jobs, stats }, task)
+    }
+
+    /// Queues `m` and returns its ID once it is durable; only then may the session say `250`.
+    pub async fn enqueue(&self, m: NewMessage) -> Result<QueueId, QueueError> {
+        // Refused here, a bad message fails alone instead of failing its whole batch.
+        m.check().map_err(|e| QueueError::Store(Arc::new(e)))?;
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job { message: m, reply }).await.map_err(|_| QueueError::Closed)?;
+        // A writer that ends without answering (a panic) never committed the message.
+        answer.await.unwrap_or(Err(QueueError::Closed))
+    }
+
+    pub fn stats(&self) -> &QueueStats {
+        &self.stats
+    }
+
+    /// Transactions committed so far.
+    pub fn batches(&self) -> u64 {
+        self.stats.batches.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,81 @@
+//! The group-commit writer task: takes everything waiting, commits it with one `queue_insert`,
+//! then answers each waiting session, never before the commit.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use postern_store::Store;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Job, MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, QueueError, QueueStats};
+
+pub(super) async fn run(
+    store: Store,
+    node: String,
+    mut jobs: mpsc::Receiver<Job>,
+    stats: Arc<QueueStats>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            // Sessions still hand over messages until shutdown, so these come first.
+            biased;
+            job = jobs.recv() => job,
+            _ = shutdown.cancelled() => {
+                // Sessions that handed a message over are waiting for their answer: refuse new
+                // ones, and commit what is already in the channel.
+                jobs.close();
+                while let Some(job) = jobs.recv().await {
+                    let batch = take_batch(job, &mut jobs);
+                    commit(&store, &node, batch, &stats).await;
+                }
+                return;
+            }
+        };
+        let Some(first) = first else { return };
+        let batch = take_batch(first, &mut jobs);
+        commit(&store, &node, batch, &stats).await;
+    }
+}
+
+/// `first` and whatever else is already waiting, up to the batch caps.
+fn take_batch(first: Job, jobs: &mut mpsc::Receiver<Job>) -> Vec<Job> {
+    let mut bytes = first.message.body.len();
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
+        match jobs.try_recv() {
+            Ok(job) => {
+                bytes += job.message.body.len();
+                batch.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+async fn commit(store: &Store, node: &str, batch: Vec<Job>, stats: &QueueStats) {
+    let count = batch.len();
+    let (messages, replies): (Vec<_>, Vec<_>) =
+        batch.into_iter().map(|job| (job.message, job.reply)).unzip();
+    match store.queue_insert(node, messages).await {
+        Ok(ids) => {
+            stats.batches.fetch_add(1, Ordering::Relaxed);
+            stats.messages.fetch_add(count as u64, Ordering::Relaxed);
+            for (reply, id) in replies.into_iter().zip(ids) {
+                // A session that has gone away no longer needs its answer; the message is
+                // queued all the same, as a Postfix message is when the client drops after DATA.
+                let _ = reply.send(Ok(id));
+            }
+        }
+        Err(e) => {
+            stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, messages = count, "cannot write to the queue");
+            let e = QueueError::Store(Arc::new(e));
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}

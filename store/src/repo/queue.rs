@@ -1,0 +1,457 @@
+//! The durable mail queue: group inserts, the engine's start-up load and its batched delivery
+//! bookkeeping, the console's paginated list, and administrator actions that leave an event.
+//! None of it touches the configuration revision or the audit log.
+
+use std::collections::BTreeSet;
+
+use sqlx::{Any, Row, Transaction};
+
+use super::queue_rows::{self as rows, bind_filter, recipient_domain};
+use crate::error::{Result, StoreError};
+use crate::model::{
+    BOUNCED_BY_ADMIN, DamagedEntry, DeliveryResult, NewMessage, Outcome, Page, QueueAction,
+    QueueEvent, QueueFilter, QueueId, QueuePage, QueuedMessage, RecipientStatus, Selection,
+    WorkSet,
+};
+use crate::store::{Store, now};
+
+/// A queue write in progress. Like [`crate::store::Change`], it is always ended explicitly.
+struct QueueTx {
+    tx: Transaction<'static, Any>,
+    last_event: Option<i64>,
+}
+
+impl NewMessage {
+    /// What the store refuses in a new message; the group-commit writer checks each message
+    /// with this first, so that one bad message cannot fail the others of its batch.
+    pub fn check(&self) -> Result<()> {
+        if self.recipients.is_empty() {
+            return Err(StoreError::invalid(
+                "recipients",
+                "a message needs at least one recipient",
+            ));
+        }
+        if self.recipients.len() > u32::MAX as usize {
+            return Err(StoreError::invalid("recipients", "too many"));
+        }
+        if i64::try_from(self.body.len()).is_err() {
+            return Err(StoreError::invalid("body", "too large"));
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    async fn queue_tx(&self) -> Result<QueueTx> {
+        let tx = if self.is_postgres() {
+            self.pool().begin().await?
+        } else {
+            // Take the write lock at once: a read-then-write transaction would have to upgrade,
+            // and SQLite refuses an upgrade (SQLITE_BUSY) when another commit came in between.
+            self.pool().begin_with("BEGIN IMMEDIATE").await?
+        };
+        Ok(QueueTx { tx, last_event: None })
+    }
+
+    /// Commits on `Ok` (announcing any events), rolls back at once on an error.
+    async fn queue_finish<T>(&self, mut qtx: QueueTx, result: Result<T>) -> Result<T> {
+        match result {
+            Ok(value) => {
+                if qtx.last_event.is_some() && self.is_postgres() {
+                    // Sent on commit only. No payload, as for `postern_config`: the engine reads
+                    // `queue_events` after the last id it saw.
+                    if let Err(e) = sqlx::query("NOTIFY postern_queue").execute(&mut *qtx.tx).await
+                    {
+                        if let Err(rollback) = qtx.tx.rollback().await {
+                            tracing::warn!(error = %rollback, "rollback of a queue write failed");
+                        }
+                        return Err(e.into());
+                    }
+                }
+                qtx.tx.commit().await?;
+                if let Some(event) = qtx.last_event {
+                    self.inner.queue_event.send_if_modified(|known| {
+                        let newer = event > *known;
+                        if newer {
+                            *known = event;
+                        }
+                        newer
+                    });
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                if let Err(rollback) = qtx.tx.rollback().await {
+                    tracing::warn!(error = %rollback, "rollback of a queue write failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn next_queue_id(&self) -> QueueId {
+        let mut last = self.inner.last_queue_id.lock().unwrap_or_else(|p| p.into_inner());
+        let id = QueueId::next_after(*last);
+        *last = Some(id);
+        id
+    }
+
+    /// Queues every message of `batch` in one transaction (one fsync), envelope, body and
+    /// recipients together, for delivery by `node`. Returns their IDs in order; on an error
+    /// none of them is queued.
+    pub async fn queue_insert(&self, node: &str, batch: Vec<NewMessage>) -> Result<Vec<QueueId>> {
+        for m in &batch {
+            m.check()?;
+        }
+        let ids: Vec<QueueId> = batch.iter().map(|_| self.next_queue_id()).collect();
+        let mut qtx = self.queue_tx().await?;
+        let at = now();
+        let result: Result<()> = async {
+            for (id, m) in ids.iter().zip(&batch) {
+                let id = id.to_string();
+                sqlx::query(
+                    "INSERT INTO queue_messages (id, node, sender, envid, ret, smtputf8, eight_bit, \
+                     size, received_at, client, auth_user, held, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12)",
+                )
+                .bind(&id)
+                .bind(node)
+                .bind(&m.sender)
+                .bind(&m.envid)
+                .bind(m.ret.map(|r| r.as_str()))
+                .bind(i64::from(m.smtputf8))
+                .bind(i64::from(m.eight_bit))
+                .bind(m.body.len() as i64)
+                .bind(m.received_at)
+                .bind(&m.client)
+                .bind(&m.auth_user)
+                .bind(at)
+                .execute(&mut *qtx.tx)
+                .await?;
+                sqlx::query("INSERT INTO queue_bodies (message_id, body) VALUES ($1, $2)")
+                    .bind(&id)
+                    .bind(m.body.as_slice())
+                    .execute(&mut *qtx.tx)
+                    .await?;
+                for (index, r) in m.recipients.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO queue_recipients (message_id, idx, address, domain, orcpt, \
+                         notify, status, attempts, next_attempt_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7)",
+                    )
+                    .bind(&id)
+                    .bind(index as i64)
+                    .bind(&r.address)
+                    .bind(recipient_domain(&r.address))
+                    .bind(&r.orcpt)
+                    .bind(i64::from(r.notify.0))
+                    .bind(at)
+                    .execute(&mut *qtx.tx)
+                    .await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        self.queue_finish(qtx, result).await?;
+        Ok(ids)
+    }
+
+    /// What `node`'s engine has to work on at start-up: every message it accepted that is not
+    /// held, without bodies. That is the messages with recipients still to try, and any whose
+    /// recipients have all failed (bounced by an administrator) and still owe the sender a DSN.
+    /// Rows the model cannot read come back in `damaged`, not as an error.
+    pub async fn queue_load_work(&self, node: &str) -> Result<WorkSet> {
+        let mut tx = self.pool().begin().await?;
+        if self.is_postgres() {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let messages = sqlx::query(rows::WORK_MESSAGES).bind(node).fetch_all(&mut *tx).await;
+        let recipients = sqlx::query(rows::WORK_RECIPIENTS).bind(node).fetch_all(&mut *tx).await;
+        tx.rollback().await?;
+        let (messages, damaged) = rows::assemble(&messages?, &recipients?);
+        Ok(WorkSet { messages, damaged })
+    }
+
+    /// A queued message's body, or `None` if it is no longer queued.
+    pub async fn queue_body(&self, id: QueueId) -> Result<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar("SELECT body FROM queue_bodies WHERE message_id = $1")
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    /// Records a batch of per-recipient outcomes in one transaction, and removes (with their
+    /// bodies) the messages of the batch that have nothing left to try. Returns those removed.
+    pub async fn queue_record_results(&self, results: &[DeliveryResult]) -> Result<Vec<QueueId>> {
+        if results.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut qtx = self.queue_tx().await?;
+        let result: Result<Vec<QueueId>> = async {
+            let mut touched = BTreeSet::new();
+            for r in results {
+                let (status, reply, next) = match &r.outcome {
+                    Outcome::Delivered { reply } => (RecipientStatus::Delivered, reply, r.at),
+                    Outcome::Failed { reply } => (RecipientStatus::Failed, reply, r.at),
+                    Outcome::Deferred { reply, next_attempt_at } => {
+                        (RecipientStatus::Deferred, reply, *next_attempt_at)
+                    }
+                };
+                sqlx::query(
+                    "UPDATE queue_recipients SET status = $3, attempts = attempts + 1, \
+                     last_attempt_at = $4, next_attempt_at = $5, last_error = $6, updated_at = $4 \
+                     WHERE message_id = $1 AND idx = $2",
+                )
+                .bind(r.id.to_string())
+                .bind(i64::from(r.recipient))
+                .bind(status.as_str())
+                .bind(r.at)
+                .bind(next)
+                .bind(reply)
+                .execute(&mut *qtx.tx)
+                .await?;
+                touched.insert(r.id);
+            }
+            let mut removed = Vec::new();
+            for id in touched {
+                let done = sqlx::query(
+                    "DELETE FROM queue_messages WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM \
+                     queue_recipients r WHERE r.message_id = $1 AND r.status IN ('pending', 'deferred'))",
+                )
+                .bind(id.to_string())
+                .execute(&mut *qtx.tx)
+                .await?;
+                if done.rows_affected() > 0 {
+                    removed.push(id);
+                }
+            }
+            Ok(removed)
+        }
+        .await;
+        self.queue_finish(qtx, result).await
+    }
+
+    /// One page of the messages matching `filter`, in ID (arrival) order, with the total count.
+    pub async fn queue_list(&self, filter: &QueueFilter, page: Page) -> Result<QueuePage> {
+        let limit = i64::from(page.limit.max(1));
+        let mut tx = self.pool().begin().await?;
+        if self.is_postgres() {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let read: Result<_> = async {
+            let messages = bind_filter(sqlx::query(rows::LIST_PAGE), filter, page.after)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+            let recipients =
+                bind_filter(sqlx::query(rows::LIST_PAGE_RECIPIENTS), filter, page.after)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let total: i64 = bind_filter(sqlx::query(rows::COUNT), filter, None)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+            Ok((messages, recipients, total))
+        }
+        .await;
+        tx.rollback().await?;
+        let (messages, recipients, total) = read?;
+        let full = messages.len() as i64 == limit;
+        let next = if full {
+            messages.last().and_then(|row| rows::raw_id(row, "id").parse().ok())
+        } else {
+            None
+        };
+        let (messages, damaged) = rows::assemble(&messages, &recipients);
+        Ok(QueuePage { messages, damaged, total: total.max(0) as u64, next })
+    }
+
+    /// One message with its recipients, or `None` if it is not queued.
+    pub async fn queue_show(&self, id: QueueId) -> Result<Option<QueuedMessage>> {
+        let mut tx = self.pool().begin().await?;
+        let read: Result<_> = async {
+            let message = sqlx::query(rows::SHOW_MESSAGE)
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let recipients =
+                sqlx::query(rows::SHOW_RECIPIENTS).bind(id.to_string()).fetch_all(&mut *tx).await?;
+            Ok((message, recipients))
+        }
+        .await;
+        tx.rollback().await?;
+        let (Some(message), recipients) = read? else {
+            return Ok(None);
+        };
+        let (mut messages, damaged) = rows::assemble(&[message], &recipients);
+        if let Some(d) = damaged.first() {
+            return Err(corrupt(d));
+        }
+        Ok(messages.pop())
+    }
+
+    /// Applies `action` to the selected messages in one transaction, leaving a queue event for
+    /// each so that a running engine learns of it. Returns the IDs acted on. Naming an ID that
+    /// is not queued refuses the whole action.
+    pub async fn queue_act(
+        &self,
+        action: QueueAction,
+        selection: &Selection,
+    ) -> Result<Vec<QueueId>> {
+        let mut qtx = self.queue_tx().await?;
+        let result: Result<Vec<QueueId>> = async {
+            let ids = selected(&mut qtx, selection).await?;
+            let at = now();
+            for id in &ids {
+                let id = id.to_string();
+                let apply = match action {
+                    QueueAction::Retry => sqlx::query(
+                        "UPDATE queue_recipients SET next_attempt_at = $2, updated_at = $2 \
+                         WHERE message_id = $1 AND status = 'deferred'",
+                    )
+                    .bind(&id)
+                    .bind(at),
+                    QueueAction::Hold => {
+                        sqlx::query("UPDATE queue_messages SET held = 1, updated_at = $2 WHERE id = $1")
+                            .bind(&id)
+                            .bind(at)
+                    }
+                    QueueAction::Release => {
+                        sqlx::query("UPDATE queue_messages SET held = 0, updated_at = $2 WHERE id = $1")
+                            .bind(&id)
+                            .bind(at)
+                    }
+                    QueueAction::Delete => {
+                        sqlx::query("DELETE FROM queue_messages WHERE id = $1").bind(&id)
+                    }
+                    QueueAction::Bounce => sqlx::query(
+                        "UPDATE queue_recipients SET status = 'failed', last_error = $3, \
+                         updated_at = $2 WHERE message_id = $1 AND status IN ('pending', 'deferred')",
+                    )
+                    .bind(&id)
+                    .bind(at)
+                    .bind(BOUNCED_BY_ADMIN),
+                };
+                apply.execute(&mut *qtx.tx).await?;
+                let event: i64 = sqlx::query_scalar(
+                    "INSERT INTO queue_events (at, message_id, action) VALUES ($1, $2, $3) \
+                     RETURNING id",
+                )
+                .bind(at)
+                .bind(&id)
+                .bind(action.as_str())
+                .fetch_one(&mut *qtx.tx)
+                .await?;
+                qtx.last_event = Some(event);
+            }
+            Ok(ids)
+        }
+        .await;
+        self.queue_finish(qtx, result).await
+    }
+
+    /// `postqueue -f`: every message with a deferred recipient is tried again now.
+    pub async fn queue_flush(&self) -> Result<Vec<QueueId>> {
+        let deferred =
+            QueueFilter { status: Some(RecipientStatus::Deferred), ..QueueFilter::default() };
+        self.queue_act(QueueAction::Retry, &Selection::Matching(deferred)).await
+    }
+
+    /// Queue events after `after` (an event id), oldest first, at most `limit`. An event row the
+    /// model cannot read is skipped with a warning: it must not stop the engine's tail.
+    pub async fn queue_events_after(&self, after: i64, limit: u32) -> Result<Vec<QueueEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, at, message_id, action FROM queue_events WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get("id")?;
+            let parsed = (|| -> std::result::Result<QueueEvent, String> {
+                let message: String = row.try_get("message_id").map_err(|e| e.to_string())?;
+                let action: String = row.try_get("action").map_err(|e| e.to_string())?;
+                Ok(QueueEvent {
+                    id,
+                    at: row.try_get("at").map_err(|e| e.to_string())?,
+                    message: message
+                        .parse()
+                        .map_err(|e: crate::model::BadQueueId| e.to_string())?,
+                    action: action.parse()?,
+                })
+            })();
+            match parsed {
+                Ok(event) => events.push(event),
+                Err(problem) => {
+                    tracing::warn!(event = id, %problem, "skipping a damaged queue event")
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    /// The newest queue event's id (0 when there is none): where an engine starts its tail.
+    pub async fn queue_last_event(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM queue_events")
+            .fetch_one(self.pool())
+            .await?)
+    }
+
+    /// Sees the id of each queue event this process writes, at once.
+    pub fn queue_subscribe(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.inner.queue_event.subscribe()
+    }
+}
+
+/// The IDs a selection names, checked to exist, in order and without repeats.
+async fn selected(qtx: &mut QueueTx, selection: &Selection) -> Result<Vec<QueueId>> {
+    match selection {
+        Selection::Ids(ids) => {
+            let mut seen = BTreeSet::new();
+            let mut out = Vec::new();
+            for &id in ids {
+                if !seen.insert(id) {
+                    continue;
+                }
+                let found = sqlx::query("SELECT 1 FROM queue_messages WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *qtx.tx)
+                    .await?;
+                if found.is_none() {
+                    return Err(StoreError::NotFound {
+                        what: "queued message",
+                        name: id.to_string(),
+                    });
+                }
+                out.push(id);
+            }
+            Ok(out)
+        }
+        Selection::Matching(filter) => {
+            let rows = bind_filter(sqlx::query(rows::MATCHING_IDS), filter, None)
+                .fetch_all(&mut *qtx.tx)
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    let id: String = row.try_get(0)?;
+                    id.parse().map_err(|e: crate::model::BadQueueId| StoreError::Corrupt {
+                        table: "queue_messages",
+                        message: e.to_string(),
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+fn corrupt(d: &DamagedEntry) -> StoreError {
+    StoreError::Corrupt { table: "queue_messages", message: format!("{}: {}", d.id, d.problem) }
+}

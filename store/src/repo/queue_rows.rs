@@ -1,0 +1,209 @@
+//! The queue's SQL text and its rows: the filter every list and bulk action shares, and turning
+//! rows into [`QueuedMessage`]s, reporting a damaged row instead of failing the whole read.
+
+use std::collections::HashMap;
+
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, Row};
+
+use crate::model::{
+    DamagedEntry, Notify, QueueFilter, QueueId, QueuedMessage, QueuedRecipient, RecipientStatus,
+};
+
+macro_rules! message_columns {
+    () => {
+        "m.id, m.node, m.sender, m.envid, m.ret, m.smtputf8, m.eight_bit, m.size, m.received_at, \
+         m.client, m.auth_user, m.held"
+    };
+}
+
+macro_rules! recipient_columns {
+    () => {
+        "r.message_id, r.idx, r.address, r.orcpt, r.notify, r.status, r.attempts, \
+         r.next_attempt_at, r.last_attempt_at, r.last_error, r.updated_at"
+    };
+}
+
+/// `$1`…`$7` are the [`QueueFilter`] fields (NULL = any), `$8` the keyset cursor. One static
+/// text for every combination: the planner folds the NULL tests of each execution away.
+macro_rules! filter_where {
+    () => {
+        "WHERE ($1 IS NULL OR m.sender = $1) \
+         AND ($2 IS NULL OR EXISTS (SELECT 1 FROM queue_recipients f \
+              WHERE f.message_id = m.id AND f.address = $2)) \
+         AND ($3 IS NULL OR EXISTS (SELECT 1 FROM queue_recipients f \
+              WHERE f.message_id = m.id AND f.domain = $3)) \
+         AND ($4 IS NULL OR EXISTS (SELECT 1 FROM queue_recipients f \
+              WHERE f.message_id = m.id AND f.status = $4)) \
+         AND ($5 IS NULL OR m.received_at < $5) \
+         AND ($6 IS NULL OR m.received_at >= $6) \
+         AND ($7 IS NULL OR m.held = $7) \
+         AND ($8 IS NULL OR m.id > $8) "
+    };
+}
+
+pub(crate) const LIST_PAGE: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM queue_messages m ",
+    filter_where!(),
+    "ORDER BY m.id LIMIT $9"
+);
+pub(crate) const LIST_PAGE_RECIPIENTS: &str = concat!(
+    "SELECT ",
+    recipient_columns!(),
+    " FROM queue_recipients r JOIN (SELECT m.id FROM queue_messages m ",
+    filter_where!(),
+    "ORDER BY m.id LIMIT $9) p ON p.id = r.message_id ORDER BY r.message_id, r.idx"
+);
+pub(crate) const COUNT: &str = concat!("SELECT COUNT(*) FROM queue_messages m ", filter_where!());
+pub(crate) const MATCHING_IDS: &str =
+    concat!("SELECT m.id FROM queue_messages m ", filter_where!(), "ORDER BY m.id");
+
+pub(crate) const WORK_MESSAGES: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM queue_messages m WHERE m.node = $1 AND m.held = 0 ORDER BY m.id"
+);
+pub(crate) const WORK_RECIPIENTS: &str = concat!(
+    "SELECT ",
+    recipient_columns!(),
+    " FROM queue_recipients r JOIN queue_messages m ON m.id = r.message_id \
+     WHERE m.node = $1 AND m.held = 0 ORDER BY r.message_id, r.idx"
+);
+pub(crate) const SHOW_MESSAGE: &str =
+    concat!("SELECT ", message_columns!(), " FROM queue_messages m WHERE m.id = $1");
+pub(crate) const SHOW_RECIPIENTS: &str = concat!(
+    "SELECT ",
+    recipient_columns!(),
+    " FROM queue_recipients r WHERE r.message_id = $1 ORDER BY r.idx"
+);
+
+/// Binds `$1`…`$8` of [`filter_where!`].
+pub(crate) fn bind_filter<'q>(
+    query: Query<'q, Any, AnyArguments>,
+    filter: &QueueFilter,
+    after: Option<QueueId>,
+) -> Query<'q, Any, AnyArguments> {
+    query
+        .bind(filter.sender.clone())
+        .bind(filter.recipient.clone())
+        .bind(filter.domain.as_ref().map(|d| d.to_lowercase()))
+        .bind(filter.status.map(|s| s.as_str()))
+        .bind(filter.older_than)
+        .bind(filter.newer_than)
+        .bind(filter.held.map(i64::from))
+        .bind(after.map(|id| id.to_string()))
+}
+
+/// The domain a recipient is filed under: what follows the last `@`, in lower case.
+pub(crate) fn recipient_domain(address: &str) -> String {
+    address.rsplit_once('@').map(|(_, d)| d.to_lowercase()).unwrap_or_default()
+}
+
+type Damage = String;
+
+fn get<'r, T>(row: &'r AnyRow, column: &str) -> Result<T, Damage>
+where
+    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    row.try_get(column).map_err(|e| format!("{column}: {e}"))
+}
+
+fn flag(row: &AnyRow, column: &str) -> Result<bool, Damage> {
+    match get::<i64>(row, column)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        v => Err(format!("{column}: {v} is not 0 or 1")),
+    }
+}
+
+fn parse<T: std::str::FromStr>(column: &str, text: &str) -> Result<T, Damage>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse().map_err(|e| format!("{column}: {e}"))
+}
+
+fn number<T: TryFrom<i64>>(row: &AnyRow, column: &str) -> Result<T, Damage> {
+    let v: i64 = get(row, column)?;
+    T::try_from(v).map_err(|_| format!("{column}: {v} is out of range"))
+}
+
+/// The ID column as text, for naming a damaged row.
+pub(crate) fn raw_id(row: &AnyRow, column: &str) -> String {
+    row.try_get::<String, _>(column).unwrap_or_else(|_| "(unreadable)".into())
+}
+
+pub(crate) fn message(row: &AnyRow) -> Result<QueuedMessage, Damage> {
+    let ret: Option<String> = get(row, "ret")?;
+    Ok(QueuedMessage {
+        id: parse("id", &get::<String>(row, "id")?)?,
+        node: get(row, "node")?,
+        sender: get(row, "sender")?,
+        envid: get(row, "envid")?,
+        ret: ret.map(|r| parse("ret", &r)).transpose()?,
+        smtputf8: flag(row, "smtputf8")?,
+        eight_bit: flag(row, "eight_bit")?,
+        size: number(row, "size")?,
+        received_at: get(row, "received_at")?,
+        client: get(row, "client")?,
+        auth_user: get(row, "auth_user")?,
+        held: flag(row, "held")?,
+        recipients: Vec::new(),
+    })
+}
+
+pub(crate) fn recipient(row: &AnyRow) -> Result<QueuedRecipient, Damage> {
+    let notify: u8 = number(row, "notify")?;
+    if notify > 15 {
+        return Err(format!("notify: {notify} is not a set of NOTIFY flags"));
+    }
+    Ok(QueuedRecipient {
+        index: number(row, "idx")?,
+        address: get(row, "address")?,
+        orcpt: get(row, "orcpt")?,
+        notify: Notify(notify),
+        status: parse::<RecipientStatus>("status", &get::<String>(row, "status")?)?,
+        attempts: number(row, "attempts")?,
+        next_attempt_at: get(row, "next_attempt_at")?,
+        last_attempt_at: get(row, "last_attempt_at")?,
+        last_error: get(row, "last_error")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
+
+/// Puts recipient rows under their messages. A message with a damaged row of its own or of one
+/// of its recipients is set aside whole: delivering to part of its envelope would be wrong.
+pub(crate) fn assemble(
+    message_rows: &[AnyRow],
+    recipient_rows: &[AnyRow],
+) -> (Vec<QueuedMessage>, Vec<DamagedEntry>) {
+    let mut damaged: HashMap<String, String> = HashMap::new();
+    let mut recipients: HashMap<String, Vec<QueuedRecipient>> = HashMap::new();
+    for row in recipient_rows {
+        let id = raw_id(row, "message_id");
+        match recipient(row) {
+            Ok(r) => recipients.entry(id).or_default().push(r),
+            Err(problem) => {
+                damaged.entry(id).or_insert(format!("recipient: {problem}"));
+            }
+        }
+    }
+    let mut messages = Vec::new();
+    let mut set_aside = Vec::new();
+    for row in message_rows {
+        let id = raw_id(row, "id");
+        match (message(row), damaged.remove(&id)) {
+            (Ok(mut m), None) => {
+                m.recipients = recipients.remove(&id).unwrap_or_default();
+                messages.push(m);
+            }
+            (Err(problem), _) | (Ok(_), Some(problem)) => {
+                set_aside.push(DamagedEntry { id, problem })
+            }
+        }
+    }
+    (messages, set_aside)
+}

@@ -1,0 +1,221 @@
+use crate::StoreError;
+use crate::model::{
+    BOUNCED_BY_ADMIN, DeliveryResult, DsnRet, NewMessage, NewRecipient, Notify, Outcome, Page,
+    QueueAction, QueueFilter, QueueId, RecipientStatus, Selection,
+};
+
+const NODE: &str = "mx1.example.test";
+
+pub(crate) fn message(sender: &str, recipients: &[&str]) -> NewMessage {
+    NewMessage {
+        sender: sender.into(),
+        recipients: recipients
+            .iter()
+            .map(|r| NewRecipient {
+                address: (*r).into(),
+                orcpt: Some(format!("rfc822;{r}")),
+                notify: Notify::FAILURE | Notify::DELAY,
+            })
+            .collect(),
+        envid: Some("env-1".into()),
+        ret: Some(DsnRet::Headers),
+        smtputf8: false,
+        eight_bit: true,
+        received_at: 1_700_000_000,
+        client: "mx.example.org [192.0.2.1]".into(),
+        auth_user: None,
+        body: b"Subject: hi\r\n\r\nhello\r\n".to_vec(),
+    }
+}
+
+fn result(id: QueueId, recipient: u32, outcome: Outcome) -> DeliveryResult {
+    DeliveryResult { id, recipient, at: 1_700_000_100, outcome }
+}
+
+fn all() -> QueueFilter {
+    QueueFilter::default()
+}
+
+crate::store_tests! {
+    async fn insert_load_and_body(store: Store) {
+        let revision = store.revision().await.unwrap();
+        let ids = store
+            .queue_insert(NODE, vec![message("a@x.test", &["b@Y.test", "c@z.test"]), message("", &["d@y.test"])])
+            .await
+            .unwrap();
+        assert_eq!(ids.len(), 2);
+        assert!(ids[0] < ids[1]);
+        // Queue writes are not configuration changes.
+        assert_eq!(store.revision().await.unwrap(), revision);
+        assert!(store.list_audit(10, None).await.unwrap().is_empty());
+
+        let work = store.queue_load_work(NODE).await.unwrap();
+        assert!(work.damaged.is_empty());
+        assert_eq!(work.messages.len(), 2);
+        let m = &work.messages[0];
+        assert_eq!((m.id, m.sender.as_str(), m.size), (ids[0], "a@x.test", 22));
+        assert_eq!((m.ret, m.envid.as_deref(), m.eight_bit, m.smtputf8), (Some(DsnRet::Headers), Some("env-1"), true, false));
+        assert_eq!(m.recipients.len(), 2);
+        assert_eq!(m.recipients[1].address, "c@z.test");
+        assert_eq!(m.recipients[1].index, 1);
+        assert_eq!(m.recipients[0].notify, Notify::FAILURE | Notify::DELAY);
+        assert_eq!(m.recipients[0].status, RecipientStatus::Pending);
+        assert_eq!(work.messages[1].sender, "");
+        assert!(store.queue_load_work("other.node").await.unwrap().messages.is_empty());
+
+        assert_eq!(store.queue_body(ids[0]).await.unwrap().unwrap(), b"Subject: hi\r\n\r\nhello\r\n");
+        assert_eq!(store.queue_body(QueueId::next_after(None)).await.unwrap(), None);
+    }
+
+    async fn a_bad_message_queues_nothing_of_its_batch(store: Store) {
+        let mut empty = message("a@x.test", &[]);
+        empty.recipients.clear();
+        let err = store.queue_insert(NODE, vec![message("a@x.test", &["b@y.test"]), empty]).await.unwrap_err();
+        assert!(err.to_string().starts_with("recipients:"), "{err}");
+        assert_eq!(store.queue_list(&all(), Page::default()).await.unwrap().total, 0);
+    }
+
+    async fn results_are_recorded_and_finished_messages_removed(store: Store) {
+        let ids = store
+            .queue_insert(NODE, vec![message("a@x.test", &["b@y.test", "c@y.test"]), message("a@x.test", &["d@y.test"])])
+            .await
+            .unwrap();
+        let removed = store
+            .queue_record_results(&[
+                result(ids[0], 0, Outcome::Delivered { reply: "250 2.0.0 ok".into() }),
+                result(ids[0], 1, Outcome::Deferred { reply: "451 4.7.1 try later".into(), next_attempt_at: 1_700_000_400 }),
+                result(ids[1], 0, Outcome::Failed { reply: "550 5.1.1 no such user".into() }),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(removed, vec![ids[1]]);
+        assert_eq!(store.queue_body(ids[1]).await.unwrap(), None);
+        assert!(store.queue_show(ids[1]).await.unwrap().is_none());
+
+        let m = store.queue_show(ids[0]).await.unwrap().unwrap();
+        let (b, c) = (&m.recipients[0], &m.recipients[1]);
+        assert_eq!((b.status, b.attempts, b.last_error.as_deref()), (RecipientStatus::Delivered, 1, Some("250 2.0.0 ok")));
+        assert_eq!((c.status, c.next_attempt_at, c.last_attempt_at), (RecipientStatus::Deferred, 1_700_000_400, Some(1_700_000_100)));
+        assert_eq!(c.last_error.as_deref(), Some("451 4.7.1 try later"));
+
+        let removed = store
+            .queue_record_results(&[result(ids[0], 1, Outcome::Delivered { reply: "250 ok".into() })])
+            .await
+            .unwrap();
+        assert_eq!(removed, vec![ids[0]]);
+        assert!(store.queue_load_work(NODE).await.unwrap().messages.is_empty());
+    }
+
+    async fn list_filters_and_pages(store: Store) {
+        let mut batch = Vec::new();
+        for i in 0..25 {
+            let mut m = message(if i % 5 == 0 { "boss@x.test" } else { "a@x.test" }, &[if i % 2 == 0 { "r@even.test" } else { "r@odd.test" }]);
+            m.received_at = 1_700_000_000 + i;
+            batch.push(m);
+        }
+        let ids = store.queue_insert(NODE, batch).await.unwrap();
+
+        let mut seen = Vec::new();
+        let mut page = Page { after: None, limit: 10 };
+        loop {
+            let got = store.queue_list(&all(), page).await.unwrap();
+            assert_eq!(got.total, 25);
+            seen.extend(got.messages.iter().map(|m| m.id));
+            assert!(got.messages.iter().all(|m| m.recipients.len() == 1));
+            match got.next {
+                Some(next) => page.after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ids);
+
+        let count = |filter: QueueFilter| {
+            let store = store.clone();
+            async move { store.queue_list(&filter, Page { after: None, limit: 100 }).await.unwrap().total }
+        };
+        assert_eq!(count(QueueFilter { sender: Some("boss@x.test".into()), ..all() }).await, 5);
+        assert_eq!(count(QueueFilter { domain: Some("ODD.test".into()), ..all() }).await, 12);
+        assert_eq!(count(QueueFilter { recipient: Some("r@even.test".into()), ..all() }).await, 13);
+        assert_eq!(count(QueueFilter { older_than: Some(1_700_000_010), ..all() }).await, 10);
+        assert_eq!(count(QueueFilter { newer_than: Some(1_700_000_020), ..all() }).await, 5);
+        assert_eq!(count(QueueFilter { status: Some(RecipientStatus::Pending), ..all() }).await, 25);
+        assert_eq!(count(QueueFilter { status: Some(RecipientStatus::Deferred), ..all() }).await, 0);
+        assert_eq!(count(QueueFilter { held: Some(true), ..all() }).await, 0);
+        let page = store
+            .queue_list(&QueueFilter { sender: Some("boss@x.test".into()), ..all() }, Page { after: None, limit: 2 })
+            .await
+            .unwrap();
+        assert_eq!((page.messages.len(), page.total, page.next), (2, 5, Some(ids[5])));
+    }
+
+    async fn administrator_actions_leave_events(store: Store) {
+        let mut events = store.queue_subscribe();
+        let ids = store
+            .queue_insert(NODE, vec![message("a@x.test", &["b@y.test", "c@y.test"]), message("a@x.test", &["d@y.test"]), message("a@x.test", &["e@y.test"])])
+            .await
+            .unwrap();
+        store
+            .queue_record_results(&[result(ids[0], 0, Outcome::Deferred { reply: "421 busy".into(), next_attempt_at: 4_000_000_000 })])
+            .await
+            .unwrap();
+        let start = store.queue_last_event().await.unwrap();
+
+        assert_eq!(store.queue_act(QueueAction::Hold, &Selection::Ids(vec![ids[1], ids[1]])).await.unwrap(), vec![ids[1]]);
+        let work = store.queue_load_work(NODE).await.unwrap();
+        assert_eq!(work.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[0], ids[2]]);
+        let held = QueueFilter { held: Some(true), ..all() };
+        assert_eq!(store.queue_list(&held, Page::default()).await.unwrap().total, 1);
+        store.queue_act(QueueAction::Release, &Selection::Matching(held.clone())).await.unwrap();
+        assert_eq!(store.queue_list(&held, Page::default()).await.unwrap().total, 0);
+
+        assert_eq!(store.queue_flush().await.unwrap(), vec![ids[0]]);
+        let m = store.queue_show(ids[0]).await.unwrap().unwrap();
+        assert!(m.recipients[0].next_attempt_at < 4_000_000_000);
+
+        store.queue_act(QueueAction::Bounce, &Selection::Ids(vec![ids[0]])).await.unwrap();
+        let m = store.queue_show(ids[0]).await.unwrap().unwrap();
+        assert!(m.recipients.iter().all(|r| r.status == RecipientStatus::Failed));
+        assert_eq!(m.recipients[1].last_error.as_deref(), Some(BOUNCED_BY_ADMIN));
+        // Kept until the engine has sent the DSN, and so still in the engine's work.
+        assert_eq!(store.queue_load_work(NODE).await.unwrap().messages.len(), 3);
+
+        store.queue_act(QueueAction::Delete, &Selection::Ids(vec![ids[2]])).await.unwrap();
+        assert!(store.queue_show(ids[2]).await.unwrap().is_none());
+        assert_eq!(store.queue_body(ids[2]).await.unwrap(), None);
+
+        let missing = QueueId::next_after(Some(ids[2]));
+        let err = store.queue_act(QueueAction::Delete, &Selection::Ids(vec![ids[1], missing])).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+        assert_eq!(err.to_string(), format!("queued message {missing} does not exist"));
+        assert!(store.queue_show(ids[1]).await.unwrap().is_some(), "a refused action changes nothing");
+
+        let got = store.queue_events_after(start, 100).await.unwrap();
+        let seen: Vec<_> = got.iter().map(|e| (e.message, e.action)).collect();
+        assert_eq!(seen, vec![
+            (ids[1], QueueAction::Hold),
+            (ids[1], QueueAction::Release),
+            (ids[0], QueueAction::Retry),
+            (ids[0], QueueAction::Bounce),
+            (ids[2], QueueAction::Delete),
+        ]);
+        assert_eq!(*events.borrow_and_update(), got[4].id);
+        assert_eq!(store.queue_events_after(got[1].id, 2).await.unwrap().len(), 2);
+        assert_eq!(store.queue_last_event().await.unwrap(), got[4].id);
+        assert!(store.list_audit(10, None).await.unwrap().is_empty());
+    }
+
+    async fn damaged_rows_are_set_aside(store: Store) {
+        let ids = store.queue_insert(NODE, vec![message("a@x.test", &["b@y.test"]), message("a@x.test", &["c@y.test"])]).await.unwrap();
+        sqlx::query("UPDATE queue_recipients SET notify = 99 WHERE address = 'c@y.test'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let work = store.queue_load_work(NODE).await.unwrap();
+        assert_eq!(work.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[0]]);
+        assert_eq!(work.damaged.len(), 1);
+        assert_eq!(work.damaged[0].id, ids[1].to_string());
+        assert!(work.damaged[0].problem.contains("notify"), "{}", work.damaged[0].problem);
+        let page = store.queue_list(&all(), Page::default()).await.unwrap();
+        assert_eq!((page.messages.len(), page.damaged.len(), page.total), (1, 1, 2));
+    }
+}
