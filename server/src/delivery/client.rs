@@ -380,7 +380,7 @@ impl Client {
 
     /// Whether another message can be sent on this session.
     pub fn is_usable(&self) -> bool {
-        !self.broken
+        !self.broken && !self.wire.closing
     }
 
     /// Sends one message; one outcome per recipient, in order. The session stays open for
@@ -402,7 +402,9 @@ impl Client {
                 Err(outcome) => return vec![outcome; n],
             }
         }
-        super::transaction::run(self, d).await
+        let outcomes = super::transaction::run(self, d).await;
+        self.broken |= self.wire.closing;
+        outcomes
     }
 
     /// Ends the session politely; errors are of no interest any more.

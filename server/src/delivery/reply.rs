@@ -68,11 +68,19 @@ pub struct Wire {
     receiver: ResponseReceiver,
     /// The bytes of the reply being read, for EHLO's capability parser.
     raw: Vec<u8>,
+    /// The peer said 421: it is closing the connection (RFC 5321 §3.8).
+    pub closing: bool,
 }
 
 impl Wire {
     pub fn new(stream: BoxStream) -> Wire {
-        Wire { stream, buf: Vec::new(), receiver: ResponseReceiver::default(), raw: Vec::new() }
+        Wire {
+            stream,
+            buf: Vec::new(),
+            receiver: ResponseReceiver::default(),
+            raw: Vec::new(),
+            closing: false,
+        }
     }
 
     /// Gives the stream up for a TLS handshake. Refuses when the peer sent more than its reply
@@ -124,7 +132,10 @@ impl Wire {
                 self.raw.extend_from_slice(&self.buf[..used]);
                 self.buf.drain(..used);
                 match parsed {
-                    Ok(r) => return Ok(Reply { code: r.code, esc: r.esc, message: r.message }),
+                    Ok(r) => {
+                        self.closing |= r.code == 421;
+                        return Ok(Reply { code: r.code, esc: r.esc, message: r.message });
+                    }
                     Err(ProtoError::NeedsMoreData { .. }) => {}
                     Err(e) => return Err(WireError::Garbled(format!("{e:?}"))),
                 }

@@ -86,6 +86,12 @@ pub(super) async fn run(client: &mut Client, d: &Delivery<'_>) -> Vec<Outcome> {
         for _ in 0..n {
             match client.wire.read_reply(rcpt_limit).await {
                 Ok(r) => rcpt_replies.push(r),
+                // A peer that refused MAIL may hang up (421) without answering the RCPTs:
+                // MAIL's reply still decides.
+                Err(_) if mail_reply.code != 250 => {
+                    client.broken = true;
+                    break;
+                }
                 Err(e) => {
                     client.broken = true;
                     return vec![lost(&target, &e, "after RCPT"); n];
