@@ -336,7 +336,8 @@ impl Client {
         policy: TlsPolicy,
     ) -> Result<(), Outcome> {
         let target = self.target.clone();
-        if !self.tls && !(policy == TlsPolicy::None && target.is_local()) {
+        let clear_but_local = policy == TlsPolicy::None && target.is_local();
+        if !self.tls && !clear_but_local {
             return Err(Outcome::deferred(format!(
                 "451 4.7.10 not sending credentials to {target} without TLS"
             )));

@@ -73,7 +73,7 @@ fn addresses_that_would_escape_the_root_are_refused() {
         assert!(outcome.text().starts_with("550 5.1.3"), "{outcome:?}");
     }
     assert!(!root.path().join("mail").exists());
-    assert!(files(root.path()).len() == 0);
+    assert!(files(root.path()).is_empty());
 }
 
 #[test]
