@@ -1,0 +1,231 @@
+//! Local delivery into Maildir (<https://cr.yp.to/proto/maildir.html>) under
+//! `<mail_root>/<domain>/<localpart>/`: written to tmp/, fsynced, renamed into new/, and the
+//! directory fsynced before the recipient counts as delivered. Optional per-mailbox quotas.
+
+use std::collections::HashMap;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::{Delivery, Outcome};
+
+/// How long a mailbox's measured size is trusted before it is measured again. Between
+/// measurements, our own deliveries are added to it; what an IMAP server removes or another
+/// agent adds is seen at the next measurement.
+const USAGE_TTL: Duration = Duration::from_secs(600);
+
+/// Maildir delivery. Cheap to clone; clones share the quota cache.
+///
+/// Quota: a mailbox's size is measured once (the sum of its files in new/ and cur/, read from
+/// the Maildir++ `,S=` size in each name where present) and then kept in memory, raised by each
+/// delivery, and measured afresh after [`USAGE_TTL`] or whenever it would refuse a message, so
+/// that a refusal never rests on a stale figure. A `maildirsize` file would be shared with
+/// Dovecot, but only if Dovecot is set to Maildir++ quota too; an in-memory figure needs nothing.
+#[derive(Clone)]
+pub struct Maildir {
+    root: PathBuf,
+    /// The host name as Maildir file names spell it.
+    host: String,
+    usage: Arc<Mutex<HashMap<PathBuf, Usage>>>,
+}
+
+#[derive(Clone, Copy)]
+struct Usage {
+    bytes: u64,
+    measured: Instant,
+}
+
+impl Maildir {
+    pub fn new(root: impl Into<PathBuf>, hostname: &str) -> Maildir {
+        // The spec: '/' and ':' in the host name are written as \057 and \072.
+        let host = hostname.replace('/', "\\057").replace(':', "\\072");
+        Maildir { root: root.into(), host, usage: Arc::default() }
+    }
+
+    /// Delivers to each recipient; `quota` gives a mailbox's limit in bytes, if it has one.
+    /// This blocks on the disk (fsync): call it from `spawn_blocking`.
+    pub fn deliver(&self, d: &Delivery<'_>, quota: impl Fn(&str) -> Option<u64>) -> Vec<Outcome> {
+        d.recipients.iter().map(|rcpt| self.deliver_one(d, rcpt, quota(rcpt))).collect()
+    }
+
+    /// The mailbox directory for an address, or `None` when the address cannot safely name a
+    /// directory under the root.
+    pub fn mailbox_dir(&self, address: &str) -> Option<PathBuf> {
+        let (local, domain) = address.rsplit_once('@')?;
+        // Lower-cased as the store keeps addresses, so that "Bob@" and "bob@" share a mailbox.
+        let (local, domain) = (local.to_lowercase(), domain.to_ascii_lowercase());
+        (safe_component(&local) && safe_component(&domain))
+            .then(|| self.root.join(domain).join(local))
+    }
+
+    fn deliver_one(&self, d: &Delivery<'_>, rcpt: &str, quota: Option<u64>) -> Outcome {
+        let Some(dir) = self.mailbox_dir(rcpt) else {
+            return Outcome::failed(format!(
+                "550 5.1.3 <{rcpt}>: this address cannot name a mailbox on disk"
+            ));
+        };
+        let header = format!("Return-Path: <{}>\r\nDelivered-To: <{rcpt}>\r\n", d.sender);
+        let size = (header.len() + d.body.len()) as u64;
+        if let Some(limit) = quota {
+            // A message bigger than the whole quota will never fit: bounce it now. A mailbox
+            // that is merely full defers, as Postfix's virtual(8) and Dovecot do by default:
+            // its owner can make room, and the queue's lifetime bounds the wait (RFC 3463:
+            // X.2.2 is usually transient).
+            if size > limit {
+                return Outcome::failed(format!(
+                    "552 5.2.2 <{rcpt}>: message of {size} bytes is larger than the mailbox \
+                     quota of {limit} bytes"
+                ));
+            }
+            match self.fits(&dir, size, limit) {
+                Ok(true) => {}
+                Ok(false) => return Outcome::deferred(format!("452 4.2.2 <{rcpt}>: mailbox full")),
+                Err(e) => return Outcome::deferred(format!("451 4.3.0 <{rcpt}>: {e}")),
+            }
+        }
+        match self.write(&dir, header.as_bytes(), d.body, size) {
+            Ok(name) => {
+                self.add_usage(&dir, size);
+                Outcome::Delivered {
+                    detail: format!(
+                        "delivered to maildir {}",
+                        dir.join("new").join(name).display()
+                    ),
+                }
+            }
+            Err(e) => Outcome::deferred(format!(
+                "451 4.3.0 <{rcpt}>: cannot write to the mailbox {}: {e}",
+                dir.display()
+            )),
+        }
+    }
+
+    /// Writes the message into tmp/, makes it durable, and moves it into new/.
+    fn write(&self, dir: &Path, header: &[u8], body: &[u8], size: u64) -> std::io::Result<String> {
+        self.ensure_dirs(dir)?;
+        let name = self.unique_name(size);
+        let tmp = dir.join("tmp").join(&name);
+        let result = (|| {
+            let mut file =
+                OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+            file.write_all(header)?;
+            file.write_all(body)?;
+            file.sync_all()?;
+            let new = dir.join("new");
+            fs::rename(&tmp, new.join(&name))?;
+            // The rename is durable only once the directory holding it is.
+            File::open(&new)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map(|()| name)
+    }
+
+    /// Creates tmp/, new/ and cur/ (mode 0700) if missing; a newly made mailbox's directory
+    /// entries are fsynced up to the root, so that the first message does not vanish with them.
+    fn ensure_dirs(&self, dir: &Path) -> std::io::Result<()> {
+        if dir.join("new").is_dir() && dir.join("tmp").is_dir() && dir.join("cur").is_dir() {
+            return Ok(());
+        }
+        let mut builder = DirBuilder::new();
+        builder.recursive(true).mode(0o700);
+        for sub in ["tmp", "new", "cur"] {
+            builder.create(dir.join(sub))?;
+        }
+        let mut at = Some(dir);
+        while let Some(path) = at {
+            File::open(path)?.sync_all()?;
+            if path == self.root {
+                break;
+            }
+            at = path.parent();
+        }
+        Ok(())
+    }
+
+    /// `<seconds>.M<microseconds>P<pid>R<random>.<host>,S=<size>`: unique by the spec's rules
+    /// (time, process, and a random part, since many deliveries share a process), with the
+    /// Maildir++ size so that measuring a mailbox needs no stat per file.
+    fn unique_name(&self, size: u64) -> String {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        format!(
+            "{}.M{}P{}R{:016x}.{},S={size}",
+            now.as_secs(),
+            now.subsec_micros(),
+            std::process::id(),
+            rand::random::<u64>(),
+            self.host
+        )
+    }
+
+    fn fits(&self, dir: &Path, size: u64, limit: u64) -> std::io::Result<bool> {
+        let cached = self.lock().get(dir).copied();
+        if let Some(usage) = cached
+            && usage.measured.elapsed() < USAGE_TTL
+            && usage.bytes + size <= limit
+        {
+            return Ok(true);
+        }
+        let bytes = measure(dir)?;
+        self.lock().insert(dir.to_path_buf(), Usage { bytes, measured: Instant::now() });
+        Ok(bytes + size <= limit)
+    }
+
+    fn add_usage(&self, dir: &Path, size: u64) {
+        if let Some(usage) = self.lock().get_mut(dir) {
+            usage.bytes += size;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Usage>> {
+        // A panic while holding the lock leaves only a number behind: still usable.
+        self.usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A path component that stays where it is put: not empty, not "." or "..", no leading dot
+/// (hidden files and "..") and no separator or NUL.
+fn safe_component(part: &str) -> bool {
+    !part.is_empty()
+        && part.len() <= 255
+        && !part.starts_with('.')
+        && !part.contains(['/', '\0'])
+        && !part.chars().any(char::is_control)
+}
+
+/// The bytes in new/ and cur/: from each name's `,S=` when present, else from its metadata.
+fn measure(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for sub in ["new", "cur"] {
+        let entries = match fs::read_dir(dir.join(sub)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let from_name = name.to_str().and_then(size_in_name);
+            total += match from_name {
+                Some(size) => size,
+                // A file that went away (expunged, moved to cur/) while we looked is not ours.
+                None => entry.metadata().map(|m| m.len()).unwrap_or(0),
+            };
+        }
+    }
+    Ok(total)
+}
+
+/// The `S=` field of a Maildir++ name such as `...,S=1234:2,S` or `...,S=1234,W=1260`.
+fn size_in_name(name: &str) -> Option<u64> {
+    let base = name.split(':').next()?;
+    base.split(',').find_map(|field| field.strip_prefix("S=")?.parse().ok())
+}
+
+#[cfg(test)]
+#[path = "maildir_tests.rs"]
+mod tests;

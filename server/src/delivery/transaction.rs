@@ -1,0 +1,177 @@
+//! One mail transaction on an open session: MAIL, RCPT for each recipient (pipelined when the
+//! peer offers it, RFC 2920), DATA, and the reply or, for LMTP, replies after the final dot.
+
+use smtp_proto::{EXT_8BIT_MIME, EXT_DSN, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8};
+
+use super::client::{Client, Protocol, lost, outcome_of};
+use super::reply::Reply;
+use super::{Delivery, Outcome, wire};
+
+/// The MAIL FROM command with the parameters the message needs and the peer offers.
+fn mail_command(client: &Client, d: &Delivery<'_>, size: usize, utf8: bool) -> String {
+    let mut line = format!("MAIL FROM:{}", wire::path(d.sender));
+    if client.offers(EXT_SIZE) {
+        line.push_str(&format!(" SIZE={size}"));
+    }
+    if utf8 {
+        line.push_str(" SMTPUTF8");
+    }
+    // RFC 6152 asks for BODY=8BITMIME when offered; a peer without it gets the 8-bit body
+    // anyway, as Postfix sends it, since downgrading would rewrite (and unsign) the message.
+    if d.eight_bit && client.offers(EXT_8BIT_MIME) {
+        line.push_str(" BODY=8BITMIME");
+    }
+    if client.offers(EXT_DSN) {
+        match d.ret_full {
+            Some(true) => line.push_str(" RET=FULL"),
+            Some(false) => line.push_str(" RET=HDRS"),
+            None => {}
+        }
+        if let Some(envid) = d.envid {
+            line.push_str(&format!(" ENVID={}", wire::xtext(envid)));
+        }
+    }
+    line.push_str("\r\n");
+    line
+}
+
+pub(super) async fn run(client: &mut Client, d: &Delivery<'_>) -> Vec<Outcome> {
+    let n = d.recipients.len();
+    let data = match wire::encode_data(d.body) {
+        Ok(data) => data,
+        Err(e) => return vec![Outcome::failed(e.reply()); n],
+    };
+    // RFC 1870 §3: the size before dot-stuffing, with CRLF line ends.
+    let size = data.len().saturating_sub(3);
+    let target = client.target.clone();
+    if client.offers(EXT_SIZE) && client.caps.size > 0 && size > client.caps.size {
+        let text = format!(
+            "552 5.3.4 message of {size} octets is larger than {target} accepts ({} octets)",
+            client.caps.size
+        );
+        return vec![Outcome::failed(text); n];
+    }
+    let utf8 = wire::needs_smtputf8(d.sender, d.recipients, d.body, d.smtputf8);
+    if utf8 && !client.offers(EXT_SMTP_UTF8) {
+        let text =
+            format!("553 5.6.7 message needs SMTPUTF8 (RFC 6531), which {target} does not support");
+        return vec![Outcome::failed(text); n];
+    }
+
+    let mail = mail_command(client, d, size, utf8);
+    let rcpts: Vec<String> =
+        d.recipients.iter().map(|r| format!("RCPT TO:{}\r\n", wire::path(r))).collect();
+    let (mail_limit, rcpt_limit) = (client.timeouts.mail, client.timeouts.rcpt);
+    client.dirty = true;
+
+    // Replies to MAIL and to each RCPT, or the outcome that ended the exchange.
+    let mut rcpt_replies: Vec<Reply> = Vec::with_capacity(n);
+    let mail_reply: Reply;
+    if client.offers(EXT_PIPELINING) {
+        // DATA stays out of the group: sent only once a recipient is accepted, so that no
+        // peer ever sees a DATA with no valid recipient.
+        let batch: String =
+            std::iter::once(mail.as_str()).chain(rcpts.iter().map(String::as_str)).collect();
+        if let Err(e) = client.wire.send(batch.as_bytes(), mail_limit).await {
+            client.broken = true;
+            return vec![lost(&target, &e, "sending MAIL and RCPT"); n];
+        }
+        mail_reply = match client.wire.read_reply(mail_limit).await {
+            Ok(r) => r,
+            Err(e) => {
+                client.broken = true;
+                return vec![lost(&target, &e, "after MAIL"); n];
+            }
+        };
+        for _ in 0..n {
+            match client.wire.read_reply(rcpt_limit).await {
+                Ok(r) => rcpt_replies.push(r),
+                // A peer that refused MAIL may hang up (421) without answering the RCPTs:
+                // MAIL's reply still decides.
+                Err(_) if mail_reply.code != 250 => {
+                    client.broken = true;
+                    break;
+                }
+                Err(e) => {
+                    client.broken = true;
+                    return vec![lost(&target, &e, "after RCPT"); n];
+                }
+            }
+        }
+    } else {
+        mail_reply = match client.command(&mail, mail_limit, "after MAIL").await {
+            Ok(r) => r,
+            Err(outcome) => return vec![outcome; n],
+        };
+        if mail_reply.code == 250 {
+            for rcpt in &rcpts {
+                match client.command(rcpt, rcpt_limit, "after RCPT").await {
+                    Ok(r) => rcpt_replies.push(r),
+                    Err(outcome) => return vec![outcome; n],
+                }
+            }
+        }
+    }
+    if mail_reply.code != 250 {
+        // The RCPT replies to a refused MAIL say only "need MAIL first": MAIL's reply decides.
+        return vec![client.refused(&mail_reply, "answered MAIL with"); n];
+    }
+
+    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(n);
+    let mut accepted = Vec::new();
+    for (i, reply) in rcpt_replies.iter().enumerate() {
+        if reply.code == 250 || reply.code == 251 {
+            accepted.push(i);
+            outcomes.push(None);
+        } else {
+            outcomes.push(Some(outcome_of(reply, &target)));
+        }
+    }
+    if accepted.is_empty() {
+        return outcomes.into_iter().flatten().collect();
+    }
+
+    let pending = |outcomes: &mut Vec<Option<Outcome>>, outcome: Outcome| {
+        for slot in outcomes.iter_mut().filter(|o| o.is_none()) {
+            *slot = Some(outcome.clone());
+        }
+    };
+    let data_init = client.timeouts.data_init;
+    match client.command("DATA\r\n", data_init, "after DATA").await {
+        Ok(reply) if reply.code == 354 => {}
+        Ok(reply) => pending(&mut outcomes, client.refused(&reply, "answered DATA with")),
+        Err(outcome) => pending(&mut outcomes, outcome),
+    }
+    if outcomes.iter().all(Option::is_some) {
+        return outcomes.into_iter().flatten().collect();
+    }
+
+    if let Err(e) = client.wire.send_data(&data, client.timeouts.data_block).await {
+        client.broken = true;
+        pending(&mut outcomes, lost(&target, &e, "sending the message"));
+        return outcomes.into_iter().flatten().collect();
+    }
+    // SMTP: one reply for the message. LMTP: one per accepted recipient, in RCPT order
+    // (RFC 2033 §4.2).
+    let replies = if client.protocol == Protocol::Lmtp { accepted.len() } else { 1 };
+    for k in 0..replies {
+        // A lost connection here may still have delivered (RFC 5321 §6.1): deferring risks a
+        // duplicate, which is better than a loss.
+        let reply = match client.wire.read_reply(client.timeouts.data_done).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                client.broken = true;
+                pending(&mut outcomes, lost(&target, &e, "after the end of the message"));
+                return outcomes.into_iter().flatten().collect();
+            }
+        };
+        let outcome = outcome_of(&reply, &target);
+        if client.protocol == Protocol::Lmtp {
+            outcomes[accepted[k]] = Some(outcome);
+        } else {
+            pending(&mut outcomes, outcome);
+        }
+    }
+    client.dirty = false;
+    outcomes.into_iter().flatten().collect()
+}

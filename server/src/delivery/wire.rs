@@ -1,0 +1,219 @@
+//! What goes on the wire for a message: paths in their RFC 5321 spelling, and the DATA payload
+//! (CRLF line ends, dot-stuffed, lines within 998 octets, ended by `<CRLF>.<CRLF>`).
+
+/// RFC 5321 §4.5.3.1.6: a line is at most 1000 octets including its CRLF.
+pub const MAX_LINE: usize = 998;
+
+/// Why a body cannot be sent as it is. Each is permanent: retrying sends the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// A CR not followed by LF. Normalising it would change the message in a way its author
+    /// did not see, and a stray CR is what SMTP smuggling is made of, so we refuse it.
+    BareCr { offset: usize },
+    /// A line longer than [`MAX_LINE`]. Folding a body line would break DKIM signatures and,
+    /// in a MIME part, the content itself; re-encoding is the submitter's job, so we refuse.
+    LineTooLong { line: usize, length: usize },
+}
+
+impl BodyError {
+    /// The reply a sender sees in the bounce.
+    pub fn reply(&self) -> String {
+        match self {
+            BodyError::BareCr { offset } => {
+                format!("554 5.6.0 message has a bare CR at octet {offset}, refusing to send it")
+            }
+            BodyError::LineTooLong { line, length } => format!(
+                "554 5.6.0 line {line} of the message is {length} octets long, over the \
+                 {MAX_LINE} that SMTP allows (RFC 5321 4.5.3.1.6)"
+            ),
+        }
+    }
+}
+
+/// The DATA payload for `body`, including the final `.<CRLF>`.
+///
+/// A bare LF is taken as a line end and sent as CRLF (messages written by local programs often
+/// have Unix line ends; RFC 5321 §2.3.8 forbids sending a bare LF). A line that starts with "."
+/// gets one more, including the very first line of the body (RFC 5321 §4.5.2), which some
+/// clients forget.
+pub fn encode_data(body: &[u8]) -> Result<Vec<u8>, BodyError> {
+    let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 8);
+    let mut line_start = true;
+    let mut line_len = 0usize;
+    let mut line_no = 1usize;
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        match b {
+            b'\r' if body.get(i + 1) == Some(&b'\n') => {
+                out.extend_from_slice(b"\r\n");
+                i += 2;
+                line_start = true;
+                line_len = 0;
+                line_no += 1;
+                continue;
+            }
+            b'\r' => return Err(BodyError::BareCr { offset: i }),
+            b'\n' => {
+                out.extend_from_slice(b"\r\n");
+                line_start = true;
+                line_len = 0;
+                line_no += 1;
+            }
+            _ => {
+                if line_start && b == b'.' {
+                    out.push(b'.');
+                }
+                line_start = false;
+                line_len += 1;
+                if line_len > MAX_LINE {
+                    let rest = &body[i + 1 - line_len..];
+                    let length = rest.iter().position(|c| matches!(c, b'\r' | b'\n'));
+                    let length = length.unwrap_or(rest.len());
+                    return Err(BodyError::LineTooLong { line: line_no, length });
+                }
+                out.push(b);
+            }
+        }
+        i += 1;
+    }
+    if !line_start {
+        // The terminator needs the last line ended (RFC 5321 §4.1.1.4).
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    Ok(out)
+}
+
+/// RFC 5322 §3.2.3 atext, with RFC 6531's UTF-8 allowed.
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+}
+
+fn is_dot_atom(local: &str) -> bool {
+    !local.is_empty() && local.split('.').all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+}
+
+/// `<local@domain>` with the local part quoted when it is not a dot-atom (RFC 5321 §4.1.2);
+/// `<>` for the null sender.
+pub fn path(address: &str) -> String {
+    if address.is_empty() {
+        return "<>".to_string();
+    }
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return format!("<{address}>");
+    };
+    if is_dot_atom(local) {
+        return format!("<{address}>");
+    }
+    let mut quoted = String::with_capacity(local.len() + 4);
+    quoted.push('"');
+    for c in local.chars() {
+        // qtextSMTP excludes only '"' and '\'; those go as quoted-pairSMTP.
+        if c == '"' || c == '\\' {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    format!("<{quoted}@{domain}>")
+}
+
+/// RFC 3461 §4: xtext for ENVID=; '+', '=' and anything outside '!'..'~' as "+HH".
+pub fn xtext(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
+/// True when the envelope or the header section holds non-ASCII, so the next hop must offer
+/// SMTPUTF8 (RFC 6531 §3.2) or the message cannot go there as it is.
+pub fn needs_smtputf8(sender: &str, recipients: &[String], body: &[u8], smtputf8: bool) -> bool {
+    if !sender.is_ascii() || recipients.iter().any(|r| !r.is_ascii()) {
+        return true;
+    }
+    if !smtputf8 {
+        return false;
+    }
+    let header_end = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(body.len());
+    !body[..header_end].is_ascii()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leading_dot_is_stuffed_too() {
+        assert_eq!(encode_data(b".hidden\r\nx\r\n").unwrap(), b"..hidden\r\nx\r\n.\r\n");
+        assert_eq!(encode_data(b".\r\n").unwrap(), b"..\r\n.\r\n");
+    }
+
+    #[test]
+    fn a_terminator_inside_the_body_is_stuffed() {
+        let body = b"Subject: x\r\n\r\nbefore\r\n.\r\nafter\r\n..two\r\n";
+        assert_eq!(
+            encode_data(body).unwrap(),
+            b"Subject: x\r\n\r\nbefore\r\n..\r\nafter\r\n...two\r\n.\r\n"
+        );
+    }
+
+    #[test]
+    fn bare_lf_becomes_crlf_and_the_last_line_is_ended() {
+        assert_eq!(encode_data(b"a\nb\n.\nc").unwrap(), b"a\r\nb\r\n..\r\nc\r\n.\r\n");
+        assert_eq!(encode_data(b"").unwrap(), b".\r\n");
+    }
+
+    #[test]
+    fn bare_cr_is_refused() {
+        assert_eq!(encode_data(b"a\rb\r\n"), Err(BodyError::BareCr { offset: 1 }));
+        assert_eq!(encode_data(b"a\r\n.\r\r\n"), Err(BodyError::BareCr { offset: 4 }));
+        assert_eq!(encode_data(b"end\r"), Err(BodyError::BareCr { offset: 3 }));
+    }
+
+    #[test]
+    fn no_bare_cr_or_lf_ever_reaches_the_wire() {
+        let out = encode_data(b"x\n\n.\r\n\n.\n").unwrap();
+        for (i, b) in out.iter().enumerate() {
+            if *b == b'\n' {
+                assert_eq!(out[i - 1], b'\r');
+            }
+            if *b == b'\r' {
+                assert_eq!(out[i + 1], b'\n');
+            }
+        }
+    }
+
+    #[test]
+    fn lines_over_998_octets_are_refused() {
+        let ok = [b"a".repeat(998), b"\r\n".to_vec()].concat();
+        assert!(encode_data(&ok).is_ok());
+        let long = [b"h\r\n".to_vec(), b"a".repeat(999), b"\r\nz\r\n".to_vec()].concat();
+        assert_eq!(encode_data(&long), Err(BodyError::LineTooLong { line: 2, length: 999 }));
+        // A leading dot's stuffing does not count against the author.
+        let dotted = [b".".to_vec(), b"a".repeat(997), b"\r\n".to_vec()].concat();
+        assert!(encode_data(&dotted).is_ok());
+    }
+
+    #[test]
+    fn paths_are_quoted_when_needed() {
+        assert_eq!(path(""), "<>");
+        assert_eq!(path("a.b+c@example.com"), "<a.b+c@example.com>");
+        assert_eq!(path("a b@example.com"), "<\"a b\"@example.com>");
+        assert_eq!(path("x\"y\\z@example.com"), "<\"x\\\"y\\\\z\"@example.com>");
+        assert_eq!(path("a..b@example.com"), "<\"a..b\"@example.com>");
+        assert_eq!(path("a@b@example.com"), "<\"a@b\"@example.com>");
+        assert_eq!(path("jösé@example.com"), "<jösé@example.com>");
+    }
+
+    #[test]
+    fn xtext_escapes_plus_equals_and_controls() {
+        assert_eq!(xtext("ab+c=d e"), "ab+2Bc+3Dd+20e");
+    }
+}

@@ -1,0 +1,67 @@
+//! Helpers shared by the delivery peer tests: free ports, peers as child processes that die
+//! with the test, and a message to send.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use postern_server::delivery::Delivery;
+
+/// A port nobody listens on right now (the peer binds it right after; a race is unlikely).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program} >/dev/null"))
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A child process killed when the test ends, whichever way it ends.
+pub struct Peer(pub Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until something accepts connections on the port, or panics with `log`'s contents.
+pub fn wait_for_port(port: u16, peer: &mut Peer, log: Option<&Path>) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(15) {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = peer.0.try_wait() {
+            let text = log.and_then(|l| std::fs::read_to_string(l).ok()).unwrap_or_default();
+            panic!("the peer exited ({status}) before listening on {port}:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = log.and_then(|l| std::fs::read_to_string(l).ok()).unwrap_or_default();
+    panic!("nothing listens on port {port} after 15 s:\n{text}");
+}
+
+pub fn delivery<'a>(recipients: &'a [String], body: &'a [u8]) -> Delivery<'a> {
+    Delivery {
+        queue_id: "T1",
+        sender: "alice@example.org",
+        recipients,
+        body,
+        smtputf8: false,
+        eight_bit: false,
+        envid: None,
+        ret_full: None,
+    }
+}
+
+/// A body that trips careless dot-stuffing: a "." first, and an end-of-data line inside.
+pub const TRICKY_BODY: &[u8] =
+    b".starts with a dot\r\nSubject: dots\r\n\r\nline\r\n.\r\nafter the dot\r\n..two\r\n";
