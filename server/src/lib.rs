@@ -4,6 +4,7 @@
 pub mod delivery;
 pub mod engine;
 mod error;
+pub mod mta;
 pub mod queue;
 pub mod smtp;
 pub mod tls;

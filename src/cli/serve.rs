@@ -7,7 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use postern_server::{Engine, smtp, tls};
+use postern_server::mta::{Mta, MtaOptions};
+use postern_server::queue::RetryPolicy;
+use postern_server::smtp::{self, Limits};
+use postern_server::tls;
 use postern_store::Store;
 use postern_store::boot::{BootConfig, LogFormat, Profile};
 use tokio_util::sync::CancellationToken;
@@ -36,7 +39,17 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
 
     let shutdown = CancellationToken::new();
     let watcher = store.spawn_watcher(shutdown.clone());
-    let (_engine, engine_task) = Engine::start(store.clone(), shutdown.clone()).await?;
+    let bound: Vec<(&'static str, std::net::SocketAddr)> =
+        listeners.iter().map(|l| (l.kind.name(), l.local_addr())).collect();
+    let options = MtaOptions {
+        hostname: boot.hostname.to_string(),
+        data_dir: boot.data_dir.clone(),
+        certificate: cert.clone(),
+        limits: Limits::default(),
+        retry: RetryPolicy::default(),
+        concurrency: 100,
+    };
+    let mta = Mta::start(store.clone(), listeners, options, shutdown.clone()).await?;
 
     let mut out = std::io::stdout().lock();
     writeln!(out, "postern {} on {}", env!("CARGO_PKG_VERSION"), boot.hostname)?;
@@ -53,8 +66,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     writeln!(out, "  store        {} (revision {})", boot.database, store.revision().await?)?;
     let how = if cert.created { "self-signed, created now" } else { "existing" };
     writeln!(out, "  certificate  {} ({how})", cert.cert.display())?;
-    for listener in &listeners {
-        writeln!(out, "  {:<12} {}", listener.name, listener.local_addr())?;
+    for (name, addr) in &bound {
+        writeln!(out, "  {name:<12} {addr}")?;
     }
     let console: Vec<String> = boot.console.iter().map(ToString::to_string).collect();
     writeln!(out, "  console      not in this build yet (will listen on {})", console.join(", "))?;
@@ -62,13 +75,11 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     out.flush()?;
     drop(out);
 
-    let smtp_task = tokio::spawn(smtp::serve(listeners, boot.hostname.clone(), shutdown.clone()));
-
     wait_for_signal().await?;
     tracing::info!("shutting down");
     shutdown.cancel();
     let all = async {
-        let _ = tokio::join!(smtp_task, engine_task, watcher);
+        let _ = tokio::join!(mta.join(), watcher);
     };
     if tokio::time::timeout(Duration::from_secs(10), all).await.is_err() {
         tracing::warn!("some tasks did not stop within 10 s");

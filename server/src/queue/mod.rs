@@ -1,8 +1,17 @@
-//! The durable queue as the SMTP session sees it: `enqueue` returns once the message is
-//! committed. One writer task commits whatever sessions are waiting in a single transaction
-//! (group commit), so that many messages share one fsync.
+//! The durable queue: `enqueue` returns once the message is committed. One writer task commits
+//! whatever sessions are waiting in a single transaction (group commit), so that many messages
+//! share one fsync; it then hands them to the scheduler, which delivers them.
 
+mod bookkeeper;
+mod retry;
+mod route;
+mod scheduler;
+mod sink;
 mod writer;
+
+pub use retry::RetryPolicy;
+pub use route::{Route, route};
+pub use scheduler::{Fresh, Scheduler, SchedulerConfig};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,14 +74,18 @@ impl std::fmt::Debug for Queue {
 impl Queue {
     /// Starts the writer for `node` (this machine's hostname). On `shutdown` it stops taking
     /// messages, commits those already handed over, and ends.
+    ///
+    /// With `fresh`, each committed message is also handed over there, body and all (to the
+    /// [`Scheduler`]).
     pub fn start(
         store: Store,
         node: String,
+        fresh: Option<mpsc::UnboundedSender<Fresh>>,
         shutdown: CancellationToken,
     ) -> (Queue, JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(CHANNEL_DEPTH);
         let stats = Arc::new(QueueStats::default());
-        let task = tokio::spawn(writer::run(store, node, rx, stats.clone(), shutdown));
+        let task = tokio::spawn(writer::run(store, node, rx, stats.clone(), fresh, shutdown));
         (Queue { jobs, stats }, task)
     }
 

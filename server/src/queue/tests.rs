@@ -50,7 +50,7 @@ async fn reopen(store: &Store) -> Store {
 postern_store::store_tests! {
     async fn concurrent_messages_share_transactions(store: Store) {
         let shutdown = CancellationToken::new();
-        let (queue, task) = Queue::start(store.clone(), NODE.into(), shutdown.clone());
+        let (queue, task) = Queue::start(store.clone(), NODE.into(), None, shutdown.clone());
         let results = enqueue_many(&queue, 300).await;
         let batches = queue.batches();
         assert!(batches >= 2, "300 messages cannot fit one batch of {MAX_BATCH_MESSAGES}");
@@ -76,7 +76,7 @@ postern_store::store_tests! {
         // The envelope and body inserts succeed, the recipients' fail: the whole batch must go.
         sqlx_rename(&store, true).await;
         let shutdown = CancellationToken::new();
-        let (queue, task) = Queue::start(store.clone(), NODE.into(), shutdown.clone());
+        let (queue, task) = Queue::start(store.clone(), NODE.into(), None, shutdown.clone());
         let results = enqueue_many(&queue, 50).await;
         for (_, result) in &results {
             assert!(matches!(result, Err(QueueError::Store(_))), "{result:?}");
@@ -101,7 +101,7 @@ postern_store::store_tests! {
 
     async fn a_bad_message_fails_alone(store: Store) {
         let shutdown = CancellationToken::new();
-        let (queue, task) = Queue::start(store.clone(), NODE.into(), shutdown.clone());
+        let (queue, task) = Queue::start(store.clone(), NODE.into(), None, shutdown.clone());
         let mut bad = message(1);
         bad.recipients.clear();
         let (good, bad) = tokio::join!(queue.enqueue(message(0)), queue.enqueue(bad));

@@ -8,13 +8,14 @@ use postern_store::Store;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Job, MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, QueueError, QueueStats};
+use super::{Fresh, Job, MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, QueueError, QueueStats};
 
 pub(super) async fn run(
     store: Store,
     node: String,
     mut jobs: mpsc::Receiver<Job>,
     stats: Arc<QueueStats>,
+    fresh: Option<mpsc::UnboundedSender<Fresh>>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -28,14 +29,14 @@ pub(super) async fn run(
                 jobs.close();
                 while let Some(job) = jobs.recv().await {
                     let batch = take_batch(job, &mut jobs);
-                    commit(&store, &node, batch, &stats).await;
+                    commit(&store, &node, batch, &stats, fresh.as_ref()).await;
                 }
                 return;
             }
         };
         let Some(first) = first else { return };
         let batch = take_batch(first, &mut jobs);
-        commit(&store, &node, batch, &stats).await;
+        commit(&store, &node, batch, &stats, fresh.as_ref()).await;
     }
 }
 
@@ -55,14 +56,25 @@ fn take_batch(first: Job, jobs: &mut mpsc::Receiver<Job>) -> Vec<Job> {
     batch
 }
 
-async fn commit(store: &Store, node: &str, batch: Vec<Job>, stats: &QueueStats) {
+async fn commit(
+    store: &Store,
+    node: &str,
+    batch: Vec<Job>,
+    stats: &QueueStats,
+    fresh: Option<&mpsc::UnboundedSender<Fresh>>,
+) {
     let count = batch.len();
     let (messages, replies): (Vec<_>, Vec<_>) =
         batch.into_iter().map(|job| (job.message, job.reply)).unzip();
-    match store.queue_insert(node, messages).await {
+    match store.queue_insert(node, &messages).await {
         Ok(ids) => {
             stats.batches.fetch_add(1, Ordering::Relaxed);
             stats.messages.fetch_add(count as u64, Ordering::Relaxed);
+            if let Some(fresh) = fresh {
+                for (&id, message) in ids.iter().zip(messages) {
+                    let _ = fresh.send(Fresh { id, message });
+                }
+            }
             for (reply, id) in replies.into_iter().zip(ids) {
                 // A session that has gone away no longer needs its answer; the message is
                 // queued all the same, as a Postfix message is when the client drops after DATA.

@@ -99,15 +99,15 @@ impl Store {
     /// Queues every message of `batch` in one transaction (one fsync), envelope, body and
     /// recipients together, for delivery by `node`. Returns their IDs in order; on an error
     /// none of them is queued.
-    pub async fn queue_insert(&self, node: &str, batch: Vec<NewMessage>) -> Result<Vec<QueueId>> {
-        for m in &batch {
+    pub async fn queue_insert(&self, node: &str, batch: &[NewMessage]) -> Result<Vec<QueueId>> {
+        for m in batch {
             m.check()?;
         }
         let ids: Vec<QueueId> = batch.iter().map(|_| self.next_queue_id()).collect();
         let mut qtx = self.queue_tx().await?;
         let at = now();
         let result: Result<()> = async {
-            for (id, m) in ids.iter().zip(&batch) {
+            for (id, m) in ids.iter().zip(batch) {
                 let id = id.to_string();
                 sqlx::query(
                     "INSERT INTO queue_messages (id, node, sender, envid, ret, smtputf8, eight_bit, \

@@ -40,7 +40,7 @@ crate::store_tests! {
     async fn insert_load_and_body(store: Store) {
         let revision = store.revision().await.unwrap();
         let ids = store
-            .queue_insert(NODE, vec![message("a@x.test", &["b@Y.test", "c@z.test"]), message("", &["d@y.test"])])
+            .queue_insert(NODE, &[message("a@x.test", &["b@Y.test", "c@z.test"]), message("", &["d@y.test"])])
             .await
             .unwrap();
         assert_eq!(ids.len(), 2);
@@ -70,14 +70,14 @@ crate::store_tests! {
     async fn a_bad_message_queues_nothing_of_its_batch(store: Store) {
         let mut empty = message("a@x.test", &[]);
         empty.recipients.clear();
-        let err = store.queue_insert(NODE, vec![message("a@x.test", &["b@y.test"]), empty]).await.unwrap_err();
+        let err = store.queue_insert(NODE, &[message("a@x.test", &["b@y.test"]), empty]).await.unwrap_err();
         assert!(err.to_string().starts_with("recipients:"), "{err}");
         assert_eq!(store.queue_list(&all(), Page::default()).await.unwrap().total, 0);
     }
 
     async fn results_are_recorded_and_finished_messages_removed(store: Store) {
         let ids = store
-            .queue_insert(NODE, vec![message("a@x.test", &["b@y.test", "c@y.test"]), message("a@x.test", &["d@y.test"])])
+            .queue_insert(NODE, &[message("a@x.test", &["b@y.test", "c@y.test"]), message("a@x.test", &["d@y.test"])])
             .await
             .unwrap();
         let removed = store
@@ -113,7 +113,7 @@ crate::store_tests! {
             m.received_at = 1_700_000_000 + i;
             batch.push(m);
         }
-        let ids = store.queue_insert(NODE, batch).await.unwrap();
+        let ids = store.queue_insert(NODE, &batch).await.unwrap();
 
         let mut seen = Vec::new();
         let mut page = Page { after: None, limit: 10 };
@@ -151,7 +151,7 @@ crate::store_tests! {
     async fn administrator_actions_leave_events(store: Store) {
         let mut events = store.queue_subscribe();
         let ids = store
-            .queue_insert(NODE, vec![message("a@x.test", &["b@y.test", "c@y.test"]), message("a@x.test", &["d@y.test"]), message("a@x.test", &["e@y.test"])])
+            .queue_insert(NODE, &[message("a@x.test", &["b@y.test", "c@y.test"]), message("a@x.test", &["d@y.test"]), message("a@x.test", &["e@y.test"])])
             .await
             .unwrap();
         store
@@ -205,7 +205,7 @@ crate::store_tests! {
     }
 
     async fn damaged_rows_are_set_aside(store: Store) {
-        let ids = store.queue_insert(NODE, vec![message("a@x.test", &["b@y.test"]), message("a@x.test", &["c@y.test"])]).await.unwrap();
+        let ids = store.queue_insert(NODE, &[message("a@x.test", &["b@y.test"]), message("a@x.test", &["c@y.test"])]).await.unwrap();
         sqlx::query("UPDATE queue_recipients SET notify = 99 WHERE address = 'c@y.test'")
             .execute(store.pool())
             .await

@@ -1,0 +1,82 @@
+//! Wires the engine together: the live configuration, the queue writer, the scheduler and the
+//! SMTP listeners, all stopped by one shutdown token.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use postern_store::Store;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::delivery::DirectConnector;
+use crate::engine::Engine;
+use crate::error::ServerError;
+use crate::queue::{Queue, RetryPolicy, Scheduler, SchedulerConfig};
+use crate::smtp::{self, Limits, Listener, SessionContext};
+use crate::tls::CertificateFiles;
+
+/// What the MTA needs besides the store and its sockets.
+pub struct MtaOptions {
+    pub hostname: String,
+    pub data_dir: PathBuf,
+    pub certificate: CertificateFiles,
+    pub limits: Limits,
+    pub retry: RetryPolicy,
+    /// Deliveries in progress at once.
+    pub concurrency: usize,
+}
+
+/// A running MTA: its tasks end after `shutdown` is cancelled.
+pub struct Mta {
+    pub engine: Engine,
+    pub queue: Queue,
+    tasks: JoinSet<()>,
+}
+
+impl Mta {
+    pub async fn start(
+        store: Store,
+        listeners: Vec<Listener>,
+        options: MtaOptions,
+        shutdown: CancellationToken,
+    ) -> Result<Mta, ServerError> {
+        let mut tasks = JoinSet::new();
+        let (engine, engine_task) = Engine::start(store.clone(), shutdown.clone()).await?;
+        tasks.spawn(async move {
+            let _ = engine_task.await;
+        });
+        let tls =
+            crate::tls::acceptor_from_files(&options.certificate.cert, &options.certificate.key)?;
+        let (fresh_tx, fresh_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (queue, writer) =
+            Queue::start(store.clone(), options.hostname.clone(), Some(fresh_tx), shutdown.clone());
+        tasks.spawn(async move {
+            let _ = writer.await;
+        });
+        let scheduler = SchedulerConfig {
+            node: options.hostname.clone(),
+            hostname: options.hostname.clone(),
+            mail_root: options.data_dir.join("mail"),
+            retry: options.retry,
+            concurrency: options.concurrency,
+            connector: Arc::new(DirectConnector::default()),
+            extra_roots: Vec::new(),
+        };
+        tasks.spawn(Scheduler::run(store, engine.clone(), scheduler, fresh_rx, shutdown.clone()));
+        let ctx = Arc::new(SessionContext {
+            hostname: options.hostname,
+            engine: engine.clone(),
+            sink: Arc::new(queue.clone()),
+            tls: Some(tls),
+            limits: options.limits,
+            data_dir: options.data_dir,
+        });
+        tasks.spawn(smtp::serve(listeners, ctx, shutdown));
+        Ok(Mta { engine, queue, tasks })
+    }
+
+    /// Waits for every task to end (after the shutdown token is cancelled).
+    pub async fn join(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}

@@ -1,0 +1,25 @@
+//! Recording delivery outcomes in the store, many at a time: one transaction for whatever has
+//! piled up while the previous one was written, so bookkeeping never costs an fsync per
+//! recipient (DESIGN.md, the queue).
+
+use postern_store::Store;
+use postern_store::model::DeliveryResult;
+use tokio::sync::mpsc;
+
+/// Writes results until the channel closes, then writes what is left.
+pub async fn run(store: Store, mut results: mpsc::UnboundedReceiver<Vec<DeliveryResult>>) {
+    while let Some(first) = results.recv().await {
+        let mut batch = first;
+        while let Ok(more) = results.try_recv() {
+            batch.extend(more);
+            if batch.len() >= 4096 {
+                break;
+            }
+        }
+        // A failure here means a delivered recipient may be tried again after a restart: at
+        // least once, never lost.
+        if let Err(e) = store.queue_record_results(&batch).await {
+            tracing::error!(error = %e, results = batch.len(), "cannot record delivery results");
+        }
+    }
+}

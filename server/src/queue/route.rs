@@ -1,0 +1,82 @@
+//! Where a recipient's mail goes, from the configuration current at delivery time: the transport
+//! rule for its domain, else `local` for our local domains and `mx` for everything else.
+
+use postern_store::model::{Config, DomainKind, DomainName, SmtpCredentials, TlsPolicy, Transport};
+
+use crate::delivery::{Protocol, Target};
+
+/// One way out. Recipients with equal routes travel in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// A mailbox of ours: Maildir.
+    Local,
+    /// LMTP or SMTP to a fixed next hop.
+    Next {
+        protocol: Protocol,
+        target: Target,
+        tls: TlsPolicy,
+        credentials: Option<SmtpCredentials>,
+    },
+    /// The destination's MX hosts, or those of a named domain.
+    Mx {
+        domain: DomainName,
+    },
+    Discard,
+    /// Refused by configuration (`error:TEXT`), or an address we cannot route.
+    Refuse(String),
+}
+
+impl Route {
+    /// How the log names the next hop.
+    pub fn relay(&self) -> String {
+        match self {
+            Route::Local => "local".into(),
+            Route::Next { target, .. } => target.to_string(),
+            Route::Mx { domain } => format!("mx:{domain}"),
+            Route::Discard => "discard".into(),
+            Route::Refuse(_) => "none".into(),
+        }
+    }
+}
+
+pub fn route(config: &Config, address: &str) -> Route {
+    let Some(domain) = address.rsplit_once('@').and_then(|(_, d)| d.parse::<DomainName>().ok())
+    else {
+        return Route::Refuse(format!("550 5.1.2 <{address}>: cannot route this address"));
+    };
+    let rule = config.transport_for(&domain);
+    let transport = match rule {
+        Some(rule) => rule.transport.clone(),
+        None if config.domain_kind(&domain) == Some(DomainKind::Local) => Transport::Local,
+        None => Transport::Mx,
+    };
+    let tls = rule.map(|r| r.tls).unwrap_or_default();
+    let credentials = rule.and_then(|r| r.auth.clone());
+    match transport {
+        Transport::Local => Route::Local,
+        Transport::Lmtp(target) => Route::Next {
+            protocol: Protocol::Lmtp,
+            target: Target::from(&target),
+            tls,
+            credentials,
+        },
+        Transport::Smtp { host, port, lookup_mx: false } => Route::Next {
+            protocol: Protocol::Smtp,
+            target: Target::Tcp { host, port },
+            tls,
+            credentials,
+        },
+        Transport::Smtp {
+            host: postern_store::model::Host::Name(name), lookup_mx: true, ..
+        } => Route::Mx { domain: name },
+        Transport::Smtp { host, port, .. } => Route::Next {
+            protocol: Protocol::Smtp,
+            target: Target::Tcp { host, port },
+            tls,
+            credentials,
+        },
+        Transport::Mx => Route::Mx { domain },
+        Transport::Discard => Route::Discard,
+        Transport::Error(text) => Route::Refuse(format!("550 5.0.0 <{address}>: {text}")),
+    }
+}

@@ -1,0 +1,585 @@
+//! The scheduler: the engine's in-memory work list (the store is the record), due times, and the
+//! dispatch of each due message to its delivery agents, grouped by route. Fresh messages arrive
+//! from the writer with their bodies, so a first attempt reads nothing back from the store.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postern_store::Store;
+use postern_store::model::{
+    DeliveryResult, DsnRet, NewMessage, Outcome as Recorded, QueueAction, QueueId, QueuedMessage,
+};
+use rustls_pki_types::CertificateDer;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::retry::RetryPolicy;
+use super::route::{Route, route};
+use crate::delivery::{self, ClientOptions, Connector, Delivery, Maildir, Outcome};
+use crate::engine::{Engine, Snapshot};
+
+/// How the scheduler runs.
+#[derive(Clone)]
+pub struct SchedulerConfig {
+    /// This machine's name: its queue entries are ours.
+    pub node: String,
+    /// Our name in EHLO/LHLO and in Maildir file names.
+    pub hostname: String,
+    /// Maildirs live below `<mail_root>/<domain>/<local part>/`.
+    pub mail_root: PathBuf,
+    pub retry: RetryPolicy,
+    /// Deliveries in progress at once.
+    pub concurrency: usize,
+    pub connector: Arc<dyn Connector>,
+    /// Trusted besides the web PKI for `verify` (a private CA; tests).
+    pub extra_roots: Vec<CertificateDer<'static>>,
+}
+
+/// A message the writer has just committed, with its body.
+pub struct Fresh {
+    pub id: QueueId,
+    pub message: NewMessage,
+}
+
+struct Rcpt {
+    index: u32,
+    address: String,
+    attempts: u32,
+    done: bool,
+    next_at: i64,
+}
+
+struct Entry {
+    id: QueueId,
+    sender: String,
+    envid: Option<String>,
+    ret_full: Option<bool>,
+    smtputf8: bool,
+    eight_bit: bool,
+    received_at: i64,
+    rcpts: Vec<Rcpt>,
+    /// Kept for the first attempt only; later attempts read it from the store.
+    body: Option<Arc<Vec<u8>>>,
+    busy: bool,
+    /// Held, deleted or bounced while an attempt was running: forget it when it ends.
+    dropped: bool,
+    due: i64,
+}
+
+impl Entry {
+    fn from_fresh(f: Fresh, now: i64) -> Entry {
+        let m = f.message;
+        Entry {
+            id: f.id,
+            rcpts: m
+                .recipients
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| Rcpt {
+                    index: i as u32,
+                    address: r.address,
+                    attempts: 0,
+                    done: false,
+                    next_at: now,
+                })
+                .collect(),
+            sender: m.sender,
+            envid: m.envid,
+            ret_full: m.ret.map(|r| r == DsnRet::Full),
+            smtputf8: m.smtputf8,
+            eight_bit: m.eight_bit,
+            received_at: m.received_at,
+            body: Some(Arc::new(m.body)),
+            busy: false,
+            dropped: false,
+            due: now,
+        }
+    }
+
+    fn from_stored(m: QueuedMessage) -> Entry {
+        let rcpts: Vec<Rcpt> = m
+            .recipients
+            .into_iter()
+            .map(|r| Rcpt {
+                index: r.index,
+                address: r.address,
+                attempts: r.attempts,
+                done: r.status.is_final(),
+                next_at: r.next_attempt_at,
+            })
+            .collect();
+        let due = rcpts.iter().filter(|r| !r.done).map(|r| r.next_at).min().unwrap_or(0);
+        Entry {
+            id: m.id,
+            sender: m.sender,
+            envid: m.envid,
+            ret_full: m.ret.map(|r| r == DsnRet::Full),
+            smtputf8: m.smtputf8,
+            eight_bit: m.eight_bit,
+            received_at: m.received_at,
+            rcpts,
+            body: None,
+            busy: false,
+            dropped: false,
+            due,
+        }
+    }
+}
+
+/// What one delivery task reports back.
+struct Attempt {
+    id: QueueId,
+    at: i64,
+    outcomes: Vec<(u32, String, Outcome)>,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub struct Scheduler {
+    store: Store,
+    engine: Engine,
+    config: Arc<SchedulerConfig>,
+    maildir: Maildir,
+    entries: HashMap<QueueId, Entry>,
+    due: BinaryHeap<Reverse<(i64, QueueId)>>,
+    running: JoinSet<Attempt>,
+    slots: Arc<Semaphore>,
+    results: mpsc::UnboundedSender<Vec<DeliveryResult>>,
+    last_event: i64,
+}
+
+impl Scheduler {
+    /// Loads this node's queue and delivers until `shutdown`; fresh messages come from `fresh`.
+    pub async fn run(
+        store: Store,
+        engine: Engine,
+        config: SchedulerConfig,
+        mut fresh: mpsc::UnboundedReceiver<Fresh>,
+        shutdown: CancellationToken,
+    ) {
+        let (results, results_rx) = mpsc::unbounded_channel();
+        let bookkeeper = tokio::spawn(super::bookkeeper::run(store.clone(), results_rx));
+        let mut s = Scheduler {
+            maildir: Maildir::new(config.mail_root.clone(), &config.hostname),
+            slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            store,
+            engine,
+            config: Arc::new(config),
+            entries: HashMap::new(),
+            due: BinaryHeap::new(),
+            running: JoinSet::new(),
+            results,
+            last_event: 0,
+        };
+        s.load().await;
+        let mut events = tokio::time::interval(Duration::from_millis(250));
+        events.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            s.dispatch_due();
+            let wait = s
+                .due
+                .peek()
+                .map(|Reverse((at, _))| (*at - now()).clamp(0, 60) as u64)
+                .unwrap_or(60);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(f) = fresh.recv() => {
+                    let entry = Entry::from_fresh(f, now());
+                    s.schedule(entry);
+                }
+                Some(done) = s.running.join_next(), if !s.running.is_empty() => match done {
+                    Ok(attempt) => s.finish(attempt),
+                    Err(e) => tracing::error!(error = %e, "a delivery task failed"),
+                },
+                _ = tokio::time::sleep(Duration::from_secs(wait)), if wait > 0 => {}
+                _ = events.tick() => s.apply_events().await,
+            }
+        }
+        // Attempts in progress are abandoned: their recipients stay queued and are tried again.
+        s.running.abort_all();
+        drop(s.results);
+        let _ = bookkeeper.await;
+    }
+
+    async fn load(&mut self) {
+        self.last_event = self.store.queue_last_event().await.unwrap_or(0);
+        match self.store.queue_load_work(&self.config.node).await {
+            Ok(work) => {
+                for damaged in work.damaged {
+                    tracing::error!(queue_id = %damaged.id, problem = %damaged.problem, "damaged queue entry set aside");
+                }
+                let count = work.messages.len();
+                for m in work.messages {
+                    self.schedule(Entry::from_stored(m));
+                }
+                tracing::info!(messages = count, "queue loaded");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load the queue; new mail is still accepted")
+            }
+        }
+    }
+
+    fn schedule(&mut self, entry: Entry) {
+        self.due.push(Reverse((entry.due, entry.id)));
+        self.entries.insert(entry.id, entry);
+    }
+
+    /// Starts an attempt for every message that is due, as far as delivery slots allow.
+    fn dispatch_due(&mut self) {
+        let now = now();
+        let shared = Shared {
+            store: self.store.clone(),
+            snapshot: self.engine.snapshot(),
+            maildir: self.maildir.clone(),
+            config: self.config.clone(),
+        };
+        while let Some(Reverse((at, id))) = self.due.peek().copied() {
+            if at > now || self.slots.available_permits() == 0 {
+                return;
+            }
+            self.due.pop();
+            let Some(entry) = self.entries.get_mut(&id) else { continue };
+            // A stale heap item: the entry was rescheduled, or an attempt is running.
+            if entry.due != at || entry.busy {
+                continue;
+            }
+            entry.busy = true;
+            let permit = self.slots.clone().try_acquire_owned().expect("a permit is available");
+            let job = Job::new(entry, now, &shared);
+            self.running.spawn(async move {
+                let attempt = job.run().await;
+                drop(permit);
+                attempt
+            });
+        }
+    }
+
+    /// Records an attempt's outcomes and decides what comes next for the message.
+    fn finish(&mut self, attempt: Attempt) {
+        let Some(entry) = self.entries.get_mut(&attempt.id) else { return };
+        entry.busy = false;
+        entry.body = None;
+        let mut results = Vec::with_capacity(attempt.outcomes.len());
+        for (index, relay, outcome) in attempt.outcomes {
+            let Some(rcpt) = entry.rcpts.iter_mut().find(|r| r.index == index) else { continue };
+            rcpt.attempts += 1;
+            let delay = attempt.at - entry.received_at;
+            let recorded = match outcome {
+                Outcome::Delivered { detail } => {
+                    rcpt.done = true;
+                    log_attempt(&entry.id, &rcpt.address, &relay, delay, "sent", &detail);
+                    Recorded::Delivered { reply: detail }
+                }
+                Outcome::Failed { reply } => {
+                    rcpt.done = true;
+                    log_attempt(&entry.id, &rcpt.address, &relay, delay, "bounced", &reply);
+                    Recorded::Failed { reply }
+                }
+                Outcome::Deferred { reply }
+                    if self.config.retry.expired(entry.received_at, attempt.at) =>
+                {
+                    rcpt.done = true;
+                    let reply = format!("{reply} (gave up: in the queue too long)");
+                    log_attempt(&entry.id, &rcpt.address, &relay, delay, "expired", &reply);
+                    Recorded::Failed { reply }
+                }
+                Outcome::Deferred { reply } => {
+                    rcpt.next_at = attempt.at + self.config.retry.delay(rcpt.attempts) as i64;
+                    log_attempt(&entry.id, &rcpt.address, &relay, delay, "deferred", &reply);
+                    Recorded::Deferred { reply, next_attempt_at: rcpt.next_at }
+                }
+            };
+            results.push(DeliveryResult {
+                id: entry.id,
+                recipient: index,
+                at: attempt.at,
+                outcome: recorded,
+            });
+        }
+        let _ = self.results.send(results);
+        let next = entry.rcpts.iter().filter(|r| !r.done).map(|r| r.next_at).min();
+        match next {
+            Some(due) if !entry.dropped => {
+                entry.due = due;
+                self.due.push(Reverse((due, entry.id)));
+            }
+            _ => {
+                if next.is_none() {
+                    tracing::info!(queue_id = %entry.id, "removed");
+                }
+                self.entries.remove(&attempt.id);
+            }
+        }
+    }
+
+    /// Follows what administrators did to the queue (CLI, console) since we last looked.
+    async fn apply_events(&mut self) {
+        let Ok(last) = self.store.queue_last_event().await else { return };
+        if last <= self.last_event {
+            return;
+        }
+        let events = match self.store.queue_events_after(self.last_event, 1000).await {
+            Ok(events) => events,
+            Err(e) => return tracing::warn!(error = %e, "cannot read queue events"),
+        };
+        for event in events {
+            self.last_event = self.last_event.max(event.id);
+            match event.action {
+                QueueAction::Hold | QueueAction::Delete | QueueAction::Bounce => {
+                    if let Some(entry) = self.entries.get_mut(&event.message) {
+                        if entry.busy {
+                            entry.dropped = true;
+                        } else {
+                            self.entries.remove(&event.message);
+                        }
+                    }
+                    tracing::info!(queue_id = %event.message, action = event.action.as_str(), "queue action");
+                }
+                QueueAction::Retry | QueueAction::Release => {
+                    if self.entries.get(&event.message).is_some_and(|e| e.busy) {
+                        continue;
+                    }
+                    match self.store.queue_show(event.message).await {
+                        Ok(Some(m)) if !m.held => {
+                            let mut entry = Entry::from_stored(m);
+                            if event.action == QueueAction::Retry {
+                                entry.due = now();
+                            }
+                            if entry.rcpts.iter().any(|r| !r.done) {
+                                self.schedule(entry);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, queue_id = %event.message, "cannot reload a queue entry")
+                        }
+                    }
+                    tracing::info!(queue_id = %event.message, action = event.action.as_str(), "queue action");
+                }
+            }
+        }
+    }
+}
+
+/// What every attempt started in one pass shares.
+struct Shared {
+    store: Store,
+    snapshot: Arc<Snapshot>,
+    maildir: Maildir,
+    config: Arc<SchedulerConfig>,
+}
+
+/// One attempt at one message: everything a delivery task needs, owned.
+struct Job {
+    id: QueueId,
+    at: i64,
+    sender: String,
+    envid: Option<String>,
+    ret_full: Option<bool>,
+    smtputf8: bool,
+    eight_bit: bool,
+    rcpts: Vec<(u32, String)>,
+    body: Option<Arc<Vec<u8>>>,
+    store: Store,
+    snapshot: Arc<Snapshot>,
+    maildir: Maildir,
+    config: Arc<SchedulerConfig>,
+}
+
+impl Job {
+    fn new(entry: &Entry, now: i64, s: &Shared) -> Job {
+        Job {
+            id: entry.id,
+            at: now,
+            sender: entry.sender.clone(),
+            envid: entry.envid.clone(),
+            ret_full: entry.ret_full,
+            smtputf8: entry.smtputf8,
+            eight_bit: entry.eight_bit,
+            rcpts: entry
+                .rcpts
+                .iter()
+                .filter(|r| !r.done && r.next_at <= now)
+                .map(|r| (r.index, r.address.clone()))
+                .collect(),
+            body: entry.body.clone(),
+            store: s.store.clone(),
+            snapshot: s.snapshot.clone(),
+            maildir: s.maildir.clone(),
+            config: s.config.clone(),
+        }
+    }
+
+    async fn run(self) -> Attempt {
+        let mut outcomes = Vec::with_capacity(self.rcpts.len());
+        let body = match &self.body {
+            Some(body) => Ok(body.clone()),
+            None => match self.store.queue_body(self.id).await {
+                Ok(Some(body)) => Ok(Arc::new(body)),
+                Ok(None) => Err("451 4.3.0 the message body is missing from the queue".to_string()),
+                Err(e) => Err(format!("451 4.3.0 cannot read the message body: {e}")),
+            },
+        };
+        let body = match body {
+            Ok(body) => body,
+            Err(reply) => {
+                for (index, _) in &self.rcpts {
+                    outcomes.push((*index, "none".to_string(), Outcome::deferred(reply.clone())));
+                }
+                return Attempt { id: self.id, at: self.at, outcomes };
+            }
+        };
+        // Recipients with the same route go together, in the order they came.
+        let mut groups: Vec<(Route, Vec<(u32, String)>)> = Vec::new();
+        for (index, address) in &self.rcpts {
+            let r = route(&self.snapshot.config, address);
+            match groups.iter_mut().find(|(g, _)| *g == r) {
+                Some((_, members)) => members.push((*index, address.clone())),
+                None => groups.push((r, vec![(*index, address.clone())])),
+            }
+        }
+        for (route, members) in groups {
+            let relay = route.relay();
+            let results = self.deliver(&route, &members, &body).await;
+            outcomes.extend(
+                members
+                    .iter()
+                    .zip(results)
+                    .map(|((index, _), outcome)| (*index, relay.clone(), outcome)),
+            );
+        }
+        Attempt { id: self.id, at: self.at, outcomes }
+    }
+
+    async fn deliver(
+        &self,
+        route: &Route,
+        members: &[(u32, String)],
+        body: &Arc<Vec<u8>>,
+    ) -> Vec<Outcome> {
+        let addresses: Vec<String> = members.iter().map(|(_, a)| a.clone()).collect();
+        let id = self.id.to_string();
+        let delivery = Delivery {
+            queue_id: &id,
+            sender: &self.sender,
+            recipients: &addresses,
+            body,
+            smtputf8: self.smtputf8,
+            eight_bit: self.eight_bit,
+            envid: self.envid.as_deref(),
+            ret_full: self.ret_full,
+        };
+        match route {
+            Route::Local => self.deliver_local(&addresses, delivery).await,
+            Route::Next { protocol, target, tls, credentials } => {
+                let mut options = ClientOptions::new(*protocol, self.config.hostname.clone());
+                options.tls = *tls;
+                options.credentials = credentials.clone();
+                options.extra_roots = self.config.extra_roots.clone();
+                delivery::deliver(self.config.connector.as_ref(), target, &options, &delivery).await
+            }
+            // MX lookup and delivery to the Internet are the next piece of work (issue 4):
+            // such mail waits in the queue, deferred with a reason that says so.
+            Route::Mx { domain } => {
+                vec![
+                    Outcome::deferred(format!(
+                        "451 4.4.0 delivery to {domain} by MX lookup is not available yet; set a transport"
+                    ));
+                    addresses.len()
+                ]
+            }
+            Route::Discard => {
+                vec![Outcome::Delivered { detail: "discarded".into() }; addresses.len()]
+            }
+            Route::Refuse(reply) => vec![Outcome::failed(reply.clone()); addresses.len()],
+        }
+    }
+
+    /// Maildir delivery, for the recipients that are enabled mailboxes now.
+    async fn deliver_local(&self, addresses: &[String], delivery: Delivery<'_>) -> Vec<Outcome> {
+        let config = &self.snapshot.config;
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; addresses.len()];
+        let mut deliverable = Vec::new();
+        for (i, address) in addresses.iter().enumerate() {
+            let mailbox = address.parse().ok().and_then(|a| config.mailboxes.get(&a));
+            match mailbox {
+                None => {
+                    outcomes[i] =
+                        Some(Outcome::failed(format!("550 5.1.1 <{address}>: no such mailbox")))
+                }
+                Some(m) if !m.enabled => {
+                    outcomes[i] =
+                        Some(Outcome::failed(format!("550 5.2.1 <{address}>: mailbox disabled")))
+                }
+                Some(_) => deliverable.push(i),
+            }
+        }
+        if !deliverable.is_empty() {
+            let recipients: Vec<String> =
+                deliverable.iter().map(|&i| addresses[i].clone()).collect();
+            let quotas: HashMap<String, Option<u64>> = recipients
+                .iter()
+                .map(|a| {
+                    (
+                        a.clone(),
+                        a.parse()
+                            .ok()
+                            .and_then(|a| config.mailboxes.get(&a))
+                            .and_then(|m| m.quota_bytes),
+                    )
+                })
+                .collect();
+            let maildir = self.maildir.clone();
+            let owned = (
+                delivery.queue_id.to_string(),
+                delivery.sender.to_string(),
+                delivery.body.to_vec(),
+                delivery.smtputf8,
+                delivery.eight_bit,
+            );
+            // Maildir delivery is file I/O with fsyncs: off the async workers.
+            let results = tokio::task::spawn_blocking(move || {
+                let (queue_id, sender, body, smtputf8, eight_bit) = owned;
+                let d = Delivery {
+                    queue_id: &queue_id,
+                    sender: &sender,
+                    recipients: &recipients,
+                    body: &body,
+                    smtputf8,
+                    eight_bit,
+                    envid: None,
+                    ret_full: None,
+                };
+                maildir.deliver(&d, |a| quotas.get(a).copied().flatten())
+            })
+            .await
+            .unwrap_or_else(|_| {
+                vec![Outcome::deferred("451 4.3.0 local delivery failed"); deliverable.len()]
+            });
+            for (i, outcome) in deliverable.into_iter().zip(results) {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Outcome::deferred("451 4.3.0 no outcome")))
+            .collect()
+    }
+}
+
+/// One line per delivery attempt, like Postfix's mail log: the queue ID, recipient, next hop,
+/// delay, DSN code and status.
+fn log_attempt(id: &QueueId, to: &str, relay: &str, delay: i64, status: &str, reply: &str) {
+    let dsn = reply.split_whitespace().nth(1).filter(|c| c.split('.').count() == 3).unwrap_or("");
+    tracing::info!(queue_id = %id, to = %to, relay = %relay, delay, dsn, status, "{reply}");
+}
