@@ -42,6 +42,9 @@ enum Command {
     /// Networks allowed to relay without authenticating.
     #[command(subcommand)]
     Network(cli::network::Command),
+    /// The mail queue: list, show, flush, retry, hold, release, delete, bounce.
+    #[command(subcommand)]
+    Queue(cli::queue::Command),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
             Command::Alias(cmd) => cli::alias::run(config, cmd).await,
             Command::Transport(cmd) => cli::transport::run(config, cmd).await,
             Command::Network(cmd) => cli::network::run(config, cmd).await,
+            Command::Queue(cmd) => cli::queue::run(config, cmd).await,
         }
     });
     match result {

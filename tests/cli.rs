@@ -119,7 +119,7 @@ fn help_lists_every_command() {
     let db = TestDb::sqlite();
     let s = Setup::new(&db.database);
     let help = s.ok(&["--help"]);
-    for cmd in ["serve", "config", "domain", "mailbox", "alias", "transport", "network"] {
+    for cmd in ["serve", "config", "domain", "mailbox", "alias", "transport", "network", "queue"] {
         assert!(help.contains(cmd), "{cmd} missing from --help");
     }
 }

@@ -7,6 +7,7 @@ pub mod domain;
 pub mod mailbox;
 pub mod network;
 mod output;
+pub mod queue;
 mod secret;
 pub mod serve;
 pub mod transport;

@@ -50,6 +50,17 @@ impl Inner {
             newer
         });
     }
+
+    /// Records that queue event `event` exists, waking subscribers if it is newer.
+    pub(crate) fn advance_queue_event(&self, event: i64) {
+        self.queue_event.send_if_modified(|known| {
+            let newer = event > *known;
+            if newer {
+                *known = event;
+            }
+            newer
+        });
+    }
 }
 
 pub(crate) fn now() -> i64 {
@@ -80,7 +91,11 @@ impl Store {
         };
         let current = read_revision(&pool).await?;
         let (revision, _) = watch::channel(current);
-        let (queue_event, _) = watch::channel(0);
+        // Where an engine's tail of queue events starts: what exists already is history.
+        let last_event: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM queue_events")
+            .fetch_one(&pool)
+            .await?;
+        let (queue_event, _) = watch::channel(last_event);
         Ok(Store {
             inner: Arc::new(Inner {
                 pool,

@@ -70,13 +70,7 @@ impl Store {
                 }
                 qtx.tx.commit().await?;
                 if let Some(event) = qtx.last_event {
-                    self.inner.queue_event.send_if_modified(|known| {
-                        let newer = event > *known;
-                        if newer {
-                            *known = event;
-                        }
-                        newer
-                    });
+                    self.inner.advance_queue_event(event);
                 }
                 Ok(value)
             }

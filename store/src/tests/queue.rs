@@ -218,4 +218,23 @@ crate::store_tests! {
         let page = store.queue_list(&all(), Page::default()).await.unwrap();
         assert_eq!((page.messages.len(), page.damaged.len(), page.total), (1, 1, 2));
     }
+
+    async fn actions_from_another_process_reach_the_watcher(store: Store) {
+        let other = crate::Store::open(store.database()).await.unwrap();
+        let ids = other.queue_insert(NODE, vec![message("a@x.test", &["b@y.test"])]).await.unwrap();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let watcher = store.spawn_queue_watcher(shutdown.clone());
+        let mut events = store.queue_subscribe();
+        let start = *events.borrow_and_update();
+        other.queue_act(QueueAction::Hold, &Selection::Ids(vec![ids[0]])).await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(3), events.changed())
+            .await
+            .expect("the watcher sees the other process's action")
+            .unwrap();
+        let got = store.queue_events_after(start, 10).await.unwrap();
+        assert_eq!((got[0].message, got[0].action), (ids[0], QueueAction::Hold));
+        shutdown.cancel();
+        watcher.await.unwrap();
+        other.close().await;
+    }
 }
