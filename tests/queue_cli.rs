@@ -48,7 +48,7 @@ async fn queue_commands(db: TestDb) {
     let ids = store
         .queue_insert(
             "mx1.example.test",
-            vec![
+            &[
                 message("ann@x.test", &["bob@y.test", "cat@z.test"]),
                 message("", &["dan@y.test"]),
                 message("ann@x.test", &["eve@z.test"]),

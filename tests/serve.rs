@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::time::Duration;
 
 use common::{Setup, applied};
@@ -97,16 +96,4 @@ fn an_unreachable_database_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("postgres://postern:***@127.0.0.1:1/postern"), "{err}");
     assert!(!err.contains("hunter2"), "the password leaked: {err}");
-}
-
-#[test]
-fn smtp_listeners_refuse_with_421_until_sessions_land() {
-    let db = TestDb::sqlite();
-    let setup = Setup::new(&db.database);
-    let serve = setup.serve();
-    let mut stream = std::net::TcpStream::connect(serve.listeners["smtp"]).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    assert!(reply.starts_with("421 4.3.2 mail.example.test "), "{reply:?}");
 }

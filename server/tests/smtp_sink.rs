@@ -6,45 +6,14 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use postern_server::delivery::{
     Client, ClientOptions, DirectConnector, Outcome, Protocol, Target, Timeouts, deliver,
 };
 use postern_store::model::{Host, TlsPolicy};
-use postern_store::testing::missing_peer;
-use support::{Peer, TRICKY_BODY, delivery, free_port, have, wait_for_port};
-
-/// smtp-sink on a free port with extra `args`, or `None` when it is not installed.
-fn sink(test: &str, dir: &Path, args: &[&str]) -> Option<(Peer, u16)> {
-    if !have("smtp-sink") {
-        missing_peer(test, "smtp-sink is not installed (Debian package postfix)");
-        return None;
-    }
-    let port = free_port();
-    let mut cmd = Command::new("smtp-sink");
-    // smtp-sink refuses to run as root without a user to become.
-    if is_root() {
-        cmd.args(["-u", "postfix"]);
-        std::os::unix::fs::chown(dir, Some(postfix_uid()), None).unwrap();
-    }
-    cmd.args(args).arg(format!("127.0.0.1:{port}")).arg("10");
-    let mut peer = Peer(cmd.spawn().expect("start smtp-sink"));
-    wait_for_port(port, &mut peer, None);
-    Some((peer, port))
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-fn postfix_uid() -> u32 {
-    let out = Command::new("id").args(["-u", "postfix"]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-}
+use support::peers::sink;
+use support::{TRICKY_BODY, delivery, free_port};
 
 fn target(port: u16) -> Target {
     Target::Tcp { host: Host::Ip("127.0.0.1".parse().unwrap()), port }

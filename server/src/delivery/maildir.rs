@@ -47,8 +47,45 @@ impl Maildir {
 
     /// Delivers to each recipient; `quota` gives a mailbox's limit in bytes, if it has one.
     /// This blocks on the disk (fsync): call it from `spawn_blocking`.
-    pub fn deliver(&self, d: &Delivery<'_>, quota: impl Fn(&str) -> Option<u64>) -> Vec<Outcome> {
-        d.recipients.iter().map(|rcpt| self.deliver_one(d, rcpt, quota(rcpt))).collect()
+    ///
+    /// With `recovered` (a message found in the queue at start-up, whose earlier attempt may have
+    /// written the file before the process died without recording it), a mailbox that already
+    /// holds a file of this queue ID counts as delivered: local delivery stays exactly-once
+    /// across a crash.
+    pub fn deliver(
+        &self,
+        d: &Delivery<'_>,
+        quota: impl Fn(&str) -> Option<u64>,
+        recovered: bool,
+    ) -> Vec<Outcome> {
+        d.recipients
+            .iter()
+            .map(|rcpt| {
+                if recovered && let Some(found) = self.already_delivered(d.queue_id, rcpt) {
+                    return Outcome::Delivered {
+                        detail: format!("already in the mailbox as {}", found.display()),
+                    };
+                }
+                self.deliver_one(d, rcpt, quota(rcpt))
+            })
+            .collect()
+    }
+
+    /// A file of queue ID `queue_id` in the recipient's new/ or cur/ (where an IMAP server moves
+    /// it once seen).
+    fn already_delivered(&self, queue_id: &str, rcpt: &str) -> Option<PathBuf> {
+        if queue_id.is_empty() {
+            return None;
+        }
+        let dir = self.mailbox_dir(rcpt)?;
+        let tag = format!("Q{queue_id}R");
+        ["new", "cur"].iter().find_map(|sub| {
+            fs::read_dir(dir.join(sub))
+                .ok()?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains(&tag)))
+        })
     }
 
     /// The mailbox directory for an address, or `None` when the address cannot safely name a
@@ -86,7 +123,7 @@ impl Maildir {
                 Err(e) => return Outcome::deferred(format!("451 4.3.0 <{rcpt}>: {e}")),
             }
         }
-        match self.write(&dir, header.as_bytes(), d.body, size) {
+        match self.write(&dir, d.queue_id, header.as_bytes(), d.body, size) {
             Ok(name) => {
                 self.add_usage(&dir, size);
                 Outcome::Delivered {
@@ -104,9 +141,16 @@ impl Maildir {
     }
 
     /// Writes the message into tmp/, makes it durable, and moves it into new/.
-    fn write(&self, dir: &Path, header: &[u8], body: &[u8], size: u64) -> std::io::Result<String> {
+    fn write(
+        &self,
+        dir: &Path,
+        queue_id: &str,
+        header: &[u8],
+        body: &[u8],
+        size: u64,
+    ) -> std::io::Result<String> {
         self.ensure_dirs(dir)?;
-        let name = self.unique_name(size);
+        let name = self.unique_name(queue_id, size);
         let tmp = dir.join("tmp").join(&name);
         let result = (|| {
             let mut file =
@@ -147,13 +191,15 @@ impl Maildir {
         Ok(())
     }
 
-    /// `<seconds>.M<microseconds>P<pid>R<random>.<host>,S=<size>`: unique by the spec's rules
-    /// (time, process, and a random part, since many deliveries share a process), with the
-    /// Maildir++ size so that measuring a mailbox needs no stat per file.
-    fn unique_name(&self, size: u64) -> String {
+    /// `<seconds>.M<microseconds>P<pid>Q<queue id>R<random>.<host>,S=<size>`: unique by the
+    /// spec's rules (time, process, and a random part, since many deliveries share a process),
+    /// with the queue ID (so a redelivery after a crash can be recognised) and the Maildir++ size
+    /// (so measuring a mailbox needs no stat per file). Queue IDs are base32: safe in a name.
+    fn unique_name(&self, queue_id: &str, size: u64) -> String {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let queue_id: String = queue_id.chars().filter(char::is_ascii_alphanumeric).collect();
         format!(
-            "{}.M{}P{}R{:016x}.{},S={size}",
+            "{}.M{}P{}Q{queue_id}R{:016x}.{},S={size}",
             now.as_secs(),
             now.subsec_micros(),
             std::process::id(),

@@ -67,6 +67,9 @@ struct Entry {
     busy: bool,
     /// Held, deleted or bounced while an attempt was running: forget it when it ends.
     dropped: bool,
+    /// Found in the store at start-up: an attempt before a crash may have delivered it
+    /// without recording so.
+    recovered: bool,
     due: i64,
 }
 
@@ -96,6 +99,7 @@ impl Entry {
             body: Some(Arc::new(m.body)),
             busy: false,
             dropped: false,
+            recovered: false,
             due: now,
         }
     }
@@ -125,6 +129,7 @@ impl Entry {
             body: None,
             busy: false,
             dropped: false,
+            recovered: true,
             due,
         }
     }
@@ -230,6 +235,11 @@ impl Scheduler {
     }
 
     fn schedule(&mut self, entry: Entry) {
+        // Administrator-bounced messages stay in the store until their DSN is sent (issue 4);
+        // with nothing to deliver they need no place in the work list.
+        if entry.rcpts.iter().all(|r| r.done) {
+            return;
+        }
         self.due.push(Reverse((entry.due, entry.id)));
         self.entries.insert(entry.id, entry);
     }
@@ -269,6 +279,7 @@ impl Scheduler {
         let Some(entry) = self.entries.get_mut(&attempt.id) else { return };
         entry.busy = false;
         entry.body = None;
+        entry.recovered = false;
         let mut results = Vec::with_capacity(attempt.outcomes.len());
         for (index, relay, outcome) in attempt.outcomes {
             let Some(rcpt) = entry.rcpts.iter_mut().find(|r| r.index == index) else { continue };
@@ -390,6 +401,7 @@ struct Job {
     eight_bit: bool,
     rcpts: Vec<(u32, String)>,
     body: Option<Arc<Vec<u8>>>,
+    recovered: bool,
     store: Store,
     snapshot: Arc<Snapshot>,
     maildir: Maildir,
@@ -413,6 +425,7 @@ impl Job {
                 .map(|r| (r.index, r.address.clone()))
                 .collect(),
             body: entry.body.clone(),
+            recovered: entry.recovered,
             store: s.store.clone(),
             snapshot: s.snapshot.clone(),
             maildir: s.maildir.clone(),
@@ -540,6 +553,7 @@ impl Job {
                 })
                 .collect();
             let maildir = self.maildir.clone();
+            let recovered = self.recovered;
             let owned = (
                 delivery.queue_id.to_string(),
                 delivery.sender.to_string(),
@@ -560,7 +574,7 @@ impl Job {
                     envid: None,
                     ret_full: None,
                 };
-                maildir.deliver(&d, |a| quotas.get(a).copied().flatten())
+                maildir.deliver(&d, |a| quotas.get(a).copied().flatten(), recovered)
             })
             .await
             .unwrap_or_else(|_| {

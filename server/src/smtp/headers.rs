@@ -54,10 +54,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             head.push_str(&format!("\r\n\t(authenticated as {user})"));
         }
         // Naming the recipient only when there is one keeps the others private.
-        if let [only] = tx.recipients.as_slice() {
-            if let [dest] = only.destinations.as_slice() {
-                head.push_str(&format!("\r\n\tfor <{dest}>"));
-            }
+        if let [only] = tx.recipients.as_slice()
+            && let [dest] = only.destinations.as_slice()
+        {
+            head.push_str(&format!("\r\n\tfor <{dest}>"));
         }
         head.push_str(&format!("; {date}\r\n"));
         if self.kind.takes_auth() {

@@ -295,6 +295,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
+        // One copy per final recipient, however many RCPTs and aliases lead to it (Postfix's
+        // cleanup does the same); the first RCPT that led there keeps its ORCPT and NOTIFY.
+        let mut seen = std::collections::HashSet::new();
         let recipients = tx
             .recipients
             .iter()
@@ -305,6 +308,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     notify: r.notify,
                 })
             })
+            .filter(|r| seen.insert(r.address.to_ascii_lowercase()))
             .collect();
         let size = body.len();
         let message = Accepted {

@@ -2,6 +2,8 @@
 //! with the test, and a message to send.
 #![allow(dead_code)]
 
+pub mod peers;
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command};

@@ -25,25 +25,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if from.flags & smtp_proto::MAIL_BODY_BINARYMIME != 0 {
             return Reply::new(555, "5.5.4", "Error: BODY=BINARYMIME is not supported");
         }
-        if let Some(free) = self.ctx.free_disk() {
-            if free < self.ctx.limits.min_free_disk {
-                tracing::warn!(free, "refusing mail: the data directory is nearly full");
-                return Reply::new(452, "4.3.1", "Insufficient system storage");
-            }
+        if let Some(free) = self.ctx.free_disk()
+            && free < self.ctx.limits.min_free_disk
+        {
+            tracing::warn!(free, "refusing mail: the data directory is nearly full");
+            return Reply::new(452, "4.3.1", "Insufficient system storage");
         }
         let smtputf8 = from.flags & smtp_proto::MAIL_SMTPUTF8 != 0;
         let sender = from.address;
         if !sender.is_ascii() && !smtputf8 {
             return Reply::new(553, "5.6.7", "Error: a non-ASCII address needs SMTPUTF8");
         }
-        if let Some(user) = &self.auth {
-            if !self.may_send_as(user, &sender) {
-                return Reply::new(
-                    553,
-                    "5.7.1",
-                    format!("<{sender}>: Sender address rejected: not owned by user {user}"),
-                );
-            }
+        if let Some(user) = &self.auth
+            && !self.may_send_as(user, &sender)
+        {
+            return Reply::new(
+                553,
+                "5.7.1",
+                format!("<{sender}>: Sender address rejected: not owned by user {user}"),
+            );
         }
         let ret_full = match from.flags & (smtp_proto::MAIL_RET_FULL | smtp_proto::MAIL_RET_HDRS) {
             smtp_proto::MAIL_RET_FULL => Some(true),

@@ -72,10 +72,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         let snapshot = self.ctx.engine.snapshot();
         let config = &snapshot.config;
-        if let Some(rule) = config.transport_for(&domain) {
-            if let Transport::Error(text) = &rule.transport {
-                return Err(Reply::new(550, "5.0.0", format!("<{address}>: {text}")));
-            }
+        if let Some(rule) = config.transport_for(&domain)
+            && let Transport::Error(text) = &rule.transport
+        {
+            return Err(Reply::new(550, "5.0.0", format!("<{address}>: {text}")));
         }
         let kind = config.domain_kind(&domain);
         if kind.is_none() {

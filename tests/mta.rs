@@ -1,0 +1,389 @@
+//! The MTA end to end, as a user runs it: `postern serve` as a child process, configured with
+//! the CLI, and real clients and peers: swaks on 25, 587 and 465, smtp-sink as a smarthost,
+//! Dovecot over LMTP, and a SIGKILL while clients are sending.
+//!
+//! Needs the Debian packages `swaks`, `postfix` (smtp-sink), `dovecot-core dovecot-lmtpd`.
+
+mod common;
+#[path = "../server/tests/support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Serve, Setup, applied};
+use postern_store::testing::{TestDb, missing_peer};
+
+const PASSWORD: &str = "correct horse battery";
+
+fn have_swaks(test: &str) -> bool {
+    if support::have("swaks") {
+        return true;
+    }
+    missing_peer(test, "swaks is not installed (Debian package swaks)");
+    false
+}
+
+/// Runs swaks against `addr` with `args`; returns its exit success and transcript.
+fn swaks(addr: SocketAddr, args: &[&str]) -> (bool, String) {
+    let out = Command::new("swaks")
+        .args([
+            "--server",
+            &addr.ip().to_string(),
+            "--port",
+            &addr.port().to_string(),
+            "--timeout",
+            "20",
+        ])
+        .args(args)
+        .output()
+        .expect("run swaks");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// The contents of the files in `maildir/new`.
+fn new_mail(maildir: &Path) -> Vec<String> {
+    std::fs::read_dir(maildir.join("new"))
+        .map(|d| {
+            d.flatten().map(|e| std::fs::read_to_string(e.path()).unwrap_or_default()).collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits up to `within` until `dir`'s new mail holds `count` messages.
+fn wait_for_mail(dir: &Path, count: usize, within: Duration) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let mail = new_mail(dir);
+        if mail.len() >= count || start.elapsed() > within {
+            return mail;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts serve, then adds example.test and ann@example.test through the CLI, and waits until
+/// the running server has them.
+fn serve_with_ann(setup: &Setup) -> Serve {
+    let serve = setup.serve();
+    setup.ok(&["domain", "add", "example.test"]);
+    let out = setup.run(&["mailbox", "add", "ann@example.test"], &format!("{PASSWORD}\n"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serve
+        .wait_log(Duration::from_secs(5), |l| applied(l) && l["mailboxes"] == 1)
+        .expect("the mailbox is live");
+    serve
+}
+
+fn ann_maildir(setup: &Setup) -> PathBuf {
+    setup.dir.path().join("data/mail/example.test/ann")
+}
+
+fn swaks_on_every_port(db: &TestDb, test: &str) {
+    if !have_swaks(test) {
+        return;
+    }
+    let setup = Setup::new(&db.database);
+    let serve = serve_with_ann(&setup);
+    let (ok, text) = swaks(
+        serve.listeners["smtp"],
+        &[
+            "--from",
+            "someone@remote.test",
+            "--to",
+            "ann@example.test",
+            "--header",
+            "Subject: via 25",
+        ],
+    );
+    assert!(ok && text.contains("250 2.0.0 Ok: queued as"), "{text}");
+    let auth = ["--auth", "PLAIN", "--auth-user", "ann@example.test", "--auth-password", PASSWORD];
+    let mut args = vec![
+        "-tls",
+        "--from",
+        "ann@example.test",
+        "--to",
+        "ann@example.test",
+        "--header",
+        "Subject: via 587",
+    ];
+    args.extend(auth);
+    let (ok, text) = swaks(serve.listeners["submission"], &args);
+    assert!(ok, "{text}");
+    let mut args = vec![
+        "--tls-on-connect",
+        "--from",
+        "ann@example.test",
+        "--to",
+        "ann@example.test",
+        "--header",
+        "Subject: via 465",
+    ];
+    args.extend(auth);
+    let (ok, text) = swaks(serve.listeners["submissions"], &args);
+    assert!(ok, "{text}");
+    // A wrong password, and a sender the user does not own, are refused.
+    let (ok, text) = swaks(
+        serve.listeners["submission"],
+        &[
+            "-tls",
+            "--from",
+            "ann@example.test",
+            "--to",
+            "ann@example.test",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "ann@example.test",
+            "--auth-password",
+            "wrong",
+        ],
+    );
+    assert!(!ok && text.contains("535 5.7.8"), "{text}");
+    let mut args = vec!["-tls", "--from", "boss@example.test", "--to", "ann@example.test"];
+    args.extend(auth);
+    let (ok, text) = swaks(serve.listeners["submission"], &args);
+    assert!(!ok && text.contains("553 5.7.1"), "{text}");
+
+    let mail = wait_for_mail(&ann_maildir(&setup), 3, Duration::from_secs(10));
+    for subject in ["via 25", "via 587", "via 465"] {
+        let m = mail
+            .iter()
+            .find(|m| m.contains(&format!("Subject: {subject}")))
+            .unwrap_or_else(|| panic!("{subject} not delivered: {mail:?}"));
+        assert!(
+            m.starts_with("Return-Path: <") && m.contains("Delivered-To: <ann@example.test>"),
+            "{m}"
+        );
+    }
+    let submitted = mail.iter().find(|m| m.contains("Subject: via 587")).unwrap();
+    assert!(
+        submitted.contains("with ESMTPSA")
+            && submitted.contains("(authenticated as ann@example.test)"),
+        "{submitted}"
+    );
+    assert!(
+        serve
+            .wait_log(Duration::from_secs(2), |l| l["status"] == "sent" && l["relay"] == "local")
+            .is_some()
+    );
+}
+
+#[test]
+fn swaks_on_every_port_sqlite() {
+    swaks_on_every_port(&TestDb::sqlite(), "mta::swaks_on_every_port_sqlite");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn swaks_on_every_port_postgres() {
+    let test = "mta::swaks_on_every_port_postgres";
+    let Some(db) = TestDb::postgres(test).await else { return };
+    tokio::task::spawn_blocking(move || swaks_on_every_port(&db, test)).await.unwrap();
+}
+
+#[test]
+fn a_trusted_network_relays_to_a_smarthost() {
+    let test = "mta::a_trusted_network_relays_to_a_smarthost";
+    if !have_swaks(test) {
+        return;
+    }
+    let db = TestDb::sqlite();
+    let setup = Setup::new(&db.database);
+    let dump = tempfile::tempdir().unwrap();
+    let template = format!("{}/%M.", dump.path().display());
+    let Some((_sink, port)) = support::peers::sink(test, dump.path(), &["-d", &template]) else {
+        return;
+    };
+    let serve = setup.serve();
+    setup.ok(&["transport", "set", "*", &format!("smtp:[127.0.0.1]:{port}"), "--tls", "none"]);
+    serve
+        .wait_log(Duration::from_secs(5), |l| applied(l) && l["transports"] == 1)
+        .expect("the transport is live");
+    // 127.0.0.1 is a trusted network by default.
+    let (ok, text) = swaks(
+        serve.listeners["smtp"],
+        &[
+            "--from",
+            "app@example.test",
+            "--to",
+            "someone@elsewhere.test",
+            "--header",
+            "Subject: relayed",
+        ],
+    );
+    assert!(ok, "{text}");
+    // The sink writes its dump while we look: wait for the content, not for the file.
+    let start = Instant::now();
+    loop {
+        let dumped: Vec<String> = std::fs::read_dir(dump.path())
+            .unwrap()
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect();
+        if dumped
+            .iter()
+            .any(|d| d.contains("someone@elsewhere.test") && d.contains("Subject: relayed"))
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the relayed message did not reach the sink: {dumped:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (line, _) = serve
+        .wait_log(Duration::from_secs(5), |l| l["status"] == "sent")
+        .expect("a delivery log line");
+    assert_eq!(line["relay"], format!("127.0.0.1:{port}"));
+    assert_eq!(line["to"], "someone@elsewhere.test");
+}
+
+#[test]
+fn lmtp_into_dovecot() {
+    let test = "mta::lmtp_into_dovecot";
+    if !have_swaks(test) {
+        return;
+    }
+    let db = TestDb::sqlite();
+    let setup = Setup::new(&db.database);
+    let peer_dir = tempfile::tempdir().unwrap();
+    let Some(dovecot) = support::peers::dovecot(test, peer_dir.path(), &["ann@lmtp.test"]) else {
+        return;
+    };
+    let serve = setup.serve();
+    setup.ok(&["domain", "add", "lmtp.test"]);
+    let out = setup.run(&["mailbox", "add", "ann@lmtp.test"], &format!("{PASSWORD}\n"));
+    assert!(out.status.success());
+    setup.ok(&[
+        "transport",
+        "set",
+        "lmtp.test",
+        &format!("lmtp:127.0.0.1:{}", dovecot.port),
+        "--tls",
+        "none",
+    ]);
+    serve
+        .wait_log(Duration::from_secs(5), |l| applied(l) && l["transports"] == 1)
+        .expect("the transport is live");
+    let (ok, text) = swaks(
+        serve.listeners["smtp"],
+        &[
+            "--from",
+            "x@remote.test",
+            "--to",
+            "ann@lmtp.test",
+            "--header",
+            "Subject: through dovecot",
+        ],
+    );
+    assert!(ok, "{text}");
+    let mail = wait_for_mail(&dovecot.maildir("ann@lmtp.test"), 1, Duration::from_secs(10));
+    assert!(mail.iter().any(|m| m.contains("Subject: through dovecot")), "{mail:?}");
+}
+
+/// One SMTP conversation over a plain socket; `Ok(true)` when the message was acknowledged.
+fn send_one(addr: SocketAddr, subject: &str) -> std::io::Result<bool> {
+    let stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    let mut reply = || -> std::io::Result<String> {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Ok(all);
+            }
+        }
+    };
+    reply()?;
+    for command in
+        ["EHLO load.test", "MAIL FROM:<load@remote.test>", "RCPT TO:<ann@example.test>", "DATA"]
+    {
+        writer.write_all(format!("{command}\r\n").as_bytes())?;
+        let r = reply()?;
+        if !(r.starts_with('2') || r.starts_with('3')) {
+            return Ok(false);
+        }
+    }
+    writer.write_all(format!("Subject: {subject}\r\n\r\nbody\r\n.\r\n").as_bytes())?;
+    let acknowledged = reply()?.starts_with("250");
+    let _ = writer.write_all(b"QUIT\r\n");
+    Ok(acknowledged)
+}
+
+/// SIGKILL while eight clients send: after a restart, every acknowledged message is in the
+/// mailbox exactly once.
+#[test]
+fn kill_9_loses_no_acknowledged_message() {
+    let db = TestDb::sqlite();
+    let setup = Setup::new(&db.database);
+    let mut serve = serve_with_ann(&setup);
+    let addr = serve.listeners["smtp"];
+    let senders: Vec<_> = (0..8)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut acknowledged = Vec::new();
+                for i in 0.. {
+                    let subject = format!("m-{t}-{i}");
+                    match send_one(addr, &subject) {
+                        Ok(true) => acknowledged.push(subject),
+                        Ok(false) => {}
+                        Err(_) => return acknowledged,
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    serve.child.kill().unwrap();
+    serve.child.wait().unwrap();
+    let acknowledged: Vec<String> = senders.into_iter().flat_map(|s| s.join().unwrap()).collect();
+    assert!(
+        acknowledged.len() > 20,
+        "the clients got too little through ({}) to prove anything",
+        acknowledged.len()
+    );
+
+    // The same data directory and store, a new process.
+    let _again = setup.serve();
+    let maildir = ann_maildir(&setup);
+    let start = Instant::now();
+    loop {
+        let mail = new_mail(&maildir);
+        let missing: Vec<&String> = acknowledged
+            .iter()
+            .filter(|s| !mail.iter().any(|m| m.contains(&format!("Subject: {s}\r\n"))))
+            .collect();
+        if missing.is_empty() {
+            for s in &acknowledged {
+                let copies =
+                    mail.iter().filter(|m| m.contains(&format!("Subject: {s}\r\n"))).count();
+                assert_eq!(copies, 1, "{s} was delivered {copies} times");
+            }
+            eprintln!(
+                "{} acknowledged before SIGKILL, all delivered once after the restart",
+                acknowledged.len()
+            );
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{} acknowledged messages never arrived: {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
