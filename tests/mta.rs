@@ -287,6 +287,88 @@ fn lmtp_into_dovecot() {
     assert!(mail.iter().any(|m| m.contains("Subject: through dovecot")), "{mail:?}");
 }
 
+fn queue_json(setup: &Setup, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["queue", "list", "--json"];
+    all.extend(args);
+    serde_json::from_str(&setup.ok(&all)).unwrap()
+}
+
+/// `postern queue` run beside `serve` acts on the running server: hold keeps a message from
+/// delivery, flush tries it now once released.
+#[test]
+fn queue_commands_act_on_the_running_server() {
+    let test = "mta::queue_commands_act_on_the_running_server";
+    if !have_swaks(test) {
+        return;
+    }
+    let db = TestDb::sqlite();
+    let setup = Setup::new(&db.database);
+    let serve = setup.serve();
+    // A next hop that is down for now.
+    let port = support::free_port();
+    setup.ok(&["transport", "set", "*", &format!("smtp:[127.0.0.1]:{port}"), "--tls", "none"]);
+    setup.ok(&["transport", "set", "discard.test", "discard"]);
+    serve.wait_log(Duration::from_secs(5), |l| applied(l) && l["transports"] == 2).expect("live");
+    let (ok, text) = swaks(
+        serve.listeners["smtp"],
+        &[
+            "--from",
+            "app@example.test",
+            "--to",
+            "someone@elsewhere.test",
+            "--header",
+            "Subject: waits",
+        ],
+    );
+    assert!(ok, "{text}");
+    let (line, _) =
+        serve.wait_log(Duration::from_secs(10), |l| l["status"] == "deferred").expect("deferred");
+    assert!(line["message"].as_str().unwrap().contains("refused"), "{line}");
+    let page = queue_json(&setup, &["--status", "deferred"]);
+    assert_eq!(page["total"], 1, "{page}");
+    let id = page["messages"][0]["id"].as_str().unwrap().to_string();
+    assert!(
+        page["messages"][0]["recipients"][0]["last_error"].as_str().unwrap().contains("refused"),
+        "{page}"
+    );
+
+    setup.ok(&["queue", "hold", &id]);
+    let dump = tempfile::tempdir().unwrap();
+    let template = format!("{}/%M.", dump.path().display());
+    let Some(_sink) = support::peers::sink_on(test, dump.path(), port, &["-d", &template]) else {
+        return;
+    };
+    setup.ok(&["queue", "flush"]);
+    assert!(
+        serve.wait_log(Duration::from_secs(2), |l| l["status"] == "sent").is_none(),
+        "a held message was delivered"
+    );
+    assert_eq!(queue_json(&setup, &["--held"])["total"], 1);
+
+    setup.ok(&["queue", "release", &id]);
+    setup.ok(&["queue", "flush"]);
+    let (line, _) = serve
+        .wait_log(Duration::from_secs(10), |l| l["status"] == "sent")
+        .expect("delivered after release and flush");
+    assert_eq!(line["queue_id"], id);
+    let start = Instant::now();
+    while queue_json(&setup, &[])["total"] != 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the delivered message stays in the queue"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // discard: accepted and dropped, logged as sent by the discard route.
+    let (ok, text) =
+        swaks(serve.listeners["smtp"], &["--from", "app@example.test", "--to", "x@discard.test"]);
+    assert!(ok, "{text}");
+    let (line, _) =
+        serve.wait_log(Duration::from_secs(10), |l| l["status"] == "sent").expect("discarded");
+    assert_eq!(line["relay"], "discard");
+}
+
 /// One SMTP conversation over a plain socket; `Ok(true)` when the message was acknowledged.
 fn send_one(addr: SocketAddr, subject: &str) -> std::io::Result<bool> {
     let stream = TcpStream::connect(addr)?;

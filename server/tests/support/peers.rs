@@ -84,11 +84,16 @@ pub fn dovecot(test: &str, dir: &Path, accounts: &[&str]) -> Option<Dovecot> {
 
 /// smtp-sink on a free port with extra `args`, or `None` when it is not installed.
 pub fn sink(test: &str, dir: &Path, args: &[&str]) -> Option<(Peer, u16)> {
+    let port = free_port();
+    sink_on(test, dir, port, args).map(|peer| (peer, port))
+}
+
+/// smtp-sink on `port` with extra `args`, or `None` when it is not installed.
+pub fn sink_on(test: &str, dir: &Path, port: u16, args: &[&str]) -> Option<Peer> {
     if !have("smtp-sink") {
         missing_peer(test, "smtp-sink is not installed (Debian package postfix)");
         return None;
     }
-    let port = free_port();
     let mut cmd = Command::new("smtp-sink");
     // smtp-sink refuses to run as root without a user to become.
     if is_root() {
@@ -98,7 +103,7 @@ pub fn sink(test: &str, dir: &Path, args: &[&str]) -> Option<(Peer, u16)> {
     cmd.args(args).arg(format!("127.0.0.1:{port}")).arg("10");
     let mut peer = Peer(cmd.spawn().expect("start smtp-sink"));
     wait_for_port(port, &mut peer, None);
-    Some((peer, port))
+    Some(peer)
 }
 
 pub fn is_root() -> bool {

@@ -217,3 +217,24 @@ async fn smtp_smuggling_never_yields_a_second_message() {
     }
     assert!(server.accepted().is_empty(), "{} message(s) got through", server.accepted().len());
 }
+
+#[tokio::test]
+async fn a_nearly_full_disk_refuses_mail_for_now() {
+    let limits = Limits { min_free_disk: u64::MAX, ..Limits::default() };
+    let server = Server::with_limits(limits).await;
+    let mut c = ready(&server).await;
+    c.expect("MAIL FROM:<x@remote.test>", "452 4.3.1").await;
+}
+
+#[tokio::test]
+async fn a_failed_queue_write_is_451_never_250() {
+    let server = Server::new().await;
+    server.sink.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut c = ready(&server).await;
+    let reply = c.mail("x@remote.test", &["ann@example.test"], "Subject: w\r\n\r\nx\r\n").await;
+    assert!(reply.starts_with("451 4.3.0"), "{reply}");
+    // The session goes on, and the client may try again.
+    server.sink.1.store(false, std::sync::atomic::Ordering::SeqCst);
+    let reply = c.mail("x@remote.test", &["ann@example.test"], "Subject: w\r\n\r\nx\r\n").await;
+    assert!(reply.starts_with("250"), "{reply}");
+}

@@ -22,9 +22,10 @@ use crate::engine::Engine;
 
 pub const PASSWORD: &str = "correct horse battery";
 
-/// Keeps what the sessions accept; the queue is tested on its own.
+/// Keeps what the sessions accept (the queue is tested on its own); its flag makes it refuse, as
+/// a queue whose write failed would.
 #[derive(Default)]
-pub struct Collect(pub Mutex<Vec<Accepted>>);
+pub struct Collect(pub Mutex<Vec<Accepted>>, pub std::sync::atomic::AtomicBool);
 
 impl MessageSink for Collect {
     fn accept(
@@ -33,6 +34,9 @@ impl MessageSink for Collect {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>
     {
         Box::pin(async move {
+            if self.1.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err("disk I/O error".into());
+            }
             let mut all = self.0.lock().unwrap();
             all.push(message);
             Ok(format!("Q{}", all.len()))
@@ -44,7 +48,8 @@ pub trait Rw: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Rw for T {}
 
 /// A server configuration with example.test (ann, bob; sales -> ann, bob), relay.test as a relay
-/// domain, and a self-signed certificate for mail.example.test.
+/// domain, gone.test refused by an `error:` transport, and a self-signed certificate for
+/// mail.example.test.
 pub struct Server {
     pub ctx: Arc<SessionContext>,
     pub sink: Arc<Collect>,
@@ -77,6 +82,11 @@ impl Server {
         }
         let dests = ["ann@example.test".parse().unwrap(), "bob@example.test".parse().unwrap()];
         store.add_alias(actor, &"sales@example.test".parse().unwrap(), &dests).await.unwrap();
+        let moved = "error:this domain has moved".parse().unwrap();
+        store
+            .set_transport(actor, &"gone.test".parse().unwrap(), moved, Default::default(), None)
+            .await
+            .unwrap();
         let shutdown = CancellationToken::new();
         let (engine, _task) = Engine::start(store, shutdown.clone()).await.unwrap();
 

@@ -73,3 +73,13 @@ async fn the_postmaster_is_always_reachable() {
     assert!(reply.contains(store_postmaster), "{reply}");
     c.expect("RCPT TO:<>", "501 5.1.3").await;
 }
+
+#[tokio::test]
+async fn an_error_transport_refuses_at_rcpt() {
+    let server = Server::new().await;
+    let mut c = server.connect(SMTP, "127.0.0.1").await;
+    c.expect("EHLO client.test", "250").await;
+    c.expect("MAIL FROM:<app@example.test>", "250").await;
+    c.expect("RCPT TO:<someone@gone.test>", "550 5.0.0 <someone@gone.test>: this domain has moved")
+        .await;
+}
