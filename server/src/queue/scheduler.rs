@@ -594,6 +594,12 @@ impl Job {
 /// One line per delivery attempt, like Postfix's mail log: the queue ID, recipient, next hop,
 /// delay, DSN code and status.
 fn log_attempt(id: &QueueId, to: &str, relay: &str, delay: i64, status: &str, reply: &str) {
-    let dsn = reply.split_whitespace().nth(1).filter(|c| c.split('.').count() == 3).unwrap_or("");
+    // The reply's enhanced code, else the class the status implies (as Postfix logs dsn=).
+    let implied = match status {
+        "sent" => "2.0.0",
+        "deferred" => "4.0.0",
+        _ => "5.0.0",
+    };
+    let dsn = reply.split_whitespace().nth(1).filter(|c| c.split('.').count() == 3).unwrap_or(implied);
     tracing::info!(queue_id = %id, to = %to, relay = %relay, delay, dsn, status, "{reply}");
 }
