@@ -7,7 +7,6 @@ mod database;
 mod error;
 pub mod model;
 mod postgres;
-mod queue_feed;
 pub(crate) mod repo;
 mod sqlite;
 mod store;

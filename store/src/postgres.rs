@@ -14,6 +14,8 @@ pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrati
 /// The notification channel. It carries no payload: listeners re-read the revision, so a stray
 /// notification from another schema in the same database costs one cheap read and nothing else.
 pub(crate) const CHANNEL: &str = "postern_config";
+/// Queue actions (hold, retry…) are announced here: `NOTIFY postern_queue`.
+pub(crate) const QUEUE_CHANNEL: &str = "postern_queue";
 
 /// A safety net under LISTEN: if a notification is lost while the listener reconnects, the next
 /// poll still finds the change.

@@ -600,6 +600,7 @@ fn log_attempt(id: &QueueId, to: &str, relay: &str, delay: i64, status: &str, re
         "deferred" => "4.0.0",
         _ => "5.0.0",
     };
-    let dsn = reply.split_whitespace().nth(1).filter(|c| c.split('.').count() == 3).unwrap_or(implied);
+    let dsn =
+        reply.split_whitespace().nth(1).filter(|c| c.split('.').count() == 3).unwrap_or(implied);
     tracing::info!(queue_id = %id, to = %to, relay = %relay, delay, dsn, status, "{reply}");
 }

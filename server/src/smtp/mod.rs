@@ -18,8 +18,9 @@ use std::path::PathBuf;
 use std::pin::Pin;
 
 pub use listener::{Listener, bind_all, serve};
+use postern_store::model::NewMessage;
 pub use reply::Reply;
-pub use session::{Limits, NOTIFY_DELAY, NOTIFY_FAILURE, NOTIFY_NEVER, NOTIFY_SUCCESS};
+pub use session::Limits;
 use tokio_rustls::TlsAcceptor;
 
 use crate::engine::Engine;
@@ -59,40 +60,12 @@ impl ListenerKind {
     }
 }
 
-/// A recipient of an accepted message, after alias expansion.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AcceptedRecipient {
-    pub address: String,
-    /// RFC 3461 ORCPT: `rfc822;` and the address the client gave.
-    pub orcpt: Option<String>,
-    /// RFC 3461 NOTIFY bits ([`NOTIFY_SUCCESS`]…); 0 when not given.
-    pub notify: u8,
-}
-
-/// A message the session has received in full and wants queued.
-#[derive(Debug, Clone)]
-pub struct Accepted {
-    /// The reverse-path, unquoted; `""` for the null sender.
-    pub sender: String,
-    pub recipients: Vec<AcceptedRecipient>,
-    pub envid: Option<String>,
-    /// RET=FULL (`Some(true)`) or RET=HDRS (`Some(false)`).
-    pub ret_full: Option<bool>,
-    pub smtputf8: bool,
-    pub eight_bit: bool,
-    pub received_at: i64,
-    pub client: String,
-    pub auth_user: Option<String>,
-    /// The whole message with our headers, CRLF line ends.
-    pub body: Vec<u8>,
-}
-
 /// Where accepted messages go. `accept` returns the queue ID once the message is durable; only
 /// then does the session reply 250.
 pub trait MessageSink: Send + Sync + 'static {
     fn accept(
         &self,
-        message: Accepted,
+        message: NewMessage,
     ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>>;
 }
 

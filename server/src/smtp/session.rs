@@ -6,20 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use postern_store::model::Address;
+use postern_store::model::{Address, DsnRet, NewMessage, NewRecipient, Notify};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::body::Body;
 use super::io::Io;
 use super::line::{Line, read_line};
 use super::reply::Reply;
-use super::{Accepted, ListenerKind, SessionContext};
-
-/// Notify flags of RCPT (RFC 3461 §4.1), as the queue stores them.
-pub const NOTIFY_SUCCESS: u8 = 1;
-pub const NOTIFY_FAILURE: u8 = 2;
-pub const NOTIFY_DELAY: u8 = 4;
-pub const NOTIFY_NEVER: u8 = 8;
+use super::{ListenerKind, SessionContext};
 
 /// Limits of a session. The defaults follow Postfix's.
 #[derive(Debug, Clone)]
@@ -62,14 +56,14 @@ pub(super) struct Recipient {
     pub destinations: Vec<String>,
     /// ORCPT as given, else `rfc822;` and the address the client named.
     pub orcpt: String,
-    pub notify: u8,
+    pub notify: Notify,
 }
 
 /// One mail transaction, from MAIL to the end of DATA or BDAT LAST.
 pub(super) struct Transaction {
     pub sender: String,
     pub envid: Option<String>,
-    pub ret_full: Option<bool>,
+    pub ret: Option<DsnRet>,
     pub smtputf8: bool,
     pub eight_bit: bool,
     pub recipients: Vec<Recipient>,
@@ -302,7 +296,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .recipients
             .iter()
             .flat_map(|r| {
-                r.destinations.iter().map(move |d| super::AcceptedRecipient {
+                r.destinations.iter().map(move |d| NewRecipient {
                     address: d.clone(),
                     orcpt: Some(r.orcpt.clone()),
                     notify: r.notify,
@@ -311,11 +305,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .filter(|r| seen.insert(r.address.to_ascii_lowercase()))
             .collect();
         let size = body.len();
-        let message = Accepted {
+        let message = NewMessage {
             sender: tx.sender.clone(),
             recipients,
             envid: tx.envid,
-            ret_full: tx.ret_full,
+            ret: tx.ret,
             smtputf8: tx.smtputf8,
             eight_bit: tx.eight_bit,
             received_at,

@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::io::Io;
 use super::session::Session;
-use super::{Accepted, Limits, ListenerKind, MessageSink, SessionContext};
+use postern_store::model::NewMessage;
+
+use super::{Limits, ListenerKind, MessageSink, SessionContext};
 use crate::engine::Engine;
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -25,12 +27,12 @@ pub const PASSWORD: &str = "correct horse battery";
 /// Keeps what the sessions accept (the queue is tested on its own); its flag makes it refuse, as
 /// a queue whose write failed would.
 #[derive(Default)]
-pub struct Collect(pub Mutex<Vec<Accepted>>, pub std::sync::atomic::AtomicBool);
+pub struct Collect(pub Mutex<Vec<NewMessage>>, pub std::sync::atomic::AtomicBool);
 
 impl MessageSink for Collect {
     fn accept(
         &self,
-        message: Accepted,
+        message: NewMessage,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>
     {
         Box::pin(async move {
@@ -141,7 +143,7 @@ impl Server {
         client
     }
 
-    pub fn accepted(&self) -> Vec<Accepted> {
+    pub fn accepted(&self) -> Vec<NewMessage> {
         self.sink.0.lock().unwrap().clone()
     }
 }

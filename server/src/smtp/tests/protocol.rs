@@ -56,10 +56,10 @@ async fn aliases_expand_and_dsn_parameters_are_kept() {
     c.expect(".", "250 2.0.0").await;
     let m = &server.accepted()[0];
     assert_eq!(m.envid.as_deref(), Some("abc123"));
-    assert_eq!(m.ret_full, Some(false));
+    assert_eq!(m.ret, Some(postern_store::model::DsnRet::Headers));
     // ann is reached twice (through sales, and as ann+news): one copy, on the first one's terms.
     let rcpts: Vec<(&str, u8)> =
-        m.recipients.iter().map(|r| (r.address.as_str(), r.notify)).collect();
+        m.recipients.iter().map(|r| (r.address.as_str(), r.notify.0)).collect();
     assert_eq!(rcpts, vec![("ann@example.test", 3), ("bob@example.test", 3)]);
     assert_eq!(m.recipients[0].orcpt.as_deref(), Some("rfc822;sales@example.test"));
 }

@@ -1,7 +1,7 @@
 //! MAIL FROM (RFC 5321 §4.1.1.2) with SIZE (RFC 1870), BODY=8BITMIME (RFC 6152), SMTPUTF8
 //! (RFC 6531) and the DSN parameters RET and ENVID (RFC 3461).
 
-use postern_store::model::{Address, AliasSource, Destination};
+use postern_store::model::{Address, AliasSource, Destination, DsnRet};
 use smtp_proto::MailFrom;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -45,15 +45,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 format!("<{sender}>: Sender address rejected: not owned by user {user}"),
             );
         }
-        let ret_full = match from.flags & (smtp_proto::MAIL_RET_FULL | smtp_proto::MAIL_RET_HDRS) {
-            smtp_proto::MAIL_RET_FULL => Some(true),
-            smtp_proto::MAIL_RET_HDRS => Some(false),
+        let ret = match from.flags & (smtp_proto::MAIL_RET_FULL | smtp_proto::MAIL_RET_HDRS) {
+            smtp_proto::MAIL_RET_FULL => Some(DsnRet::Full),
+            smtp_proto::MAIL_RET_HDRS => Some(DsnRet::Headers),
             _ => None,
         };
         self.tx = Some(Transaction {
             sender,
             envid: from.env_id,
-            ret_full,
+            ret,
             smtputf8,
             eight_bit: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
             recipients: Vec::new(),

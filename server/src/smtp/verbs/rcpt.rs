@@ -1,14 +1,12 @@
 //! RCPT TO (RFC 5321 §4.1.1.3): the relay decision and the recipient's destinations, both from one
 //! parse of the address, against the configuration snapshot current now.
 
-use postern_store::model::{Address, Destination, DomainKind, DomainName, Transport};
+use postern_store::model::{Address, Destination, DomainKind, DomainName, Notify, Transport};
 use smtp_proto::RcptTo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::smtp::reply::Reply;
-use crate::smtp::session::{
-    NOTIFY_DELAY, NOTIFY_FAILURE, NOTIFY_NEVER, NOTIFY_SUCCESS, Recipient, Session,
-};
+use crate::smtp::session::{Recipient, Session};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(in crate::smtp) fn rcpt(&mut self, to: RcptTo<String>, line: &[u8]) -> Reply {
@@ -41,14 +39,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Err(reply) => return reply,
         };
         let notify = [
-            (smtp_proto::RCPT_NOTIFY_SUCCESS, NOTIFY_SUCCESS),
-            (smtp_proto::RCPT_NOTIFY_FAILURE, NOTIFY_FAILURE),
-            (smtp_proto::RCPT_NOTIFY_DELAY, NOTIFY_DELAY),
-            (smtp_proto::RCPT_NOTIFY_NEVER, NOTIFY_NEVER),
+            (smtp_proto::RCPT_NOTIFY_SUCCESS, Notify::SUCCESS),
+            (smtp_proto::RCPT_NOTIFY_FAILURE, Notify::FAILURE),
+            (smtp_proto::RCPT_NOTIFY_DELAY, Notify::DELAY),
+            (smtp_proto::RCPT_NOTIFY_NEVER, Notify::NEVER),
         ]
         .iter()
         .filter(|(flag, _)| to.flags & flag != 0)
-        .fold(0, |acc, (_, bit)| acc | bit);
+        .fold(Notify(0), |acc, (_, bit)| Notify(acc.0 | bit.0));
         let orcpt = format!("rfc822;{}", to.orcpt.unwrap_or_else(|| address.clone()));
         if let Some(tx) = &mut self.tx {
             tx.recipients.push(Recipient { destinations, orcpt, notify });
