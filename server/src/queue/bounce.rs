@@ -76,8 +76,8 @@ pub fn build(
 
     let mut text = format!(
         "This is the mail system at {hostname}.\r\n\r\n\
-         Your message could not be delivered to one or more recipients. It is attached below.\r\n\
-         The mail system replied as follows:\r\n\r\n"
+         Your message could not be delivered to one or more recipients.\r\n\
+         It is attached below. The mail system replied as follows:\r\n\r\n"
     );
     for f in &failures {
         let _ = match &f.remote {
