@@ -696,3 +696,6 @@ fn log_attempt(id: &QueueId, to: &str, relay: &str, delay: i64, status: &str, re
     let dsn = reply.split_whitespace().nth(1).filter(|c| c.split('.').count() == 3).unwrap_or("");
     tracing::info!(queue_id = %id, to = %to, relay = %relay, delay, dsn, status, "{reply}");
 }
+
+#[cfg(test)]
+mod tests;
