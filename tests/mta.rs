@@ -469,3 +469,124 @@ fn kill_9_loses_no_acknowledged_message() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Waits until the queue is empty.
+fn wait_for_empty_queue(setup: &Setup, within: Duration) {
+    let start = Instant::now();
+    while queue_json(setup, &[])["total"] != 0 {
+        assert!(start.elapsed() < within, "the queue did not empty: {}", queue_json(setup, &[]));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sets a transport for remote.test to smtp on 127.0.0.1:`port`, and waits until it is live.
+fn remote_test_via(setup: &Setup, serve: &Serve, port: u16) {
+    setup.ok(&[
+        "transport",
+        "set",
+        "remote.test",
+        &format!("smtp:[127.0.0.1]:{port}"),
+        "--tls",
+        "none",
+    ]);
+    serve
+        .wait_log(Duration::from_secs(5), |l| applied(l) && l["transports"] == 1)
+        .expect("the transport is live");
+}
+
+/// The remote refuses the recipient with 550: the sender's mailbox gets a DSN (RFC 3464), and
+/// a DSN that cannot be delivered itself causes none.
+#[test]
+fn a_refused_recipient_bounces_to_the_sender() {
+    let test = "mta::a_refused_recipient_bounces_to_the_sender";
+    if !have_swaks(test) {
+        return;
+    }
+    let db = TestDb::sqlite();
+    let setup = Setup::new(&db.database);
+    let peer = tempfile::tempdir().unwrap();
+    let Some((_sink, port)) = support::peers::sink(test, peer.path(), &["-f", "RCPT"]) else {
+        return;
+    };
+    let serve = serve_with_ann(&setup);
+    remote_test_via(&setup, &serve, port);
+    let (ok, text) = swaks(
+        serve.listeners["smtp"],
+        &["--from", "ann@example.test", "--to", "bob@remote.test", "--header", "Subject: doomed"],
+    );
+    assert!(ok, "{text}");
+    let mail = wait_for_mail(&ann_maildir(&setup), 1, Duration::from_secs(15));
+    assert_eq!(mail.len(), 1, "no DSN in the sender's mailbox");
+    let dsn = &mail[0];
+    for needed in [
+        "Return-Path: <>",
+        "From: \"Mail Delivery System\" <MAILER-DAEMON@mail.example.test>",
+        "multipart/report",
+        "report-type=\"delivery-status\"",
+        "message/delivery-status",
+        "Reporting-MTA: dns; mail.example.test",
+        "Final-Recipient: rfc822; bob@remote.test",
+        "Action: failed",
+        "Status: 5.",
+        "Remote-MTA: dns; 127.0.0.1",
+        "Diagnostic-Code: smtp; 5",
+        "message/rfc822",
+        "Subject: doomed",
+    ] {
+        assert!(dsn.contains(needed), "{needed:?} missing from the DSN:\n{dsn}");
+    }
+    wait_for_empty_queue(&setup, Duration::from_secs(10));
+
+    // From an address nobody receives at: its DSN fails too, and that failure gets no DSN.
+    let (ok, text) = swaks(
+        serve.listeners["smtp"],
+        &["--from", "nobody@example.test", "--to", "bob@remote.test", "--header", "Subject: twice"],
+    );
+    assert!(ok, "{text}");
+    let (line, _) = serve
+        .wait_log(Duration::from_secs(15), |l| {
+            l["status"] == "bounced" && l["to"] == "nobody@example.test"
+        })
+        .expect("the DSN to nobody@example.test fails");
+    let dsn_id = line["queue_id"].as_str().unwrap().to_string();
+    assert!(
+        serve
+            .wait_log(Duration::from_secs(2), |l| {
+                l["message"] == "sender non-delivery notification" && l["queue_id"] == dsn_id
+            })
+            .is_none(),
+        "a bounce was bounced"
+    );
+    wait_for_empty_queue(&setup, Duration::from_secs(10));
+    assert_eq!(new_mail(&ann_maildir(&setup)).len(), 1);
+}
+
+/// `postern queue bounce` on a deferred message: the running server sends the DSN, then
+/// removes the message.
+#[test]
+fn an_administrator_bounce_sends_a_dsn() {
+    let test = "mta::an_administrator_bounce_sends_a_dsn";
+    if !have_swaks(test) {
+        return;
+    }
+    let db = TestDb::sqlite();
+    let setup = Setup::new(&db.database);
+    let serve = serve_with_ann(&setup);
+    // A next hop that is down: the message waits, deferred.
+    remote_test_via(&setup, &serve, support::free_port());
+    let (ok, text) = swaks(
+        serve.listeners["smtp"],
+        &["--from", "ann@example.test", "--to", "bob@remote.test", "--header", "Subject: stuck"],
+    );
+    assert!(ok, "{text}");
+    serve.wait_log(Duration::from_secs(10), |l| l["status"] == "deferred").expect("deferred");
+    let id = queue_json(&setup, &[])["messages"][0]["id"].as_str().unwrap().to_string();
+    setup.ok(&["queue", "bounce", &id]);
+    let mail = wait_for_mail(&ann_maildir(&setup), 1, Duration::from_secs(15));
+    assert_eq!(mail.len(), 1, "no DSN in the sender's mailbox");
+    for needed in ["Final-Recipient: rfc822; bob@remote.test", "Status: 5.0.0", "Subject: stuck"] {
+        assert!(mail[0].contains(needed), "{needed:?} missing from the DSN:\n{}", mail[0]);
+    }
+    assert!(mail[0].contains("bounced by the administrator"), "{}", mail[0]);
+    wait_for_empty_queue(&setup, Duration::from_secs(10));
+}

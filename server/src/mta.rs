@@ -61,6 +61,7 @@ impl Mta {
             concurrency: options.concurrency,
             connector: Arc::new(DirectConnector::default()),
             extra_roots: Vec::new(),
+            bounces: queue.clone(),
         };
         tasks.spawn(Scheduler::run(store, engine.clone(), scheduler, fresh_rx, shutdown.clone()));
         let ctx = Arc::new(SessionContext {

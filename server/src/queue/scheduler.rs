@@ -10,17 +10,22 @@ use std::time::Duration;
 
 use postern_store::Store;
 use postern_store::model::{
-    DeliveryResult, DsnRet, NewMessage, Outcome as Recorded, QueueAction, QueueId, QueuedMessage,
+    DeliveryResult, DsnRet, NewMessage, Notify, Outcome as Recorded, QueueAction, QueueId,
+    QueuedMessage,
 };
 use rustls_pki_types::CertificateDer;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::Queue;
 use super::retry::RetryPolicy;
 use super::route::{Route, route};
 use crate::delivery::{self, ClientOptions, Connector, Delivery, Maildir, Outcome};
 use crate::engine::{Engine, Snapshot};
+use dsn::{Settled, fail_the_rest, failure};
+
+mod dsn;
 
 /// How the scheduler runs.
 #[derive(Clone)]
@@ -37,6 +42,8 @@ pub struct SchedulerConfig {
     pub connector: Arc<dyn Connector>,
     /// Trusted besides the web PKI for `verify` (a private CA; tests).
     pub extra_roots: Vec<CertificateDer<'static>>,
+    /// Where DSNs to senders are queued.
+    pub bounces: Queue,
 }
 
 /// A message the writer has just committed, with its body.
@@ -48,6 +55,8 @@ pub struct Fresh {
 struct Rcpt {
     index: u32,
     address: String,
+    orcpt: Option<String>,
+    notify: Notify,
     attempts: u32,
     done: bool,
     next_at: i64,
@@ -67,6 +76,9 @@ struct Entry {
     busy: bool,
     /// Held, deleted or bounced while an attempt was running: forget it when it ends.
     dropped: bool,
+    /// Bounced by the administrator while an attempt was running: what that attempt leaves
+    /// unfinished fails, and the sender gets a DSN.
+    bounced: bool,
     /// Found in the store at start-up: an attempt before a crash may have delivered it
     /// without recording so.
     recovered: bool,
@@ -85,6 +97,8 @@ impl Entry {
                 .map(|(i, r)| Rcpt {
                     index: i as u32,
                     address: r.address,
+                    orcpt: r.orcpt,
+                    notify: r.notify,
                     attempts: 0,
                     done: false,
                     next_at: now,
@@ -99,6 +113,7 @@ impl Entry {
             body: Some(Arc::new(m.body)),
             busy: false,
             dropped: false,
+            bounced: false,
             recovered: false,
             due: now,
         }
@@ -111,6 +126,8 @@ impl Entry {
             .map(|r| Rcpt {
                 index: r.index,
                 address: r.address,
+                orcpt: r.orcpt,
+                notify: r.notify,
                 attempts: r.attempts,
                 done: r.status.is_final(),
                 next_at: r.next_attempt_at,
@@ -129,6 +146,7 @@ impl Entry {
             body: None,
             busy: false,
             dropped: false,
+            bounced: false,
             recovered: true,
             due,
         }
@@ -157,6 +175,8 @@ pub struct Scheduler {
     entries: HashMap<QueueId, Entry>,
     due: BinaryHeap<Reverse<(i64, QueueId)>>,
     running: JoinSet<Attempt>,
+    /// DSN tasks; their messages stay busy until the failures are recorded.
+    bounces: JoinSet<Settled>,
     slots: Arc<Semaphore>,
     results: mpsc::UnboundedSender<Vec<DeliveryResult>>,
     last_event: i64,
@@ -182,6 +202,7 @@ impl Scheduler {
             entries: HashMap::new(),
             due: BinaryHeap::new(),
             running: JoinSet::new(),
+            bounces: JoinSet::new(),
             results,
             last_event: 0,
         };
@@ -205,12 +226,18 @@ impl Scheduler {
                     Ok(attempt) => s.finish(attempt),
                     Err(e) => tracing::error!(error = %e, "a delivery task failed"),
                 },
+                Some(done) = s.bounces.join_next(), if !s.bounces.is_empty() => match done {
+                    Ok(settled) => s.settle(settled),
+                    Err(e) => tracing::error!(error = %e, "a DSN task failed"),
+                },
                 _ = tokio::time::sleep(Duration::from_secs(wait)), if wait > 0 => {}
                 _ = events.tick() => s.apply_events().await,
             }
         }
         // Attempts in progress are abandoned: their recipients stay queued and are tried again.
         s.running.abort_all();
+        // So are DSNs not yet queued: their failures stay unrecorded and come back.
+        s.bounces.abort_all();
         drop(s.results);
         let _ = bookkeeper.await;
     }
@@ -224,7 +251,11 @@ impl Scheduler {
                 }
                 let count = work.messages.len();
                 for m in work.messages {
-                    self.schedule(Entry::from_stored(m));
+                    if m.recipients.iter().all(|r| r.status.is_final()) {
+                        self.bounce_stored(m.id, Some(m));
+                    } else {
+                        self.schedule(Entry::from_stored(m));
+                    }
                 }
                 tracing::info!(messages = count, "queue loaded");
             }
@@ -235,8 +266,8 @@ impl Scheduler {
     }
 
     fn schedule(&mut self, entry: Entry) {
-        // Administrator-bounced messages stay in the store until their DSN is sent (issue 4);
-        // with nothing to deliver they need no place in the work list.
+        // Administrator-bounced messages stay in the store until their DSN is sent
+        // (`bounce_stored`); with nothing to deliver they need no place in the work list.
         if entry.rcpts.iter().all(|r| r.done) {
             return;
         }
@@ -274,13 +305,15 @@ impl Scheduler {
         }
     }
 
-    /// Records an attempt's outcomes and decides what comes next for the message.
+    /// Takes an attempt's outcomes. Failures first go to a DSN task (`report`); the outcomes
+    /// are recorded when it is done (`settle`), since recording the last failure removes the
+    /// message and its body.
     fn finish(&mut self, attempt: Attempt) {
         let Some(entry) = self.entries.get_mut(&attempt.id) else { return };
-        entry.busy = false;
-        entry.body = None;
+        let body = entry.body.take();
         entry.recovered = false;
         let mut results = Vec::with_capacity(attempt.outcomes.len());
+        let mut failures = Vec::new();
         for (index, relay, outcome) in attempt.outcomes {
             let Some(rcpt) = entry.rcpts.iter_mut().find(|r| r.index == index) else { continue };
             rcpt.attempts += 1;
@@ -294,14 +327,18 @@ impl Scheduler {
                 Outcome::Failed { reply } => {
                     rcpt.done = true;
                     log_attempt(&entry.id, &rcpt.address, &relay, delay, "bounced", &reply);
+                    failures.push(failure(rcpt, &reply, dsn::remote_of(&relay), attempt.at));
                     Recorded::Failed { reply }
                 }
+                // Left for the administrator's bounce below.
+                Outcome::Deferred { .. } if entry.bounced => continue,
                 Outcome::Deferred { reply }
                     if self.config.retry.expired(entry.received_at, attempt.at) =>
                 {
                     rcpt.done = true;
                     let reply = format!("{reply} (gave up: in the queue too long)");
                     log_attempt(&entry.id, &rcpt.address, &relay, delay, "expired", &reply);
+                    failures.push(failure(rcpt, &reply, dsn::remote_of(&relay), attempt.at));
                     Recorded::Failed { reply }
                 }
                 Outcome::Deferred { reply } => {
@@ -317,7 +354,55 @@ impl Scheduler {
                 outcome: recorded,
             });
         }
-        let _ = self.results.send(results);
+        if entry.bounced {
+            fail_the_rest(entry, attempt.at, &mut results, &mut failures);
+        }
+        if failures.is_empty() {
+            self.settle(Settled { id: attempt.id, results, sent: true });
+        } else {
+            self.report(attempt.id, results, failures, body);
+        }
+    }
+
+    /// Records what an attempt (and its DSN) came to, and decides what comes next for the
+    /// message.
+    fn settle(&mut self, mut settled: Settled) {
+        let id = settled.id;
+        let Some(entry) = self.entries.get_mut(&id) else {
+            // A message the administrator bounced, handled outside the work list.
+            if settled.sent {
+                let _ = self.results.send(settled.results);
+            }
+            return;
+        };
+        if !settled.sent {
+            if entry.bounced {
+                // The store keeps them failed by the administrator; the next start sends it.
+                settled.results.retain(|r| !matches!(r.outcome, Recorded::Failed { .. }));
+            } else {
+                // Not recorded as failed, so the message stays; the next attempt fails them
+                // again and brings their DSN.
+                for r in &mut settled.results {
+                    let Recorded::Failed { reply } = &r.outcome else { continue };
+                    let Some(rcpt) = entry.rcpts.iter_mut().find(|x| x.index == r.recipient) else {
+                        continue;
+                    };
+                    rcpt.done = false;
+                    rcpt.next_at = r.at + self.config.retry.delay(rcpt.attempts) as i64;
+                    r.outcome = Recorded::Deferred {
+                        reply: format!("{reply} (DSN not sent yet)"),
+                        next_attempt_at: rcpt.next_at,
+                    };
+                }
+            }
+        } else if entry.bounced && entry.rcpts.iter().any(|r| !r.done) {
+            // Bounced while its DSN was being queued: the rest fail too, with a DSN of theirs.
+            let mut failures = Vec::new();
+            fail_the_rest(entry, now(), &mut settled.results, &mut failures);
+            return self.report(id, settled.results, failures, None);
+        }
+        entry.busy = false;
+        let _ = self.results.send(settled.results);
         let next = entry.rcpts.iter().filter(|r| !r.done).map(|r| r.next_at).min();
         match next {
             Some(due) if !entry.dropped => {
@@ -328,7 +413,7 @@ impl Scheduler {
                 if next.is_none() {
                     tracing::info!(queue_id = %entry.id, "removed");
                 }
-                self.entries.remove(&attempt.id);
+                self.entries.remove(&id);
             }
         }
     }
@@ -346,12 +431,26 @@ impl Scheduler {
         for event in events {
             self.last_event = self.last_event.max(event.id);
             match event.action {
-                QueueAction::Hold | QueueAction::Delete | QueueAction::Bounce => {
+                QueueAction::Hold | QueueAction::Delete => {
                     if let Some(entry) = self.entries.get_mut(&event.message) {
                         if entry.busy {
                             entry.dropped = true;
                         } else {
                             self.entries.remove(&event.message);
+                        }
+                    }
+                    tracing::info!(queue_id = %event.message, action = event.action.as_str(), "queue action");
+                }
+                QueueAction::Bounce => {
+                    match self.entries.get_mut(&event.message) {
+                        // The attempt's end (or its DSN's) fails the rest.
+                        Some(entry) if entry.busy => {
+                            entry.dropped = true;
+                            entry.bounced = true;
+                        }
+                        _ => {
+                            self.entries.remove(&event.message);
+                            self.bounce_stored(event.message, None);
                         }
                     }
                     tracing::info!(queue_id = %event.message, action = event.action.as_str(), "queue action");
@@ -604,3 +703,6 @@ fn log_attempt(id: &QueueId, to: &str, relay: &str, delay: i64, status: &str, re
         reply.split_whitespace().nth(1).filter(|c| c.split('.').count() == 3).unwrap_or(implied);
     tracing::info!(queue_id = %id, to = %to, relay = %relay, delay, dsn, status, "{reply}");
 }
+
+#[cfg(test)]
+mod tests;
