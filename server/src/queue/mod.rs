@@ -3,6 +3,7 @@
 //! share one fsync; it then hands them to the scheduler, which delivers them.
 
 mod bookkeeper;
+mod local;
 mod retry;
 mod route;
 mod scheduler;

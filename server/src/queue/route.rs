@@ -17,9 +17,11 @@ pub enum Route {
         tls: TlsPolicy,
         credentials: Option<SmtpCredentials>,
     },
-    /// The destination's MX hosts, or those of a named domain.
+    /// The destination's MX hosts, or those of a named domain; `tls` is the transport rule's
+    /// policy, `may` without one.
     Mx {
         domain: DomainName,
+        tls: TlsPolicy,
     },
     Discard,
     /// Refused by configuration (`error:TEXT`), or an address we cannot route.
@@ -32,7 +34,7 @@ impl Route {
         match self {
             Route::Local => "local".into(),
             Route::Next { target, .. } => target.to_string(),
-            Route::Mx { domain } => format!("mx:{domain}"),
+            Route::Mx { domain, .. } => format!("mx:{domain}"),
             Route::Discard => "discard".into(),
             Route::Refuse(_) => "none".into(),
         }
@@ -68,14 +70,14 @@ pub fn route(config: &Config, address: &str) -> Route {
         },
         Transport::Smtp {
             host: postern_store::model::Host::Name(name), lookup_mx: true, ..
-        } => Route::Mx { domain: name },
+        } => Route::Mx { domain: name, tls },
         Transport::Smtp { host, port, .. } => Route::Next {
             protocol: Protocol::Smtp,
             target: Target::Tcp { host, port },
             tls,
             credentials,
         },
-        Transport::Mx => Route::Mx { domain },
+        Transport::Mx => Route::Mx { domain, tls },
         Transport::Discard => Route::Discard,
         Transport::Error(text) => Route::Refuse(format!("550 5.0.0 <{address}>: {text}")),
     }
