@@ -201,10 +201,12 @@ impl Scheduler {
                 .unwrap_or(60);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some(f) = fresh.recv() => {
+                // A message committed while `load` ran arrives both ways; replacing the loaded
+                // entry, perhaps mid-attempt, would deliver it twice.
+                Some(f) = fresh.recv() => if !s.entries.contains_key(&f.id) {
                     let entry = Entry::from_fresh(f, now());
                     s.schedule(entry);
-                }
+                },
                 Some(done) = s.running.join_next(), if !s.running.is_empty() => match done {
                     Ok(attempt) => s.finish(attempt),
                     Err(e) => tracing::error!(error = %e, "a delivery task failed"),
