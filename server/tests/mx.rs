@@ -1,6 +1,7 @@
 //! Delivery to MX hosts (RFC 5321 §5.1) against real smtp-sink peers, with DNS from a script:
 //! preference order, fallback past refused connections and 4xx transactions, implicit MX, null
-//! MX, a domain that does not exist, and a temporary DNS failure.
+//! MX, a domain that does not exist, and a temporary DNS failure; then the same through the
+//! queue's scheduler, routes and all.
 //!
 //! Needs the Debian package `postfix` (for smtp-sink). No test here asks real DNS anything.
 
@@ -12,16 +13,22 @@ use std::io;
 use std::net::IpAddr;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use postern_server::Engine;
 use postern_server::delivery::{
     BoxStream, ClientOptions, Connector, Outcome, Protocol, Target, Timeouts, deliver_mx,
 };
 use postern_server::dns::ScriptedResolver;
-use postern_store::model::{DomainName, TlsPolicy};
+use postern_server::queue::{Queue, RetryPolicy, Scheduler, SchedulerConfig};
+use postern_store::model::{
+    DomainName, NewMessage, NewRecipient, Notify, RecipientStatus, TlsPolicy, Transport,
+};
+use postern_store::testing::TestDb;
 use support::peers::sink;
 use support::{delivery, free_port};
+use tokio_util::sync::CancellationToken;
 
 const LOOPBACK: &str = "127.0.0.1";
 
@@ -257,4 +264,98 @@ async fn mx_hosts_without_addresses_fail() {
     let out = send(&dns, &ports).await;
     assert!(out.iter().all(|o| o.is_failed() && o.text().starts_with("550 5.4.4")), "{out:?}");
     assert!(ports.tried().is_empty());
+}
+
+fn message(recipients: &[&str]) -> NewMessage {
+    NewMessage {
+        sender: "alice@example.org".into(),
+        recipients: recipients
+            .iter()
+            .map(|r| NewRecipient {
+                address: r.to_string(),
+                orcpt: None,
+                notify: Notify::default(),
+            })
+            .collect(),
+        envid: None,
+        ret: None,
+        smtputf8: false,
+        eight_bit: false,
+        // Now: an old message would give up on its first deferral.
+        received_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+        client: "client.example.org [192.0.2.7]".into(),
+        auth_user: None,
+        body: b"Subject: queued\r\n\r\nhello\r\n".to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn the_scheduler_delivers_remote_mail_by_mx() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_peer, port)) = dumping_sink("mx::scheduler", dir.path(), &[]) else { return };
+    let db = TestDb::sqlite();
+    let store = db.open().await;
+    // smtp:hub.test (no brackets) means hub.test's MX hosts, as in Postfix.
+    let hub: Transport = "smtp:hub.test".parse().unwrap();
+    let pattern = "relayed.test".parse().unwrap();
+    store.set_transport("test", &pattern, hub, TlsPolicy::None, None).await.unwrap();
+    let dns = two_hosts()
+        .mx("hub.test", 10, "mx1.example.test")
+        .mx("nomail.test", 0, ".")
+        .temporary("slow.test");
+    let ports = Ports::default().with("mx1.example.test", port);
+    let shutdown = CancellationToken::new();
+    let (engine, _task) = Engine::start(store.clone(), shutdown.clone()).await.unwrap();
+    let revision = store.revision().await.unwrap();
+    while engine.snapshot().revision() < revision {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (fresh_tx, fresh_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (queue, _writer) =
+        Queue::start(store.clone(), "node.test".into(), Some(fresh_tx), shutdown.clone());
+    let config = SchedulerConfig {
+        node: "node.test".into(),
+        hostname: "node.test".into(),
+        mail_root: db.dir().join("mail"),
+        retry: RetryPolicy::default(),
+        concurrency: 4,
+        connector: Arc::new(ports),
+        resolver: Arc::new(dns),
+        extra_roots: Vec::new(),
+    };
+    tokio::spawn(Scheduler::run(store.clone(), engine, config, fresh_rx, shutdown.clone()));
+
+    let sent = queue.enqueue(message(&["bob@example.test", "cy@relayed.test"])).await.unwrap();
+    let waits = queue.enqueue(message(&["dee@slow.test", "eve@nomail.test"])).await.unwrap();
+    let mut left = None;
+    for _ in 0..200 {
+        let m = store.queue_show(waits).await.unwrap().expect("a deferred message stays");
+        if m.recipients.iter().all(|r| r.attempts > 0) {
+            left = Some(m);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left = left.expect("both recipients tried within 10 s");
+    let (dee, eve) = (&left.recipients[0], &left.recipients[1]);
+    assert_eq!(dee.status, RecipientStatus::Deferred, "{dee:?}");
+    assert!(dee.last_error.as_deref().unwrap_or("").starts_with("451 4.4.3"), "{dee:?}");
+    assert_eq!(eve.status, RecipientStatus::Failed, "{eve:?}");
+    assert!(eve.last_error.as_deref().unwrap_or("").starts_with("556 5.1.10"), "{eve:?}");
+
+    // Two routes (example.test's MX, hub.test's MX), one transaction each, both to mx1.
+    assert_eq!(dumped(dir.path(), 2).await, 2);
+    for _ in 0..100 {
+        if store.queue_show(sent).await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(store.queue_show(sent).await.unwrap().is_none(), "delivered mail leaves the queue");
+    // Once each: a message committed while the scheduler loaded the queue reaches it twice.
+    assert_eq!(dumped(dir.path(), 3).await, 2, "a message was delivered twice");
+    shutdown.cancel();
 }
