@@ -206,6 +206,18 @@ async fn every_host_failing_defers_with_the_last_reason() {
 }
 
 #[tokio::test]
+async fn a_temporary_reason_outweighs_a_permanent_one() {
+    let dns = ScriptedResolver::new()
+        .mx("example.test", 10, "mx1.example.test")
+        .mx("example.test", 20, "mx2.example.test")
+        .address("mx1.example.test", loopback())
+        .exists("mx2.example.test");
+    let ports = Ports::default().with("mx1.example.test", free_port());
+    let out = send(&dns, &ports).await;
+    assert!(out.iter().all(|o| o.is_deferred() && o.text().starts_with("451 4.4.1")), "{out:?}");
+}
+
+#[tokio::test]
 async fn without_mx_records_the_domain_itself_is_the_host() {
     let dir = tempfile::tempdir().unwrap();
     let Some((_peer, port)) = dumping_sink("mx::implicit", dir.path(), &[]) else { return };

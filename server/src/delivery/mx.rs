@@ -11,7 +11,8 @@ use super::connector::{Connector, Target};
 use super::{Delivery, Outcome};
 use crate::dns::{DnsError, Resolver};
 
-/// SMTP's port (RFC 5321 §4.5.4.2 via the IANA registry); MX delivery never uses another.
+/// SMTP's port (RFC 5321 §4.5.4.2 via the IANA registry): the MX hosts' port unless a transport
+/// names another.
 pub const SMTP_PORT: u16 = 25;
 
 /// Addresses tried in one attempt, at most: a domain with many dead MX hosts must not hold a
@@ -116,16 +117,29 @@ pub async fn addresses(
     }
 }
 
-/// Delivers to `domain`'s MX hosts: one outcome per recipient, in order.
-///
-/// A host that cannot be resolved or reached, or that refuses the session or the whole
-/// transaction with a 4xx, hands the recipients on to the next address and host. Outcomes a
-/// host gave about single recipients (RCPT replies) are final for this attempt. When no host
-/// took a recipient, it gets the last reason: deferred if any failure was temporary.
+/// Delivers to `domain`'s MX hosts on port 25: one outcome per recipient, in order.
 pub async fn deliver_mx(
     resolver: &dyn Resolver,
     connector: &dyn Connector,
     domain: &DomainName,
+    options: &ClientOptions,
+    delivery: &Delivery<'_>,
+) -> Vec<Outcome> {
+    deliver_mx_on(resolver, connector, domain, SMTP_PORT, options, delivery).await
+}
+
+/// Delivers to `domain`'s MX hosts on `port` (a transport such as `smtp:example.com:2525`).
+///
+/// A host that cannot be resolved or reached, or that refuses the session or the whole
+/// transaction with a 4xx, hands the recipients on to the next address and host. Outcomes a
+/// host gave about single recipients (RCPT replies) are final for this attempt. When no host
+/// took a recipient, it gets the last temporary reason if there was one, else the last
+/// permanent one.
+pub async fn deliver_mx_on(
+    resolver: &dyn Resolver,
+    connector: &dyn Connector,
+    domain: &DomainName,
+    port: u16,
     options: &ClientOptions,
     delivery: &Delivery<'_>,
 ) -> Vec<Outcome> {
@@ -136,13 +150,16 @@ pub async fn deliver_mx(
     };
     let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
     let mut pending: Vec<usize> = (0..n).collect();
-    let mut last: Option<Outcome> = None;
-    let mut temporary = false;
-    let mut tried = 0;
-    let mut note = |outcome: Outcome, last: &mut Option<Outcome>| {
-        temporary |= outcome.is_deferred();
-        *last = Some(outcome);
+    // The last reason of each kind: a temporary one wins, since another attempt may succeed.
+    let (mut deferred, mut failed): (Option<Outcome>, Option<Outcome>) = (None, None);
+    let mut note = |outcome: Outcome| {
+        if outcome.is_deferred() {
+            deferred = Some(outcome);
+        } else {
+            failed = Some(outcome);
+        }
     };
+    let mut tried = 0;
 
     'hosts: for host in hosts {
         let ips = match host.addresses {
@@ -155,7 +172,7 @@ pub async fn deliver_mx(
                     } else {
                         Outcome::failed(format!("550 5.4.4 MX host {}: {e}", host.name))
                     };
-                    note(outcome, &mut last);
+                    note(outcome);
                     continue;
                 }
             },
@@ -165,13 +182,13 @@ pub async fn deliver_mx(
                 break 'hosts;
             }
             tried += 1;
-            let target = Target::Resolved { name: host.name.clone(), ip, port: SMTP_PORT };
+            let target = Target::Resolved { name: host.name.clone(), ip, port };
             let mut client = match Client::connect(connector, &target, options).await {
                 Ok(client) => client,
                 Err(outcome) => {
                     // Unreachable, refused, or a session refused before any mail: the next
                     // address may do better.
-                    note(outcome, &mut last);
+                    note(outcome);
                     continue;
                 }
             };
@@ -186,7 +203,7 @@ pub async fn deliver_mx(
                 let alone = individually.get(k).copied().unwrap_or(false);
                 if outcome.is_deferred() && !alone {
                     still.push(*i);
-                    note(outcome, &mut last);
+                    note(outcome);
                 } else {
                     outcomes[*i] = Some(outcome);
                 }
@@ -202,13 +219,9 @@ pub async fn deliver_mx(
         }
     }
 
-    let last = last.unwrap_or_else(|| {
+    let last = deferred.or(failed).unwrap_or_else(|| {
         Outcome::deferred(format!("451 4.4.4 no MX host of {domain} could be tried"))
     });
-    let last = match last {
-        Outcome::Failed { reply } if temporary => Outcome::Deferred { reply },
-        other => other,
-    };
     outcomes.into_iter().map(|o| o.unwrap_or_else(|| last.clone())).collect()
 }
 

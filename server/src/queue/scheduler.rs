@@ -510,12 +510,13 @@ impl Job {
                 options.extra_roots = self.config.extra_roots.clone();
                 delivery::deliver(self.config.connector.as_ref(), target, &options, &delivery).await
             }
-            Route::Mx { domain, tls } => {
+            Route::Mx { domain, port, tls } => {
                 let mut options = ClientOptions::new(Protocol::Smtp, self.config.hostname.clone());
                 options.tls = *tls;
                 options.extra_roots = self.config.extra_roots.clone();
                 let (resolver, connector) = (&*self.config.resolver, &*self.config.connector);
-                delivery::deliver_mx(resolver, connector, domain, &options, &delivery).await
+                delivery::mx::deliver_mx_on(resolver, connector, domain, *port, &options, &delivery)
+                    .await
             }
             Route::Discard => {
                 vec![Outcome::Delivered { detail: "discarded".into() }; addresses.len()]
