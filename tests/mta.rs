@@ -324,7 +324,13 @@ fn queue_commands_act_on_the_running_server() {
     let (line, _) =
         serve.wait_log(Duration::from_secs(10), |l| l["status"] == "deferred").expect("deferred");
     assert!(line["message"].as_str().unwrap().contains("refused"), "{line}");
-    let page = queue_json(&setup, &["--status", "deferred"]);
+    // The log line comes as the outcome is known; the store records it a moment later.
+    let start = Instant::now();
+    let mut page = queue_json(&setup, &["--status", "deferred"]);
+    while page["total"] != 1 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+        page = queue_json(&setup, &["--status", "deferred"]);
+    }
     assert_eq!(page["total"], 1, "{page}");
     let id = page["messages"][0]["id"].as_str().unwrap().to_string();
     assert!(

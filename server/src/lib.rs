@@ -2,6 +2,7 @@
 //! sessions, the queue and delivery.
 
 pub mod delivery;
+pub mod dns;
 pub mod engine;
 mod error;
 pub mod mta;

@@ -9,6 +9,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::DirectConnector;
+use crate::dns::{HickoryResolver, Resolver, UnconfiguredResolver};
 use crate::engine::Engine;
 use crate::error::ServerError;
 use crate::queue::{Queue, RetryPolicy, Scheduler, SchedulerConfig};
@@ -60,6 +61,7 @@ impl Mta {
             retry: options.retry,
             concurrency: options.concurrency,
             connector: Arc::new(DirectConnector::default()),
+            resolver: system_resolver(),
             extra_roots: Vec::new(),
             bounces: queue.clone(),
         };
@@ -79,5 +81,17 @@ impl Mta {
     /// Waits for every task to end (after the shutdown token is cancelled).
     pub async fn join(mut self) {
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// The system's DNS (/etc/resolv.conf). Without a usable configuration the MTA still starts, so
+/// that local mail and fixed transports work, and MX deliveries wait in the queue.
+fn system_resolver() -> Arc<dyn Resolver> {
+    match HickoryResolver::from_system() {
+        Ok(resolver) => Arc::new(resolver),
+        Err(why) => {
+            tracing::error!(error = %why, "cannot read the DNS configuration; MX delivery waits");
+            Arc::new(UnconfiguredResolver { why: format!("no DNS configuration: {why}") })
+        }
     }
 }

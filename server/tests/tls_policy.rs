@@ -155,14 +155,23 @@ async fn send(
     tls: TlsPolicy,
     roots: Vec<CertificateDer<'static>>,
 ) -> Outcome {
+    let target = Target::Tcp { host: Host::Name(name.parse().unwrap()), port: 25 };
+    send_to(port, &target, tls, roots).await
+}
+
+async fn send_to(
+    port: u16,
+    target: &Target,
+    tls: TlsPolicy,
+    roots: Vec<CertificateDer<'static>>,
+) -> Outcome {
     let mut options = ClientOptions::new(Protocol::Smtp, "client.example.org");
     options.tls = tls;
     options.extra_roots = roots;
     options.timeouts = Timeouts::all(Duration::from_secs(10));
-    let target = Target::Tcp { host: Host::Name(name.parse().unwrap()), port: 25 };
     let rcpts = vec!["bob@example.com".to_string()];
     let body = b"Subject: tls\r\n\r\nhello\r\n";
-    deliver(&ToPort(port), &target, &options, &delivery(&rcpts, body)).await.remove(0)
+    deliver(&ToPort(port), target, &options, &delivery(&rcpts, body)).await.remove(0)
 }
 
 #[tokio::test]
@@ -183,6 +192,24 @@ async fn verify_refuses_another_name_and_an_unknown_ca() {
     let out = send(port, "other.example.com", TlsPolicy::Verify, vec![pki.ca.clone()]).await;
     assert!(out.is_deferred() && out.text().starts_with("451 4.7.5 TLS handshake"), "{out:?}");
     let out = send(port, NAME, TlsPolicy::Verify, vec![]).await;
+    assert!(out.is_deferred() && out.text().starts_with("451 4.7.5 TLS handshake"), "{out:?}");
+    assert!(!seen.message.load(Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn verify_checks_an_mx_host_by_its_name_not_its_address() {
+    let pki = pki();
+    let ip = "127.0.0.1".parse().unwrap();
+    let mx = |name: &str| Target::Resolved { name: name.parse().unwrap(), ip, port: 25 };
+    let seen = Arc::new(Seen::default());
+    let port = server(&pki, true, seen.clone()).await;
+    let out = send_to(port, &mx(NAME), TlsPolicy::Verify, vec![pki.ca.clone()]).await;
+    assert!(out.is_delivered(), "{out:?}");
+    assert!(out.text().starts_with(&format!("{NAME}[127.0.0.1]:25 said")), "{out:?}");
+    let seen = Arc::new(Seen::default());
+    let port = server(&pki, true, seen.clone()).await;
+    let other = mx("other.example.com");
+    let out = send_to(port, &other, TlsPolicy::Verify, vec![pki.ca.clone()]).await;
     assert!(out.is_deferred() && out.text().starts_with("451 4.7.5 TLS handshake"), "{out:?}");
     assert!(!seen.message.load(Ordering::SeqCst));
 }

@@ -103,6 +103,10 @@ pub struct Client {
     pub(super) dirty: bool,
     /// The connection failed; nothing more can be sent on it.
     pub(super) broken: bool,
+    /// Per recipient of the last message sent: whether its outcome came from an answer about
+    /// it alone (its RCPT reply, or its LMTP reply after the data) rather than one for the
+    /// whole transaction.
+    pub(super) answered: Vec<bool>,
 }
 
 /// Opens a session, sends one message, and closes the session.
@@ -195,6 +199,7 @@ impl Client {
             timeouts: options.timeouts,
             dirty: false,
             broken: false,
+            answered: Vec::new(),
         };
         let greeting = client
             .wire
@@ -294,7 +299,7 @@ impl Client {
         .map_err(|e| Outcome::deferred(format!("451 4.7.5 TLS set-up for {target}: {e}")))?;
         let name = match target.host() {
             Some(Host::Name(name)) => ServerName::try_from(name.as_str().to_string()),
-            Some(Host::Ip(ip)) => Ok(ServerName::IpAddress((*ip).into())),
+            Some(Host::Ip(ip)) => Ok(ServerName::IpAddress(ip.into())),
             None => ServerName::try_from("localhost".to_string()),
         }
         .map_err(|e| Outcome::deferred(format!("451 4.7.5 TLS name for {target}: {e}")))?;
@@ -388,6 +393,7 @@ impl Client {
     /// another message unless the connection failed.
     pub async fn send(&mut self, d: &Delivery<'_>) -> Vec<Outcome> {
         let n = d.recipients.len();
+        self.answered = vec![false; n];
         if self.broken {
             let gone = format!("451 4.4.2 the connection to {} failed earlier", self.target);
             return vec![Outcome::deferred(gone); n];
@@ -406,6 +412,13 @@ impl Client {
         let outcomes = super::transaction::run(self, d).await;
         self.broken |= self.wire.closing;
         outcomes
+    }
+
+    /// For each recipient of the last message sent, whether its outcome answered it alone; the
+    /// others share a reply for the whole transaction (MAIL, DATA, the end of data, a lost
+    /// connection), which another host may answer differently (RFC 5321 §5.1).
+    pub fn answered_individually(&self) -> &[bool] {
+        &self.answered
     }
 
     /// Ends the session politely; errors are of no interest any more.

@@ -4,11 +4,12 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
-use postern_store::model::{Host, LmtpTarget};
+use postern_store::model::{DomainName, Host, LmtpTarget};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A byte stream to a peer: TCP, Unix, or TLS over either.
@@ -20,7 +21,18 @@ pub type BoxStream = Box<dyn Stream>;
 /// Where to connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    Tcp { host: Host, port: u16 },
+    Tcp {
+        host: Host,
+        port: u16,
+    },
+    /// An address DNS gave for a host name, as for an MX host: the connection goes to `ip`,
+    /// and a certificate is checked against `name` (RFC 7672 §3.2.2 and RFC 8461 §4.1 name
+    /// the MX host, not its address, as the identity to verify).
+    Resolved {
+        name: DomainName,
+        ip: IpAddr,
+        port: u16,
+    },
     Unix(PathBuf),
 }
 
@@ -31,13 +43,15 @@ impl Target {
             Target::Unix(_) => true,
             Target::Tcp { host: Host::Ip(ip), .. } => ip.is_loopback(),
             Target::Tcp { host: Host::Name(name), .. } => name.as_str() == "localhost",
+            Target::Resolved { ip, .. } => ip.is_loopback(),
         }
     }
 
-    /// The host name a certificate must match, when there is one.
-    pub fn host(&self) -> Option<&Host> {
+    /// The host a certificate must match, when there is one.
+    pub fn host(&self) -> Option<Host> {
         match self {
-            Target::Tcp { host, .. } => Some(host),
+            Target::Tcp { host, .. } => Some(host.clone()),
+            Target::Resolved { name, .. } => Some(Host::Name(name.clone())),
             Target::Unix(_) => None,
         }
     }
@@ -56,6 +70,8 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Target::Tcp { host, port } => write!(f, "{host}:{port}"),
+            // Postfix's spelling: mx1.example.com[192.0.2.1]:25.
+            Target::Resolved { name, ip, port } => write!(f, "{name}[{ip}]:{port}"),
             Target::Unix(path) => write!(f, "unix:{}", path.display()),
         }
     }
@@ -91,7 +107,8 @@ impl Connector for DirectConnector {
                     Target::Tcp { host: Host::Name(name), port } => {
                         Box::new(tokio::net::TcpStream::connect((name.as_str(), *port)).await?)
                     }
-                    Target::Tcp { host: Host::Ip(ip), port } => {
+                    Target::Tcp { host: Host::Ip(ip), port }
+                    | Target::Resolved { ip, port, .. } => {
                         Box::new(tokio::net::TcpStream::connect((*ip, *port)).await?)
                     }
                     Target::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),

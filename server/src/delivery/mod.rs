@@ -4,6 +4,7 @@
 pub mod client;
 pub mod connector;
 pub mod maildir;
+pub mod mx;
 mod reply;
 mod tls;
 mod transaction;
@@ -12,6 +13,7 @@ pub mod wire;
 pub use client::{Client, ClientOptions, Protocol, Timeouts, deliver};
 pub use connector::{BoxStream, Connector, DirectConnector, Target};
 pub use maildir::Maildir;
+pub use mx::{MxHost, deliver_mx};
 
 /// One message and the recipients an agent is asked to deliver it to.
 #[derive(Debug, Clone, Copy)]

@@ -125,6 +125,7 @@ pub(super) async fn run(client: &mut Client, d: &Delivery<'_>) -> Vec<Outcome> {
             outcomes.push(None);
         } else {
             outcomes.push(Some(outcome_of(reply, &target)));
+            client.answered[i] = true;
         }
     }
     if accepted.is_empty() {
@@ -168,6 +169,7 @@ pub(super) async fn run(client: &mut Client, d: &Delivery<'_>) -> Vec<Outcome> {
         let outcome = outcome_of(&reply, &target);
         if client.protocol == Protocol::Lmtp {
             outcomes[accepted[k]] = Some(outcome);
+            client.answered[accepted[k]] = true;
         } else {
             pending(&mut outcomes, outcome);
         }

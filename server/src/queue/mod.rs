@@ -4,6 +4,7 @@
 
 mod bookkeeper;
 mod bounce;
+mod local;
 mod retry;
 mod route;
 mod scheduler;

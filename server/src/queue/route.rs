@@ -3,6 +3,7 @@
 
 use postern_store::model::{Config, DomainKind, DomainName, SmtpCredentials, TlsPolicy, Transport};
 
+use crate::delivery::mx::SMTP_PORT;
 use crate::delivery::{Protocol, Target};
 
 /// One way out. Recipients with equal routes travel in one transaction.
@@ -17,9 +18,12 @@ pub enum Route {
         tls: TlsPolicy,
         credentials: Option<SmtpCredentials>,
     },
-    /// The destination's MX hosts, or those of a named domain.
+    /// The destination's MX hosts, or those of a named domain (`smtp:DOMAIN[:PORT]`, on that
+    /// port); `tls` is the transport rule's policy, `may` without one.
     Mx {
         domain: DomainName,
+        port: u16,
+        tls: TlsPolicy,
     },
     Discard,
     /// Refused by configuration (`error:TEXT`), or an address we cannot route.
@@ -32,7 +36,7 @@ impl Route {
         match self {
             Route::Local => "local".into(),
             Route::Next { target, .. } => target.to_string(),
-            Route::Mx { domain } => format!("mx:{domain}"),
+            Route::Mx { domain, .. } => format!("mx:{domain}"),
             Route::Discard => "discard".into(),
             Route::Refuse(_) => "none".into(),
         }
@@ -66,16 +70,16 @@ pub fn route(config: &Config, address: &str) -> Route {
             tls,
             credentials,
         },
-        Transport::Smtp {
-            host: postern_store::model::Host::Name(name), lookup_mx: true, ..
-        } => Route::Mx { domain: name },
+        Transport::Smtp { host: postern_store::model::Host::Name(name), port, lookup_mx: true } => {
+            Route::Mx { domain: name, port, tls }
+        }
         Transport::Smtp { host, port, .. } => Route::Next {
             protocol: Protocol::Smtp,
             target: Target::Tcp { host, port },
             tls,
             credentials,
         },
-        Transport::Mx => Route::Mx { domain },
+        Transport::Mx => Route::Mx { domain, port: SMTP_PORT, tls },
         Transport::Discard => Route::Discard,
         Transport::Error(text) => Route::Refuse(format!("550 5.0.0 <{address}>: {text}")),
     }

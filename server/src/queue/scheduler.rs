@@ -19,9 +19,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Queue;
+use super::local;
 use super::retry::RetryPolicy;
 use super::route::{Route, route};
-use crate::delivery::{self, ClientOptions, Connector, Delivery, Maildir, Outcome};
+use crate::delivery::{self, ClientOptions, Connector, Delivery, Maildir, Outcome, Protocol};
+use crate::dns::Resolver;
 use crate::engine::{Engine, Snapshot};
 use dsn::{Settled, fail_the_rest, failure};
 
@@ -40,6 +42,8 @@ pub struct SchedulerConfig {
     /// Deliveries in progress at once.
     pub concurrency: usize,
     pub connector: Arc<dyn Connector>,
+    /// DNS, for delivery to MX hosts.
+    pub resolver: Arc<dyn Resolver>,
     /// Trusted besides the web PKI for `verify` (a private CA; tests).
     pub extra_roots: Vec<CertificateDer<'static>>,
     /// Where DSNs to senders are queued.
@@ -218,10 +222,12 @@ impl Scheduler {
                 .unwrap_or(60);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some(f) = fresh.recv() => {
+                // A message committed while `load` ran arrives both ways; replacing the loaded
+                // entry, perhaps mid-attempt, would deliver it twice.
+                Some(f) = fresh.recv() => if !s.entries.contains_key(&f.id) {
                     let entry = Entry::from_fresh(f, now());
                     s.schedule(entry);
-                }
+                },
                 Some(done) = s.running.join_next(), if !s.running.is_empty() => match done {
                     Ok(attempt) => s.finish(attempt),
                     Err(e) => tracing::error!(error = %e, "a delivery task failed"),
@@ -592,7 +598,10 @@ impl Job {
             ret_full: self.ret_full,
         };
         match route {
-            Route::Local => self.deliver_local(&addresses, delivery).await,
+            Route::Local => {
+                let config = &self.snapshot.config;
+                local::deliver(config, &self.maildir, self.recovered, &addresses, delivery).await
+            }
             Route::Next { protocol, target, tls, credentials } => {
                 let mut options = ClientOptions::new(*protocol, self.config.hostname.clone());
                 options.tls = *tls;
@@ -600,93 +609,19 @@ impl Job {
                 options.extra_roots = self.config.extra_roots.clone();
                 delivery::deliver(self.config.connector.as_ref(), target, &options, &delivery).await
             }
-            // MX lookup and delivery to the Internet are the next piece of work (issue 4):
-            // such mail waits in the queue, deferred with a reason that says so.
-            Route::Mx { domain } => {
-                vec![
-                    Outcome::deferred(format!(
-                        "451 4.4.0 delivery to {domain} by MX lookup is not available yet; set a transport"
-                    ));
-                    addresses.len()
-                ]
+            Route::Mx { domain, port, tls } => {
+                let mut options = ClientOptions::new(Protocol::Smtp, self.config.hostname.clone());
+                options.tls = *tls;
+                options.extra_roots = self.config.extra_roots.clone();
+                let (resolver, connector) = (&*self.config.resolver, &*self.config.connector);
+                delivery::mx::deliver_mx_on(resolver, connector, domain, *port, &options, &delivery)
+                    .await
             }
             Route::Discard => {
                 vec![Outcome::Delivered { detail: "discarded".into() }; addresses.len()]
             }
             Route::Refuse(reply) => vec![Outcome::failed(reply.clone()); addresses.len()],
         }
-    }
-
-    /// Maildir delivery, for the recipients that are enabled mailboxes now.
-    async fn deliver_local(&self, addresses: &[String], delivery: Delivery<'_>) -> Vec<Outcome> {
-        let config = &self.snapshot.config;
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; addresses.len()];
-        let mut deliverable = Vec::new();
-        for (i, address) in addresses.iter().enumerate() {
-            let mailbox = address.parse().ok().and_then(|a| config.mailboxes.get(&a));
-            match mailbox {
-                None => {
-                    outcomes[i] =
-                        Some(Outcome::failed(format!("550 5.1.1 <{address}>: no such mailbox")))
-                }
-                Some(m) if !m.enabled => {
-                    outcomes[i] =
-                        Some(Outcome::failed(format!("550 5.2.1 <{address}>: mailbox disabled")))
-                }
-                Some(_) => deliverable.push(i),
-            }
-        }
-        if !deliverable.is_empty() {
-            let recipients: Vec<String> =
-                deliverable.iter().map(|&i| addresses[i].clone()).collect();
-            let quotas: HashMap<String, Option<u64>> = recipients
-                .iter()
-                .map(|a| {
-                    (
-                        a.clone(),
-                        a.parse()
-                            .ok()
-                            .and_then(|a| config.mailboxes.get(&a))
-                            .and_then(|m| m.quota_bytes),
-                    )
-                })
-                .collect();
-            let maildir = self.maildir.clone();
-            let recovered = self.recovered;
-            let owned = (
-                delivery.queue_id.to_string(),
-                delivery.sender.to_string(),
-                delivery.body.to_vec(),
-                delivery.smtputf8,
-                delivery.eight_bit,
-            );
-            // Maildir delivery is file I/O with fsyncs: off the async workers.
-            let results = tokio::task::spawn_blocking(move || {
-                let (queue_id, sender, body, smtputf8, eight_bit) = owned;
-                let d = Delivery {
-                    queue_id: &queue_id,
-                    sender: &sender,
-                    recipients: &recipients,
-                    body: &body,
-                    smtputf8,
-                    eight_bit,
-                    envid: None,
-                    ret_full: None,
-                };
-                maildir.deliver(&d, |a| quotas.get(a).copied().flatten(), recovered)
-            })
-            .await
-            .unwrap_or_else(|_| {
-                vec![Outcome::deferred("451 4.3.0 local delivery failed"); deliverable.len()]
-            });
-            for (i, outcome) in deliverable.into_iter().zip(results) {
-                outcomes[i] = Some(outcome);
-            }
-        }
-        outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or_else(|| Outcome::deferred("451 4.3.0 no outcome")))
-            .collect()
     }
 }
 

@@ -46,6 +46,7 @@ where
         concurrency: 4,
         connector: Arc::new(DirectConnector::default()),
         extra_roots: Vec::new(),
+        resolver: Arc::new(crate::dns::ScriptedResolver::new()),
         bounces,
     };
     let (_fresh, fresh_rx) = mpsc::unbounded_channel();

@@ -1,0 +1,273 @@
+//! DNS behind a small trait: what delivery needs to know (MX records, host addresses), with
+//! answers that tell "no such name" from "no such record" from "ask again later". The real
+//! resolver is hickory's with the system configuration; [`ScriptedResolver`] serves tests.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::pin::Pin;
+use std::sync::Mutex;
+
+use hickory_resolver::TokioResolver;
+use hickory_resolver::net::NetError;
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::RData;
+use thiserror::Error;
+
+/// Why a lookup gave no records. Only the first two are facts about the name: a temporary
+/// failure says nothing about it, and must never turn into a bounce.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DnsError {
+    /// NXDOMAIN: the name does not exist.
+    #[error("{name} does not exist (NXDOMAIN)")]
+    NxDomain { name: String },
+    /// NODATA: the name exists, without records of this type.
+    #[error("{name} has no {kind} record")]
+    NoData { name: String, kind: &'static str },
+    /// SERVFAIL, a timeout, a network error, or no usable DNS configuration.
+    #[error("lookup of {kind} for {name} failed: {why}")]
+    Temporary { name: String, kind: &'static str, why: String },
+}
+
+impl DnsError {
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, DnsError::Temporary { .. })
+    }
+}
+
+/// One MX record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MxRecord {
+    pub preference: u16,
+    /// Lower case, without the trailing dot; "." is the root, as in a null MX (RFC 7505).
+    pub exchange: String,
+}
+
+pub type DnsFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DnsError>> + Send + 'a>>;
+
+/// The lookups delivery needs. Names are absolute: no search list applies.
+pub trait Resolver: Send + Sync {
+    fn mx<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<MxRecord>>;
+    fn ipv4<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<Ipv4Addr>>;
+    fn ipv6<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<Ipv6Addr>>;
+}
+
+/// Lower case, no trailing dot: the one spelling names are compared in.
+fn normal(name: &str) -> String {
+    let name = name.trim().to_ascii_lowercase();
+    match name.strip_suffix('.') {
+        Some("") | None => name,
+        Some(stripped) => stripped.to_string(),
+    }
+}
+
+/// hickory-resolver with the system configuration (/etc/resolv.conf).
+#[derive(Clone)]
+pub struct HickoryResolver {
+    inner: TokioResolver,
+}
+
+impl HickoryResolver {
+    pub fn from_system() -> Result<HickoryResolver, String> {
+        let builder = TokioResolver::builder_tokio().map_err(|e| e.to_string())?;
+        Ok(HickoryResolver { inner: builder.build().map_err(|e| e.to_string())? })
+    }
+
+    async fn records(&self, name: &str, kind: &'static str) -> Result<Vec<RData>, DnsError> {
+        // The trailing dot makes the name absolute, so that resolv.conf's search list and
+        // ndots never turn a mail domain into a local one.
+        let fqdn = format!("{}.", normal(name));
+        let lookup = match kind {
+            "MX" => self.inner.mx_lookup(fqdn.as_str()).await,
+            "A" => self.inner.ipv4_lookup(fqdn.as_str()).await,
+            _ => self.inner.ipv6_lookup(fqdn.as_str()).await,
+        };
+        match lookup {
+            Ok(lookup) => Ok(lookup.answers().iter().map(|r| r.data.clone()).collect()),
+            Err(e) => Err(classify(&e, name, kind)),
+        }
+    }
+}
+
+/// Only an authoritative-looking negative answer (NXDOMAIN, or NOERROR without records) is a
+/// fact; every other failure may pass.
+fn classify(error: &NetError, name: &str, kind: &'static str) -> DnsError {
+    let name = normal(name);
+    if error.is_nx_domain() {
+        return DnsError::NxDomain { name };
+    }
+    if let NetError::Dns(hickory_resolver::net::DnsError::NoRecordsFound(none)) = error
+        && none.response_code == ResponseCode::NoError
+    {
+        return DnsError::NoData { name, kind };
+    }
+    DnsError::Temporary { name, kind, why: error.to_string() }
+}
+
+/// NODATA when an answer held only other types (a CNAME chain without the wanted record).
+fn non_empty<T>(items: Vec<T>, name: &str, kind: &'static str) -> Result<Vec<T>, DnsError> {
+    if items.is_empty() { Err(DnsError::NoData { name: normal(name), kind }) } else { Ok(items) }
+}
+
+impl Resolver for HickoryResolver {
+    fn mx<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<MxRecord>> {
+        Box::pin(async move {
+            let records = self.records(name, "MX").await?;
+            let mx = records
+                .into_iter()
+                .filter_map(|data| match data {
+                    RData::MX(mx) => Some(MxRecord {
+                        preference: mx.preference,
+                        exchange: normal(&mx.exchange.to_ascii()),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            non_empty(mx, name, "MX")
+        })
+    }
+
+    fn ipv4<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<Ipv4Addr>> {
+        Box::pin(async move {
+            let records = self.records(name, "A").await?;
+            let ips = records
+                .into_iter()
+                .filter_map(|data| match data {
+                    RData::A(a) => Some(a.0),
+                    _ => None,
+                })
+                .collect();
+            non_empty(ips, name, "A")
+        })
+    }
+
+    fn ipv6<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<Ipv6Addr>> {
+        Box::pin(async move {
+            let records = self.records(name, "AAAA").await?;
+            let ips = records
+                .into_iter()
+                .filter_map(|data| match data {
+                    RData::AAAA(a) => Some(a.0),
+                    _ => None,
+                })
+                .collect();
+            non_empty(ips, name, "AAAA")
+        })
+    }
+}
+
+/// A resolver for when the system's DNS configuration could not be read: every lookup fails
+/// temporarily, so that mail waits in the queue until an administrator fixes it.
+#[derive(Debug, Clone)]
+pub struct UnconfiguredResolver {
+    pub why: String,
+}
+
+impl UnconfiguredResolver {
+    fn fail<T>(&self, name: &str, kind: &'static str) -> Result<T, DnsError> {
+        Err(DnsError::Temporary { name: normal(name), kind, why: self.why.clone() })
+    }
+}
+
+impl Resolver for UnconfiguredResolver {
+    fn mx<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<MxRecord>> {
+        Box::pin(async move { self.fail(name, "MX") })
+    }
+    fn ipv4<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<Ipv4Addr>> {
+        Box::pin(async move { self.fail(name, "A") })
+    }
+    fn ipv6<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<Ipv6Addr>> {
+        Box::pin(async move { self.fail(name, "AAAA") })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Zone {
+    mx: Vec<MxRecord>,
+    v4: Vec<Ipv4Addr>,
+    v6: Vec<Ipv6Addr>,
+    temporary: bool,
+}
+
+/// Answers from a script, for tests: a name never mentioned is NXDOMAIN, a name mentioned
+/// without records of the asked type is NODATA, and a name marked temporary fails every
+/// lookup temporarily. Every query is recorded ("MX example.test").
+#[derive(Debug, Default)]
+pub struct ScriptedResolver {
+    zones: Mutex<HashMap<String, Zone>>,
+    queries: Mutex<Vec<String>>,
+}
+
+impl ScriptedResolver {
+    pub fn new() -> ScriptedResolver {
+        ScriptedResolver::default()
+    }
+
+    fn edit(&self, name: &str, change: impl FnOnce(&mut Zone)) {
+        let mut zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        change(zones.entry(normal(name)).or_default());
+    }
+
+    /// Adds an MX record; `exchange` "." makes a null MX.
+    pub fn mx(self, name: &str, preference: u16, exchange: &str) -> Self {
+        let record = MxRecord { preference, exchange: normal(exchange) };
+        self.edit(name, |z| z.mx.push(record));
+        self
+    }
+
+    /// Adds an A or AAAA record.
+    pub fn address(self, name: &str, ip: IpAddr) -> Self {
+        self.edit(name, |z| match ip {
+            IpAddr::V4(ip) => z.v4.push(ip),
+            IpAddr::V6(ip) => z.v6.push(ip),
+        });
+        self
+    }
+
+    /// Makes the name exist without records (NODATA for every type).
+    pub fn exists(self, name: &str) -> Self {
+        self.edit(name, |_| {});
+        self
+    }
+
+    /// Makes every lookup of the name fail temporarily (as SERVFAIL or a timeout would).
+    pub fn temporary(self, name: &str) -> Self {
+        self.edit(name, |z| z.temporary = true);
+        self
+    }
+
+    /// The queries asked so far, in order: "MX example.test", "A mx1.example.test".
+    pub fn queries(&self) -> Vec<String> {
+        self.queries.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn answer<T>(
+        &self,
+        name: &str,
+        kind: &'static str,
+        pick: impl FnOnce(&Zone) -> Vec<T>,
+    ) -> Result<Vec<T>, DnsError> {
+        let name = normal(name);
+        self.queries.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{kind} {name}"));
+        let zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        match zones.get(&name) {
+            None => Err(DnsError::NxDomain { name }),
+            Some(zone) if zone.temporary => {
+                Err(DnsError::Temporary { name, kind, why: "SERVFAIL (scripted)".into() })
+            }
+            Some(zone) => non_empty(pick(zone), &name, kind),
+        }
+    }
+}
+
+impl Resolver for ScriptedResolver {
+    fn mx<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<MxRecord>> {
+        Box::pin(async move { self.answer(name, "MX", |z| z.mx.clone()) })
+    }
+    fn ipv4<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<Ipv4Addr>> {
+        Box::pin(async move { self.answer(name, "A", |z| z.v4.clone()) })
+    }
+    fn ipv6<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<Ipv6Addr>> {
+        Box::pin(async move { self.answer(name, "AAAA", |z| z.v6.clone()) })
+    }
+}
