@@ -211,8 +211,10 @@ impl Scheduler {
             last_event: 0,
         };
         s.load().await;
-        let mut events = tokio::time::interval(Duration::from_millis(250));
-        events.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Administrator actions: this process's at once, other processes' through the store's
+        // queue watcher (LISTEN on Postgres, a poll of one number on SQLite).
+        let mut events = s.store.queue_subscribe();
+        let watcher = s.store.spawn_queue_watcher(shutdown.clone());
         loop {
             s.dispatch_due();
             let wait = s
@@ -237,7 +239,10 @@ impl Scheduler {
                     Err(e) => tracing::error!(error = %e, "a DSN task failed"),
                 },
                 _ = tokio::time::sleep(Duration::from_secs(wait)), if wait > 0 => {}
-                _ = events.tick() => s.apply_events().await,
+                Ok(()) = events.changed() => {
+                    let newest = *events.borrow_and_update();
+                    s.apply_events(newest).await;
+                }
             }
         }
         // Attempts in progress are abandoned: their recipients stay queued and are tried again.
@@ -246,6 +251,7 @@ impl Scheduler {
         s.bounces.abort_all();
         drop(s.results);
         let _ = bookkeeper.await;
+        let _ = watcher.await;
     }
 
     async fn load(&mut self) {
@@ -425,15 +431,19 @@ impl Scheduler {
     }
 
     /// Follows what administrators did to the queue (CLI, console) since we last looked.
-    async fn apply_events(&mut self) {
-        let Ok(last) = self.store.queue_last_event().await else { return };
-        if last <= self.last_event {
-            return;
+    async fn apply_events(&mut self, newest: i64) {
+        // A bulk action can leave thousands of events: read them a page at a time.
+        while self.last_event < newest {
+            let events = match self.store.queue_events_after(self.last_event, 1000).await {
+                Ok(events) if !events.is_empty() => events,
+                Ok(_) => return,
+                Err(e) => return tracing::warn!(error = %e, "cannot read queue events"),
+            };
+            self.apply_page(events).await;
         }
-        let events = match self.store.queue_events_after(self.last_event, 1000).await {
-            Ok(events) => events,
-            Err(e) => return tracing::warn!(error = %e, "cannot read queue events"),
-        };
+    }
+
+    async fn apply_page(&mut self, events: Vec<postern_store::model::QueueEvent>) {
         for event in events {
             self.last_event = self.last_event.max(event.id);
             match event.action {
