@@ -148,11 +148,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .await
             {
                 Err(_) => {
-                    self.reply(Reply::new(
-                        421,
-                        "4.4.2",
-                        format!("{} Error: timeout exceeded", self.ctx.hostname),
-                    ));
+                    self.reply(self.timed_out());
                     break;
                 }
                 Ok(line) => line?,
@@ -276,6 +272,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             | Request::Burl { .. } => Reply::new(502, "5.5.1", "Error: command not implemented"),
         };
         Ok(Some(reply))
+    }
+
+    /// The 421 for a client too slow to finish a command or its data.
+    pub fn timed_out(&self) -> Reply {
+        Reply::new(421, "4.4.2", format!("{} Error: timeout exceeded", self.ctx.hostname))
+    }
+
+    /// Judges a deadline-bound read of DATA or a BDAT chunk: `Some(421)` (and the session ends)
+    /// when the deadline passed, an error when the client left, `None` when the body is complete.
+    pub fn body_read(
+        &mut self,
+        read: Result<std::io::Result<bool>, tokio::time::error::Elapsed>,
+    ) -> std::io::Result<Option<Reply>> {
+        match read {
+            Err(_) => {
+                self.closing = true;
+                Ok(Some(self.timed_out()))
+            }
+            Ok(Ok(true)) => Ok(None),
+            Ok(Ok(false)) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(Err(e)) => Err(e),
+        }
     }
 
     /// Ends the transaction: RSET, a new HELO, or after a message was accepted or refused.

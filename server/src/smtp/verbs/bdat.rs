@@ -48,18 +48,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             read_chunk(&mut self.conn, size, &mut body),
         )
         .await;
-        match read {
-            Err(_) => {
-                self.closing = true;
-                return Ok(Reply::new(
-                    421,
-                    "4.4.2",
-                    format!("{} Error: timeout exceeded", self.ctx.hostname),
-                ));
-            }
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(Err(e)) => return Err(e),
+        if let Some(reply) = self.body_read(read)? {
+            return Ok(reply);
         }
         if !usable {
             return Ok(match &self.tx {
