@@ -6,6 +6,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use postern_store::Store;
@@ -50,6 +51,34 @@ pub struct SchedulerConfig {
     pub bounces: Queue,
 }
 
+/// Most bytes of message bodies kept in memory for first attempts. Past it, a fresh message's body
+/// is read back from the store when its turn comes: when delivery falls behind intake (a next hop
+/// down), memory stays bounded.
+const BODY_CACHE_BYTES: usize = 64 << 20;
+
+/// A body kept for a message's first attempt, counted against [`BODY_CACHE_BYTES`] while kept.
+struct CachedBody {
+    data: Arc<Vec<u8>>,
+    budget: Arc<AtomicUsize>,
+}
+
+impl CachedBody {
+    /// Keeps `body` if the budget allows.
+    fn keep(body: Vec<u8>, budget: &Arc<AtomicUsize>) -> Option<CachedBody> {
+        let len = body.len();
+        let taken = budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+            (used + len <= BODY_CACHE_BYTES).then_some(used + len)
+        });
+        taken.ok().map(|_| CachedBody { data: Arc::new(body), budget: budget.clone() })
+    }
+}
+
+impl Drop for CachedBody {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.data.len(), Ordering::Relaxed);
+    }
+}
+
 /// A message the writer has just committed, with its body.
 pub struct Fresh {
     pub id: QueueId,
@@ -76,7 +105,7 @@ struct Entry {
     received_at: i64,
     rcpts: Vec<Rcpt>,
     /// Kept for the first attempt only; later attempts read it from the store.
-    body: Option<Arc<Vec<u8>>>,
+    body: Option<CachedBody>,
     busy: bool,
     /// Held, deleted or bounced while an attempt was running: forget it when it ends.
     dropped: bool,
@@ -90,8 +119,9 @@ struct Entry {
 }
 
 impl Entry {
-    fn from_fresh(f: Fresh, now: i64) -> Entry {
+    fn from_fresh(f: Fresh, now: i64, budget: &Arc<AtomicUsize>) -> Entry {
         let m = f.message;
+        let body = CachedBody::keep(m.body, budget);
         Entry {
             id: f.id,
             rcpts: m
@@ -114,7 +144,7 @@ impl Entry {
             smtputf8: m.smtputf8,
             eight_bit: m.eight_bit,
             received_at: m.received_at,
-            body: Some(Arc::new(m.body)),
+            body,
             busy: false,
             dropped: false,
             bounced: false,
@@ -184,6 +214,8 @@ pub struct Scheduler {
     slots: Arc<Semaphore>,
     results: mpsc::UnboundedSender<Vec<DeliveryResult>>,
     last_event: i64,
+    /// Bytes of bodies kept for first attempts (see [`BODY_CACHE_BYTES`]).
+    cached_bytes: Arc<AtomicUsize>,
 }
 
 impl Scheduler {
@@ -209,6 +241,7 @@ impl Scheduler {
             bounces: JoinSet::new(),
             results,
             last_event: 0,
+            cached_bytes: Arc::new(AtomicUsize::new(0)),
         };
         s.load().await;
         // Administrator actions: this process's at once, other processes' through the store's
@@ -227,7 +260,7 @@ impl Scheduler {
                 // A message committed while `load` ran arrives both ways; replacing the loaded
                 // entry, perhaps mid-attempt, would deliver it twice.
                 Some(f) = fresh.recv() => if !s.entries.contains_key(&f.id) {
-                    let entry = Entry::from_fresh(f, now());
+                    let entry = Entry::from_fresh(f, now(), &s.cached_bytes);
                     s.schedule(entry);
                 },
                 Some(done) = s.running.join_next(), if !s.running.is_empty() => match done {
@@ -322,7 +355,7 @@ impl Scheduler {
     /// message and its body.
     fn finish(&mut self, attempt: Attempt) {
         let Some(entry) = self.entries.get_mut(&attempt.id) else { return };
-        let body = entry.body.take();
+        let body = entry.body.take().map(|b| b.data.clone());
         entry.recovered = false;
         let mut results = Vec::with_capacity(attempt.outcomes.len());
         let mut failures = Vec::new();
@@ -539,7 +572,7 @@ impl Job {
                 .filter(|r| !r.done && r.next_at <= now)
                 .map(|r| (r.index, r.address.clone()))
                 .collect(),
-            body: entry.body.clone(),
+            body: entry.body.as_ref().map(|b| b.data.clone()),
             recovered: entry.recovered,
             store: s.store.clone(),
             snapshot: s.snapshot.clone(),
@@ -651,3 +684,20 @@ fn log_attempt(id: &QueueId, to: &str, relay: &str, delay: i64, status: &str, re
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod body_cache_tests {
+    use super::*;
+
+    #[test]
+    fn the_body_cache_stays_within_its_budget() {
+        let budget = Arc::new(AtomicUsize::new(0));
+        let big = CachedBody::keep(vec![0; BODY_CACHE_BYTES - 10], &budget).expect("fits");
+        assert!(CachedBody::keep(vec![0; 11], &budget).is_none(), "over the budget: read later");
+        let small = CachedBody::keep(vec![0; 10], &budget).expect("fits exactly");
+        drop(big);
+        assert_eq!(budget.load(Ordering::Relaxed), 10);
+        drop(small);
+        assert_eq!(budget.load(Ordering::Relaxed), 0);
+    }
+}
