@@ -14,15 +14,18 @@ use postern_store::model::{
     QueuedMessage,
 };
 use rustls_pki_types::CertificateDer;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Queue;
 use super::local;
+use super::outbound::{self, Slot};
 use super::retry::RetryPolicy;
 use super::route::{Route, route};
-use crate::delivery::{self, ClientOptions, Connector, Delivery, Maildir, Outcome, Protocol};
+use crate::delivery::{
+    self, ClientOptions, Connector, Delivery, Maildir, Outcome, Pool, PoolSettings, Protocol,
+};
 use crate::dns::Resolver;
 use crate::engine::{Engine, Snapshot};
 use dsn::{Settled, fail_the_rest, failure};
@@ -41,6 +44,8 @@ pub struct SchedulerConfig {
     pub retry: RetryPolicy,
     /// Deliveries in progress at once.
     pub concurrency: usize,
+    /// Outbound session reuse, and the sessions one destination gets at once.
+    pub outbound: PoolSettings,
     pub connector: Arc<dyn Connector>,
     /// DNS, for delivery to MX hosts.
     pub resolver: Arc<dyn Resolver>,
@@ -182,6 +187,8 @@ pub struct Scheduler {
     /// DSN tasks; their messages stay busy until the failures are recorded.
     bounces: JoinSet<Settled>,
     slots: Arc<Semaphore>,
+    /// Idle outbound sessions, and each destination's concurrency gate.
+    pool: Arc<Pool>,
     results: mpsc::UnboundedSender<Vec<DeliveryResult>>,
     last_event: i64,
 }
@@ -200,6 +207,7 @@ impl Scheduler {
         let mut s = Scheduler {
             maildir: Maildir::new(config.mail_root.clone(), &config.hostname),
             slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            pool: Arc::new(Pool::new(config.outbound)),
             store,
             engine,
             config: Arc::new(config),
@@ -249,6 +257,7 @@ impl Scheduler {
         s.running.abort_all();
         // So are DSNs not yet queued: their failures stay unrecorded and come back.
         s.bounces.abort_all();
+        s.pool.close_all().await;
         drop(s.results);
         let _ = bookkeeper.await;
         let _ = watcher.await;
@@ -295,11 +304,13 @@ impl Scheduler {
             snapshot: self.engine.snapshot(),
             maildir: self.maildir.clone(),
             config: self.config.clone(),
+            pool: self.pool.clone(),
         };
         while let Some(Reverse((at, id))) = self.due.peek().copied() {
-            if at > now || self.slots.available_permits() == 0 {
+            if at > now {
                 return;
             }
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else { return };
             self.due.pop();
             let Some(entry) = self.entries.get_mut(&id) else { continue };
             // A stale heap item: the entry was rescheduled, or an attempt is running.
@@ -307,13 +318,9 @@ impl Scheduler {
                 continue;
             }
             entry.busy = true;
-            let permit = self.slots.clone().try_acquire_owned().expect("a permit is available");
-            let job = Job::new(entry, now, &shared);
-            self.running.spawn(async move {
-                let attempt = job.run().await;
-                drop(permit);
-                attempt
-            });
+            let job = Job::new(entry, now, &shared, permit, self.slots.clone());
+            // The job holds its slot, and lets it go while waiting for a busy destination.
+            self.running.spawn(job.run());
         }
     }
 
@@ -503,6 +510,7 @@ struct Shared {
     snapshot: Arc<Snapshot>,
     maildir: Maildir,
     config: Arc<SchedulerConfig>,
+    pool: Arc<Pool>,
 }
 
 /// One attempt at one message: everything a delivery task needs, owned.
@@ -521,10 +529,18 @@ struct Job {
     snapshot: Arc<Snapshot>,
     maildir: Maildir,
     config: Arc<SchedulerConfig>,
+    pool: Arc<Pool>,
+    slot: Slot,
 }
 
 impl Job {
-    fn new(entry: &Entry, now: i64, s: &Shared) -> Job {
+    fn new(
+        entry: &Entry,
+        now: i64,
+        s: &Shared,
+        permit: OwnedSemaphorePermit,
+        slots: Arc<Semaphore>,
+    ) -> Job {
         Job {
             id: entry.id,
             at: now,
@@ -545,28 +561,12 @@ impl Job {
             snapshot: s.snapshot.clone(),
             maildir: s.maildir.clone(),
             config: s.config.clone(),
+            pool: s.pool.clone(),
+            slot: Slot::new(slots, permit),
         }
     }
 
-    async fn run(self) -> Attempt {
-        let mut outcomes = Vec::with_capacity(self.rcpts.len());
-        let body = match &self.body {
-            Some(body) => Ok(body.clone()),
-            None => match self.store.queue_body(self.id).await {
-                Ok(Some(body)) => Ok(Arc::new(body)),
-                Ok(None) => Err("451 4.3.0 the message body is missing from the queue".to_string()),
-                Err(e) => Err(format!("451 4.3.0 cannot read the message body: {e}")),
-            },
-        };
-        let body = match body {
-            Ok(body) => body,
-            Err(reply) => {
-                for (index, _) in &self.rcpts {
-                    outcomes.push((*index, "none".to_string(), Outcome::deferred(reply.clone())));
-                }
-                return Attempt { id: self.id, at: self.at, outcomes };
-            }
-        };
+    async fn run(mut self) -> Attempt {
         // Recipients with the same route go together, in the order they came.
         let mut groups: Vec<(Route, Vec<(u32, String)>)> = Vec::new();
         for (index, address) in &self.rcpts {
@@ -576,9 +576,10 @@ impl Job {
                 None => groups.push((r, vec![(*index, address.clone())])),
             }
         }
+        let mut outcomes = Vec::with_capacity(self.rcpts.len());
         for (route, members) in groups {
             let relay = route.relay();
-            let results = self.deliver(&route, &members, &body).await;
+            let results = self.deliver(&route, &members).await;
             outcomes.extend(
                 members
                     .iter()
@@ -589,36 +590,60 @@ impl Job {
         Attempt { id: self.id, at: self.at, outcomes }
     }
 
-    async fn deliver(
-        &self,
-        route: &Route,
-        members: &[(u32, String)],
-        body: &Arc<Vec<u8>>,
-    ) -> Vec<Outcome> {
-        let addresses: Vec<String> = members.iter().map(|(_, a)| a.clone()).collect();
-        let id = self.id.to_string();
-        let delivery = Delivery {
-            queue_id: &id,
-            sender: &self.sender,
-            recipients: &addresses,
-            body,
-            smtputf8: self.smtputf8,
-            eight_bit: self.eight_bit,
-            envid: self.envid.as_deref(),
-            ret_full: self.ret_full,
+    /// The message, read from the store when the attempt first needs it: after any wait for
+    /// a busy destination, so that waiting attempts do not all hold their bodies.
+    async fn body(&mut self) -> Result<Arc<Vec<u8>>, String> {
+        if let Some(body) = &self.body {
+            return Ok(body.clone());
+        }
+        let body = match self.store.queue_body(self.id).await {
+            Ok(Some(body)) => Arc::new(body),
+            Ok(None) => return Err("451 4.3.0 the message body is missing from the queue".into()),
+            Err(e) => return Err(format!("451 4.3.0 cannot read the message body: {e}")),
         };
+        self.body = Some(body.clone());
+        Ok(body)
+    }
+
+    async fn deliver(&mut self, route: &Route, members: &[(u32, String)]) -> Vec<Outcome> {
+        let addresses: Vec<String> = members.iter().map(|(_, a)| a.clone()).collect();
+        let n = addresses.len();
         match route {
-            Route::Local => {
-                let config = &self.snapshot.config;
-                local::deliver(config, &self.maildir, self.recovered, &addresses, delivery).await
-            }
+            Route::Discard => return vec![Outcome::Delivered { detail: "discarded".into() }; n],
+            Route::Refuse(reply) => return vec![Outcome::failed(reply.clone()); n],
+            _ => {}
+        }
+        let next = match route {
             Route::Next { protocol, target, tls, credentials } => {
                 let mut options = ClientOptions::new(*protocol, self.config.hostname.clone());
                 options.tls = *tls;
                 options.credentials = credentials.clone();
                 options.extra_roots = self.config.extra_roots.clone();
-                delivery::deliver(self.config.connector.as_ref(), target, &options, &delivery).await
+                let permit = outbound::turn(&self.pool, &mut self.slot, target, &options).await;
+                Some((target, options, permit))
             }
+            _ => None,
+        };
+        let body = match self.body().await {
+            Ok(body) => body,
+            Err(reply) => return vec![Outcome::deferred(reply); n],
+        };
+        let id = self.id.to_string();
+        let delivery = Delivery {
+            queue_id: &id,
+            sender: &self.sender,
+            recipients: &addresses,
+            body: &body,
+            smtputf8: self.smtputf8,
+            eight_bit: self.eight_bit,
+            envid: self.envid.as_deref(),
+            ret_full: self.ret_full,
+        };
+        if let Some((target, options, _permit)) = next {
+            let connector = self.config.connector.as_ref();
+            return self.pool.deliver(connector, target, &options, &delivery).await;
+        }
+        match route {
             Route::Mx { domain, port, tls } => {
                 let mut options = ClientOptions::new(Protocol::Smtp, self.config.hostname.clone());
                 options.tls = *tls;
@@ -627,10 +652,10 @@ impl Job {
                 delivery::mx::deliver_mx_on(resolver, connector, domain, *port, &options, &delivery)
                     .await
             }
-            Route::Discard => {
-                vec![Outcome::Delivered { detail: "discarded".into() }; addresses.len()]
+            _ => {
+                let config = &self.snapshot.config;
+                local::deliver(config, &self.maildir, self.recovered, &addresses, delivery).await
             }
-            Route::Refuse(reply) => vec![Outcome::failed(reply.clone()); addresses.len()],
         }
     }
 }
