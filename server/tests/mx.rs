@@ -334,6 +334,7 @@ async fn the_scheduler_delivers_remote_mail_by_mx() {
         mail_root: db.dir().join("mail"),
         retry: RetryPolicy::default(),
         concurrency: 4,
+        outbound: Default::default(),
         connector: Arc::new(ports),
         resolver: Arc::new(dns),
         extra_roots: Vec::new(),
