@@ -17,8 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postern_server::Engine;
+use postern_server::delivery::mx::deliver_mx_on;
 use postern_server::delivery::{
-    BoxStream, ClientOptions, Connector, Outcome, Protocol, Target, Timeouts, deliver_mx,
+    BoxStream, ClientOptions, Connector, Outcome, Pool, PoolSettings, Protocol, Target, Timeouts,
+    deliver_mx,
 };
 use postern_server::dns::ScriptedResolver;
 use postern_server::queue::{Queue, RetryPolicy, Scheduler, SchedulerConfig};
@@ -138,6 +140,24 @@ async fn delivers_to_the_lowest_preference_first() {
     assert_eq!(ports.tried(), ["mx1.example.test"]);
     assert_eq!(dumped(one.path(), 1).await, 1);
     assert_eq!(dumped(two.path(), 0).await, 0);
+}
+
+#[tokio::test]
+async fn messages_to_one_mx_host_share_a_cached_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_a, port1)) = dumping_sink("mx::cached", dir.path(), &[]) else { return };
+    let ports = Ports::default().with("mx1.example.test", port1);
+    let pool = Pool::new(PoolSettings::default());
+    let rcpts = rcpts();
+    let d = delivery(&rcpts, b"Subject: mx\r\n\r\nhello\r\n");
+    for _ in 0..3 {
+        let out =
+            deliver_mx_on(&two_hosts(), &ports, Some(&pool), &domain(), 25, &options(), &d).await;
+        assert!(all_delivered_by(&out, "mx1.example.test"), "{out:?}");
+    }
+    assert_eq!(ports.tried(), ["mx1.example.test"], "one session for three messages");
+    assert_eq!(dumped(dir.path(), 3).await, 3);
+    pool.close_all().await;
 }
 
 #[tokio::test]

@@ -100,10 +100,6 @@ impl Pool {
 
     /// Sends one message to `target` on a cached session if there is one, else on a new one,
     /// and keeps the session for the next message. The caller holds the destination's permit.
-    ///
-    /// A cached session that turns out dead before the peer said anything about the message
-    /// (the server closed it while idle) costs nothing: the message goes again on a fresh one.
-    /// Any other outcome stands, since the peer may have taken the message.
     pub async fn deliver(
         &self,
         connector: &dyn Connector,
@@ -111,25 +107,42 @@ impl Pool {
         options: &ClientOptions,
         delivery: &Delivery<'_>,
     ) -> Vec<Outcome> {
+        match self.send(connector, target, options, delivery).await {
+            Ok((outcomes, _)) => outcomes,
+            Err(outcome) => vec![outcome; delivery.recipients.len()],
+        }
+    }
+
+    /// As [`Pool::deliver`], with what [`Client::answered_individually`] says of each
+    /// recipient; `Err` when no session could be opened, with the outcome for every recipient.
+    ///
+    /// A cached session that turns out dead before the peer said anything about the message
+    /// (the server closed it while idle) costs nothing: the message goes again on a fresh one.
+    /// Any other outcome stands, since the peer may have taken the message.
+    pub async fn send(
+        &self,
+        connector: &dyn Connector,
+        target: &Target,
+        options: &ClientOptions,
+        delivery: &Delivery<'_>,
+    ) -> Result<(Vec<Outcome>, Vec<bool>), Outcome> {
         let key = Key::new(target, options);
         if let Some(mut cached) = self.take(&key) {
             let outcomes = cached.client.send(delivery).await;
             if !cached.client.lost_before_mail() {
+                let individually = cached.client.answered_individually().to_vec();
                 cached.uses += 1;
                 self.put(key, cached).await;
-                return outcomes;
+                return Ok((outcomes, individually));
             }
             tracing::debug!(relay = %target, "cached session was closed; opening a new one");
             cached.client.quit().await;
         }
-        match Client::connect(connector, target, options).await {
-            Ok(mut client) => {
-                let outcomes = client.send(delivery).await;
-                self.put(key, Idle { client, uses: 1, since: Instant::now() }).await;
-                outcomes
-            }
-            Err(outcome) => vec![outcome; delivery.recipients.len()],
-        }
+        let mut client = Client::connect(connector, target, options).await?;
+        let outcomes = client.send(delivery).await;
+        let individually = client.answered_individually().to_vec();
+        self.put(key, Idle { client, uses: 1, since: Instant::now() }).await;
+        Ok((outcomes, individually))
     }
 
     /// The most recently used idle session to `key`'s destination: the others age out first

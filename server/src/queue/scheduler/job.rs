@@ -159,8 +159,11 @@ impl Job {
                 options.tls = *tls;
                 options.extra_roots = self.config.extra_roots.clone();
                 let (resolver, connector) = (&*self.config.resolver, &*self.config.connector);
-                delivery::mx::deliver_mx_on(resolver, connector, domain, *port, &options, &delivery)
-                    .await
+                let pool = Some(self.pool.as_ref());
+                delivery::mx::deliver_mx_on(
+                    resolver, connector, pool, domain, *port, &options, &delivery,
+                )
+                .await
             }
             _ => {
                 let config = &self.snapshot.config;
