@@ -338,7 +338,7 @@ async fn the_scheduler_delivers_remote_mail_by_mx() {
         .mx("hub.test", 10, "mx1.example.test")
         .mx("nomail.test", 0, ".")
         .temporary("slow.test");
-    let ports = Ports::default().with("mx1.example.test", port);
+    let ports = Arc::new(Ports::default().with("mx1.example.test", port));
     let shutdown = CancellationToken::new();
     let (engine, _task) = Engine::start(store.clone(), shutdown.clone()).await.unwrap();
     let revision = store.revision().await.unwrap();
@@ -355,7 +355,7 @@ async fn the_scheduler_delivers_remote_mail_by_mx() {
         retry: RetryPolicy::default(),
         concurrency: 4,
         outbound: Default::default(),
-        connector: Arc::new(ports),
+        connector: ports.clone(),
         resolver: Arc::new(dns),
         extra_roots: Vec::new(),
         bounces: queue.clone(),
@@ -380,7 +380,8 @@ async fn the_scheduler_delivers_remote_mail_by_mx() {
     assert_eq!(eve.status, RecipientStatus::Failed, "{eve:?}");
     assert!(eve.last_error.as_deref().unwrap_or("").starts_with("556 5.1.10"), "{eve:?}");
 
-    // Two routes (example.test's MX, hub.test's MX), one transaction each, both to mx1.
+    // Two routes (example.test's MX, hub.test's MX), one transaction each, both to mx1; on
+    // two sessions, since their TLS policies differ (may, and the rule's none).
     assert_eq!(dumped(dir.path(), 2).await, 2);
     for _ in 0..100 {
         if store.queue_show(sent).await.unwrap().is_none() {
@@ -391,5 +392,10 @@ async fn the_scheduler_delivers_remote_mail_by_mx() {
     assert!(store.queue_show(sent).await.unwrap().is_none(), "delivered mail leaves the queue");
     // Once each: a message committed while the scheduler loaded the queue reaches it twice.
     assert_eq!(dumped(dir.path(), 3).await, 2, "a message was delivered twice");
+
+    // The next message to the same routes goes on the two cached sessions.
+    queue.enqueue(message(&["bob@example.test", "cy@relayed.test"])).await.unwrap();
+    assert_eq!(dumped(dir.path(), 4).await, 4);
+    assert_eq!(ports.tried(), ["mx1.example.test"; 2], "a cached session was not reused");
     shutdown.cancel();
 }
