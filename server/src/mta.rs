@@ -60,6 +60,7 @@ impl Mta {
             mail_root: options.data_dir.join("mail"),
             retry: options.retry,
             concurrency: options.concurrency,
+            outbound: Default::default(),
             connector: Arc::new(DirectConnector::default()),
             resolver: system_resolver(),
             extra_roots: Vec::new(),

@@ -17,8 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postern_server::Engine;
+use postern_server::delivery::mx::deliver_mx_on;
 use postern_server::delivery::{
-    BoxStream, ClientOptions, Connector, Outcome, Protocol, Target, Timeouts, deliver_mx,
+    BoxStream, ClientOptions, Connector, Outcome, Pool, PoolSettings, Protocol, Target, Timeouts,
+    deliver_mx,
 };
 use postern_server::dns::ScriptedResolver;
 use postern_server::queue::{Queue, RetryPolicy, Scheduler, SchedulerConfig};
@@ -138,6 +140,24 @@ async fn delivers_to_the_lowest_preference_first() {
     assert_eq!(ports.tried(), ["mx1.example.test"]);
     assert_eq!(dumped(one.path(), 1).await, 1);
     assert_eq!(dumped(two.path(), 0).await, 0);
+}
+
+#[tokio::test]
+async fn messages_to_one_mx_host_share_a_cached_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_a, port1)) = dumping_sink("mx::cached", dir.path(), &[]) else { return };
+    let ports = Ports::default().with("mx1.example.test", port1);
+    let pool = Pool::new(PoolSettings::default());
+    let rcpts = rcpts();
+    let d = delivery(&rcpts, b"Subject: mx\r\n\r\nhello\r\n");
+    for _ in 0..3 {
+        let out =
+            deliver_mx_on(&two_hosts(), &ports, Some(&pool), &domain(), 25, &options(), &d).await;
+        assert!(all_delivered_by(&out, "mx1.example.test"), "{out:?}");
+    }
+    assert_eq!(ports.tried(), ["mx1.example.test"], "one session for three messages");
+    assert_eq!(dumped(dir.path(), 3).await, 3);
+    pool.close_all().await;
 }
 
 #[tokio::test]
@@ -318,7 +338,7 @@ async fn the_scheduler_delivers_remote_mail_by_mx() {
         .mx("hub.test", 10, "mx1.example.test")
         .mx("nomail.test", 0, ".")
         .temporary("slow.test");
-    let ports = Ports::default().with("mx1.example.test", port);
+    let ports = Arc::new(Ports::default().with("mx1.example.test", port));
     let shutdown = CancellationToken::new();
     let (engine, _task) = Engine::start(store.clone(), shutdown.clone()).await.unwrap();
     let revision = store.revision().await.unwrap();
@@ -334,7 +354,8 @@ async fn the_scheduler_delivers_remote_mail_by_mx() {
         mail_root: db.dir().join("mail"),
         retry: RetryPolicy::default(),
         concurrency: 4,
-        connector: Arc::new(ports),
+        outbound: Default::default(),
+        connector: ports.clone(),
         resolver: Arc::new(dns),
         extra_roots: Vec::new(),
         bounces: queue.clone(),
@@ -359,7 +380,8 @@ async fn the_scheduler_delivers_remote_mail_by_mx() {
     assert_eq!(eve.status, RecipientStatus::Failed, "{eve:?}");
     assert!(eve.last_error.as_deref().unwrap_or("").starts_with("556 5.1.10"), "{eve:?}");
 
-    // Two routes (example.test's MX, hub.test's MX), one transaction each, both to mx1.
+    // Two routes (example.test's MX, hub.test's MX), one transaction each, both to mx1; on
+    // two sessions, since their TLS policies differ (may, and the rule's none).
     assert_eq!(dumped(dir.path(), 2).await, 2);
     for _ in 0..100 {
         if store.queue_show(sent).await.unwrap().is_none() {
@@ -370,5 +392,10 @@ async fn the_scheduler_delivers_remote_mail_by_mx() {
     assert!(store.queue_show(sent).await.unwrap().is_none(), "delivered mail leaves the queue");
     // Once each: a message committed while the scheduler loaded the queue reaches it twice.
     assert_eq!(dumped(dir.path(), 3).await, 2, "a message was delivered twice");
+
+    // The next message to the same routes goes on the two cached sessions.
+    queue.enqueue(message(&["bob@example.test", "cy@relayed.test"])).await.unwrap();
+    assert_eq!(dumped(dir.path(), 4).await, 4);
+    assert_eq!(ports.tried(), ["mx1.example.test"; 2], "a cached session was not reused");
     shutdown.cancel();
 }

@@ -107,6 +107,9 @@ pub struct Client {
     /// it alone (its RCPT reply, or its LMTP reply after the data) rather than one for the
     /// whole transaction.
     pub(super) answered: Vec<bool>,
+    /// The last message found the session dead (a lost connection, or 421) before the peer
+    /// answered anything about it: resending it elsewhere cannot duplicate it.
+    pub(super) lost_before_mail: bool,
 }
 
 /// Opens a session, sends one message, and closes the session.
@@ -200,6 +203,7 @@ impl Client {
             dirty: false,
             broken: false,
             answered: Vec::new(),
+            lost_before_mail: false,
         };
         let greeting = client
             .wire
@@ -394,7 +398,9 @@ impl Client {
     pub async fn send(&mut self, d: &Delivery<'_>) -> Vec<Outcome> {
         let n = d.recipients.len();
         self.answered = vec![false; n];
+        self.lost_before_mail = false;
         if self.broken {
+            self.lost_before_mail = true;
             let gone = format!("451 4.4.2 the connection to {} failed earlier", self.target);
             return vec![Outcome::deferred(gone); n];
         }
@@ -404,9 +410,13 @@ impl Client {
                 Ok(reply) if reply.code == 250 => self.dirty = false,
                 Ok(reply) => {
                     self.broken = true;
+                    self.lost_before_mail = reply.code == 421;
                     return vec![self.refused(&reply, "answered RSET with"); n];
                 }
-                Err(outcome) => return vec![outcome; n],
+                Err(outcome) => {
+                    self.lost_before_mail = true;
+                    return vec![outcome; n];
+                }
             }
         }
         let outcomes = super::transaction::run(self, d).await;
@@ -419,6 +429,13 @@ impl Client {
     /// connection), which another host may answer differently (RFC 5321 §5.1).
     pub fn answered_individually(&self) -> &[bool] {
         &self.answered
+    }
+
+    /// Whether the last message met a dead session (the connection lost, or a 421) before
+    /// the peer said anything about it, so that nothing of it can have been delivered: how a
+    /// cached session the server has since closed shows itself.
+    pub fn lost_before_mail(&self) -> bool {
+        self.lost_before_mail
     }
 
     /// Ends the session politely; errors are of no interest any more.

@@ -5,6 +5,7 @@ pub mod client;
 pub mod connector;
 pub mod maildir;
 pub mod mx;
+pub mod pool;
 mod reply;
 mod tls;
 mod transaction;
@@ -14,6 +15,7 @@ pub use client::{Client, ClientOptions, Protocol, Timeouts, deliver};
 pub use connector::{BoxStream, Connector, DirectConnector, Target};
 pub use maildir::Maildir;
 pub use mx::{MxHost, deliver_mx};
+pub use pool::{Pool, PoolSettings};
 
 /// One message and the recipients an agent is asked to deliver it to.
 #[derive(Debug, Clone, Copy)]

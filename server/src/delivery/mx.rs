@@ -8,6 +8,7 @@ use rand::Rng;
 
 use super::client::{Client, ClientOptions};
 use super::connector::{Connector, Target};
+use super::pool::{Key, Pool};
 use super::{Delivery, Outcome};
 use crate::dns::{DnsError, Resolver};
 
@@ -125,10 +126,12 @@ pub async fn deliver_mx(
     options: &ClientOptions,
     delivery: &Delivery<'_>,
 ) -> Vec<Outcome> {
-    deliver_mx_on(resolver, connector, domain, SMTP_PORT, options, delivery).await
+    deliver_mx_on(resolver, connector, None, domain, SMTP_PORT, options, delivery).await
 }
 
-/// Delivers to `domain`'s MX hosts on `port` (a transport such as `smtp:example.com:2525`).
+/// Delivers to `domain`'s MX hosts on `port` (a transport such as `smtp:example.com:2525`),
+/// through `pool`'s cached sessions when there is one (keyed by host name and address), else
+/// on a session of its own per host.
 ///
 /// A host that cannot be resolved or reached, or that refuses the session or the whole
 /// transaction with a 4xx, hands the recipients on to the next address and host. Outcomes a
@@ -138,6 +141,7 @@ pub async fn deliver_mx(
 pub async fn deliver_mx_on(
     resolver: &dyn Resolver,
     connector: &dyn Connector,
+    pool: Option<&Pool>,
     domain: &DomainName,
     port: u16,
     options: &ClientOptions,
@@ -183,21 +187,19 @@ pub async fn deliver_mx_on(
             }
             tried += 1;
             let target = Target::Resolved { name: host.name.clone(), ip, port };
-            let mut client = match Client::connect(connector, &target, options).await {
-                Ok(client) => client,
-                Err(outcome) => {
-                    // Unreachable, refused, or a session refused before any mail: the next
-                    // address may do better.
-                    note(outcome);
-                    continue;
-                }
-            };
             let recipients: Vec<String> =
                 pending.iter().map(|&i| delivery.recipients[i].clone()).collect();
             let part = Delivery { recipients: &recipients, ..*delivery };
-            let results = client.send(&part).await;
-            let individually = client.answered_individually().to_vec();
-            client.quit().await;
+            let (results, individually) =
+                match send_to(pool, connector, &target, options, &part).await {
+                    Ok(sent) => sent,
+                    Err(outcome) => {
+                        // Unreachable, refused, or a session refused before any mail: the next
+                        // address may do better.
+                        note(outcome);
+                        continue;
+                    }
+                };
             let mut still = Vec::new();
             for (k, (i, outcome)) in pending.iter().zip(results).enumerate() {
                 let alone = individually.get(k).copied().unwrap_or(false);
@@ -223,6 +225,28 @@ pub async fn deliver_mx_on(
         Outcome::deferred(format!("451 4.4.4 no MX host of {domain} could be tried"))
     });
     outcomes.into_iter().map(|o| o.unwrap_or_else(|| last.clone())).collect()
+}
+
+/// One message on a session with `target`, cached or not: the outcomes and whether each
+/// answered its recipient alone; `Err` when no session could be opened.
+async fn send_to(
+    pool: Option<&Pool>,
+    connector: &dyn Connector,
+    target: &Target,
+    options: &ClientOptions,
+    delivery: &Delivery<'_>,
+) -> Result<(Vec<Outcome>, Vec<bool>), Outcome> {
+    if let Some(pool) = pool {
+        // The host's turn is waited for with the delivery slot held, unlike a fixed next
+        // hop's: which host is used is only known here, deep in the attempt.
+        let _permit = pool.permit(&Key::new(target, options)).await;
+        return pool.send(connector, target, options, delivery).await;
+    }
+    let mut client = Client::connect(connector, target, options).await?;
+    let outcomes = client.send(delivery).await;
+    let individually = client.answered_individually().to_vec();
+    client.quit().await;
+    Ok((outcomes, individually))
 }
 
 #[cfg(test)]

@@ -74,12 +74,14 @@ pub(super) async fn run(client: &mut Client, d: &Delivery<'_>) -> Vec<Outcome> {
             std::iter::once(mail.as_str()).chain(rcpts.iter().map(String::as_str)).collect();
         if let Err(e) = client.wire.send(batch.as_bytes(), mail_limit).await {
             client.broken = true;
+            client.lost_before_mail = true;
             return vec![lost(&target, &e, "sending MAIL and RCPT"); n];
         }
         mail_reply = match client.wire.read_reply(mail_limit).await {
             Ok(r) => r,
             Err(e) => {
                 client.broken = true;
+                client.lost_before_mail = true;
                 return vec![lost(&target, &e, "after MAIL"); n];
             }
         };
@@ -101,7 +103,10 @@ pub(super) async fn run(client: &mut Client, d: &Delivery<'_>) -> Vec<Outcome> {
     } else {
         mail_reply = match client.command(&mail, mail_limit, "after MAIL").await {
             Ok(r) => r,
-            Err(outcome) => return vec![outcome; n],
+            Err(outcome) => {
+                client.lost_before_mail = true;
+                return vec![outcome; n];
+            }
         };
         if mail_reply.code == 250 {
             for rcpt in &rcpts {
@@ -113,6 +118,9 @@ pub(super) async fn run(client: &mut Client, d: &Delivery<'_>) -> Vec<Outcome> {
         }
     }
     if mail_reply.code != 250 {
+        // RFC 5321 §3.8: a 421 here is a server closing the session (an idle one it timed
+        // out, say), not a judgement on this message.
+        client.lost_before_mail = mail_reply.code == 421;
         // The RCPT replies to a refused MAIL say only "need MAIL first": MAIL's reply decides.
         return vec![client.refused(&mail_reply, "answered MAIL with"); n];
     }

@@ -5,6 +5,7 @@
 mod bookkeeper;
 mod bounce;
 mod local;
+mod outbound;
 mod retry;
 mod route;
 mod scheduler;

@@ -20,15 +20,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Queue;
-use super::local;
 use super::retry::RetryPolicy;
-use super::route::{Route, route};
-use crate::delivery::{self, ClientOptions, Connector, Delivery, Maildir, Outcome, Protocol};
+use crate::delivery::{Connector, Maildir, Outcome, Pool, PoolSettings};
 use crate::dns::Resolver;
-use crate::engine::{Engine, Snapshot};
+use crate::engine::Engine;
 use dsn::{Settled, fail_the_rest, failure};
+use job::{Job, Shared};
 
 mod dsn;
+mod job;
 
 /// How the scheduler runs.
 #[derive(Clone)]
@@ -42,6 +42,8 @@ pub struct SchedulerConfig {
     pub retry: RetryPolicy,
     /// Deliveries in progress at once.
     pub concurrency: usize,
+    /// Outbound session reuse, and the sessions one destination gets at once.
+    pub outbound: PoolSettings,
     pub connector: Arc<dyn Connector>,
     /// DNS, for delivery to MX hosts.
     pub resolver: Arc<dyn Resolver>,
@@ -212,6 +214,8 @@ pub struct Scheduler {
     /// DSN tasks; their messages stay busy until the failures are recorded.
     bounces: JoinSet<Settled>,
     slots: Arc<Semaphore>,
+    /// Idle outbound sessions, and each destination's concurrency gate.
+    pool: Arc<Pool>,
     results: mpsc::UnboundedSender<Vec<DeliveryResult>>,
     last_event: i64,
     /// Bytes of bodies kept for first attempts (see [`BODY_CACHE_BYTES`]).
@@ -232,6 +236,7 @@ impl Scheduler {
         let mut s = Scheduler {
             maildir: Maildir::new(config.mail_root.clone(), &config.hostname),
             slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            pool: Arc::new(Pool::new(config.outbound)),
             store,
             engine,
             config: Arc::new(config),
@@ -282,6 +287,7 @@ impl Scheduler {
         s.running.abort_all();
         // So are DSNs not yet queued: their failures stay unrecorded and come back.
         s.bounces.abort_all();
+        s.pool.close_all().await;
         drop(s.results);
         let _ = bookkeeper.await;
         let _ = watcher.await;
@@ -328,11 +334,13 @@ impl Scheduler {
             snapshot: self.engine.snapshot(),
             maildir: self.maildir.clone(),
             config: self.config.clone(),
+            pool: self.pool.clone(),
         };
         while let Some(Reverse((at, id))) = self.due.peek().copied() {
-            if at > now || self.slots.available_permits() == 0 {
+            if at > now {
                 return;
             }
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else { return };
             self.due.pop();
             let Some(entry) = self.entries.get_mut(&id) else { continue };
             // A stale heap item: the entry was rescheduled, or an attempt is running.
@@ -340,13 +348,9 @@ impl Scheduler {
                 continue;
             }
             entry.busy = true;
-            let permit = self.slots.clone().try_acquire_owned().expect("a permit is available");
-            let job = Job::new(entry, now, &shared);
-            self.running.spawn(async move {
-                let attempt = job.run().await;
-                drop(permit);
-                attempt
-            });
+            let job = Job::new(entry, now, &shared, permit, self.slots.clone());
+            // The job holds its slot, and lets it go while waiting for a busy destination.
+            self.running.spawn(job.run());
         }
     }
 
@@ -526,144 +530,6 @@ impl Scheduler {
                     tracing::info!(queue_id = %event.message, action = event.action.as_str(), "queue action");
                 }
             }
-        }
-    }
-}
-
-/// What every attempt started in one pass shares.
-struct Shared {
-    store: Store,
-    snapshot: Arc<Snapshot>,
-    maildir: Maildir,
-    config: Arc<SchedulerConfig>,
-}
-
-/// One attempt at one message: everything a delivery task needs, owned.
-struct Job {
-    id: QueueId,
-    at: i64,
-    sender: String,
-    envid: Option<String>,
-    ret_full: Option<bool>,
-    smtputf8: bool,
-    eight_bit: bool,
-    rcpts: Vec<(u32, String)>,
-    body: Option<Arc<Vec<u8>>>,
-    recovered: bool,
-    store: Store,
-    snapshot: Arc<Snapshot>,
-    maildir: Maildir,
-    config: Arc<SchedulerConfig>,
-}
-
-impl Job {
-    fn new(entry: &Entry, now: i64, s: &Shared) -> Job {
-        Job {
-            id: entry.id,
-            at: now,
-            sender: entry.sender.clone(),
-            envid: entry.envid.clone(),
-            ret_full: entry.ret_full,
-            smtputf8: entry.smtputf8,
-            eight_bit: entry.eight_bit,
-            rcpts: entry
-                .rcpts
-                .iter()
-                .filter(|r| !r.done && r.next_at <= now)
-                .map(|r| (r.index, r.address.clone()))
-                .collect(),
-            body: entry.body.as_ref().map(|b| b.data.clone()),
-            recovered: entry.recovered,
-            store: s.store.clone(),
-            snapshot: s.snapshot.clone(),
-            maildir: s.maildir.clone(),
-            config: s.config.clone(),
-        }
-    }
-
-    async fn run(self) -> Attempt {
-        let mut outcomes = Vec::with_capacity(self.rcpts.len());
-        let body = match &self.body {
-            Some(body) => Ok(body.clone()),
-            None => match self.store.queue_body(self.id).await {
-                Ok(Some(body)) => Ok(Arc::new(body)),
-                Ok(None) => Err("451 4.3.0 the message body is missing from the queue".to_string()),
-                Err(e) => Err(format!("451 4.3.0 cannot read the message body: {e}")),
-            },
-        };
-        let body = match body {
-            Ok(body) => body,
-            Err(reply) => {
-                for (index, _) in &self.rcpts {
-                    outcomes.push((*index, "none".to_string(), Outcome::deferred(reply.clone())));
-                }
-                return Attempt { id: self.id, at: self.at, outcomes };
-            }
-        };
-        // Recipients with the same route go together, in the order they came.
-        let mut groups: Vec<(Route, Vec<(u32, String)>)> = Vec::new();
-        for (index, address) in &self.rcpts {
-            let r = route(&self.snapshot.config, address);
-            match groups.iter_mut().find(|(g, _)| *g == r) {
-                Some((_, members)) => members.push((*index, address.clone())),
-                None => groups.push((r, vec![(*index, address.clone())])),
-            }
-        }
-        for (route, members) in groups {
-            let relay = route.relay();
-            let results = self.deliver(&route, &members, &body).await;
-            outcomes.extend(
-                members
-                    .iter()
-                    .zip(results)
-                    .map(|((index, _), outcome)| (*index, relay.clone(), outcome)),
-            );
-        }
-        Attempt { id: self.id, at: self.at, outcomes }
-    }
-
-    async fn deliver(
-        &self,
-        route: &Route,
-        members: &[(u32, String)],
-        body: &Arc<Vec<u8>>,
-    ) -> Vec<Outcome> {
-        let addresses: Vec<String> = members.iter().map(|(_, a)| a.clone()).collect();
-        let id = self.id.to_string();
-        let delivery = Delivery {
-            queue_id: &id,
-            sender: &self.sender,
-            recipients: &addresses,
-            body,
-            smtputf8: self.smtputf8,
-            eight_bit: self.eight_bit,
-            envid: self.envid.as_deref(),
-            ret_full: self.ret_full,
-        };
-        match route {
-            Route::Local => {
-                let config = &self.snapshot.config;
-                local::deliver(config, &self.maildir, self.recovered, &addresses, delivery).await
-            }
-            Route::Next { protocol, target, tls, credentials } => {
-                let mut options = ClientOptions::new(*protocol, self.config.hostname.clone());
-                options.tls = *tls;
-                options.credentials = credentials.clone();
-                options.extra_roots = self.config.extra_roots.clone();
-                delivery::deliver(self.config.connector.as_ref(), target, &options, &delivery).await
-            }
-            Route::Mx { domain, port, tls } => {
-                let mut options = ClientOptions::new(Protocol::Smtp, self.config.hostname.clone());
-                options.tls = *tls;
-                options.extra_roots = self.config.extra_roots.clone();
-                let (resolver, connector) = (&*self.config.resolver, &*self.config.connector);
-                delivery::mx::deliver_mx_on(resolver, connector, domain, *port, &options, &delivery)
-                    .await
-            }
-            Route::Discard => {
-                vec![Outcome::Delivered { detail: "discarded".into() }; addresses.len()]
-            }
-            Route::Refuse(reply) => vec![Outcome::failed(reply.clone()); addresses.len()],
         }
     }
 }

@@ -44,6 +44,7 @@ where
         mail_root: dir.path().into(),
         retry: RetryPolicy::default(),
         concurrency: 4,
+        outbound: Default::default(),
         connector: Arc::new(DirectConnector::default()),
         extra_roots: Vec::new(),
         resolver: Arc::new(crate::dns::ScriptedResolver::new()),

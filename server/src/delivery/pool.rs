@@ -1,0 +1,210 @@
+//! The outbound connection cache: sessions to a next hop stay open a little while after a
+//! message and carry the next one to the same destination; and a limit on the sessions one
+//! destination gets at once, so that a slow one cannot take every delivery slot.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::client::{Client, ClientOptions};
+use super::connector::{Connector, Target};
+use super::{Delivery, Outcome};
+
+/// How the cache behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// How long a session may wait idle for the next message before it is closed.
+    pub idle: Duration,
+    /// Messages one session carries before it is closed, so that no session lives forever.
+    pub max_uses: u32,
+    /// Sessions (delivering or idle) to one destination at once.
+    pub per_destination: usize,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            // Postfix's smtp_connection_cache_time_limit is 2 s; 5 s still sits far below
+            // RFC 5321 §4.5.3.2.7's 5 minutes a server must wait for us, and covers the gap
+            // between one scheduler pass and the next.
+            idle: Duration::from_secs(5),
+            // Postfix's smtp_connection_reuse_count_limit is unlimited by default but its time
+            // limit (300 s) bounds a session; a count is simpler to reason about.
+            max_uses: 100,
+            // Postfix's default_destination_concurrency_limit.
+            per_destination: 20,
+        }
+    }
+}
+
+/// What makes two deliveries share a session: where it goes, how (protocol, TLS policy), and
+/// as whom. Spelled as text since the parts do not all implement `Hash`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key(String);
+
+impl Key {
+    pub fn new(target: &Target, options: &ClientOptions) -> Key {
+        let user = options.credentials.as_ref().map(|c| c.username.as_str()).unwrap_or("");
+        Key(format!("{:?} {target:?} {:?} {user}", options.protocol, options.tls))
+    }
+}
+
+struct Idle {
+    client: Client,
+    uses: u32,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Destination {
+    idle: Vec<Idle>,
+    gate: Option<Arc<Semaphore>>,
+}
+
+type Table = Mutex<HashMap<Key, Destination>>;
+
+/// Idle sessions by destination, and each destination's concurrency gate.
+pub struct Pool {
+    table: Arc<Table>,
+    settings: PoolSettings,
+}
+
+impl Pool {
+    /// A pool whose idle sessions a background task closes when they time out; the task ends
+    /// with the pool. Needs a Tokio runtime.
+    pub fn new(settings: PoolSettings) -> Pool {
+        let table: Arc<Table> = Arc::default();
+        tokio::spawn(reap(Arc::downgrade(&table), settings.idle));
+        Pool { table, settings }
+    }
+
+    /// The permit to hold while delivering to `key`'s destination; `None` when all are taken.
+    pub fn try_permit(&self, key: &Key) -> Option<OwnedSemaphorePermit> {
+        self.gate(key).try_acquire_owned().ok()
+    }
+
+    /// Waits for a permit for `key`'s destination.
+    pub async fn permit(&self, key: &Key) -> Option<OwnedSemaphorePermit> {
+        // The gates are never closed, so this is always `Some`.
+        self.gate(key).acquire_owned().await.ok()
+    }
+
+    fn gate(&self, key: &Key) -> Arc<Semaphore> {
+        let mut table = lock(&self.table);
+        let dest = table.entry(key.clone()).or_default();
+        let limit = self.settings.per_destination.max(1);
+        dest.gate.get_or_insert_with(|| Arc::new(Semaphore::new(limit))).clone()
+    }
+
+    /// Sends one message to `target` on a cached session if there is one, else on a new one,
+    /// and keeps the session for the next message. The caller holds the destination's permit.
+    pub async fn deliver(
+        &self,
+        connector: &dyn Connector,
+        target: &Target,
+        options: &ClientOptions,
+        delivery: &Delivery<'_>,
+    ) -> Vec<Outcome> {
+        match self.send(connector, target, options, delivery).await {
+            Ok((outcomes, _)) => outcomes,
+            Err(outcome) => vec![outcome; delivery.recipients.len()],
+        }
+    }
+
+    /// As [`Pool::deliver`], with what [`Client::answered_individually`] says of each
+    /// recipient; `Err` when no session could be opened, with the outcome for every recipient.
+    ///
+    /// A cached session that turns out dead before the peer said anything about the message
+    /// (the server closed it while idle) costs nothing: the message goes again on a fresh one.
+    /// Any other outcome stands, since the peer may have taken the message.
+    pub async fn send(
+        &self,
+        connector: &dyn Connector,
+        target: &Target,
+        options: &ClientOptions,
+        delivery: &Delivery<'_>,
+    ) -> Result<(Vec<Outcome>, Vec<bool>), Outcome> {
+        let key = Key::new(target, options);
+        if let Some(mut cached) = self.take(&key) {
+            let outcomes = cached.client.send(delivery).await;
+            if !cached.client.lost_before_mail() {
+                let individually = cached.client.answered_individually().to_vec();
+                cached.uses += 1;
+                self.put(key, cached).await;
+                return Ok((outcomes, individually));
+            }
+            tracing::debug!(relay = %target, "cached session was closed; opening a new one");
+            cached.client.quit().await;
+        }
+        let mut client = Client::connect(connector, target, options).await?;
+        let outcomes = client.send(delivery).await;
+        let individually = client.answered_individually().to_vec();
+        self.put(key, Idle { client, uses: 1, since: Instant::now() }).await;
+        Ok((outcomes, individually))
+    }
+
+    /// The most recently used idle session to `key`'s destination: the others age out first
+    /// when traffic falls.
+    fn take(&self, key: &Key) -> Option<Idle> {
+        let mut table = lock(&self.table);
+        let idle = &mut table.get_mut(key)?.idle;
+        while let Some(cached) = idle.pop() {
+            if cached.since.elapsed() < self.settings.idle {
+                return Some(cached);
+            }
+            // Expired but not yet reaped: the reaper would close it; do it here instead.
+            tokio::spawn(cached.client.quit());
+        }
+        None
+    }
+
+    async fn put(&self, key: Key, mut cached: Idle) {
+        if !cached.client.is_usable() || cached.uses >= self.settings.max_uses {
+            cached.client.quit().await;
+            return;
+        }
+        cached.since = Instant::now();
+        lock(&self.table).entry(key).or_default().idle.push(cached);
+    }
+
+    /// Closes every idle session, politely (at shutdown).
+    pub async fn close_all(&self) {
+        let idle: Vec<Idle> =
+            lock(&self.table).values_mut().flat_map(|d| d.idle.drain(..)).collect();
+        for cached in idle {
+            cached.client.quit().await;
+        }
+    }
+}
+
+fn lock(table: &Table) -> MutexGuard<'_, HashMap<Key, Destination>> {
+    // A panic while holding the lock leaves the table consistent (every change is one step).
+    table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Closes sessions idle longer than `limit`, and forgets destinations with nothing idle and
+/// nobody holding or awaiting a permit, until the pool is gone.
+async fn reap(table: Weak<Table>, limit: Duration) {
+    let tick = (limit / 4).max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(tick).await;
+        let Some(table) = table.upgrade() else { return };
+        let mut expired = Vec::new();
+        {
+            let mut table = lock(&table);
+            for dest in table.values_mut() {
+                let (old, fresh) = dest.idle.drain(..).partition(|c| c.since.elapsed() >= limit);
+                dest.idle = fresh;
+                expired.extend::<Vec<Idle>>(old);
+            }
+            table.retain(|_, d| {
+                !d.idle.is_empty() || d.gate.as_ref().is_some_and(|g| Arc::strong_count(g) > 1)
+            });
+        }
+        for cached in expired {
+            tokio::spawn(cached.client.quit());
+        }
+    }
+}
