@@ -164,8 +164,28 @@ impl Store {
         }
         let messages = sqlx::query(rows::WORK_MESSAGES).bind(node).fetch_all(&mut *tx).await;
         let recipients = sqlx::query(rows::WORK_RECIPIENTS).bind(node).fetch_all(&mut *tx).await;
+        let bodiless: Result<Vec<String>> = sqlx::query_scalar(rows::WORK_WITHOUT_BODY)
+            .bind(node)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(Into::into);
         tx.rollback().await?;
-        let (messages, damaged) = rows::assemble(&messages?, &recipients?);
+        let (mut messages, mut damaged) = rows::assemble(&messages?, &recipients?);
+        let bodiless = bodiless?;
+        // An orphaned entry could never be delivered: set it aside, as a damaged one is, rather
+        // than defer it again and again until it expires.
+        messages.retain(|m| {
+            let id = m.id.to_string();
+            let problem = if bodiless.contains(&id) {
+                "its body is missing"
+            } else if m.recipients.is_empty() {
+                "it has no recipients"
+            } else {
+                return true;
+            };
+            damaged.push(DamagedEntry { id, problem: problem.into() });
+            false
+        });
         Ok(WorkSet { messages, damaged })
     }
 

@@ -219,6 +219,24 @@ crate::store_tests! {
         assert_eq!((page.messages.len(), page.damaged.len(), page.total), (1, 1, 2));
     }
 
+    async fn orphaned_entries_are_set_aside(store: Store) {
+        let batch = [message("a@x.test", &["b@y.test"]), message("a@x.test", &["c@y.test"]), message("a@x.test", &["d@y.test"])];
+        let ids = store.queue_insert(NODE, &batch).await.unwrap();
+        // Hand edits: one message loses its body, another its recipients.
+        sqlx::query("DELETE FROM queue_bodies WHERE message_id = (SELECT message_id FROM queue_recipients WHERE address = 'c@y.test')")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM queue_recipients WHERE address = 'd@y.test'").execute(store.pool()).await.unwrap();
+        let work = store.queue_load_work(NODE).await.unwrap();
+        assert_eq!(work.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[0]]);
+        let mut damaged: Vec<(String, String)> = work.damaged.into_iter().map(|d| (d.id, d.problem)).collect();
+        damaged.sort();
+        let mut expected = vec![(ids[1].to_string(), "its body is missing".to_string()), (ids[2].to_string(), "it has no recipients".to_string())];
+        expected.sort();
+        assert_eq!(damaged, expected);
+    }
+
     async fn actions_from_another_process_reach_the_watcher(store: Store) {
         let other = crate::Store::open(store.database()).await.unwrap();
         let ids = other.queue_insert(NODE, &[message("a@x.test", &["b@y.test"])]).await.unwrap();
