@@ -6,21 +6,12 @@
 mod support;
 
 use std::path::Path;
-use std::time::Duration;
 
-use postern_server::delivery::{
-    ClientOptions, DirectConnector, Outcome, Protocol, Target, Timeouts, deliver,
-};
-use postern_store::model::{Host, TlsPolicy};
+use postern_server::delivery::{DirectConnector, Outcome, Target, deliver};
+use postern_store::model::Host;
+use support::lmtp_options as options;
 use support::peers::{Dovecot, dovecot};
 use support::{TRICKY_BODY, delivery};
-
-fn options() -> ClientOptions {
-    let mut options = ClientOptions::new(Protocol::Lmtp, "postern.test");
-    options.tls = TlsPolicy::None;
-    options.timeouts = Timeouts::all(Duration::from_secs(20));
-    options
-}
 
 fn new_mail(maildir: &Path) -> Vec<String> {
     std::fs::read_dir(maildir.join("new"))

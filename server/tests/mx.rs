@@ -19,8 +19,7 @@ use std::time::Duration;
 use postern_server::Engine;
 use postern_server::delivery::mx::deliver_mx_on;
 use postern_server::delivery::{
-    BoxStream, ClientOptions, Connector, Outcome, Pool, PoolSettings, Protocol, Target, Timeouts,
-    deliver_mx,
+    BoxStream, Connector, Outcome, Pool, PoolSettings, Target, deliver_mx,
 };
 use postern_server::dns::ScriptedResolver;
 use postern_server::queue::{Queue, RetryPolicy, Scheduler, SchedulerConfig};
@@ -29,6 +28,7 @@ use postern_store::model::{
 };
 use postern_store::testing::TestDb;
 use support::peers::sink;
+use support::smtp_options as options;
 use support::{delivery, free_port};
 use tokio_util::sync::CancellationToken;
 
@@ -68,13 +68,6 @@ impl Connector for Ports {
             Ok(Box::new(tcp) as BoxStream)
         })
     }
-}
-
-fn options() -> ClientOptions {
-    let mut options = ClientOptions::new(Protocol::Smtp, "client.example.org");
-    options.tls = TlsPolicy::None;
-    options.timeouts = Timeouts::all(Duration::from_secs(10));
-    options
 }
 
 fn domain() -> DomainName {

@@ -14,12 +14,11 @@ use std::time::Duration;
 use postern_server::delivery::connector::ConnectFuture;
 use postern_server::delivery::pool::Key;
 use postern_server::delivery::{
-    BoxStream, ClientOptions, Connector, DirectConnector, Outcome, Pool, PoolSettings, Protocol,
-    Target, Timeouts,
+    BoxStream, Connector, DirectConnector, Outcome, Pool, PoolSettings, Target,
 };
-use postern_store::model::{Host, TlsPolicy};
 use support::delivery;
 use support::peers::sink;
+use support::{loopback as target, smtp_options as options};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Counts connections opened, and the most open at once.
@@ -87,17 +86,6 @@ impl Connector for Counting {
             Ok(stream)
         })
     }
-}
-
-fn target(port: u16) -> Target {
-    Target::Tcp { host: Host::Ip("127.0.0.1".parse().unwrap()), port }
-}
-
-fn options() -> ClientOptions {
-    let mut options = ClientOptions::new(Protocol::Smtp, "client.example.org");
-    options.tls = TlsPolicy::None;
-    options.timeouts = Timeouts::all(Duration::from_secs(10));
-    options
 }
 
 const BODY: &[u8] = b"Subject: pooled\r\n\r\nhello\r\n";

@@ -8,23 +8,10 @@ mod support;
 
 use std::time::Duration;
 
-use postern_server::delivery::{
-    Client, ClientOptions, DirectConnector, Outcome, Protocol, Target, Timeouts, deliver,
-};
-use postern_store::model::{Host, TlsPolicy};
+use postern_server::delivery::{Client, DirectConnector, Outcome, Timeouts, deliver};
 use support::peers::sink;
 use support::{TRICKY_BODY, delivery, free_port};
-
-fn target(port: u16) -> Target {
-    Target::Tcp { host: Host::Ip("127.0.0.1".parse().unwrap()), port }
-}
-
-fn options() -> ClientOptions {
-    let mut options = ClientOptions::new(Protocol::Smtp, "client.example.org");
-    options.tls = TlsPolicy::None;
-    options.timeouts = Timeouts::all(Duration::from_secs(10));
-    options
-}
+use support::{loopback as target, smtp_options as options};
 
 fn rcpts() -> Vec<String> {
     vec!["bob@example.com".to_string(), "carol@example.com".to_string()]

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use postern_server::delivery::Delivery;
+use postern_server::delivery::{ClientOptions, Delivery, Protocol, Target, Timeouts};
+use postern_store::model::{Host, TlsPolicy};
 
 /// A port nobody listens on right now (the peer binds it right after; a race is unlikely).
 pub fn free_port() -> u16 {
@@ -67,3 +68,25 @@ pub fn delivery<'a>(recipients: &'a [String], body: &'a [u8]) -> Delivery<'a> {
 /// A body that trips careless dot-stuffing: a "." first, and an end-of-data line inside.
 pub const TRICKY_BODY: &[u8] =
     b".starts with a dot\r\nSubject: dots\r\n\r\nline\r\n.\r\nafter the dot\r\n..two\r\n";
+
+/// A peer on loopback at `port`.
+pub fn loopback(port: u16) -> Target {
+    Target::Tcp { host: Host::Ip(std::net::Ipv4Addr::LOCALHOST.into()), port }
+}
+
+/// Client options for a plaintext SMTP peer on loopback (smtp-sink), with short timeouts.
+pub fn smtp_options() -> ClientOptions {
+    plain(Protocol::Smtp, "client.example.org", Duration::from_secs(10))
+}
+
+/// Client options for a plaintext LMTP peer on loopback (Dovecot), which answers slower.
+pub fn lmtp_options() -> ClientOptions {
+    plain(Protocol::Lmtp, "postern.test", Duration::from_secs(20))
+}
+
+fn plain(protocol: Protocol, helo: &str, limit: Duration) -> ClientOptions {
+    let mut options = ClientOptions::new(protocol, helo);
+    options.tls = TlsPolicy::None;
+    options.timeouts = Timeouts::all(limit);
+    options
+}
