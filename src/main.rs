@@ -45,6 +45,12 @@ enum Command {
     /// The mail queue: list, show, flush, retry, hold, release, delete, bounce.
     #[command(subcommand)]
     Queue(cli::queue::Command),
+    /// Console administrators.
+    #[command(subcommand)]
+    Admin(cli::admin::Command),
+    /// API tokens for scripts.
+    #[command(subcommand)]
+    Token(cli::token::Command),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +69,8 @@ fn main() -> ExitCode {
             Command::Alias(cmd) => cli::alias::run(config, cmd).await,
             Command::Transport(cmd) => cli::transport::run(config, cmd).await,
             Command::Network(cmd) => cli::network::run(config, cmd).await,
+            Command::Admin(cmd) => cli::admin::run(config, cmd).await,
+            Command::Token(cmd) => cli::token::run(config, cmd).await,
             Command::Queue(cmd) => cli::queue::run(config, cmd).await,
         }
     });

@@ -46,6 +46,7 @@ impl Engine {
     /// ([`Store::spawn_watcher`]).
     pub async fn start(
         store: Store,
+        node: &str,
         shutdown: CancellationToken,
     ) -> Result<(Engine, JoinHandle<()>), ServerError> {
         // Subscribe before loading, so that a commit in between is not missed.
@@ -55,6 +56,7 @@ impl Engine {
             tracing::error!(object = %problem.object, fix = %problem.fix, "configuration problem: {}", problem.message);
         }
         log_applied(&config);
+        report(&store, node, config.revision, None).await;
         let engine = Engine {
             snapshot: Arc::new(ArcSwap::from_pointee(Snapshot {
                 config,
@@ -64,6 +66,7 @@ impl Engine {
         };
         let task = {
             let engine = engine.clone();
+            let node = node.to_string();
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
@@ -72,7 +75,7 @@ impl Engine {
                     }
                     let wanted = *changes.borrow_and_update();
                     if wanted > engine.snapshot().revision() {
-                        engine.reload(&store).await;
+                        engine.reload(&store, &node).await;
                     }
                 }
             })
@@ -90,7 +93,7 @@ impl Engine {
         self.refused.load_full().filter(|r| r.revision > self.snapshot().revision())
     }
 
-    async fn reload(&self, store: &Store) {
+    async fn reload(&self, store: &Store, node: &str) {
         let config = match store.load_config().await {
             Ok(config) => config,
             Err(e) => {
@@ -111,12 +114,23 @@ impl Engine {
                 "configuration refused, keeping the last good one: {}",
                 problems.join("; ")
             );
+            let live = self.snapshot().revision();
+            report(store, node, live, Some((config.revision, &problems.join("; ")))).await;
             self.refused
                 .store(Some(Arc::new(RefusedSnapshot { revision: config.revision, problems })));
             return;
         }
         log_applied(&config);
+        report(store, node, config.revision, None).await;
         self.snapshot.store(Arc::new(Snapshot { config, applied_at: SystemTime::now() }));
+    }
+}
+
+/// Tells the console which revision runs here. A failure to write it costs only the console's
+/// "live" message, so it is logged and not fatal.
+async fn report(store: &Store, node: &str, revision: i64, refused: Option<(i64, &str)>) {
+    if let Err(e) = store.record_engine_status(node, revision, refused).await {
+        tracing::warn!(error = %e, "cannot record the engine's revision for the console");
     }
 }
 
@@ -160,7 +174,7 @@ mod tests {
         let db = TestDb::sqlite();
         let store = db.open().await;
         let shutdown = CancellationToken::new();
-        let (engine, task) = Engine::start(store.clone(), shutdown.clone()).await.unwrap();
+        let (engine, task) = Engine::start(store.clone(), "test", shutdown.clone()).await.unwrap();
         let domain = "example.com".parse().unwrap();
         store.add_domain("test", &domain, DomainKind::Local).await.unwrap();
         let revision = store.revision().await.unwrap();
@@ -175,7 +189,7 @@ mod tests {
         let db = TestDb::sqlite();
         let store = db.open().await;
         let shutdown = CancellationToken::new();
-        let (engine, _task) = Engine::start(store.clone(), shutdown.clone()).await.unwrap();
+        let (engine, _task) = Engine::start(store.clone(), "test", shutdown.clone()).await.unwrap();
         store.add_domain("test", &"example.com".parse().unwrap(), DomainKind::Local).await.unwrap();
         let good = store.revision().await.unwrap();
         wait_for(&engine, good, Duration::from_millis(500)).await;

@@ -42,7 +42,8 @@ impl Mta {
         shutdown: CancellationToken,
     ) -> Result<Mta, ServerError> {
         let mut tasks = JoinSet::new();
-        let (engine, engine_task) = Engine::start(store.clone(), shutdown.clone()).await?;
+        let (engine, engine_task) =
+            Engine::start(store.clone(), &options.hostname, shutdown.clone()).await?;
         tasks.spawn(async move {
             let _ = engine_task.await;
         });

@@ -333,7 +333,7 @@ async fn the_scheduler_delivers_remote_mail_by_mx() {
         .temporary("slow.test");
     let ports = Arc::new(Ports::default().with("mx1.example.test", port));
     let shutdown = CancellationToken::new();
-    let (engine, _task) = Engine::start(store.clone(), shutdown.clone()).await.unwrap();
+    let (engine, _task) = Engine::start(store.clone(), "test", shutdown.clone()).await.unwrap();
     let revision = store.revision().await.unwrap();
     while engine.snapshot().revision() < revision {
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -1,6 +1,7 @@
 //! The subcommands, one module each, and what they share: loading the boot config, opening the
 //! store, printing lists.
 
+pub mod admin;
 pub mod alias;
 pub mod config;
 pub mod domain;
@@ -10,6 +11,7 @@ mod output;
 pub mod queue;
 mod secret;
 pub mod serve;
+pub mod token;
 pub mod transport;
 
 use std::path::Path;

@@ -33,6 +33,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
 
     // Ports first: a port we cannot have is an error before anything is created on disk.
     let listeners = smtp::bind_all(&boot.listeners()).await?;
+    let consoles = bind_console(&boot.console).await?;
     create_private_dir(&boot.data_dir)?;
     let store = Store::open(&boot.database).await?;
     let cert = tls::ensure_self_signed(&boot.data_dir.join("tls"), &boot.hostname)?;
@@ -50,6 +51,22 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         concurrency: 100,
     };
     let mta = Mta::start(store.clone(), listeners, options, shutdown.clone()).await?;
+    let first_admin = ensure_admin(&store).await?;
+    let console_state = postern_web::AppState::new(
+        store.clone(),
+        postern_web::Settings { hostname: boot.hostname.to_string(), ..Default::default() },
+    );
+    let mut console_bound = Vec::new();
+    let mut console_tasks = Vec::new();
+    for listener in consoles {
+        console_bound.push(listener.local_addr()?);
+        let (state, shutdown) = (console_state.clone(), shutdown.clone());
+        console_tasks.push(tokio::spawn(async move {
+            if let Err(e) = postern_web::run(listener, state, shutdown).await {
+                tracing::error!(error = %e, "the console stopped");
+            }
+        }));
+    }
 
     let mut out = std::io::stdout().lock();
     writeln!(out, "postern {} on {}", env!("CARGO_PKG_VERSION"), boot.hostname)?;
@@ -69,8 +86,17 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     for (name, addr) in &bound {
         writeln!(out, "  {name:<12} {addr}")?;
     }
-    let console: Vec<String> = boot.console.iter().map(ToString::to_string).collect();
-    writeln!(out, "  console      not in this build yet (will listen on {})", console.join(", "))?;
+    for addr in &console_bound {
+        writeln!(out, "  console      {addr}")?;
+    }
+    if let Some(password) = first_admin {
+        // Printed, never logged: this is the one time it exists outside the hash.
+        writeln!(
+            out,
+            "  first run    administrator `admin`, one-time password {password} (a new one is \
+             asked for at the first login)"
+        )?;
+    }
     writeln!(out, "ready; stop with Ctrl-C or SIGTERM")?;
     out.flush()?;
     drop(out);
@@ -80,6 +106,9 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     shutdown.cancel();
     let all = async {
         let _ = tokio::join!(mta.join(), watcher);
+        for task in console_tasks {
+            let _ = task.await;
+        }
     };
     if tokio::time::timeout(Duration::from_secs(10), all).await.is_err() {
         tracing::warn!("some tasks did not stop within 10 s");
@@ -87,6 +116,36 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     store.close().await;
     println!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+async fn bind_console(
+    addrs: &[std::net::SocketAddr],
+) -> anyhow::Result<Vec<tokio::net::TcpListener>> {
+    let mut listeners = Vec::new();
+    for addr in addrs {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "cannot listen on {addr} for the console: another program has the port, or it \
+                 needs privileges; set [console] listen in postern.toml"
+            )
+        })?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// On the first run, creates the administrator `admin` with a random one-time password, which
+/// it returns to be printed once.
+async fn ensure_admin(store: &Store) -> anyhow::Result<Option<String>> {
+    use postern_store::model::{PasswordHash, Role};
+    if store.has_admins().await? {
+        return Ok(None);
+    }
+    let password = postern_store::new_secret()[..20].to_string();
+    let hash = PasswordHash::create(&password)?;
+    let name = "admin".parse()?;
+    store.create_admin("serve:first-run", &name, Role::Admin, &[], &hash, true).await?;
+    Ok(Some(password))
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -42,6 +42,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The database could not be reached or answered in time: worth trying again, and not the
+    /// caller's fault.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Connect { .. }
+                | StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))
+        )
+    }
+
     pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         StoreError::Invalid { field, message: message.into() }
     }

@@ -32,6 +32,8 @@ impl Setup {
              listen = [\"127.0.0.1:0\"]\n\
              submission = [\"127.0.0.1:0\"]\n\
              submissions = [\"127.0.0.1:0\"]\n\
+             [console]\n\
+             listen = [\"127.0.0.1:0\"]\n\
              [log]\n\
              format = \"json\"\n",
         )
@@ -131,7 +133,9 @@ impl Serve {
             }
             let line = line.trim_end().to_string();
             let words: Vec<&str> = line.split_whitespace().collect();
-            if let [name @ ("smtp" | "submission" | "submissions"), addr] = words.as_slice() {
+            if let [name @ ("smtp" | "submission" | "submissions" | "console"), addr] =
+                words.as_slice()
+            {
                 listeners.insert(name.to_string(), addr.parse().unwrap());
             }
             let ready = line.starts_with("ready");

@@ -1,5 +1,6 @@
 //! Plain types for everything the appliance manages, with their parsing and validation rules.
 
+mod admin;
 mod alias;
 mod audit;
 mod config;
@@ -11,6 +12,8 @@ mod password;
 mod queue;
 mod transport;
 
+pub(crate) use admin::join_domains;
+pub use admin::{Access, Admin, AdminName, ApiToken, IssuedToken, Role, parse_domain_list};
 pub use alias::{Alias, AliasSource, MAX_DESTINATIONS};
 pub use audit::AuditEntry;
 pub use config::{Config, Destination, MAX_ALIAS_DEPTH, MAX_EXPANSION, Problem, ResolveError};

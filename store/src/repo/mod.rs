@@ -1,12 +1,17 @@
 //! Reading and changing each resource. Every change runs in a [`crate::store::Change`].
 
+pub(crate) mod admins;
 pub(crate) mod aliases;
 pub(crate) mod audit;
 pub(crate) mod config;
+pub mod delivery_log;
 pub mod domains;
+pub mod engine_status;
 pub(crate) mod mailboxes;
 pub(crate) mod networks;
 pub(crate) mod queue;
 mod queue_rows;
 mod rows;
+pub mod sessions;
+pub mod tokens;
 pub(crate) mod transports;

@@ -143,6 +143,16 @@ impl Store {
                     .execute(&mut *qtx.tx)
                     .await?;
                 }
+                sqlx::query(
+                    "INSERT INTO delivery_log (at, message_id, sender, recipient, domain, status) \
+                     SELECT $1, $2, $3, address, domain, 'received' FROM queue_recipients \
+                     WHERE message_id = $2",
+                )
+                .bind(at)
+                .bind(&id)
+                .bind(&m.sender)
+                .execute(&mut *qtx.tx)
+                .await?;
             }
             Ok(())
         }
@@ -225,6 +235,19 @@ impl Store {
                 .bind(r.at)
                 .bind(next)
                 .bind(reply)
+                .execute(&mut *qtx.tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO delivery_log (at, message_id, sender, recipient, domain, status, \
+                     reply) SELECT $1, m.id, m.sender, r.address, r.domain, $2, $3 \
+                     FROM queue_messages m JOIN queue_recipients r ON r.message_id = m.id \
+                     WHERE m.id = $4 AND r.idx = $5",
+                )
+                .bind(r.at)
+                .bind(status.as_str())
+                .bind(reply)
+                .bind(r.id.to_string())
+                .bind(i64::from(r.recipient))
                 .execute(&mut *qtx.tx)
                 .await?;
                 touched.insert(r.id);

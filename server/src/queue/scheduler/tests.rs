@@ -36,7 +36,8 @@ where
     Fut: std::future::Future<Output = bool>,
 {
     let shutdown = CancellationToken::new();
-    let (engine, _engine_task) = Engine::start(store.clone(), shutdown.clone()).await.unwrap();
+    let (engine, _engine_task) =
+        Engine::start(store.clone(), "test", shutdown.clone()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = SchedulerConfig {
         node: NODE.into(),

@@ -90,7 +90,7 @@ impl Server {
             .await
             .unwrap();
         let shutdown = CancellationToken::new();
-        let (engine, _task) = Engine::start(store, shutdown.clone()).await.unwrap();
+        let (engine, _task) = Engine::start(store, "test", shutdown.clone()).await.unwrap();
 
         let cert =
             rcgen::generate_simple_self_signed(vec!["mail.example.test".to_string()]).unwrap();

@@ -1,0 +1,111 @@
+//! The REST API under `/api/v1`: JSON in and out, bearer tokens, one module per resource, and an
+//! OpenAPI 3.1 document generated from the handlers themselves (`/api/v1/openapi.json`).
+
+mod domains;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::error::{ErrorBody, WebError};
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Postern API", version = "1", description = "Manage a Postern mail appliance: \
+        everything the console does. Authenticate with `Authorization: Bearer <token>`; create \
+        tokens in the console, with `postern token create`, or with POST /tokens."),
+    servers((url = "/api/v1")),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API's routes and its OpenAPI document.
+pub fn openapi_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(domains::router())
+}
+
+/// The document as served, for tests and tools.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi_router().split_for_parts().1
+}
+
+pub fn router() -> Router<AppState> {
+    let (router, doc) = openapi_router().split_for_parts();
+    let doc = Arc::new(doc);
+    router
+        .route("/openapi.json", get(move || std::future::ready(Json(doc.as_ref().clone()))))
+        .fallback(|| async { WebError::NotFound("no such API endpoint".into()) })
+}
+
+/// `Json` whose rejections are our JSON errors.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(WebError))]
+pub struct ApiJson<T>(pub T);
+
+/// `Query` whose rejections are our JSON errors.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(WebError))]
+pub struct ApiQuery<T>(pub T);
+
+/// `Path` whose rejections are our JSON errors.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(WebError))]
+pub struct ApiPath<T>(pub T);
+
+/// Keyset pagination of a list: at most `limit` items after the key `after`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Items per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// The `next` value of the previous page.
+    pub after: Option<String>,
+}
+
+impl ListParams {
+    pub fn limit(&self) -> Result<usize, WebError> {
+        match self.limit {
+            None => Ok(100),
+            Some(n @ 1..=1000) => Ok(n as usize),
+            Some(_) => Err(WebError::invalid("limit", "limit must be between 1 and 1000")),
+        }
+    }
+
+    /// One page of `items` (sorted by `key`), and the key to ask for the next.
+    pub fn page<T>(
+        &self,
+        items: Vec<T>,
+        key: impl Fn(&T) -> String,
+    ) -> Result<(Vec<T>, Option<String>), WebError> {
+        let limit = self.limit()?;
+        let mut rest: Vec<T> = match &self.after {
+            Some(after) => items.into_iter().filter(|i| key(i).as_str() > after.as_str()).collect(),
+            None => items,
+        };
+        let next = (rest.len() > limit).then(|| key(&rest[limit - 1]));
+        rest.truncate(limit);
+        Ok((rest, next))
+    }
+}

@@ -1,0 +1,157 @@
+//! The domains page: list, add, remove.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use postern_store::model::{DomainKind, DomainName};
+use serde::Deserialize;
+
+use super::{FormState, Layout, Page, error_page, render, saved};
+use crate::auth::session::ConsoleUser;
+use crate::error::WebError;
+use crate::state::AppState;
+use crate::time;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/domains", get(list).post(add))
+        .route("/domains/{name}/delete", post(remove))
+}
+
+struct Row {
+    name: String,
+    kind: String,
+    created: String,
+}
+
+#[derive(Template)]
+#[template(path = "domains/list.html")]
+struct ListPage {
+    layout: Layout,
+    domains: Vec<Row>,
+    can_add: bool,
+    form: FormState,
+}
+
+impl Page for ListPage {
+    fn layout(&self) -> &Layout {
+        &self.layout
+    }
+}
+
+async fn page(
+    state: &AppState,
+    user: &ConsoleUser,
+    headers: &HeaderMap,
+    form: FormState,
+) -> Result<ListPage, WebError> {
+    let domains = state
+        .store
+        .list_domains()
+        .await?
+        .into_iter()
+        .filter(|d| user.principal.sees(&d.name))
+        .map(|d| Row {
+            name: d.name.to_string(),
+            kind: d.kind.to_string(),
+            created: time::format(d.created_at),
+        })
+        .collect();
+    Ok(ListPage {
+        layout: Layout::new(user, "domains", "Domains", headers),
+        domains,
+        can_add: user.principal.is_global(),
+        form,
+    })
+}
+
+async fn list(State(state): State<AppState>, user: ConsoleUser, headers: HeaderMap) -> Response {
+    match page(&state, &user, &headers, FormState::default()).await {
+        Ok(p) => render(StatusCode::OK, &p),
+        Err(e) => error_page(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct AddForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    kind: String,
+}
+
+async fn add(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    headers: HeaderMap,
+    Form(form): Form<AddForm>,
+) -> Response {
+    if let Err(e) = user.principal.require_global() {
+        return error_page(e);
+    }
+    let result: Result<DomainName, WebError> = async {
+        let name: DomainName = form.name.parse().map_err(WebError::from)?;
+        let kind: DomainKind = form.kind.parse().map_err(WebError::from)?;
+        state.store.add_domain(&user.principal.actor, &name, kind).await?;
+        Ok(name)
+    }
+    .await;
+    match result {
+        Ok(name) => saved(&state, &format!("Domain {name} added")).await.redirect("/domains"),
+        Err(e @ (WebError::Invalid { .. } | WebError::Duplicate(_) | WebError::Conflict(_))) => {
+            let typed = FormState::with(&[("name", &form.name), ("kind", &form.kind)]);
+            let status = e.status();
+            let form = typed.fail(&with_field(e), &["name", "kind"]);
+            match page(&state, &user, &headers, form).await {
+                Ok(p) => render(status, &p),
+                Err(e) => error_page(e),
+            }
+        }
+        Err(e) => error_page(e),
+    }
+}
+
+/// A duplicate is about the name the user typed.
+fn with_field(e: WebError) -> WebError {
+    match e {
+        WebError::Duplicate(message) => WebError::invalid("name", message),
+        WebError::Invalid { field: Some(f), message } if f == "domain" => {
+            WebError::invalid("name", message)
+        }
+        other => other,
+    }
+}
+
+#[derive(Deserialize)]
+struct RemoveForm {
+    #[serde(default)]
+    cascade: Option<String>,
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path(name): Path<String>,
+    Form(form): Form<RemoveForm>,
+) -> Response {
+    if let Err(e) = user.principal.require_global() {
+        return error_page(e);
+    }
+    let result: Result<DomainName, WebError> = async {
+        let name: DomainName = name.parse().map_err(WebError::from)?;
+        let cascade = form.cascade.as_deref() == Some("true");
+        state.store.remove_domain(&user.principal.actor, &name, cascade).await?;
+        Ok(name)
+    }
+    .await;
+    match result {
+        Ok(name) => saved(&state, &format!("Domain {name} removed")).await.redirect("/domains"),
+        Err(e @ (WebError::NotFound(_) | WebError::Conflict(_) | WebError::Invalid { .. })) => {
+            super::Flash::error(e.to_string()).redirect("/domains")
+        }
+        Err(e) => error_page(e),
+    }
+}

@@ -1,0 +1,308 @@
+//! The console's HTML pages: one module per resource, each with its `router()`, rendered by
+//! askama from `templates/`. Shared here: the layout, flash messages, form state and errors.
+
+mod auth;
+mod dashboard;
+mod domains;
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use postern_store::Liveness;
+
+use crate::auth::session::{ConsoleUser, cookie};
+use crate::error::WebError;
+use crate::state::AppState;
+
+pub fn router(state: &AppState) -> Router<AppState> {
+    Router::new().merge(auth::router()).merge(dashboard::router()).merge(domains::router()).layer(
+        axum::middleware::from_fn_with_state(state.clone(), crate::auth::session::require_csrf),
+    )
+}
+
+/// The sections of the navigation; `ready` is false for those that arrive with later work.
+const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
+    // (section, href, label, ready, global only)
+    ("dashboard", "/", "Dashboard", true, false),
+    ("domains", "/domains", "Domains", true, false),
+    ("mailboxes", "/mailboxes", "Mailboxes", false, false),
+    ("aliases", "/aliases", "Aliases", false, false),
+    ("transports", "/transports", "Transports & relay", false, true),
+    ("networks", "/networks", "Trusted networks", false, true),
+    ("queue", "/queue", "Queue", false, false),
+    ("log", "/log", "Delivery log", false, false),
+    ("audit", "/audit", "Audit log", false, true),
+    ("tokens", "/tokens", "API tokens", false, false),
+    ("admins", "/admins", "Administrators", false, true),
+    ("certificates", "/certificates", "Certificates", false, true),
+    ("dkim", "/dkim", "DKIM keys", false, false),
+];
+
+pub struct NavItem {
+    pub href: &'static str,
+    pub label: &'static str,
+    pub current: bool,
+    pub ready: bool,
+}
+
+/// What the layout around every page needs.
+pub struct Layout {
+    pub title: String,
+    pub section: &'static str,
+    /// The signed-in administrator's name; `None` on the login page.
+    pub user: Option<String>,
+    pub global: bool,
+    pub csrf: String,
+    pub flash: Option<Flash>,
+}
+
+impl Layout {
+    pub fn new(
+        user: &ConsoleUser,
+        section: &'static str,
+        title: impl Into<String>,
+        headers: &HeaderMap,
+    ) -> Layout {
+        Layout {
+            title: title.into(),
+            section,
+            user: Some(user.admin.name.to_string()),
+            global: user.principal.is_global(),
+            csrf: user.csrf.clone(),
+            flash: Flash::read(headers),
+        }
+    }
+
+    /// The layout of a page shown before signing in.
+    pub fn anonymous(title: impl Into<String>) -> Layout {
+        Layout {
+            title: title.into(),
+            section: "",
+            user: None,
+            global: false,
+            csrf: String::new(),
+            flash: None,
+        }
+    }
+
+    pub fn nav(&self) -> Vec<NavItem> {
+        SECTIONS
+            .iter()
+            .filter(|(_, _, _, _, global_only)| self.global || !global_only)
+            .map(|&(section, href, label, ready, _)| NavItem {
+                href,
+                label,
+                current: section == self.section,
+                ready,
+            })
+            .collect()
+    }
+}
+
+/// A message shown once on the next page (after a redirect), carried in a short-lived cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flash {
+    /// `ok`, `warn` or `error`: the CSS class.
+    pub kind: &'static str,
+    pub text: String,
+}
+
+const FLASH_COOKIE: &str = "postern_flash";
+
+impl Flash {
+    pub fn ok(text: impl Into<String>) -> Flash {
+        Flash { kind: "ok", text: text.into() }
+    }
+
+    pub fn warn(text: impl Into<String>) -> Flash {
+        Flash { kind: "warn", text: text.into() }
+    }
+
+    pub fn error(text: impl Into<String>) -> Flash {
+        Flash { kind: "error", text: text.into() }
+    }
+
+    fn read(headers: &HeaderMap) -> Option<Flash> {
+        let raw = cookie(headers, FLASH_COOKIE)?;
+        let (kind, text) = raw.split_once('.')?;
+        let kind = match kind {
+            "ok" => "ok",
+            "warn" => "warn",
+            _ => "error",
+        };
+        Some(Flash { kind, text: percent_decode(text) })
+    }
+
+    fn set_cookie(&self) -> String {
+        format!(
+            "{FLASH_COOKIE}={}.{}; Path=/; HttpOnly; SameSite=Strict; Max-Age=60",
+            self.kind,
+            percent_encode(&self.text)
+        )
+    }
+
+    /// A 303 to `location` that shows this message there.
+    pub fn redirect(self, location: &str) -> Response {
+        let mut response = Redirect::to(location).into_response();
+        if let Ok(value) = HeaderValue::from_str(&self.set_cookie()) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+        response
+    }
+}
+
+/// After a change: waits briefly for the engine, and says whether the change is live.
+pub async fn saved(state: &AppState, what: &str) -> Flash {
+    let revision = match state.store.revision().await {
+        Ok(r) => r,
+        Err(_) => return Flash::ok(format!("{what}.")),
+    };
+    match state.store.wait_until_live(revision, state.settings.live_wait).await {
+        Ok(Liveness::Live) => Flash::ok(format!("{what}; live on the engine.")),
+        Ok(Liveness::Refused { node, problems }) => Flash::error(format!(
+            "{what}, but the engine on {node} refused the configuration and keeps the last good \
+             one: {problems}"
+        )),
+        Ok(Liveness::Pending) | Err(_) => Flash::warn(format!(
+            "{what}; no engine has applied it yet (is `postern serve` running?)."
+        )),
+    }
+}
+
+/// What the user typed into a form, and what was wrong with it, to show the form again.
+#[derive(Debug, Default, Clone)]
+pub struct FormState {
+    values: HashMap<String, String>,
+    errors: HashMap<String, String>,
+}
+
+impl FormState {
+    pub fn with(values: &[(&str, &str)]) -> FormState {
+        FormState {
+            values: values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            errors: HashMap::new(),
+        }
+    }
+
+    /// Puts `error` next to its field (or above the form when it names none we show).
+    pub fn fail(mut self, error: &WebError, fields: &[&str]) -> FormState {
+        let field = error.field().filter(|f| fields.contains(f)).unwrap_or("");
+        self.errors.insert(field.to_string(), error.to_string());
+        self
+    }
+
+    pub fn value(&self, name: &str) -> &str {
+        self.values.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    pub fn error_for(&self, name: &str) -> Option<&str> {
+        self.errors.get(name).map(String::as_str)
+    }
+}
+
+/// A template that sits in the layout.
+pub trait Page: Template {
+    fn layout(&self) -> &Layout;
+}
+
+/// Renders a page; a flash it showed is cleared.
+pub fn render<P: Page>(status: StatusCode, page: &P) -> Response {
+    match page.render() {
+        Ok(html) => {
+            let mut response = (status, Html(html)).into_response();
+            if page.layout().flash.is_some() {
+                let clear =
+                    format!("{FLASH_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+                if let Ok(value) = HeaderValue::from_str(&clear) {
+                    response.headers_mut().append(header::SET_COOKIE, value);
+                }
+            }
+            response
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "a console template failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    layout: Layout,
+    message: String,
+}
+
+impl Page for ErrorPage {
+    fn layout(&self) -> &Layout {
+        &self.layout
+    }
+}
+
+/// An error as a page of its own, with its status.
+pub fn error_page(e: WebError) -> Response {
+    if let WebError::Internal(detail) = &e {
+        tracing::error!(error = %detail, "console request failed");
+    }
+    let title = match e.status() {
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::FORBIDDEN => "Not allowed",
+        s if s.is_client_error() => "Cannot do that",
+        _ => "Something went wrong",
+    };
+    render(e.status(), &ErrorPage { layout: Layout::anonymous(title), message: e.to_string() })
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flash_survives_the_cookie() {
+        let flash = Flash::warn("Domain a.test added; <b>not</b> live – yet ✓");
+        let cookie = flash.set_cookie();
+        let value = cookie.split(';').next().unwrap().to_string();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, value.parse().unwrap());
+        assert_eq!(Flash::read(&headers), Some(flash));
+    }
+}
