@@ -248,7 +248,7 @@ async fn run(
                                 relay = %target,
                                 why = outcome.text(),
                                 "MTA-STS (testing): enforce mode would refuse this host; \
-                                 delivering without it"
+                                 delivering as without a policy"
                             );
                             send_to(pool, connector, &target, options, &part).await
                         }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod peers;
+pub mod tls_peers;
 
 use std::net::TcpListener;
 use std::path::Path;
