@@ -15,13 +15,20 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use postern_server::Engine;
 use postern_server::delivery::mta_sts::{Mode, Policy};
 use postern_server::delivery::mx::deliver_mx_sts;
 use postern_server::delivery::{BoxStream, Connector, MtaSts, Outcome, StsSettings, Target};
 use postern_server::dns::ScriptedResolver;
+use postern_server::queue::{Queue, RetryPolicy, Scheduler, SchedulerConfig};
+use postern_store::model::{
+    NewMessage, NewRecipient, Notify, RecipientStatus, TlsPolicy, Transport,
+};
+use postern_store::testing::TestDb;
 use support::peers::sink;
 use support::tls_peers::{HttpReply, HttpsServer, Pki, Seen, smtp_server};
 use support::{delivery, smtp_options};
+use tokio_util::sync::CancellationToken;
 
 const DOMAIN: &str = "example.test";
 const POLICY_HOST: &str = "mta-sts.example.test";
@@ -105,7 +112,7 @@ async fn send(
     let body = b"Subject: sts\r\n\r\nhello\r\n";
     // As the scheduler builds them for the mx transport: opportunistic TLS.
     let mut options = smtp_options();
-    options.tls = postern_store::model::TlsPolicy::May;
+    options.tls = TlsPolicy::May;
     options.extra_roots = vec![pki.ca.clone()];
     let domain = DOMAIN.parse().unwrap();
     let d = delivery(&rcpts, body);
@@ -389,4 +396,129 @@ async fn a_cached_policy_outlives_its_txt_record_until_max_age() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(sts.policy(DOMAIN).await.is_none(), "an expired policy was used");
     assert_eq!(server.hits(), 1);
+}
+
+fn message(recipients: &[&str]) -> NewMessage {
+    NewMessage {
+        sender: "alice@example.org".into(),
+        recipients: recipients
+            .iter()
+            .map(|r| NewRecipient {
+                address: r.to_string(),
+                orcpt: None,
+                notify: Notify::default(),
+            })
+            .collect(),
+        envid: None,
+        ret: None,
+        smtputf8: false,
+        eight_bit: false,
+        // Now: an old message would give up on its first deferral.
+        received_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+        client: "client.example.org [192.0.2.7]".into(),
+        auth_user: None,
+        body: b"Subject: queued\r\n\r\nhello\r\n".to_vec(),
+    }
+}
+
+/// Through the scheduler, routes and all: mail for a domain with an enforce policy whose MX
+/// speaks no TLS waits in the queue, while mail for a domain without a policy goes to the
+/// same host; and a transport rule (`smtp:DOMAIN`) is not subject to the recipient's policy.
+#[tokio::test]
+async fn the_scheduler_applies_the_policy_of_the_mx_transport() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = format!("{}/%M.", dir.path().display());
+    let Some((_sink, port)) = sink("mta_sts::scheduler", dir.path(), &["-d", &template]) else {
+        return;
+    };
+    let pki = Pki::new();
+    let loopback = "127.0.0.1".parse().unwrap();
+    let dns = dns("mx1.example.test");
+    // relayed.test publishes the same policy, but a rule sends its mail to hub.test's MX.
+    dns.set_txt("_mta-sts.relayed.test", &["v=STSv1; id=1"]);
+    let dns = Arc::new(
+        Arc::try_unwrap(dns)
+            .unwrap()
+            .address("mta-sts.relayed.test", loopback)
+            .mx("plain.test", 10, "mx1.example.test")
+            .mx("hub.test", 10, "mx1.example.test"),
+    );
+    let reply = HttpReply::policy(&policy_text("enforce", 600));
+    let server =
+        HttpsServer::start(pki.acceptor(&[POLICY_HOST, "mta-sts.relayed.test"]), reply).await;
+    let settings = StsSettings {
+        fetch_timeout: Duration::from_secs(2),
+        https_port: server.port,
+        extra_roots: vec![pki.ca.clone()],
+        ..StsSettings::default()
+    };
+    let sts = MtaSts::new(dns.clone(), settings).unwrap();
+
+    let db = TestDb::sqlite();
+    let store = db.open().await;
+    let hub: Transport = "smtp:hub.test".parse().unwrap();
+    let pattern = "relayed.test".parse().unwrap();
+    store.set_transport("test", &pattern, hub, TlsPolicy::May, None).await.unwrap();
+    let shutdown = CancellationToken::new();
+    let (engine, _task) = Engine::start(store.clone(), shutdown.clone()).await.unwrap();
+    let revision = store.revision().await.unwrap();
+    while engine.snapshot().revision() < revision {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (fresh_tx, fresh_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (queue, _writer) =
+        Queue::start(store.clone(), "node.test".into(), Some(fresh_tx), shutdown.clone());
+    let config = SchedulerConfig {
+        node: "node.test".into(),
+        hostname: "node.test".into(),
+        mail_root: db.dir().join("mail"),
+        retry: RetryPolicy::default(),
+        concurrency: 4,
+        outbound: Default::default(),
+        connector: Arc::new(Ports::default().with("mx1.example.test", port)),
+        resolver: dns.clone(),
+        mta_sts: Some(Arc::new(sts)),
+        extra_roots: vec![pki.ca.clone()],
+        bounces: queue.clone(),
+    };
+    tokio::spawn(Scheduler::run(store.clone(), engine, config, fresh_rx, shutdown.clone()));
+
+    let waits = queue.enqueue(message(&["bob@example.test"])).await.unwrap();
+    let goes = queue.enqueue(message(&["cy@plain.test", "dee@relayed.test"])).await.unwrap();
+    let mut left = None;
+    for _ in 0..200 {
+        let m = store.queue_show(waits).await.unwrap().expect("a deferred message stays");
+        if m.recipients.iter().all(|r| r.attempts > 0) {
+            left = Some(m);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bob = &left.expect("tried within 10 s").recipients[0];
+    assert_eq!(bob.status, RecipientStatus::Deferred, "{bob:?}");
+    let error = bob.last_error.as_deref().unwrap_or("");
+    assert!(error.starts_with("451 4.7.10 MTA-STS policy of example.test (enforce)"), "{bob:?}");
+    for _ in 0..100 {
+        if store.queue_show(goes).await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(store.queue_show(goes).await.unwrap().is_none(), "plain.test and relayed.test");
+    // Two routes, two transactions; nothing for example.test.
+    let dumped = || std::fs::read_dir(dir.path()).map(|d| d.count()).unwrap_or(0);
+    for _ in 0..50 {
+        if dumped() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(dumped(), 2);
+    // One fetch: example.test's. relayed.test's policy was never asked for.
+    assert_eq!(server.hits(), 1);
+    shutdown.cancel();
 }

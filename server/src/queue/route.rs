@@ -20,8 +20,8 @@ pub enum Route {
     },
     /// The destination's MX hosts, or those of a named domain (`smtp:DOMAIN[:PORT]`, on that
     /// port); `tls` is the transport rule's policy, `may` without one. `mta_sts` is true for
-    /// the `mx` transport alone: a recipient domain's MTA-STS policy (RFC 8461) speaks of its
-    /// own MX hosts, not of a relay an administrator chose.
+    /// the `mx` transport alone, where the recipient domain's MTA-STS policy (RFC 8461)
+    /// applies. (§3.4 would apply a smart host's own policy to `smtp:DOMAIN`; not done yet.)
     Mx {
         domain: DomainName,
         port: u16,
