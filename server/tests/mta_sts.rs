@@ -384,6 +384,29 @@ async fn a_policy_is_kept_until_the_txt_id_changes() {
 }
 
 #[tokio::test]
+async fn deliveries_asking_at_once_share_one_fetch() {
+    let pki = Pki::new();
+    let dns = dns("mx1.example.test");
+    let reply = HttpReply {
+        delay: Duration::from_millis(300),
+        ..HttpReply::policy(&policy_text("enforce", 600))
+    };
+    let (server, sts) = policy_server(&pki, &dns, reply).await;
+    let sts = Arc::new(sts);
+    let asks: Vec<_> = (0..5)
+        .map(|_| {
+            let sts = sts.clone();
+            tokio::spawn(async move { sts.policy(DOMAIN).await })
+        })
+        .collect();
+    for ask in asks {
+        let policy = ask.await.unwrap();
+        assert_eq!(policy.map(|p| p.mode), Some(Mode::Enforce));
+    }
+    assert_eq!(server.hits(), 1);
+}
+
+#[tokio::test]
 async fn a_cached_policy_outlives_its_txt_record_until_max_age() {
     let pki = Pki::new();
     let dns = dns("mx1.example.test");

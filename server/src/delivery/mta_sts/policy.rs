@@ -66,7 +66,13 @@ fn normal(name: &str) -> String {
 /// `v=STSv1` are someone else's and ignored; anything but exactly one remaining valid record
 /// means no policy is announced.
 pub fn txt_id(records: &[String]) -> Result<String, String> {
-    let ours: Vec<&String> = records.iter().filter(|r| r.starts_with("v=STSv1")).collect();
+    let ours: Vec<&String> = records
+        .iter()
+        .filter(|r| {
+            r.strip_prefix("v=STSv1")
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([';', ' ', '\t']))
+        })
+        .collect();
     let record = match ours.as_slice() {
         [one] => one.as_str(),
         [] => return Err("no v=STSv1 record".into()),
@@ -241,5 +247,7 @@ mod tests {
         assert!(txt_id(&records(&["v=STSv1; id=not-alnum"])).is_err());
         assert!(txt_id(&records(&["v=STSv1;"])).is_err());
         assert!(txt_id(&records(&["v=STSv10; id=a"])).is_err());
+        let id = txt_id(&records(&["v=STSv10; id=a", "v=STSv1; id=b"])).unwrap();
+        assert_eq!(id, "b", "a record of another version is someone else's");
     }
 }
