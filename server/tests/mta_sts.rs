@@ -7,6 +7,10 @@
 //! asks real DNS anything.
 
 mod support;
+// Beside `support` rather than in it: the root package's tests share `support` and have no
+// rcgen or tokio-rustls.
+#[path = "support/tls_peers.rs"]
+mod tls_peers;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,8 +30,8 @@ use postern_store::model::{
 };
 use postern_store::testing::TestDb;
 use support::peers::sink;
-use support::tls_peers::{HttpReply, HttpsServer, Pki, Seen, smtp_server};
 use support::{delivery, smtp_options};
+use tls_peers::{HttpReply, HttpsServer, Pki, Seen, smtp_server};
 use tokio_util::sync::CancellationToken;
 
 const DOMAIN: &str = "example.test";

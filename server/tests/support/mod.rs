@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 pub mod peers;
-pub mod tls_peers;
 
 use std::net::TcpListener;
 use std::path::Path;
