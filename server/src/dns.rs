@@ -1,4 +1,4 @@
-//! DNS behind a small trait: what delivery needs to know (MX records, host addresses), with
+//! DNS behind a small trait: what delivery needs to know (MX records, host addresses, TXT), with
 //! answers that tell "no such name" from "no such record" from "ask again later". The real
 //! resolver is hickory's with the system configuration; [`ScriptedResolver`] serves tests.
 
@@ -50,6 +50,9 @@ pub trait Resolver: Send + Sync {
     fn mx<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<MxRecord>>;
     fn ipv4<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<Ipv4Addr>>;
     fn ipv6<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<Ipv6Addr>>;
+    /// TXT records, each as the concatenation of its character-strings (RFC 7208 §3.3 and
+    /// RFC 8461 §3.1 read a record that way), lossily decoded as UTF-8.
+    fn txt<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<String>>;
 }
 
 /// Lower case, no trailing dot: the one spelling names are compared in.
@@ -80,6 +83,7 @@ impl HickoryResolver {
         let lookup = match kind {
             "MX" => self.inner.mx_lookup(fqdn.as_str()).await,
             "A" => self.inner.ipv4_lookup(fqdn.as_str()).await,
+            "TXT" => self.inner.txt_lookup(fqdn.as_str()).await,
             _ => self.inner.ipv6_lookup(fqdn.as_str()).await,
         };
         match lookup {
@@ -154,6 +158,20 @@ impl Resolver for HickoryResolver {
             non_empty(ips, name, "AAAA")
         })
     }
+
+    fn txt<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let records = self.records(name, "TXT").await?;
+            let texts = records
+                .into_iter()
+                .filter_map(|data| match data {
+                    RData::TXT(txt) => Some(String::from_utf8_lossy(&txt.txt_data.concat()).into()),
+                    _ => None,
+                })
+                .collect();
+            non_empty(texts, name, "TXT")
+        })
+    }
 }
 
 /// A resolver for when the system's DNS configuration could not be read: every lookup fails
@@ -179,6 +197,9 @@ impl Resolver for UnconfiguredResolver {
     fn ipv6<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<Ipv6Addr>> {
         Box::pin(async move { self.fail(name, "AAAA") })
     }
+    fn txt<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<String>> {
+        Box::pin(async move { self.fail(name, "TXT") })
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -186,6 +207,7 @@ struct Zone {
     mx: Vec<MxRecord>,
     v4: Vec<Ipv4Addr>,
     v6: Vec<Ipv6Addr>,
+    txt: Vec<String>,
     temporary: bool,
 }
 
@@ -222,6 +244,18 @@ impl ScriptedResolver {
             IpAddr::V6(ip) => z.v6.push(ip),
         });
         self
+    }
+
+    /// Adds a TXT record (one string: the character-strings already joined).
+    pub fn txt(self, name: &str, text: &str) -> Self {
+        self.edit(name, |z| z.txt.push(text.to_string()));
+        self
+    }
+
+    /// Replaces the name's TXT records after the resolver is in use (an MTA-STS policy id
+    /// that changes); no records leaves the name existing without TXT (NODATA).
+    pub fn set_txt(&self, name: &str, texts: &[&str]) {
+        self.edit(name, |z| z.txt = texts.iter().map(|t| t.to_string()).collect());
     }
 
     /// Makes the name exist without records (NODATA for every type).
@@ -269,5 +303,8 @@ impl Resolver for ScriptedResolver {
     }
     fn ipv6<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<Ipv6Addr>> {
         Box::pin(async move { self.answer(name, "AAAA", |z| z.v6.clone()) })
+    }
+    fn txt<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<String>> {
+        Box::pin(async move { self.answer(name, "TXT", |z| z.txt.clone()) })
     }
 }

@@ -8,7 +8,7 @@ use postern_store::Store;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::DirectConnector;
+use crate::delivery::{DirectConnector, MtaSts, StsSettings};
 use crate::dns::{HickoryResolver, Resolver, UnconfiguredResolver};
 use crate::engine::Engine;
 use crate::error::ServerError;
@@ -55,6 +55,15 @@ impl Mta {
         tasks.spawn(async move {
             let _ = writer.await;
         });
+        let resolver = system_resolver();
+        let mta_sts = match MtaSts::new(resolver.clone(), StsSettings::default()) {
+            Ok(sts) => Some(Arc::new(sts)),
+            Err(why) => {
+                // Without it mail still goes out, as to domains without a policy.
+                tracing::error!(error = %why, "cannot set up MTA-STS; policies are ignored");
+                None
+            }
+        };
         let scheduler = SchedulerConfig {
             node: options.hostname.clone(),
             hostname: options.hostname.clone(),
@@ -63,7 +72,8 @@ impl Mta {
             concurrency: options.concurrency,
             outbound: Default::default(),
             connector: Arc::new(DirectConnector::default()),
-            resolver: system_resolver(),
+            resolver,
+            mta_sts,
             extra_roots: Vec::new(),
             bounces: queue.clone(),
         };

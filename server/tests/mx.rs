@@ -350,6 +350,7 @@ async fn the_scheduler_delivers_remote_mail_by_mx() {
         outbound: Default::default(),
         connector: ports.clone(),
         resolver: Arc::new(dns),
+        mta_sts: None,
         extra_roots: Vec::new(),
         bounces: queue.clone(),
     };

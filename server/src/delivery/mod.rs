@@ -4,6 +4,7 @@
 pub mod client;
 pub mod connector;
 pub mod maildir;
+pub mod mta_sts;
 pub mod mx;
 pub mod pool;
 mod reply;
@@ -14,6 +15,7 @@ pub mod wire;
 pub use client::{Client, ClientOptions, Protocol, Timeouts, deliver};
 pub use connector::{BoxStream, Connector, DirectConnector, Target};
 pub use maildir::Maildir;
+pub use mta_sts::{MtaSts, StsSettings};
 pub use mx::{MxHost, deliver_mx};
 pub use pool::{Pool, PoolSettings};
 

@@ -1,5 +1,6 @@
 //! Delivery to a domain's mail exchangers (RFC 5321 §5.1): the MX hosts in order of preference,
-//! each at its addresses, moving on while a host fails temporarily.
+//! each at its addresses, moving on while a host fails temporarily; under the domain's MTA-STS
+//! policy when it has one (RFC 8461 §5).
 
 use std::net::IpAddr;
 
@@ -8,6 +9,8 @@ use rand::Rng;
 
 use super::client::{Client, ClientOptions};
 use super::connector::{Connector, Target};
+use super::mta_sts::Policy;
+use super::mta_sts::apply::{self, HostRule};
 use super::pool::{Key, Pool};
 use super::{Delivery, Outcome};
 use crate::dns::{DnsError, Resolver};
@@ -147,6 +150,44 @@ pub async fn deliver_mx_on(
     options: &ClientOptions,
     delivery: &Delivery<'_>,
 ) -> Vec<Outcome> {
+    let to = Destination { domain, port, sts: None };
+    run(resolver, connector, pool, &to, options, delivery).await
+}
+
+/// Delivers to `domain`'s MX hosts on port 25 under its MTA-STS policy (RFC 8461 §5):
+/// `enforce` uses only the hosts the policy lists, each over TLS with a certificate valid for
+/// its name, and defers rather than use any other way; `testing` delivers as without a
+/// policy, and warns of each host `enforce` would have refused.
+pub async fn deliver_mx_sts(
+    resolver: &dyn Resolver,
+    connector: &dyn Connector,
+    pool: Option<&Pool>,
+    domain: &DomainName,
+    policy: Option<&Policy>,
+    options: &ClientOptions,
+    delivery: &Delivery<'_>,
+) -> Vec<Outcome> {
+    let to = Destination { domain, port: SMTP_PORT, sts: policy };
+    run(resolver, connector, pool, &to, options, delivery).await
+}
+
+/// Where an MX delivery goes, and under which MTA-STS policy.
+struct Destination<'a> {
+    domain: &'a DomainName,
+    port: u16,
+    sts: Option<&'a Policy>,
+}
+
+async fn run(
+    resolver: &dyn Resolver,
+    connector: &dyn Connector,
+    pool: Option<&Pool>,
+    to: &Destination<'_>,
+    options: &ClientOptions,
+    delivery: &Delivery<'_>,
+) -> Vec<Outcome> {
+    let (domain, port) = (to.domain, to.port);
+    let verified = apply::verified(options);
     let n = delivery.recipients.len();
     let hosts = match plan(resolver, domain).await {
         Ok(hosts) => hosts,
@@ -166,6 +207,11 @@ pub async fn deliver_mx_on(
     let mut tried = 0;
 
     'hosts: for host in hosts {
+        let rule = apply::rule(to.sts, domain.as_str(), host.name.as_str());
+        if let HostRule::Skip(outcome) = rule {
+            note(outcome);
+            continue;
+        }
         let ips = match host.addresses {
             Some(ips) => ips,
             None => match addresses(resolver, &host.name).await {
@@ -190,16 +236,38 @@ pub async fn deliver_mx_on(
             let recipients: Vec<String> =
                 pending.iter().map(|&i| delivery.recipients[i].clone()).collect();
             let part = Delivery { recipients: &recipients, ..*delivery };
-            let (results, individually) =
-                match send_to(pool, connector, &target, options, &part).await {
-                    Ok(sent) => sent,
-                    Err(outcome) => {
-                        // Unreachable, refused, or a session refused before any mail: the next
-                        // address may do better.
-                        note(outcome);
-                        continue;
+            let sent = match rule {
+                HostRule::Verified => send_to(pool, connector, &target, &verified, &part)
+                    .await
+                    .map_err(|outcome| apply::enforced(outcome, domain.as_str())),
+                HostRule::VerifiedElseUsual => {
+                    match send_to(pool, connector, &target, &verified, &part).await {
+                        Err(outcome) if apply::tls_refused(&outcome) => {
+                            tracing::warn!(
+                                domain = domain.as_str(),
+                                relay = %target,
+                                why = outcome.text(),
+                                "MTA-STS (testing): enforce mode would refuse this host; \
+                                 delivering as without a policy"
+                            );
+                            send_to(pool, connector, &target, options, &part).await
+                        }
+                        sent => sent,
                     }
-                };
+                }
+                HostRule::AsUsual | HostRule::Skip(_) => {
+                    send_to(pool, connector, &target, options, &part).await
+                }
+            };
+            let (results, individually) = match sent {
+                Ok(sent) => sent,
+                Err(outcome) => {
+                    // Unreachable, refused, or a session refused before any mail: the next
+                    // address may do better.
+                    note(outcome);
+                    continue;
+                }
+            };
             let mut still = Vec::new();
             for (k, (i, outcome)) in pending.iter().zip(results).enumerate() {
                 let alone = individually.get(k).copied().unwrap_or(false);

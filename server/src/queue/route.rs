@@ -19,11 +19,14 @@ pub enum Route {
         credentials: Option<SmtpCredentials>,
     },
     /// The destination's MX hosts, or those of a named domain (`smtp:DOMAIN[:PORT]`, on that
-    /// port); `tls` is the transport rule's policy, `may` without one.
+    /// port); `tls` is the transport rule's policy, `may` without one. `mta_sts` is true for
+    /// the `mx` transport alone, where the recipient domain's MTA-STS policy (RFC 8461)
+    /// applies. (§3.4 would apply a smart host's own policy to `smtp:DOMAIN`; not done yet.)
     Mx {
         domain: DomainName,
         port: u16,
         tls: TlsPolicy,
+        mta_sts: bool,
     },
     Discard,
     /// Refused by configuration (`error:TEXT`), or an address we cannot route.
@@ -71,7 +74,7 @@ pub fn route(config: &Config, address: &str) -> Route {
             credentials,
         },
         Transport::Smtp { host: postern_store::model::Host::Name(name), port, lookup_mx: true } => {
-            Route::Mx { domain: name, port, tls }
+            Route::Mx { domain: name, port, tls, mta_sts: false }
         }
         Transport::Smtp { host, port, .. } => Route::Next {
             protocol: Protocol::Smtp,
@@ -79,7 +82,7 @@ pub fn route(config: &Config, address: &str) -> Route {
             tls,
             credentials,
         },
-        Transport::Mx => Route::Mx { domain, port: SMTP_PORT, tls },
+        Transport::Mx => Route::Mx { domain, port: SMTP_PORT, tls, mta_sts: true },
         Transport::Discard => Route::Discard,
         Transport::Error(text) => Route::Refuse(format!("550 5.0.0 <{address}>: {text}")),
     }

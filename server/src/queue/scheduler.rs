@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Queue;
 use super::retry::RetryPolicy;
-use crate::delivery::{Connector, Maildir, Outcome, Pool, PoolSettings};
+use crate::delivery::{Connector, Maildir, MtaSts, Outcome, Pool, PoolSettings};
 use crate::dns::Resolver;
 use crate::engine::Engine;
 use dsn::{Settled, fail_the_rest, failure};
@@ -47,6 +47,8 @@ pub struct SchedulerConfig {
     pub connector: Arc<dyn Connector>,
     /// DNS, for delivery to MX hosts.
     pub resolver: Arc<dyn Resolver>,
+    /// MTA-STS policies (RFC 8461) for the `mx` transport; `None` ignores them.
+    pub mta_sts: Option<Arc<MtaSts>>,
     /// Trusted besides the web PKI for `verify` (a private CA; tests).
     pub extra_roots: Vec<CertificateDer<'static>>,
     /// Where DSNs to senders are queued.

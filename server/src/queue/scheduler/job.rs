@@ -154,16 +154,33 @@ impl Job {
             return self.pool.deliver(connector, target, &options, &delivery).await;
         }
         match route {
-            Route::Mx { domain, port, tls } => {
+            Route::Mx { domain, port, tls, mta_sts } => {
                 let mut options = ClientOptions::new(Protocol::Smtp, self.config.hostname.clone());
                 options.tls = *tls;
                 options.extra_roots = self.config.extra_roots.clone();
                 let (resolver, connector) = (&*self.config.resolver, &*self.config.connector);
                 let pool = Some(self.pool.as_ref());
-                delivery::mx::deliver_mx_on(
-                    resolver, connector, pool, domain, *port, &options, &delivery,
-                )
-                .await
+                match self.config.mta_sts.as_ref().filter(|_| *mta_sts) {
+                    Some(sts) => {
+                        let policy = sts.policy(domain.as_str()).await;
+                        delivery::mx::deliver_mx_sts(
+                            resolver,
+                            connector,
+                            pool,
+                            domain,
+                            policy.as_deref(),
+                            &options,
+                            &delivery,
+                        )
+                        .await
+                    }
+                    None => {
+                        delivery::mx::deliver_mx_on(
+                            resolver, connector, pool, domain, *port, &options, &delivery,
+                        )
+                        .await
+                    }
+                }
             }
             _ => {
                 let config = &self.snapshot.config;

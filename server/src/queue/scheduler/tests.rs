@@ -49,6 +49,7 @@ where
         connector: Arc::new(DirectConnector::default()),
         extra_roots: Vec::new(),
         resolver: Arc::new(crate::dns::ScriptedResolver::new()),
+        mta_sts: None,
         bounces,
     };
     let (_fresh, fresh_rx) = mpsc::unbounded_channel();
