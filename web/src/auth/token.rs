@@ -30,17 +30,13 @@ pub async fn authorize(
         Err(e) => return e.into_response(),
     };
     let reads = matches!(*request.method(), Method::GET | Method::HEAD);
-    if !reads {
-        if let Err(e) = user.0.require_write() {
-            return e.into_response();
-        }
+    if !reads && let Err(e) = user.0.require_write() {
+        return e.into_response();
     }
     let path = request.uri().path();
     let global = GLOBAL_ONLY.iter().any(|p| path == *p || path.starts_with(&format!("{p}/")));
-    if global {
-        if let Err(e) = user.0.require_global() {
-            return e.into_response();
-        }
+    if global && let Err(e) = user.0.require_global() {
+        return e.into_response();
     }
     request.extensions_mut().insert(user);
     next.run(request).await
