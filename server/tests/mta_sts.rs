@@ -490,7 +490,7 @@ async fn the_scheduler_applies_the_policy_of_the_mx_transport() {
     let pattern = "relayed.test".parse().unwrap();
     store.set_transport("test", &pattern, hub, TlsPolicy::May, None).await.unwrap();
     let shutdown = CancellationToken::new();
-    let (engine, _task) = Engine::start(store.clone(), shutdown.clone()).await.unwrap();
+    let (engine, _task) = Engine::start(store.clone(), "test", shutdown.clone()).await.unwrap();
     let revision = store.revision().await.unwrap();
     while engine.snapshot().revision() < revision {
         tokio::time::sleep(Duration::from_millis(5)).await;

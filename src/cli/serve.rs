@@ -52,6 +52,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     };
     let mta = Mta::start(store.clone(), listeners, options, shutdown.clone()).await?;
     let first_admin = ensure_admin(&store).await?;
+    let maintenance = tokio::spawn(trim_history(store.clone(), shutdown.clone()));
     let console_state = postern_web::AppState::new(
         store.clone(),
         postern_web::Settings { hostname: boot.hostname.to_string(), ..Default::default() },
@@ -106,6 +107,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     shutdown.cancel();
     let all = async {
         let _ = tokio::join!(mta.join(), watcher);
+        let _ = maintenance.await;
         for task in console_tasks {
             let _ = task.await;
         }
@@ -146,6 +148,27 @@ async fn ensure_admin(store: &Store) -> anyhow::Result<Option<String>> {
     let name = "admin".parse()?;
     store.create_admin("serve:first-run", &name, Role::Admin, &[], &hash, true).await?;
     Ok(Some(password))
+}
+
+/// Trims the history tables once an hour (and once at start-up).
+async fn trim_history(store: Store, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match store.trim_history(postern_store::Retention::default()).await {
+            Ok(t) if t != postern_store::Trimmed::default() => tracing::info!(
+                delivery_log = t.delivery_log,
+                queue_events = t.queue_events,
+                sessions = t.sessions,
+                "history trimmed"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot trim the history tables"),
+        }
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -23,7 +23,7 @@ pub use state::{AppState, Settings};
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(pages::router(&state))
-        .nest("/api/v1", api::router())
+        .nest("/api/v1", api::router(&state))
         .merge(assets::router())
         .layer(axum::middleware::from_fn(auth::origin::refuse_cross_site))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))

@@ -3,6 +3,7 @@
 mod aliases;
 mod audit;
 mod changes;
+mod console;
 mod domains;
 mod mailboxes;
 mod queue;

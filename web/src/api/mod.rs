@@ -50,12 +50,14 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     openapi_router().split_for_parts().1
 }
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
     let (router, doc) = openapi_router().split_for_parts();
     let doc = Arc::new(doc);
     router
-        .route("/openapi.json", get(move || std::future::ready(Json(doc.as_ref().clone()))))
         .fallback(|| async { WebError::NotFound("no such API endpoint".into()) })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::token::authorize))
+        // The document is public: a client needs it before it has a token.
+        .route("/openapi.json", get(move || std::future::ready(Json(doc.as_ref().clone()))))
 }
 
 /// `Json` whose rejections are our JSON errors.
