@@ -127,9 +127,11 @@ async fn a_script_does_what_the_console_does(db: TestDb) {
         "address": "ann@example.test",
         "password": "correct horse battery",
         "display_name": "Ann Example",
+        "quota_bytes": 100 << 20,
     });
     let created = api.expect(StatusCode::CREATED, "POST", "/mailboxes", Some(mailbox)).await;
     assert_eq!(created["address"], "ann@example.test");
+    assert_eq!(created["quota_bytes"], 100 << 20);
     assert!(created.get("password").is_none(), "the password came back: {created}");
     let listed = api.expect(StatusCode::OK, "GET", "/mailboxes", None).await;
     assert!(items(&listed).iter().any(|m| m["address"] == "ann@example.test"), "{listed}");
