@@ -53,10 +53,15 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     let mta = Mta::start(store.clone(), listeners, options, shutdown.clone()).await?;
     let first_admin = ensure_admin(&store).await?;
     let maintenance = tokio::spawn(trim_history(store.clone(), shutdown.clone()));
-    let console_state = postern_web::AppState::new(
-        store.clone(),
-        postern_web::Settings { hostname: boot.hostname.to_string(), ..Default::default() },
-    );
+    let settings = postern_web::Settings {
+        hostname: boot.hostname.to_string(),
+        certificate: super::console::certificate_info(&cert.cert),
+        ..Default::default()
+    };
+    let mut console_state = postern_web::AppState::new(store.clone(), settings);
+    if let Some(dns) = super::console::ConsoleDns::from_system() {
+        console_state = console_state.with_dns(dns);
+    }
     let mut console_bound = Vec::new();
     let mut console_tasks = Vec::new();
     for listener in consoles {
