@@ -39,6 +39,16 @@ impl Default for PoolSettings {
     }
 }
 
+impl From<&postern_store::boot::DeliveryConfig> for PoolSettings {
+    fn from(c: &postern_store::boot::DeliveryConfig) -> PoolSettings {
+        PoolSettings {
+            idle: c.connection_idle,
+            max_uses: c.connection_uses,
+            per_destination: c.per_destination,
+        }
+    }
+}
+
 /// What makes two deliveries share a session: where it goes, how (protocol, TLS policy), and
 /// as whom. Spelled as text since the parts do not all implement `Hash`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
