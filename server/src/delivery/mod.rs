@@ -8,6 +8,7 @@ pub mod mta_sts;
 pub mod mx;
 pub mod pool;
 mod reply;
+pub mod throttle;
 mod tls;
 mod transaction;
 pub mod wire;
