@@ -364,7 +364,10 @@ mod tests {
         ] {
             assert_eq!(after_open(&d(neutral)), Signal::Neutral, "{neutral}");
         }
-        let ok = Outcome::Delivered { detail: "127.0.0.1:25 said: 250 2.0.0 Ok".into() };
+        let ok = Outcome::Delivered {
+            detail: "127.0.0.1:25 said: 250 2.0.0 Ok".into(),
+            handoff: super::super::Handoff::Relayed,
+        };
         let greylisted = d("450 4.2.0 <bob@example.com>: greylisted");
         assert_eq!(after_send(&[ok.clone(), greylisted.clone()]), Signal::Success);
         assert_eq!(after_send(&[greylisted.clone()]), Signal::Neutral);

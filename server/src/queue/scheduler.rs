@@ -20,11 +20,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Queue;
+use super::bounce::{self, Action};
 use super::retry::RetryPolicy;
-use crate::delivery::{Connector, Maildir, MtaSts, Outcome, Pool, PoolSettings};
+use crate::delivery::{Connector, Handoff, Maildir, MtaSts, Outcome, Pool, PoolSettings};
 use crate::dns::Resolver;
 use crate::engine::Engine;
-use dsn::{Settled, fail_the_rest, failure};
+use dsn::{Settled, fail_the_rest, failure, notice};
 use job::{Job, Shared};
 
 mod dsn;
@@ -97,6 +98,8 @@ struct Rcpt {
     attempts: u32,
     done: bool,
     next_at: i64,
+    /// The sender has had this recipient's one delay warning.
+    warned: bool,
 }
 
 struct Entry {
@@ -140,6 +143,7 @@ impl Entry {
                     attempts: 0,
                     done: false,
                     next_at: now,
+                    warned: false,
                 })
                 .collect(),
             sender: m.sender,
@@ -169,6 +173,7 @@ impl Entry {
                 attempts: r.attempts,
                 done: r.status.is_final(),
                 next_at: r.next_attempt_at,
+                warned: r.delay_warned_at.is_some(),
             })
             .collect();
         let due = rcpts.iter().filter(|r| !r.done).map(|r| r.next_at).min().unwrap_or(0);
@@ -356,29 +361,42 @@ impl Scheduler {
         }
     }
 
-    /// Takes an attempt's outcomes. Failures first go to a DSN task (`report`); the outcomes
-    /// are recorded when it is done (`settle`), since recording the last failure removes the
-    /// message and its body.
+    /// Takes an attempt's outcomes. Failures, delay warnings and success notices first go to a
+    /// DSN task (`report`); the outcomes are recorded when it is done (`settle`), since
+    /// recording the last recipient removes the message and its body.
     fn finish(&mut self, attempt: Attempt) {
         let Some(entry) = self.entries.get_mut(&attempt.id) else { return };
         let body = entry.body.take().map(|b| b.data.clone());
         entry.recovered = false;
         let mut results = Vec::with_capacity(attempt.outcomes.len());
-        let mut failures = Vec::new();
+        let mut notices = Vec::new();
+        let sender = entry.sender.clone();
         for (index, relay, outcome) in attempt.outcomes {
             let Some(rcpt) = entry.rcpts.iter_mut().find(|r| r.index == index) else { continue };
             rcpt.attempts += 1;
             let delay = attempt.at - entry.received_at;
             let recorded = match outcome {
-                Outcome::Delivered { detail } => {
+                Outcome::Delivered { detail, handoff } => {
                     rcpt.done = true;
                     log_attempt(&entry.id, &rcpt.address, &relay, delay, "sent", &detail);
+                    // RFC 3461 §6.2: success is reported by the last MTA that speaks DSN.
+                    let action = match handoff {
+                        Handoff::Mailbox => Some(Action::Delivered),
+                        Handoff::Relayed => Some(Action::Relayed),
+                        Handoff::PassedOn | Handoff::Discarded => None,
+                    };
+                    if let Some(action) = action
+                        && bounce::owed(&sender, rcpt.notify, action)
+                    {
+                        let remote = dsn::remote_of(&relay);
+                        notices.push(notice(rcpt, action, &detail, remote, attempt.at));
+                    }
                     Recorded::Delivered { reply: detail }
                 }
                 Outcome::Failed { reply } => {
                     rcpt.done = true;
                     log_attempt(&entry.id, &rcpt.address, &relay, delay, "bounced", &reply);
-                    failures.push(failure(rcpt, &reply, dsn::remote_of(&relay), attempt.at));
+                    notices.push(failure(rcpt, &reply, dsn::remote_of(&relay), attempt.at));
                     Recorded::Failed { reply }
                 }
                 // Left for the administrator's bounce below.
@@ -389,12 +407,22 @@ impl Scheduler {
                     rcpt.done = true;
                     let reply = format!("{reply} (gave up: in the queue too long)");
                     log_attempt(&entry.id, &rcpt.address, &relay, delay, "expired", &reply);
-                    failures.push(failure(rcpt, &reply, dsn::remote_of(&relay), attempt.at));
+                    notices.push(failure(rcpt, &reply, dsn::remote_of(&relay), attempt.at));
                     Recorded::Failed { reply }
                 }
                 Outcome::Deferred { reply } => {
                     rcpt.next_at = attempt.at + self.config.retry.delay(rcpt.attempts) as i64;
                     log_attempt(&entry.id, &rcpt.address, &relay, delay, "deferred", &reply);
+                    // One warning per recipient, judged at an attempt: it comes at most one
+                    // retry interval after the warning time.
+                    if !rcpt.warned
+                        && self.config.retry.warning_due(entry.received_at, attempt.at)
+                        && bounce::owed(&sender, rcpt.notify, Action::Delayed)
+                    {
+                        rcpt.warned = true;
+                        let remote = dsn::remote_of(&relay);
+                        notices.push(notice(rcpt, Action::Delayed, &reply, remote, attempt.at));
+                    }
                     Recorded::Deferred { reply, next_attempt_at: rcpt.next_at }
                 }
             };
@@ -406,12 +434,12 @@ impl Scheduler {
             });
         }
         if entry.bounced {
-            fail_the_rest(entry, attempt.at, &mut results, &mut failures);
+            fail_the_rest(entry, attempt.at, &mut results, &mut notices);
         }
-        if failures.is_empty() {
-            self.settle(Settled { id: attempt.id, results, sent: true });
+        if notices.is_empty() {
+            self.settle(Settled { id: attempt.id, results, sent: true, warned: Vec::new() });
         } else {
-            self.report(attempt.id, results, failures, body);
+            self.report(attempt.id, results, notices, body);
         }
     }
 
@@ -427,6 +455,10 @@ impl Scheduler {
             return;
         };
         if !settled.sent {
+            // Their warning was not queued: owed again at the next attempt.
+            for rcpt in entry.rcpts.iter_mut().filter(|r| settled.warned.contains(&r.index)) {
+                rcpt.warned = false;
+            }
             if entry.bounced {
                 // The store keeps them failed by the administrator; the next start sends it.
                 settled.results.retain(|r| !matches!(r.outcome, Recorded::Failed { .. }));
@@ -448,9 +480,9 @@ impl Scheduler {
             }
         } else if entry.bounced && entry.rcpts.iter().any(|r| !r.done) {
             // Bounced while its DSN was being queued: the rest fail too, with a DSN of theirs.
-            let mut failures = Vec::new();
-            fail_the_rest(entry, now(), &mut settled.results, &mut failures);
-            return self.report(id, settled.results, failures, None);
+            let mut notices = Vec::new();
+            fail_the_rest(entry, now(), &mut settled.results, &mut notices);
+            return self.report(id, settled.results, notices, None);
         }
         entry.busy = false;
         let _ = self.results.send(settled.results);
