@@ -370,7 +370,7 @@ mod tests {
         };
         let greylisted = d("450 4.2.0 <bob@example.com>: greylisted");
         assert_eq!(after_send(&[ok.clone(), greylisted.clone()]), Signal::Success);
-        assert_eq!(after_send(&[greylisted.clone()]), Signal::Neutral);
+        assert_eq!(after_send(std::slice::from_ref(&greylisted)), Signal::Neutral);
         let closing = d("421 4.4.2 closing (127.0.0.1:25 answered MAIL with this)");
         assert_eq!(after_send(&[closing]), Signal::Throttled);
         let reset =

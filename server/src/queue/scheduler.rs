@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use postern_store::Store;
@@ -25,9 +25,11 @@ use super::retry::RetryPolicy;
 use crate::delivery::{Connector, Handoff, Maildir, MtaSts, Outcome, Pool, PoolSettings};
 use crate::dns::Resolver;
 use crate::engine::Engine;
+use body_cache::CachedBody;
 use dsn::{Settled, fail_the_rest, failure, notice};
 use job::{Job, Shared};
 
+mod body_cache;
 mod dsn;
 mod job;
 
@@ -54,34 +56,6 @@ pub struct SchedulerConfig {
     pub extra_roots: Vec<CertificateDer<'static>>,
     /// Where DSNs to senders are queued.
     pub bounces: Queue,
-}
-
-/// Most bytes of message bodies kept in memory for first attempts. Past it, a fresh message's body
-/// is read back from the store when its turn comes: when delivery falls behind intake (a next hop
-/// down), memory stays bounded.
-const BODY_CACHE_BYTES: usize = 64 << 20;
-
-/// A body kept for a message's first attempt, counted against [`BODY_CACHE_BYTES`] while kept.
-struct CachedBody {
-    data: Arc<Vec<u8>>,
-    budget: Arc<AtomicUsize>,
-}
-
-impl CachedBody {
-    /// Keeps `body` if the budget allows.
-    fn keep(body: Vec<u8>, budget: &Arc<AtomicUsize>) -> Option<CachedBody> {
-        let len = body.len();
-        let taken = budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-            (used + len <= BODY_CACHE_BYTES).then_some(used + len)
-        });
-        taken.ok().map(|_| CachedBody { data: Arc::new(body), budget: budget.clone() })
-    }
-}
-
-impl Drop for CachedBody {
-    fn drop(&mut self) {
-        self.budget.fetch_sub(self.data.len(), Ordering::Relaxed);
-    }
 }
 
 /// A message the writer has just committed, with its body.
@@ -225,7 +199,7 @@ pub struct Scheduler {
     pool: Arc<Pool>,
     results: mpsc::UnboundedSender<Vec<DeliveryResult>>,
     last_event: i64,
-    /// Bytes of bodies kept for first attempts (see [`BODY_CACHE_BYTES`]).
+    /// Bytes of bodies kept for first attempts (see [`body_cache::BODY_CACHE_BYTES`]).
     cached_bytes: Arc<AtomicUsize>,
 }
 
@@ -584,20 +558,3 @@ fn log_attempt(id: &QueueId, to: &str, relay: &str, delay: i64, status: &str, re
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-mod body_cache_tests {
-    use super::*;
-
-    #[test]
-    fn the_body_cache_stays_within_its_budget() {
-        let budget = Arc::new(AtomicUsize::new(0));
-        let big = CachedBody::keep(vec![0; BODY_CACHE_BYTES - 10], &budget).expect("fits");
-        assert!(CachedBody::keep(vec![0; 11], &budget).is_none(), "over the budget: read later");
-        let small = CachedBody::keep(vec![0; 10], &budget).expect("fits exactly");
-        drop(big);
-        assert_eq!(budget.load(Ordering::Relaxed), 10);
-        drop(small);
-        assert_eq!(budget.load(Ordering::Relaxed), 0);
-    }
-}

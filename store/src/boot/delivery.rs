@@ -126,9 +126,9 @@ pub fn format_duration(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0 => "0s".into(),
-        _ if s % DAY == 0 => format!("{}d", s / DAY),
-        _ if s % HOUR == 0 => format!("{}h", s / HOUR),
-        _ if s % MINUTE == 0 => format!("{}m", s / MINUTE),
+        _ if s.is_multiple_of(DAY) => format!("{}d", s / DAY),
+        _ if s.is_multiple_of(HOUR) => format!("{}h", s / HOUR),
+        _ if s.is_multiple_of(MINUTE) => format!("{}m", s / MINUTE),
         _ => format!("{s}s"),
     }
 }
