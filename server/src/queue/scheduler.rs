@@ -362,7 +362,11 @@ impl Scheduler {
                     if let Some(action) = action
                         && bounce::owed(&sender, rcpt.notify, action)
                     {
-                        let remote = dsn::remote_of(&relay);
+                        // A mailbox (an LMTP server's included) is no remote MTA to name.
+                        let remote = match action {
+                            Action::Relayed => dsn::remote_of(&relay),
+                            _ => None,
+                        };
                         notices.push(notice(rcpt, action, &detail, remote, attempt.at));
                     }
                     Recorded::Delivered { reply: detail }
