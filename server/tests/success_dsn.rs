@@ -69,7 +69,8 @@ async fn relayed_without_dsn_is_reported_and_with_dsn_is_passed_on() {
         store.set_transport("test", &pattern, transport, TlsPolicy::None, None).await.unwrap();
     }
     let shutdown = CancellationToken::new();
-    let (engine, _task) = Engine::start(store.clone(), shutdown.clone()).await.unwrap();
+    let (engine, _task) =
+        Engine::start(store.clone(), "node.test", shutdown.clone()).await.unwrap();
     let revision = store.revision().await.unwrap();
     while engine.snapshot().revision() < revision {
         tokio::time::sleep(Duration::from_millis(5)).await;
