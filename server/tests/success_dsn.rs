@@ -90,6 +90,7 @@ async fn relayed_without_dsn_is_reported_and_with_dsn_is_passed_on() {
         outbound: Default::default(),
         connector: Arc::new(DirectConnector::default()),
         resolver: Arc::new(ScriptedResolver::new()),
+        mta_sts: None,
         extra_roots: Vec::new(),
         bounces,
     };
