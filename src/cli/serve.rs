@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use postern_server::mta::{Mta, MtaOptions};
-use postern_server::queue::RetryPolicy;
 use postern_server::smtp::{self, Limits};
 use postern_server::tls;
 use postern_store::Store;
@@ -47,8 +46,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         data_dir: boot.data_dir.clone(),
         certificate: cert.clone(),
         limits: Limits::default(),
-        retry: RetryPolicy::default(),
-        concurrency: 100,
+        delivery: boot.delivery.clone(),
     };
     let mta = Mta::start(store.clone(), listeners, options, shutdown.clone()).await?;
     let first_admin = ensure_admin(&store).await?;
