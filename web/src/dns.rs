@@ -48,7 +48,7 @@ pub async fn check(lookup: &dyn MxLookup, hostname: &str, domains: &[String]) ->
 fn problem(answer: &MxAnswer, hostname: &str) -> Option<String> {
     let hostname = hostname.trim_end_matches('.').to_ascii_lowercase();
     match answer {
-        MxAnswer::Hosts(hosts) if hosts.iter().any(|h| *h == hostname) => None,
+        MxAnswer::Hosts(hosts) if hosts.contains(&hostname) => None,
         MxAnswer::Hosts(hosts) if hosts.iter().all(|h| h.is_empty()) => {
             Some("a null MX (RFC 7505) says the domain takes no mail".into())
         }
