@@ -8,6 +8,7 @@ pub mod delivery_log;
 pub mod domains;
 pub mod engine_status;
 pub(crate) mod mailboxes;
+mod matching;
 pub(crate) mod networks;
 pub(crate) mod queue;
 mod queue_rows;
