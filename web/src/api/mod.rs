@@ -2,6 +2,7 @@
 //! OpenAPI 3.1 document generated from the handlers themselves (`/api/v1/openapi.json`).
 
 mod domains;
+mod mailboxes;
 
 use std::sync::Arc;
 
@@ -42,7 +43,9 @@ impl Modify for BearerAuth {
 
 /// The API's routes and its OpenAPI document.
 pub fn openapi_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(domains::router())
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(domains::router())
+        .merge(mailboxes::router())
 }
 
 /// The document as served, for tests and tools.

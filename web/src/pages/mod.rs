@@ -4,6 +4,9 @@
 mod auth;
 mod dashboard;
 mod domains;
+mod link;
+mod mailboxes;
+mod refusal;
 
 use std::collections::HashMap;
 
@@ -18,9 +21,15 @@ use crate::error::WebError;
 use crate::state::AppState;
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    Router::new().merge(auth::router()).merge(dashboard::router()).merge(domains::router()).layer(
-        axum::middleware::from_fn_with_state(state.clone(), crate::auth::session::require_csrf),
-    )
+    Router::new()
+        .merge(auth::router())
+        .merge(dashboard::router())
+        .merge(domains::router())
+        .merge(mailboxes::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::session::require_csrf,
+        ))
 }
 
 /// The sections of the navigation; `ready` is false for those that arrive with later work.
@@ -28,7 +37,7 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     // (section, href, label, ready, global only)
     ("dashboard", "/", "Dashboard", true, false),
     ("domains", "/domains", "Domains", true, false),
-    ("mailboxes", "/mailboxes", "Mailboxes", false, false),
+    ("mailboxes", "/mailboxes", "Mailboxes", true, false),
     ("aliases", "/aliases", "Aliases", false, false),
     ("transports", "/transports", "Transports & relay", false, true),
     ("networks", "/networks", "Trusted networks", false, true),
