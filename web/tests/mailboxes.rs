@@ -4,34 +4,16 @@
 mod support;
 
 use axum::http::StatusCode;
-use postern_store::Store;
-use postern_store::model::{Access, DomainKind, Role};
+use postern_store::model::{Access, Role};
 use serde_json::json;
 use support::*;
 
 /// A form's fields, as `Browser::post` takes them.
 type Fields<'a> = &'a [(&'a str, &'a str)];
 
-async fn domains(store: &Store) {
-    store.add_domain("test", &"a.test".parse().unwrap(), DomainKind::Local).await.unwrap();
-    store.add_domain("test", &"b.test".parse().unwrap(), DomainKind::Local).await.unwrap();
-    store.add_domain("test", &"relay.test".parse().unwrap(), DomainKind::Relay).await.unwrap();
-}
-
-async fn mailbox(store: &Store, address: &str) {
-    let new = postern_store::model::NewMailbox {
-        address: address.parse().unwrap(),
-        display_name: String::new(),
-        enabled: true,
-        quota_bytes: None,
-        password_hash: postern_store::model::PasswordHash::create(PASSWORD).unwrap(),
-    };
-    store.add_mailbox("test", new).await.unwrap();
-}
-
 postern_store::store_tests! {
     async fn a_mailbox_is_added_in_the_console_and_its_hash_never_shown(store: Store) {
-        domains(&store).await;
+        add_test_domains(&store).await;
         add_admin(&store, "alice", Role::Admin, &[]).await;
         let app = console(&store);
         let browser = Browser::login(&app, "alice").await;
@@ -59,7 +41,7 @@ postern_store::store_tests! {
     }
 
     async fn a_bad_mailbox_form_says_what_is_wrong_and_keeps_what_was_typed(store: Store) {
-        domains(&store).await;
+        add_test_domains(&store).await;
         add_admin(&store, "alice", Role::Admin, &[]).await;
         let app = console(&store);
         let browser = Browser::login(&app, "alice").await;
@@ -81,7 +63,7 @@ postern_store::store_tests! {
             assert!(reply.body.contains("value=\"Typed &#60;Name&#62;\""), "kept: {}", reply.body);
             assert!(!reply.body.contains("long enough!"), "a password sent back");
         }
-        mailbox(&store, "taken@a.test").await;
+        add_mailbox(&store, "taken@a.test").await;
         let dup = browser.post("/mailboxes", &[("address", "taken@a.test"), ("password", "long enough!"), ("display_name", ""), ("quota", "")]).await;
         assert_eq!(dup.status, StatusCode::CONFLICT);
         assert!(dup.body.contains("id=\"e-address\">mailbox taken@a.test already exists"), "{}", dup.body);
@@ -89,8 +71,8 @@ postern_store::store_tests! {
     }
 
     async fn a_mailbox_is_changed_and_removed_on_its_page(store: Store) {
-        domains(&store).await;
-        mailbox(&store, "ann@a.test").await;
+        add_test_domains(&store).await;
+        add_mailbox(&store, "ann@a.test").await;
         add_admin(&store, "alice", Role::Admin, &[]).await;
         let app = console(&store);
         let browser = Browser::login(&app, "alice").await;
@@ -121,11 +103,11 @@ postern_store::store_tests! {
     }
 
     async fn the_list_filters_by_domain_and_search_and_pages(store: Store) {
-        domains(&store).await;
+        add_test_domains(&store).await;
         for i in 0..105 {
-            mailbox(&store, &format!("user{i:03}@a.test")).await;
+            add_mailbox(&store, &format!("user{i:03}@a.test")).await;
         }
-        mailbox(&store, "bob@b.test").await;
+        add_mailbox(&store, "bob@b.test").await;
         add_admin(&store, "alice", Role::Admin, &[]).await;
         let app = console(&store);
         let browser = Browser::login(&app, "alice").await;
@@ -140,9 +122,9 @@ postern_store::store_tests! {
     }
 
     async fn a_domain_admin_sees_and_touches_only_its_domains_mailboxes(store: Store) {
-        domains(&store).await;
-        mailbox(&store, "ann@a.test").await;
-        mailbox(&store, "bob@b.test").await;
+        add_test_domains(&store).await;
+        add_mailbox(&store, "ann@a.test").await;
+        add_mailbox(&store, "bob@b.test").await;
         add_admin(&store, "dora", Role::DomainAdmin, &["a.test"]).await;
         let app = console(&store);
         let browser = Browser::login(&app, "dora").await;
@@ -178,7 +160,7 @@ postern_store::store_tests! {
     }
 
     async fn a_display_name_is_shown_escaped(store: Store) {
-        domains(&store).await;
+        add_test_domains(&store).await;
         add_admin(&store, "alice", Role::Admin, &[]).await;
         let app = console(&store);
         let browser = Browser::login(&app, "alice").await;
@@ -193,7 +175,7 @@ postern_store::store_tests! {
     }
 
     async fn a_token_manages_mailboxes(store: Store) {
-        domains(&store).await;
+        add_test_domains(&store).await;
         add_admin(&store, "alice", Role::Admin, &[]).await;
         let app = console(&store);
         let api = Api::new(&store, &app, "alice", Access::Write, &[]).await;
@@ -238,8 +220,8 @@ postern_store::store_tests! {
     }
 
     async fn a_read_only_token_cannot_change_mailboxes(store: Store) {
-        domains(&store).await;
-        mailbox(&store, "ann@a.test").await;
+        add_test_domains(&store).await;
+        add_mailbox(&store, "ann@a.test").await;
         add_admin(&store, "alice", Role::Admin, &[]).await;
         let app = console(&store);
         let reader = Api::new(&store, &app, "alice", Access::Read, &[]).await;
@@ -266,28 +248,4 @@ postern_store::store_tests! {
         let params: Vec<&str> = doc["paths"]["/mailboxes"]["get"]["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
         assert_eq!(params, ["limit", "after", "domain", "q"]);
     }
-}
-
-/// The text of the flash message a reply sets.
-fn flash_text(reply: &Reply) -> String {
-    let cookie = reply
-        .cookies()
-        .into_iter()
-        .find(|c| c.starts_with("postern_flash="))
-        .expect("a flash cookie");
-    let value = cookie.split(';').next().unwrap().trim_start_matches("postern_flash=");
-    let text = value.split_once('.').unwrap().1;
-    let mut out = Vec::new();
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
 }

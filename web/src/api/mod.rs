@@ -1,6 +1,7 @@
 //! The REST API under `/api/v1`: JSON in and out, bearer tokens, one module per resource, and an
 //! OpenAPI 3.1 document generated from the handlers themselves (`/api/v1/openapi.json`).
 
+mod aliases;
 mod domains;
 mod mailboxes;
 
@@ -46,6 +47,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(domains::router())
         .merge(mailboxes::router())
+        .merge(aliases::router())
 }
 
 /// The document as served, for tests and tools.

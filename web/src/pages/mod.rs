@@ -1,6 +1,7 @@
 //! The console's HTML pages: one module per resource, each with its `router()`, rendered by
 //! askama from `templates/`. Shared here: the layout, flash messages, form state and errors.
 
+mod aliases;
 mod auth;
 mod dashboard;
 mod domains;
@@ -26,6 +27,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(dashboard::router())
         .merge(domains::router())
         .merge(mailboxes::router())
+        .merge(aliases::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::session::require_csrf,
@@ -38,7 +40,7 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     ("dashboard", "/", "Dashboard", true, false),
     ("domains", "/domains", "Domains", true, false),
     ("mailboxes", "/mailboxes", "Mailboxes", true, false),
-    ("aliases", "/aliases", "Aliases", false, false),
+    ("aliases", "/aliases", "Aliases", true, false),
     ("transports", "/transports", "Transports & relay", false, true),
     ("networks", "/networks", "Trusted networks", false, true),
     ("queue", "/queue", "Queue", false, false),
