@@ -4,6 +4,7 @@
 mod aliases;
 mod domains;
 mod mailboxes;
+mod networks;
 
 use std::sync::Arc;
 
@@ -48,6 +49,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(domains::router())
         .merge(mailboxes::router())
         .merge(aliases::router())
+        .merge(networks::router())
 }
 
 /// The document as served, for tests and tools.

@@ -7,6 +7,7 @@ mod dashboard;
 mod domains;
 mod link;
 mod mailboxes;
+mod networks;
 mod refusal;
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(domains::router())
         .merge(mailboxes::router())
         .merge(aliases::router())
+        .merge(networks::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::session::require_csrf,
@@ -42,7 +44,7 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     ("mailboxes", "/mailboxes", "Mailboxes", true, false),
     ("aliases", "/aliases", "Aliases", true, false),
     ("transports", "/transports", "Transports & relay", false, true),
-    ("networks", "/networks", "Trusted networks", false, true),
+    ("networks", "/networks", "Trusted networks", true, true),
     ("queue", "/queue", "Queue", false, false),
     ("log", "/log", "Delivery log", false, false),
     ("audit", "/audit", "Audit log", false, true),
