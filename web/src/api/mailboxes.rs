@@ -64,7 +64,8 @@ pub struct MailboxQuery {
     pub q: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+// No `Debug`: it holds a password.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMailboxBody {
     /// `local@domain`, in a local domain the caller manages.
@@ -81,8 +82,8 @@ pub struct NewMailboxBody {
     pub enabled: Option<bool>,
 }
 
-/// A partial change: absent fields stay as they are.
-#[derive(Debug, Deserialize, ToSchema)]
+/// A partial change: absent fields stay as they are. (No `Debug`: it may hold a password.)
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MailboxChange {
     pub display_name: Option<String>,

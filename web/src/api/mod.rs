@@ -5,6 +5,7 @@ mod aliases;
 mod domains;
 mod mailboxes;
 mod networks;
+pub(crate) mod transports;
 
 use std::sync::Arc;
 
@@ -50,6 +51,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(mailboxes::router())
         .merge(aliases::router())
         .merge(networks::router())
+        .merge(transports::router())
 }
 
 /// The document as served, for tests and tools.

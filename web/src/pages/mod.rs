@@ -9,6 +9,7 @@ mod link;
 mod mailboxes;
 mod networks;
 mod refusal;
+mod transports;
 
 use std::collections::HashMap;
 
@@ -30,6 +31,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(mailboxes::router())
         .merge(aliases::router())
         .merge(networks::router())
+        .merge(transports::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::session::require_csrf,
@@ -43,7 +45,7 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     ("domains", "/domains", "Domains", true, false),
     ("mailboxes", "/mailboxes", "Mailboxes", true, false),
     ("aliases", "/aliases", "Aliases", true, false),
-    ("transports", "/transports", "Transports & relay", false, true),
+    ("transports", "/transports", "Transports & relay", true, true),
     ("networks", "/networks", "Trusted networks", true, true),
     ("queue", "/queue", "Queue", false, false),
     ("log", "/log", "Delivery log", false, false),
