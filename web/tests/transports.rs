@@ -59,6 +59,12 @@ postern_store::store_tests! {
         let audit = store.list_audit(10, None).await.unwrap();
         assert!(audit.iter().all(|e| !format!("{:?}", e.after).contains(SECRET) && !format!("{:?}", e.before).contains(SECRET)));
 
+        // The text of an error: transport is shown inert.
+        let xss = browser.post("/transports", &[("pattern", "gone.example"), ("transport", "error:<script>alert(1)</script>"), ("tls", "may"), ("username", ""), ("password", "")]).await;
+        assert_eq!(xss.status, StatusCode::SEE_OTHER, "{}", xss.body);
+        let page = browser.get("/transports").await;
+        assert!(page.body.contains("error:&#60;script&#62;alert(1)&#60;/script&#62;") && !page.body.contains("<script>alert"), "{}", page.body);
+
         let removed = browser.post("/transports/delete", &[("pattern", "*")]).await;
         assert_eq!(removed.location(), "/transports");
         assert!(rule(&store, "*").await.is_none());

@@ -233,7 +233,7 @@ async fn create(
     user.require_write()?;
     user.require_global()?;
     let pattern: TransportPattern = new.pattern.parse()?;
-    if find(&state, &pattern).await.is_ok() {
+    if state.store.list_transports().await?.iter().any(|r| r.pattern == pattern) {
         return Err(WebError::Duplicate(format!("a transport for {pattern} already exists")));
     }
     let spec = TransportSpec {
