@@ -98,6 +98,7 @@ fn config_example_passes_check() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("ok       hostname mail.example.com"), "{text}");
+    assert!(text.contains("ok       delivery: 100 at once, 20 per destination; retries 5m to 4000s, give up after 5d, delay warning off"), "{text}");
     assert!(text.contains("no domains"), "{text}");
 }
 
@@ -112,6 +113,19 @@ fn config_check_reports_problems_with_fixes() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("PROBLEM") && text.contains("log.format = \"xml\""), "{text}");
     assert!(text.contains("fix:"), "{text}");
+
+    std::fs::write(
+        s.config(),
+        "hostname = \"mail.example.test\"\n[delivery]\ngive_up = \"5 days\"\n",
+    )
+    .unwrap();
+    let out = s.run(&["config", "check"], "");
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("delivery.give_up = \"5 days\": must be a whole number and a unit"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use postern_store::Store;
+use postern_store::boot::DeliveryConfig;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::{DirectConnector, MtaSts, StsSettings};
+use crate::delivery::{DirectConnector, MtaSts, PoolSettings, StsSettings};
 use crate::dns::{HickoryResolver, Resolver, UnconfiguredResolver};
 use crate::engine::Engine;
 use crate::error::ServerError;
@@ -22,9 +23,8 @@ pub struct MtaOptions {
     pub data_dir: PathBuf,
     pub certificate: CertificateFiles,
     pub limits: Limits,
-    pub retry: RetryPolicy,
-    /// Deliveries in progress at once.
-    pub concurrency: usize,
+    /// Concurrency, connection reuse and the retry schedule (the boot config's `[delivery]`).
+    pub delivery: DeliveryConfig,
 }
 
 /// A running MTA: its tasks end after `shutdown` is cancelled.
@@ -68,9 +68,9 @@ impl Mta {
             node: options.hostname.clone(),
             hostname: options.hostname.clone(),
             mail_root: options.data_dir.join("mail"),
-            retry: options.retry,
-            concurrency: options.concurrency,
-            outbound: Default::default(),
+            retry: RetryPolicy::from(&options.delivery),
+            concurrency: options.delivery.concurrency,
+            outbound: PoolSettings::from(&options.delivery),
             connector: Arc::new(DirectConnector::default()),
             resolver,
             mta_sts,

@@ -1,6 +1,7 @@
 //! The outbound connection cache against Postfix's smtp-sink: messages to one destination share
-//! a session, a session the server closed while idle costs the next message nothing, and no
-//! destination gets more sessions at once than its limit.
+//! a session, a session the server closed while idle costs the next message nothing, no
+//! destination gets more sessions at once than its limit, and a destination that throttles us
+//! (421, a 4xx greeting) gets a lower limit that recovers with successful deliveries.
 //!
 //! Needs the Debian package `postfix` (for smtp-sink). Connections are counted by a connector
 //! that wraps the real one.
@@ -17,7 +18,7 @@ use postern_server::delivery::{
     BoxStream, Connector, DirectConnector, Outcome, Pool, PoolSettings, Target,
 };
 use support::delivery;
-use support::peers::sink;
+use support::peers::{sink, sink_on};
 use support::{loopback as target, smtp_options as options};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -162,4 +163,85 @@ async fn a_destination_gets_no_more_sessions_than_its_limit() {
     }
     assert_eq!(counting.most.load(Ordering::SeqCst), 3);
     assert_eq!(counting.opened.load(Ordering::SeqCst), 3, "sessions were not reused");
+}
+
+/// Sends one message to the sink at `port` and returns its outcome.
+async fn one(pool: &Pool, counting: &Counting, port: u16) -> Outcome {
+    let rcpts = vec!["bob@example.com".to_string()];
+    let mut out = pool.deliver(counting, &target(port), &options(), &delivery(&rcpts, BODY)).await;
+    out.pop().unwrap()
+}
+
+#[tokio::test]
+async fn a_destination_that_throttles_gets_fewer_sessions_and_they_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // The sink answers MAIL with 421 and hangs up: a server shedding load.
+    let Some((throttling, port)) = sink("pool::throttle", dir.path(), &["-Q", "MAIL"]) else {
+        return;
+    };
+    let pool = Pool::new(PoolSettings { per_destination: 8, ..PoolSettings::default() });
+    let counting = Counting::default();
+    let key = Key::new(&target(port), &options());
+    assert_eq!(pool.limit(&key), 8);
+    let mut limits = Vec::new();
+    for _ in 0..4 {
+        let out = one(&pool, &counting, port).await;
+        assert!(out.is_deferred() && out.text().starts_with("421"), "{out:?}");
+        limits.push(pool.limit(&key));
+    }
+    assert_eq!(limits, [4, 2, 1, 1], "halved at each 421, down to one");
+
+    // The same destination, now taking mail: one more session after each round of successes
+    // as large as the limit (1 at 1, 2 at 2, …).
+    drop(throttling);
+    let Some(_sink) = sink_on("pool::throttle", dir.path(), port, &[]) else { return };
+    let mut limits = Vec::new();
+    for _ in 0..28 {
+        let out = one(&pool, &counting, port).await;
+        assert!(out.is_delivered(), "{out:?}");
+        limits.push(pool.limit(&key));
+    }
+    assert_eq!(&limits[..6], [2, 2, 3, 3, 3, 4]);
+    assert_eq!(limits[27], 8, "back to the configured limit: {limits:?}");
+    pool.close_all().await;
+}
+
+#[tokio::test]
+async fn a_4xx_greeting_throttles_and_the_lower_limit_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    // The sink greets with 450: it takes no session now.
+    let Some((busy, port)) = sink("pool::greeting", dir.path(), &["-r", "CONNECT"]) else {
+        return;
+    };
+    let pool = Arc::new(Pool::new(PoolSettings { per_destination: 4, ..PoolSettings::default() }));
+    let counting = Arc::new(Counting::default());
+    let key = Key::new(&target(port), &options());
+    for _ in 0..2 {
+        let out = one(&pool, &counting, port).await;
+        assert!(out.is_deferred() && out.text().starts_with("450"), "{out:?}");
+    }
+    assert_eq!(pool.limit(&key), 1);
+
+    // Six deliveries at once to the recovered destination, slowed by a second's wait after
+    // DATA: one session first; a second only once the first delivery succeeded.
+    drop(busy);
+    let Some(_sink) = sink_on("pool::greeting", dir.path(), port, &["-w", "1"]) else { return };
+    let start = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (pool, counting, key) = (pool.clone(), counting.clone(), key.clone());
+        tasks.spawn(async move {
+            let _permit = pool.permit(&key).await.unwrap();
+            one(&pool, &counting, port).await
+        });
+    }
+    while let Some(out) = tasks.join_next().await {
+        let out = out.unwrap();
+        assert!(out.is_delivered(), "{out:?}");
+    }
+    // Rounds of a second each: one delivery at limit 1, two at 2, three at 3 (the last success
+    // raising it to 4); never six at once.
+    assert!(counting.most.load(Ordering::SeqCst) <= 3, "{:?}", counting.most);
+    assert!(start.elapsed() >= Duration::from_secs(3), "{:?}", start.elapsed());
+    assert_eq!(pool.limit(&key), 4);
 }

@@ -74,6 +74,17 @@ async fn check(config: Option<&Path>) -> anyhow::Result<ExitCode> {
         report.ok(&format!("hostname {}", boot.hostname));
     }
 
+    let d = &boot.delivery;
+    let warning = d.delay_warning.map_or("off".into(), boot::format_duration);
+    report.ok(&format!(
+        "delivery: {} at once, {} per destination; retries {} to {}, give up after {}, delay warning {warning}",
+        d.concurrency,
+        d.per_destination,
+        boot::format_duration(d.retry_first),
+        boot::format_duration(d.retry_max),
+        boot::format_duration(d.give_up),
+    ));
+
     check_data_dir(&mut report, &boot.data_dir);
     check_ports(&report, &boot.listeners());
 

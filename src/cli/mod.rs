@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod alias;
 pub mod config;
+mod console;
 pub mod domain;
 pub mod mailbox;
 pub mod network;

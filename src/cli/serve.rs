@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use postern_server::mta::{Mta, MtaOptions};
-use postern_server::queue::RetryPolicy;
 use postern_server::smtp::{self, Limits};
 use postern_server::tls;
 use postern_store::Store;
@@ -47,16 +46,20 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         data_dir: boot.data_dir.clone(),
         certificate: cert.clone(),
         limits: Limits::default(),
-        retry: RetryPolicy::default(),
-        concurrency: 100,
+        delivery: boot.delivery.clone(),
     };
     let mta = Mta::start(store.clone(), listeners, options, shutdown.clone()).await?;
     let first_admin = ensure_admin(&store).await?;
     let maintenance = tokio::spawn(trim_history(store.clone(), shutdown.clone()));
-    let console_state = postern_web::AppState::new(
-        store.clone(),
-        postern_web::Settings { hostname: boot.hostname.to_string(), ..Default::default() },
-    );
+    let settings = postern_web::Settings {
+        hostname: boot.hostname.to_string(),
+        certificate: super::console::certificate_info(&cert.cert),
+        ..Default::default()
+    };
+    let mut console_state = postern_web::AppState::new(store.clone(), settings);
+    if let Some(dns) = super::console::ConsoleDns::from_system() {
+        console_state = console_state.with_dns(dns);
+    }
     let mut console_bound = Vec::new();
     let mut console_tasks = Vec::new();
     for listener in consoles {

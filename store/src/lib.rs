@@ -21,6 +21,7 @@ pub use repo::delivery_log::{HourCounts, LogEntry, LogFilter};
 pub use repo::domains::RemovedDomain;
 pub use repo::engine_status::{EngineStatus, Liveness};
 pub use repo::maintenance::{Retention, Trimmed};
+pub use repo::mailboxes::MailboxFilter;
 pub use repo::sessions::ConsoleSession;
 pub use repo::tokens::{new_secret, secret_hash};
 pub use store::Store;

@@ -5,6 +5,7 @@
 pub mod api;
 mod assets;
 pub mod auth;
+pub mod dns;
 mod error;
 mod pages;
 mod state;
@@ -17,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use error::WebError;
-pub use state::{AppState, Settings};
+pub use state::{AppState, CertificateInfo, Settings};
 
 /// Everything the console serves: pages, static assets and the API.
 pub fn app(state: AppState) -> Router {

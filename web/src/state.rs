@@ -6,6 +6,17 @@ use std::time::Duration;
 use postern_store::Store;
 
 use crate::auth::throttle::LoginThrottle;
+use crate::dns::{DnsWatch, MxLookup};
+
+/// The appliance's TLS certificate, as the dashboard shows it.
+#[derive(Debug, Clone)]
+pub struct CertificateInfo {
+    /// Where it is on disk.
+    pub path: String,
+    /// Epoch seconds after which clients refuse it.
+    pub not_after: i64,
+    pub self_signed: bool,
+}
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -17,6 +28,7 @@ pub struct Settings {
     pub session_lifetime: Duration,
     /// How long a change waits for the engine before the page says "pending".
     pub live_wait: Duration,
+    pub certificate: Option<CertificateInfo>,
 }
 
 impl Default for Settings {
@@ -26,6 +38,7 @@ impl Default for Settings {
             https: false,
             session_lifetime: Duration::from_secs(12 * 3600),
             live_wait: Duration::from_millis(1500),
+            certificate: None,
         }
     }
 }
@@ -35,10 +48,25 @@ pub struct AppState {
     pub store: Store,
     pub settings: Arc<Settings>,
     pub(crate) logins: Arc<LoginThrottle>,
+    /// Looks up MX records for the dashboard's DNS check; `None` turns the check off.
+    pub(crate) dns: Option<Arc<dyn MxLookup>>,
+    pub(crate) dns_watch: Arc<DnsWatch>,
 }
 
 impl AppState {
     pub fn new(store: Store, settings: Settings) -> AppState {
-        AppState { store, settings: Arc::new(settings), logins: Arc::default() }
+        AppState {
+            store,
+            settings: Arc::new(settings),
+            logins: Arc::default(),
+            dns: None,
+            dns_watch: Arc::default(),
+        }
+    }
+
+    /// Turns on the dashboard's DNS check with this lookup.
+    pub fn with_dns(mut self, lookup: Arc<dyn MxLookup>) -> AppState {
+        self.dns = Some(lookup);
+        self
     }
 }

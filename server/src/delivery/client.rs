@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::connector::{Connector, Target};
 use super::reply::{Reply, Wire, WireError};
-use super::{Delivery, Outcome, tls};
+use super::{Delivery, Handoff, Outcome, tls};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -142,10 +142,11 @@ impl From<Outcome> for OpenError {
     }
 }
 
-/// The outcome a reply means: 2xx/3xx delivered, 5xx failed, anything else deferred.
-pub(crate) fn outcome_of(reply: &Reply, target: &Target) -> Outcome {
+/// The outcome a reply means: 2xx/3xx delivered (as `handoff` says), 5xx failed, anything else
+/// deferred.
+pub(crate) fn outcome_of(reply: &Reply, target: &Target, handoff: Handoff) -> Outcome {
     if reply.is_positive() {
-        Outcome::Delivered { detail: format!("{target} said: {reply}") }
+        Outcome::Delivered { detail: format!("{target} said: {reply}"), handoff }
     } else if reply.is_permanent() {
         Outcome::failed(reply.to_string())
     } else {
@@ -267,6 +268,21 @@ impl Client {
 
     pub(super) fn offers(&self, extension: u32) -> bool {
         self.caps.capabilities & extension != 0
+    }
+
+    /// Whether the DSN parameters go to this peer: an SMTP server that offers DSN (RFC 3461
+    /// §4). An LMTP server is where the message is delivered; the success notice is ours.
+    pub(super) fn takes_dsn(&self) -> bool {
+        self.protocol == Protocol::Smtp && self.offers(smtp_proto::EXT_DSN)
+    }
+
+    /// What a message this peer accepts becomes, for success notices.
+    pub(super) fn handoff(&self) -> Handoff {
+        match self.protocol {
+            Protocol::Lmtp => Handoff::Mailbox,
+            Protocol::Smtp if self.takes_dsn() => Handoff::PassedOn,
+            Protocol::Smtp => Handoff::Relayed,
+        }
     }
 
     async fn starttls(&mut self, options: &ClientOptions, try_tls: bool) -> Result<(), OpenError> {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{Delivery, Outcome};
+use super::{Delivery, Handoff, Outcome};
 
 /// How long a mailbox's measured size is trusted before it is measured again. Between
 /// measurements, our own deliveries are added to it; what an IMAP server removes or another
@@ -64,6 +64,7 @@ impl Maildir {
                 if recovered && let Some(found) = self.already_delivered(d.queue_id, rcpt) {
                     return Outcome::Delivered {
                         detail: format!("already in the mailbox as {}", found.display()),
+                        handoff: Handoff::Mailbox,
                     };
                 }
                 self.deliver_one(d, rcpt, quota(rcpt))
@@ -131,6 +132,7 @@ impl Maildir {
                         "delivered to maildir {}",
                         dir.join("new").join(name).display()
                     ),
+                    handoff: Handoff::Mailbox,
                 }
             }
             Err(e) => Outcome::deferred(format!(

@@ -8,6 +8,7 @@ pub mod mta_sts;
 pub mod mx;
 pub mod pool;
 mod reply;
+pub mod throttle;
 mod tls;
 mod transaction;
 pub mod wire;
@@ -18,6 +19,8 @@ pub use maildir::Maildir;
 pub use mta_sts::{MtaSts, StsSettings};
 pub use mx::{MxHost, deliver_mx};
 pub use pool::{Pool, PoolSettings};
+
+use postern_store::model::Notify;
 
 /// One message and the recipients an agent is asked to deliver it to.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +38,42 @@ pub struct Delivery<'a> {
     /// DSN (RFC 3461): passed on as ENVID= and RET= when the next hop offers DSN.
     pub envid: Option<&'a str>,
     pub ret_full: Option<bool>,
+    /// The recipients' own DSN parameters, looked up by address (a part of `recipients` sent
+    /// to one MX host keeps the whole list); a recipient missing here has none.
+    pub rcpt_dsn: &'a [RcptDsn<'a>],
+}
+
+/// What the sender asked of one recipient's DSNs (RFC 3461 §4.1, §4.2): passed on as NOTIFY=
+/// and ORCPT= when an SMTP next hop offers DSN.
+#[derive(Debug, Clone, Copy)]
+pub struct RcptDsn<'a> {
+    pub address: &'a str,
+    pub notify: Notify,
+    /// As stored: `addr-type;address`, not xtext-encoded.
+    pub orcpt: Option<&'a str>,
+}
+
+impl Delivery<'_> {
+    /// `recipient`'s DSN parameters, if it has any.
+    pub fn dsn_of(&self, recipient: &str) -> Option<&RcptDsn<'_>> {
+        self.rcpt_dsn.iter().find(|r| r.address == recipient)
+    }
+}
+
+/// Where a delivered recipient's message went, which decides the success DSN its sender may
+/// be owed (RFC 3461 §5.2.2, §6.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handoff {
+    /// Into a mailbox, by us (Maildir) or an LMTP server: `Action: delivered`.
+    Mailbox,
+    /// To an SMTP next hop that does not offer DSN: nobody will tell of success beyond it, so
+    /// we say it was `relayed`.
+    Relayed,
+    /// To an SMTP next hop that offers DSN and was given the NOTIFY parameter: any success
+    /// notice is its to send.
+    PassedOn,
+    /// Thrown away by configuration (`discard`): nothing to report.
+    Discarded,
 }
 
 /// What became of one recipient.
@@ -42,6 +81,7 @@ pub struct Delivery<'a> {
 pub enum Outcome {
     Delivered {
         detail: String,
+        handoff: Handoff,
     },
     /// Try again later; `reply` is the remote's reply or our own, in reply form
     /// ("451 4.4.1 connection refused by 127.0.0.1:24").
@@ -78,7 +118,7 @@ impl Outcome {
     /// The reply or detail text, whatever the outcome.
     pub fn text(&self) -> &str {
         match self {
-            Outcome::Delivered { detail } => detail,
+            Outcome::Delivered { detail, .. } => detail,
             Outcome::Deferred { reply } | Outcome::Failed { reply } => reply,
         }
     }

@@ -1,16 +1,23 @@
 //! The outbound connection cache: sessions to a next hop stay open a little while after a
 //! message and carry the next one to the same destination; and a limit on the sessions one
-//! destination gets at once, so that a slow one cannot take every delivery slot.
+//! destination gets at once, so that a slow one cannot take every delivery slot, lowered while
+//! the destination throttles us ([`super::throttle`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
 use super::client::{Client, ClientOptions};
 use super::connector::{Connector, Target};
+use super::throttle::{self, Gate, Signal};
 use super::{Delivery, Outcome};
+
+pub use super::throttle::Permit;
+
+/// How long a destination left throttled (below its limit) is remembered after its limit
+/// last changed, once nobody delivers there: long enough to span the retries of what it
+/// deferred, short enough that a destination over its trouble starts afresh.
+const REMEMBER_THROTTLING: Duration = Duration::from_secs(30 * 60);
 
 /// How the cache behaves.
 #[derive(Debug, Clone, Copy)]
@@ -19,7 +26,8 @@ pub struct PoolSettings {
     pub idle: Duration,
     /// Messages one session carries before it is closed, so that no session lives forever.
     pub max_uses: u32,
-    /// Sessions (delivering or idle) to one destination at once.
+    /// Sessions (delivering or idle) to one destination at once; lowered for a while when
+    /// the destination throttles us.
     pub per_destination: usize,
 }
 
@@ -35,6 +43,16 @@ impl Default for PoolSettings {
             max_uses: 100,
             // Postfix's default_destination_concurrency_limit.
             per_destination: 20,
+        }
+    }
+}
+
+impl From<&postern_store::boot::DeliveryConfig> for PoolSettings {
+    fn from(c: &postern_store::boot::DeliveryConfig) -> PoolSettings {
+        PoolSettings {
+            idle: c.connection_idle,
+            max_uses: c.connection_uses,
+            per_destination: c.per_destination,
         }
     }
 }
@@ -60,7 +78,7 @@ struct Idle {
 #[derive(Default)]
 struct Destination {
     idle: Vec<Idle>,
-    gate: Option<Arc<Semaphore>>,
+    gate: Option<Arc<Gate>>,
 }
 
 type Table = Mutex<HashMap<Key, Destination>>;
@@ -81,21 +99,38 @@ impl Pool {
     }
 
     /// The permit to hold while delivering to `key`'s destination; `None` when all are taken.
-    pub fn try_permit(&self, key: &Key) -> Option<OwnedSemaphorePermit> {
-        self.gate(key).try_acquire_owned().ok()
+    pub fn try_permit(&self, key: &Key) -> Option<Permit> {
+        self.gate(key).try_permit()
     }
 
     /// Waits for a permit for `key`'s destination.
-    pub async fn permit(&self, key: &Key) -> Option<OwnedSemaphorePermit> {
-        // The gates are never closed, so this is always `Some`.
-        self.gate(key).acquire_owned().await.ok()
+    pub async fn permit(&self, key: &Key) -> Option<Permit> {
+        self.gate(key).permit().await
     }
 
-    fn gate(&self, key: &Key) -> Arc<Semaphore> {
+    /// The sessions `key`'s destination may have at once now.
+    pub fn limit(&self, key: &Key) -> usize {
+        self.gate(key).limit()
+    }
+
+    fn gate(&self, key: &Key) -> Arc<Gate> {
         let mut table = lock(&self.table);
         let dest = table.entry(key.clone()).or_default();
-        let limit = self.settings.per_destination.max(1);
-        dest.gate.get_or_insert_with(|| Arc::new(Semaphore::new(limit))).clone()
+        dest.gate.get_or_insert_with(|| Gate::new(self.settings.per_destination)).clone()
+    }
+
+    /// Moves `key`'s limit by what a session started at `epoch` found, and says so when it
+    /// changed.
+    fn feedback(&self, key: &Key, target: &Target, signal: Signal, epoch: u64) {
+        let Some(limit) = self.gate(key).feedback(signal, epoch) else { return };
+        match signal {
+            Signal::Throttled => {
+                tracing::info!(destination = %target, limit, "destination throttles us; fewer sessions at once")
+            }
+            _ => {
+                tracing::info!(destination = %target, limit, "destination concurrency restored by one")
+            }
+        }
     }
 
     /// Sends one message to `target` on a cached session if there is one, else on a new one,
@@ -127,9 +162,13 @@ impl Pool {
         delivery: &Delivery<'_>,
     ) -> Result<(Vec<Outcome>, Vec<bool>), Outcome> {
         let key = Key::new(target, options);
+        let epoch = self.gate(&key).epoch();
         if let Some(mut cached) = self.take(&key) {
             let outcomes = cached.client.send(delivery).await;
+            // A cached session found closed (even with a 421) is the server ending an idle
+            // session, not throttling: it says nothing about load.
             if !cached.client.lost_before_mail() {
+                self.feedback(&key, target, throttle::after_send(&outcomes), epoch);
                 let individually = cached.client.answered_individually().to_vec();
                 cached.uses += 1;
                 self.put(key, cached).await;
@@ -138,8 +177,15 @@ impl Pool {
             tracing::debug!(relay = %target, "cached session was closed; opening a new one");
             cached.client.quit().await;
         }
-        let mut client = Client::connect(connector, target, options).await?;
+        let mut client = match Client::connect(connector, target, options).await {
+            Ok(client) => client,
+            Err(outcome) => {
+                self.feedback(&key, target, throttle::after_open(&outcome), epoch);
+                return Err(outcome);
+            }
+        };
         let outcomes = client.send(delivery).await;
+        self.feedback(&key, target, throttle::after_send(&outcomes), epoch);
         let individually = client.answered_individually().to_vec();
         self.put(key, Idle { client, uses: 1, since: Instant::now() }).await;
         Ok((outcomes, individually))
@@ -184,8 +230,8 @@ fn lock(table: &Table) -> MutexGuard<'_, HashMap<Key, Destination>> {
     table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Closes sessions idle longer than `limit`, and forgets destinations with nothing idle and
-/// nobody holding or awaiting a permit, until the pool is gone.
+/// Closes sessions idle longer than `limit`, and forgets destinations with nothing idle,
+/// nobody holding or awaiting a permit, and no recent throttling, until the pool is gone.
 async fn reap(table: Weak<Table>, limit: Duration) {
     let tick = (limit / 4).max(Duration::from_millis(100));
     loop {
@@ -200,7 +246,10 @@ async fn reap(table: Weak<Table>, limit: Duration) {
                 expired.extend::<Vec<Idle>>(old);
             }
             table.retain(|_, d| {
-                !d.idle.is_empty() || d.gate.as_ref().is_some_and(|g| Arc::strong_count(g) > 1)
+                !d.idle.is_empty()
+                    || d.gate.as_ref().is_some_and(|g| {
+                        Arc::strong_count(g) > 1 || g.remembers(REMEMBER_THROTTLING)
+                    })
             });
         }
         for cached in expired {

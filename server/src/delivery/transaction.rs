@@ -1,7 +1,7 @@
 //! One mail transaction on an open session: MAIL, RCPT for each recipient (pipelined when the
 //! peer offers it, RFC 2920), DATA, and the reply or, for LMTP, replies after the final dot.
 
-use smtp_proto::{EXT_8BIT_MIME, EXT_DSN, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8};
+use smtp_proto::{EXT_8BIT_MIME, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8};
 
 use super::client::{Client, Protocol, lost, outcome_of};
 use super::reply::Reply;
@@ -21,7 +21,7 @@ fn mail_command(client: &Client, d: &Delivery<'_>, size: usize, utf8: bool) -> S
     if d.eight_bit && client.offers(EXT_8BIT_MIME) {
         line.push_str(" BODY=8BITMIME");
     }
-    if client.offers(EXT_DSN) {
+    if client.takes_dsn() {
         match d.ret_full {
             Some(true) => line.push_str(" RET=FULL"),
             Some(false) => line.push_str(" RET=HDRS"),
@@ -29,6 +29,24 @@ fn mail_command(client: &Client, d: &Delivery<'_>, size: usize, utf8: bool) -> S
         }
         if let Some(envid) = d.envid {
             line.push_str(&format!(" ENVID={}", wire::xtext(envid)));
+        }
+    }
+    line.push_str("\r\n");
+    line
+}
+
+/// The RCPT command, with the recipient's NOTIFY and ORCPT when the peer takes DSN parameters
+/// (RFC 3461 §4.1, §4.2: ORCPT's address is xtext).
+fn rcpt_command(client: &Client, d: &Delivery<'_>, recipient: &str) -> String {
+    let mut line = format!("RCPT TO:{}", wire::path(recipient));
+    if client.takes_dsn()
+        && let Some(dsn) = d.dsn_of(recipient)
+    {
+        if dsn.notify.is_given() {
+            line.push_str(&format!(" NOTIFY={}", dsn.notify));
+        }
+        if let Some((kind, address)) = dsn.orcpt.and_then(|o| o.split_once(';')) {
+            line.push_str(&format!(" ORCPT={kind};{}", wire::xtext(address)));
         }
     }
     line.push_str("\r\n");
@@ -59,8 +77,8 @@ pub(super) async fn run(client: &mut Client, d: &Delivery<'_>) -> Vec<Outcome> {
     }
 
     let mail = mail_command(client, d, size, utf8);
-    let rcpts: Vec<String> =
-        d.recipients.iter().map(|r| format!("RCPT TO:{}\r\n", wire::path(r))).collect();
+    let rcpts: Vec<String> = d.recipients.iter().map(|r| rcpt_command(client, d, r)).collect();
+    let handoff = client.handoff();
     let (mail_limit, rcpt_limit) = (client.timeouts.mail, client.timeouts.rcpt);
     client.dirty = true;
 
@@ -132,7 +150,7 @@ pub(super) async fn run(client: &mut Client, d: &Delivery<'_>) -> Vec<Outcome> {
             accepted.push(i);
             outcomes.push(None);
         } else {
-            outcomes.push(Some(outcome_of(reply, &target)));
+            outcomes.push(Some(outcome_of(reply, &target, handoff)));
             client.answered[i] = true;
         }
     }
@@ -174,7 +192,7 @@ pub(super) async fn run(client: &mut Client, d: &Delivery<'_>) -> Vec<Outcome> {
                 return outcomes.into_iter().flatten().collect();
             }
         };
-        let outcome = outcome_of(&reply, &target);
+        let outcome = outcome_of(&reply, &target, handoff);
         if client.protocol == Protocol::Lmtp {
             outcomes[accepted[k]] = Some(outcome);
             client.answered[accepted[k]] = true;

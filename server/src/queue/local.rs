@@ -65,6 +65,7 @@ pub(super) async fn deliver(
                 eight_bit,
                 envid: None,
                 ret_full: None,
+                rcpt_dsn: &[],
             };
             maildir.deliver(&d, |a| quotas.get(a).copied().flatten(), recovered)
         })

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::delivery::pool::{Key, Pool};
+use crate::delivery::pool::{Key, Permit, Pool};
 use crate::delivery::{ClientOptions, Target};
 
 /// A delivery task's share of the scheduler's global concurrency.
@@ -31,7 +31,7 @@ pub(super) async fn turn(
     slot: &mut Slot,
     target: &Target,
     options: &ClientOptions,
-) -> Option<OwnedSemaphorePermit> {
+) -> Option<Permit> {
     let key = Key::new(target, options);
     if let Some(permit) = pool.try_permit(&key) {
         return Some(permit);

@@ -1,5 +1,6 @@
 //! When to try a deferred recipient again: exponential back-off with jitter, Postfix's defaults
-//! (`minimal_backoff_time` 300 s, `maximal_backoff_time` 4000 s, `maximal_queue_lifetime` 5 d).
+//! (`minimal_backoff_time` 300 s, `maximal_backoff_time` 4000 s, `maximal_queue_lifetime` 5 d),
+//! and when its sender is warned of the delay (`delay_warning_time`, off by default).
 
 use std::time::Duration;
 
@@ -9,6 +10,9 @@ pub struct RetryPolicy {
     pub max: Duration,
     /// A recipient still deferred this long after the message arrived fails.
     pub give_up: Duration,
+    /// A recipient still deferred this long after the message arrived gets its sender one
+    /// delay notice; `None` sends none.
+    pub delay_warning: Option<Duration>,
 }
 
 impl Default for RetryPolicy {
@@ -17,6 +21,18 @@ impl Default for RetryPolicy {
             first: Duration::from_secs(300),
             max: Duration::from_secs(4000),
             give_up: Duration::from_secs(5 * 24 * 3600),
+            delay_warning: None,
+        }
+    }
+}
+
+impl From<&postern_store::boot::DeliveryConfig> for RetryPolicy {
+    fn from(c: &postern_store::boot::DeliveryConfig) -> RetryPolicy {
+        RetryPolicy {
+            first: c.retry_first,
+            max: c.retry_max,
+            give_up: c.give_up,
+            delay_warning: c.delay_warning,
         }
     }
 }
@@ -36,6 +52,13 @@ impl RetryPolicy {
     pub fn expired(&self, received_at: i64, now: i64) -> bool {
         now.saturating_sub(received_at) >= self.give_up.as_secs() as i64
     }
+
+    /// True when a recipient of a message received at `received_at` that is still deferred at
+    /// `now` is owed a delay warning (if it has not had one).
+    pub fn warning_due(&self, received_at: i64, now: i64) -> bool {
+        self.delay_warning
+            .is_some_and(|after| now.saturating_sub(received_at) >= after.as_secs() as i64)
+    }
 }
 
 #[cfg(test)]
@@ -52,5 +75,29 @@ mod tests {
         }
         assert!(p.expired(0, 5 * 24 * 3600));
         assert!(!p.expired(0, 5 * 24 * 3600 - 1));
+    }
+
+    #[test]
+    fn delay_warnings_are_off_unless_configured() {
+        let p = RetryPolicy::default();
+        assert!(!p.warning_due(0, 4 * 24 * 3600));
+        let p = RetryPolicy { delay_warning: Some(Duration::from_secs(4 * 3600)), ..p };
+        assert!(!p.warning_due(0, 4 * 3600 - 1));
+        assert!(p.warning_due(0, 4 * 3600));
+    }
+
+    #[test]
+    fn the_boot_config_sets_the_schedule() {
+        let c = postern_store::boot::DeliveryConfig {
+            retry_first: Duration::from_secs(60),
+            delay_warning: Some(Duration::from_secs(3600)),
+            ..Default::default()
+        };
+        let p = RetryPolicy::from(&c);
+        assert_eq!((p.first, p.max, p.give_up), (c.retry_first, c.retry_max, c.give_up));
+        assert_eq!(p.delay_warning, c.delay_warning);
+        let d = RetryPolicy::from(&postern_store::boot::DeliveryConfig::default());
+        let r = RetryPolicy::default();
+        assert_eq!((d.first, d.max, d.give_up, d.delay_warning), (r.first, r.max, r.give_up, None));
     }
 }

@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use postern_store::Store;
@@ -20,13 +20,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Queue;
+use super::bounce::{self, Action};
 use super::retry::RetryPolicy;
-use crate::delivery::{Connector, Maildir, MtaSts, Outcome, Pool, PoolSettings};
+use crate::delivery::{Connector, Handoff, Maildir, MtaSts, Outcome, Pool, PoolSettings};
 use crate::dns::Resolver;
 use crate::engine::Engine;
-use dsn::{Settled, fail_the_rest, failure};
+use body_cache::CachedBody;
+use dsn::{Settled, fail_the_rest, failure, notice};
 use job::{Job, Shared};
 
+mod body_cache;
 mod dsn;
 mod job;
 
@@ -55,34 +58,6 @@ pub struct SchedulerConfig {
     pub bounces: Queue,
 }
 
-/// Most bytes of message bodies kept in memory for first attempts. Past it, a fresh message's body
-/// is read back from the store when its turn comes: when delivery falls behind intake (a next hop
-/// down), memory stays bounded.
-const BODY_CACHE_BYTES: usize = 64 << 20;
-
-/// A body kept for a message's first attempt, counted against [`BODY_CACHE_BYTES`] while kept.
-struct CachedBody {
-    data: Arc<Vec<u8>>,
-    budget: Arc<AtomicUsize>,
-}
-
-impl CachedBody {
-    /// Keeps `body` if the budget allows.
-    fn keep(body: Vec<u8>, budget: &Arc<AtomicUsize>) -> Option<CachedBody> {
-        let len = body.len();
-        let taken = budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-            (used + len <= BODY_CACHE_BYTES).then_some(used + len)
-        });
-        taken.ok().map(|_| CachedBody { data: Arc::new(body), budget: budget.clone() })
-    }
-}
-
-impl Drop for CachedBody {
-    fn drop(&mut self) {
-        self.budget.fetch_sub(self.data.len(), Ordering::Relaxed);
-    }
-}
-
 /// A message the writer has just committed, with its body.
 pub struct Fresh {
     pub id: QueueId,
@@ -97,6 +72,8 @@ struct Rcpt {
     attempts: u32,
     done: bool,
     next_at: i64,
+    /// The sender has had this recipient's one delay warning.
+    warned: bool,
 }
 
 struct Entry {
@@ -140,6 +117,7 @@ impl Entry {
                     attempts: 0,
                     done: false,
                     next_at: now,
+                    warned: false,
                 })
                 .collect(),
             sender: m.sender,
@@ -169,6 +147,7 @@ impl Entry {
                 attempts: r.attempts,
                 done: r.status.is_final(),
                 next_at: r.next_attempt_at,
+                warned: r.delay_warned_at.is_some(),
             })
             .collect();
         let due = rcpts.iter().filter(|r| !r.done).map(|r| r.next_at).min().unwrap_or(0);
@@ -220,7 +199,7 @@ pub struct Scheduler {
     pool: Arc<Pool>,
     results: mpsc::UnboundedSender<Vec<DeliveryResult>>,
     last_event: i64,
-    /// Bytes of bodies kept for first attempts (see [`BODY_CACHE_BYTES`]).
+    /// Bytes of bodies kept for first attempts (see [`body_cache::BODY_CACHE_BYTES`]).
     cached_bytes: Arc<AtomicUsize>,
 }
 
@@ -356,29 +335,46 @@ impl Scheduler {
         }
     }
 
-    /// Takes an attempt's outcomes. Failures first go to a DSN task (`report`); the outcomes
-    /// are recorded when it is done (`settle`), since recording the last failure removes the
-    /// message and its body.
+    /// Takes an attempt's outcomes. Failures, delay warnings and success notices first go to a
+    /// DSN task (`report`); the outcomes are recorded when it is done (`settle`), since
+    /// recording the last recipient removes the message and its body.
     fn finish(&mut self, attempt: Attempt) {
         let Some(entry) = self.entries.get_mut(&attempt.id) else { return };
         let body = entry.body.take().map(|b| b.data.clone());
         entry.recovered = false;
         let mut results = Vec::with_capacity(attempt.outcomes.len());
-        let mut failures = Vec::new();
+        let mut notices = Vec::new();
+        let sender = entry.sender.clone();
         for (index, relay, outcome) in attempt.outcomes {
             let Some(rcpt) = entry.rcpts.iter_mut().find(|r| r.index == index) else { continue };
             rcpt.attempts += 1;
             let delay = attempt.at - entry.received_at;
             let recorded = match outcome {
-                Outcome::Delivered { detail } => {
+                Outcome::Delivered { detail, handoff } => {
                     rcpt.done = true;
                     log_attempt(&entry.id, &rcpt.address, &relay, delay, "sent", &detail);
+                    // RFC 3461 §6.2: success is reported by the last MTA that speaks DSN.
+                    let action = match handoff {
+                        Handoff::Mailbox => Some(Action::Delivered),
+                        Handoff::Relayed => Some(Action::Relayed),
+                        Handoff::PassedOn | Handoff::Discarded => None,
+                    };
+                    if let Some(action) = action
+                        && bounce::owed(&sender, rcpt.notify, action)
+                    {
+                        // A mailbox (an LMTP server's included) is no remote MTA to name.
+                        let remote = match action {
+                            Action::Relayed => dsn::remote_of(&relay),
+                            _ => None,
+                        };
+                        notices.push(notice(rcpt, action, &detail, remote, attempt.at));
+                    }
                     Recorded::Delivered { reply: detail }
                 }
                 Outcome::Failed { reply } => {
                     rcpt.done = true;
                     log_attempt(&entry.id, &rcpt.address, &relay, delay, "bounced", &reply);
-                    failures.push(failure(rcpt, &reply, dsn::remote_of(&relay), attempt.at));
+                    notices.push(failure(rcpt, &reply, dsn::remote_of(&relay), attempt.at));
                     Recorded::Failed { reply }
                 }
                 // Left for the administrator's bounce below.
@@ -389,12 +385,22 @@ impl Scheduler {
                     rcpt.done = true;
                     let reply = format!("{reply} (gave up: in the queue too long)");
                     log_attempt(&entry.id, &rcpt.address, &relay, delay, "expired", &reply);
-                    failures.push(failure(rcpt, &reply, dsn::remote_of(&relay), attempt.at));
+                    notices.push(failure(rcpt, &reply, dsn::remote_of(&relay), attempt.at));
                     Recorded::Failed { reply }
                 }
                 Outcome::Deferred { reply } => {
                     rcpt.next_at = attempt.at + self.config.retry.delay(rcpt.attempts) as i64;
                     log_attempt(&entry.id, &rcpt.address, &relay, delay, "deferred", &reply);
+                    // One warning per recipient, judged at an attempt: it comes at most one
+                    // retry interval after the warning time.
+                    if !rcpt.warned
+                        && self.config.retry.warning_due(entry.received_at, attempt.at)
+                        && bounce::owed(&sender, rcpt.notify, Action::Delayed)
+                    {
+                        rcpt.warned = true;
+                        let remote = dsn::remote_of(&relay);
+                        notices.push(notice(rcpt, Action::Delayed, &reply, remote, attempt.at));
+                    }
                     Recorded::Deferred { reply, next_attempt_at: rcpt.next_at }
                 }
             };
@@ -406,12 +412,12 @@ impl Scheduler {
             });
         }
         if entry.bounced {
-            fail_the_rest(entry, attempt.at, &mut results, &mut failures);
+            fail_the_rest(entry, attempt.at, &mut results, &mut notices);
         }
-        if failures.is_empty() {
-            self.settle(Settled { id: attempt.id, results, sent: true });
+        if notices.is_empty() {
+            self.settle(Settled { id: attempt.id, results, sent: true, warned: Vec::new() });
         } else {
-            self.report(attempt.id, results, failures, body);
+            self.report(attempt.id, results, notices, body);
         }
     }
 
@@ -427,6 +433,10 @@ impl Scheduler {
             return;
         };
         if !settled.sent {
+            // Their warning was not queued: owed again at the next attempt.
+            for rcpt in entry.rcpts.iter_mut().filter(|r| settled.warned.contains(&r.index)) {
+                rcpt.warned = false;
+            }
             if entry.bounced {
                 // The store keeps them failed by the administrator; the next start sends it.
                 settled.results.retain(|r| !matches!(r.outcome, Recorded::Failed { .. }));
@@ -448,9 +458,9 @@ impl Scheduler {
             }
         } else if entry.bounced && entry.rcpts.iter().any(|r| !r.done) {
             // Bounced while its DSN was being queued: the rest fail too, with a DSN of theirs.
-            let mut failures = Vec::new();
-            fail_the_rest(entry, now(), &mut settled.results, &mut failures);
-            return self.report(id, settled.results, failures, None);
+            let mut notices = Vec::new();
+            fail_the_rest(entry, now(), &mut settled.results, &mut notices);
+            return self.report(id, settled.results, notices, None);
         }
         entry.busy = false;
         let _ = self.results.send(settled.results);
@@ -552,20 +562,3 @@ fn log_attempt(id: &QueueId, to: &str, relay: &str, delay: i64, status: &str, re
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-mod body_cache_tests {
-    use super::*;
-
-    #[test]
-    fn the_body_cache_stays_within_its_budget() {
-        let budget = Arc::new(AtomicUsize::new(0));
-        let big = CachedBody::keep(vec![0; BODY_CACHE_BYTES - 10], &budget).expect("fits");
-        assert!(CachedBody::keep(vec![0; 11], &budget).is_none(), "over the budget: read later");
-        let small = CachedBody::keep(vec![0; 10], &budget).expect("fits exactly");
-        drop(big);
-        assert_eq!(budget.load(Ordering::Relaxed), 10);
-        drop(small);
-        assert_eq!(budget.load(Ordering::Relaxed), 0);
-    }
-}

@@ -62,6 +62,7 @@ pub fn delivery<'a>(recipients: &'a [String], body: &'a [u8]) -> Delivery<'a> {
         eight_bit: false,
         envid: None,
         ret_full: None,
+        rcpt_dsn: &[],
     }
 }
 

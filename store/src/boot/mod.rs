@@ -1,5 +1,6 @@
 //! The boot configuration, `postern.toml`: what needs a restart (listen addresses, the data
-//! directory, the database, logging). Optional: defaults work with no file at all.
+//! directory, the database, logging, delivery limits). Optional: defaults work with no file at
+//! all.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -9,6 +10,10 @@ use serde::Deserialize;
 
 use crate::database::Database;
 use crate::model::DomainName;
+
+mod delivery;
+
+pub use delivery::{DeliveryConfig, format_duration, parse_duration};
 
 /// The documented example printed by `postern config example`.
 pub const EXAMPLE: &str = include_str!("example.toml");
@@ -47,6 +52,8 @@ struct RawFile {
     console: RawConsole,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    delivery: delivery::RawDelivery,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,6 +93,7 @@ pub struct BootConfig {
     pub console: Vec<SocketAddr>,
     pub log_format: LogFormat,
     pub log_level: String,
+    pub delivery: DeliveryConfig,
 }
 
 impl fmt::Debug for BootConfig {
@@ -102,6 +110,7 @@ impl fmt::Debug for BootConfig {
             .field("console", &self.console)
             .field("log_format", &self.log_format)
             .field("log_level", &self.log_level)
+            .field("delivery", &self.delivery)
             .finish()
     }
 }
@@ -203,7 +212,9 @@ impl BootConfig {
                 "POSTERN_CONSOLE_LISTEN" => raw.console.listen = Some(split(&value)),
                 "POSTERN_LOG_FORMAT" => raw.log.format = Some(value),
                 "POSTERN_LOG_LEVEL" => raw.log.level = Some(value),
-                _ => {}
+                _ => {
+                    raw.delivery.set_from_env(&key, value);
+                }
             }
         }
         let invalid = |field: &str, value: &str, message: String| BootError::Invalid {
@@ -271,6 +282,7 @@ impl BootConfig {
             }
         };
         let log_level = raw.log.level.unwrap_or_else(|| "info".into());
+        let delivery = DeliveryConfig::build(raw.delivery, origin)?;
 
         let config = BootConfig {
             source: path.map(Path::to_path_buf),
@@ -284,6 +296,7 @@ impl BootConfig {
             console,
             log_format,
             log_level,
+            delivery,
         };
         config.check_unique_listeners(origin)?;
         Ok(config)
@@ -356,6 +369,8 @@ mod tests {
         assert_eq!(example.console, defaults.console);
         assert_eq!(example.log_format, defaults.log_format);
         assert_eq!(example.log_level, defaults.log_level);
+        assert_eq!(example.delivery, defaults.delivery);
+        assert_eq!(example.delivery, DeliveryConfig::default());
     }
 
     #[test]

@@ -264,6 +264,8 @@ pub struct QueuedRecipient {
     /// The remote reply (or our own reason) of the last attempt.
     pub last_error: Option<String>,
     pub updated_at: i64,
+    /// When the sender was warned that this recipient is delayed (at most once).
+    pub delay_warned_at: Option<i64>,
 }
 
 /// What an attempt to deliver to one recipient came to.

@@ -40,6 +40,38 @@ impl Store {
         source: &AliasSource,
         destinations: &[Address],
     ) -> Result<Alias> {
+        self.write_alias(actor, source, destinations, Write::Extend).await
+    }
+
+    /// Creates the alias; refused when it exists already (the console and the API create and
+    /// change aliases as separate actions, so that a typo cannot silently extend another alias).
+    pub async fn create_alias(
+        &self,
+        actor: &str,
+        source: &AliasSource,
+        destinations: &[Address],
+    ) -> Result<Alias> {
+        self.write_alias(actor, source, destinations, Write::Create).await
+    }
+
+    /// Replaces the destinations of an existing alias, in one change: the loop check sees the
+    /// new list whole, never a half-way state.
+    pub async fn set_alias_destinations(
+        &self,
+        actor: &str,
+        source: &AliasSource,
+        destinations: &[Address],
+    ) -> Result<Alias> {
+        self.write_alias(actor, source, destinations, Write::Replace).await
+    }
+
+    async fn write_alias(
+        &self,
+        actor: &str,
+        source: &AliasSource,
+        destinations: &[Address],
+        how: Write,
+    ) -> Result<Alias> {
         if destinations.is_empty() {
             return Err(StoreError::invalid(
                 "destinations",
@@ -50,11 +82,23 @@ impl Store {
         let result: Result<_> = async {
             domains::require(change.conn(), source.domain()).await?;
             let before = get(change.conn(), source).await?;
+            match (&before, how) {
+                (Some(_), Write::Create) => {
+                    return Err(StoreError::Duplicate { what: "alias", name: source.to_string() });
+                }
+                (None, Write::Replace) => {
+                    return Err(StoreError::NotFound { what: "alias", name: source.to_string() });
+                }
+                _ => {}
+            }
             let mut alias = before.clone().unwrap_or_else(|| Alias {
                 source: source.clone(),
                 destinations: Vec::new(),
                 created_at: now(),
             });
+            if how == Write::Replace {
+                alias.destinations.clear();
+            }
             let mut added = false;
             for destination in destinations {
                 if !alias.destinations.contains(destination) {
@@ -62,7 +106,7 @@ impl Store {
                     added = true;
                 }
             }
-            if !added {
+            if !added && how == Write::Extend {
                 return Err(StoreError::Duplicate {
                     what: "alias",
                     name: format!("{source} -> {}", join(destinations)),
@@ -84,7 +128,8 @@ impl Store {
             }
             write_destinations(change.conn(), &alias).await?;
             change.check_consistency(&source.to_string()).await?;
-            change.audit("alias.add", &source.to_string(), before.as_ref(), Some(&alias)).await?;
+            let action = if how == Write::Replace { "alias.set" } else { "alias.add" };
+            change.audit(action, &source.to_string(), before.as_ref(), Some(&alias)).await?;
             Ok(alias)
         }
         .await;
@@ -145,6 +190,17 @@ impl Store {
         .await;
         change.finish(result).await
     }
+}
+
+/// How [`Store::write_alias`] treats an alias that exists (or does not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// Create, or add to an existing alias.
+    Extend,
+    /// Create only.
+    Create,
+    /// Replace the destinations of an existing alias.
+    Replace,
 }
 
 fn join(addresses: &[Address]) -> String {

@@ -2,7 +2,7 @@
 
 use sqlx::AnyConnection;
 
-use super::{domains, rows};
+use super::{domains, matching, rows};
 use crate::error::{Result, StoreError};
 use crate::model::{
     Address, DomainKind, DomainName, Mailbox, MailboxUpdate, NewMailbox, check_display_name,
@@ -52,6 +52,14 @@ async fn can_add(conn: &mut AnyConnection, address: &Address) -> Result<()> {
         return Err(StoreError::Duplicate { what: "mailbox", name: address.to_string() });
     }
     Ok(())
+}
+
+/// Which mailboxes a list page shows. `domains` restricts a domain-admin to its own (or a
+/// page to one domain); `search` is a substring of the address or the display name.
+#[derive(Debug, Clone, Default)]
+pub struct MailboxFilter {
+    pub domains: Option<Vec<DomainName>>,
+    pub search: Option<String>,
 }
 
 impl Store {
@@ -118,6 +126,31 @@ impl Store {
             .fetch_all(self.pool())
             .await?,
         };
+        rows.iter().map(rows::mailbox).collect()
+    }
+
+    /// Up to `limit` mailboxes that match `filter`, by address, after the address `after`:
+    /// keyset pagination in the database, so a page costs the same however many there are.
+    pub async fn page_mailboxes(
+        &self,
+        filter: &MailboxFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Mailbox>> {
+        let rows = sqlx::query(
+            "SELECT address, password_hash, display_name, enabled, quota_bytes, created_at, \
+                 updated_at FROM mailboxes \
+             WHERE address > $1 \
+             AND ($2 IS NULL OR $2 LIKE '% ' || domain || ' %') \
+             AND ($3 IS NULL OR address LIKE $3 ESCAPE '\\' OR LOWER(display_name) LIKE $3 ESCAPE '\\') \
+             ORDER BY address LIMIT $4",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(matching::domain_param(&filter.domains))
+        .bind(matching::like(&filter.search))
+        .bind(i64::from(limit.clamp(1, 1001)))
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(rows::mailbox).collect()
     }
 

@@ -9,6 +9,7 @@ pub mod domains;
 pub mod engine_status;
 pub(crate) mod mailboxes;
 pub mod maintenance;
+mod matching;
 pub(crate) mod networks;
 pub(crate) mod queue;
 mod queue_rows;

@@ -271,6 +271,35 @@ impl Store {
         self.queue_finish(qtx, result).await
     }
 
+    /// Records that the sender of `id` was warned, at `at`, of the delay of these recipients,
+    /// or with `None` that the warning is owed again (its DSN could not be queued). Committed
+    /// before the warning is queued: a crash in between loses a warning rather than sending
+    /// two.
+    pub async fn queue_note_delay_warning(
+        &self,
+        id: QueueId,
+        recipients: &[u32],
+        at: Option<i64>,
+    ) -> Result<()> {
+        let mut qtx = self.queue_tx().await?;
+        let result: Result<()> = async {
+            for index in recipients {
+                sqlx::query(
+                    "UPDATE queue_recipients SET delay_warned_at = $3 \
+                     WHERE message_id = $1 AND idx = $2",
+                )
+                .bind(id.to_string())
+                .bind(i64::from(*index))
+                .bind(at)
+                .execute(&mut *qtx.tx)
+                .await?;
+            }
+            Ok(())
+        }
+        .await;
+        self.queue_finish(qtx, result).await
+    }
+
     /// One page of the messages matching `filter`, in ID (arrival) order, with the total count.
     pub async fn queue_list(&self, filter: &QueueFilter, page: Page) -> Result<QueuePage> {
         let limit = i64::from(page.limit.max(1));

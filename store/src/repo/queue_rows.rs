@@ -21,7 +21,7 @@ macro_rules! message_columns {
 macro_rules! recipient_columns {
     () => {
         "r.message_id, r.idx, r.address, r.orcpt, r.notify, r.status, r.attempts, \
-         r.next_attempt_at, r.last_attempt_at, r.last_error, r.updated_at"
+         r.next_attempt_at, r.last_attempt_at, r.last_error, r.updated_at, r.delay_warned_at"
     };
 }
 
@@ -176,6 +176,7 @@ pub(crate) fn recipient(row: &AnyRow) -> Result<QueuedRecipient, Damage> {
         last_attempt_at: get(row, "last_attempt_at")?,
         last_error: get(row, "last_error")?,
         updated_at: get(row, "updated_at")?,
+        delay_warned_at: get(row, "delay_warned_at")?,
     })
 }
 

@@ -55,4 +55,28 @@ crate::store_tests! {
         assert_eq!(config.resolve(&a("anything@example.com")).unwrap(), vec![Destination::Mailbox(a("ann@example.com"))]);
         assert!(config.problems().is_empty());
     }
+
+    async fn create_refuses_an_existing_alias_and_set_replaces(store: Store) {
+        domain(&store, "example.com").await;
+        mailbox(&store, "ann@example.com").await;
+        mailbox(&store, "bob@example.com").await;
+        store.create_alias(ACTOR, &src("team@example.com"), &[a("ann@example.com")]).await.unwrap();
+        let err = store.create_alias(ACTOR, &src("team@example.com"), &[a("bob@example.com")]).await.unwrap_err();
+        assert_eq!(err.to_string(), "alias team@example.com already exists");
+
+        let alias = store.set_alias_destinations(ACTOR, &src("team@example.com"), &[a("bob@example.com"), a("ext@other.org")]).await.unwrap();
+        assert_eq!(alias.destinations, vec![a("bob@example.com"), a("ext@other.org")]);
+        let err = store.set_alias_destinations(ACTOR, &src("nobody@example.com"), &[a("bob@example.com")]).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+        let err = store.set_alias_destinations(ACTOR, &src("team@example.com"), &[]).await.unwrap_err();
+        assert!(err.to_string().starts_with("destinations:"), "{err}");
+
+        // A replacement that would loop is refused whole.
+        store.create_alias(ACTOR, &src("a@example.com"), &[a("team@example.com")]).await.unwrap();
+        let err = store.set_alias_destinations(ACTOR, &src("team@example.com"), &[a("a@example.com")]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)) && err.to_string().contains("alias loop"), "{err}");
+        let kept = store.get_alias(&src("team@example.com")).await.unwrap().unwrap();
+        assert_eq!(kept.destinations, vec![a("bob@example.com"), a("ext@other.org")]);
+        assert_eq!(store.list_audit(1, None).await.unwrap()[0].action, "alias.add");
+    }
 }

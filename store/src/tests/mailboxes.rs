@@ -1,4 +1,5 @@
 use super::*;
+use crate::MailboxFilter;
 use crate::StoreError;
 use crate::model::MailboxUpdate;
 
@@ -60,5 +61,32 @@ crate::store_tests! {
         mailbox(&store, "z@b.example").await;
         assert_eq!(store.list_mailboxes(Some(&d("b.example"))).await.unwrap().len(), 2);
         assert_eq!(store.list_mailboxes(None).await.unwrap().len(), 3);
+    }
+
+    async fn pages_by_domain_and_search(store: Store) {
+        domain(&store, "a.example").await;
+        domain(&store, "b.example").await;
+        domain(&store, "c.example").await;
+        for addr in ["x@a.example", "y@a.example", "y@b.example", "z@b.example", "w@c.example", "100%_off@c.example"] {
+            mailbox(&store, addr).await;
+        }
+        store.update_mailbox(ACTOR, &a("z@b.example"), MailboxUpdate { display_name: Some("Zoë ZED".into()), ..Default::default() }).await.unwrap();
+        let addresses = |page: Vec<crate::model::Mailbox>| page.into_iter().map(|m| m.address.to_string()).collect::<Vec<_>>();
+        let all = MailboxFilter::default();
+        assert_eq!(addresses(store.page_mailboxes(&all, None, 2).await.unwrap()), ["100%_off@c.example", "w@c.example"]);
+        assert_eq!(addresses(store.page_mailboxes(&all, Some("w@c.example"), 2).await.unwrap()), ["x@a.example", "y@a.example"]);
+        let scoped = MailboxFilter { domains: Some(vec![d("a.example"), d("b.example")]), search: None };
+        assert_eq!(addresses(store.page_mailboxes(&scoped, Some("x@a.example"), 10).await.unwrap()), ["y@a.example", "y@b.example", "z@b.example"]);
+        let none = MailboxFilter { domains: Some(vec![]), search: None };
+        assert!(store.page_mailboxes(&none, None, 10).await.unwrap().is_empty());
+        let by_name = MailboxFilter { domains: None, search: Some("zed".into()) };
+        assert_eq!(addresses(store.page_mailboxes(&by_name, None, 10).await.unwrap()), ["z@b.example"]);
+        let by_address = MailboxFilter { domains: Some(vec![d("a.example")]), search: Some("Y@".into()) };
+        assert_eq!(addresses(store.page_mailboxes(&by_address, None, 10).await.unwrap()), ["y@a.example"]);
+        // `%` and `_` are literal, not wildcards.
+        let literal = MailboxFilter { domains: None, search: Some("0%_".into()) };
+        assert_eq!(addresses(store.page_mailboxes(&literal, None, 10).await.unwrap()), ["100%_off@c.example"]);
+        let wildcard = MailboxFilter { domains: None, search: Some("_".into()) };
+        assert_eq!(addresses(store.page_mailboxes(&wildcard, None, 10).await.unwrap()), ["100%_off@c.example"]);
     }
 }

@@ -37,6 +37,21 @@ fn all() -> QueueFilter {
 }
 
 crate::store_tests! {
+    async fn a_delay_warning_is_recorded_and_can_be_taken_back(store: Store) {
+        let ids = store.queue_insert(NODE, &[message("a@x.test", &["b@y.test", "c@y.test"])]).await.unwrap();
+        let warned = |store: crate::Store| async move {
+            let work = store.queue_load_work(NODE).await.unwrap();
+            work.messages[0].recipients.iter().map(|r| r.delay_warned_at).collect::<Vec<_>>()
+        };
+        assert_eq!(warned(store.clone()).await, [None, None]);
+        store.queue_note_delay_warning(ids[0], &[1], Some(1_700_014_400)).await.unwrap();
+        assert_eq!(warned(store.clone()).await, [None, Some(1_700_014_400)]);
+        let shown = store.queue_show(ids[0]).await.unwrap().unwrap();
+        assert_eq!(shown.recipients[1].delay_warned_at, Some(1_700_014_400));
+        store.queue_note_delay_warning(ids[0], &[1], None).await.unwrap();
+        assert_eq!(warned(store).await, [None, None]);
+    }
+
     async fn insert_load_and_body(store: Store) {
         let revision = store.revision().await.unwrap();
         let ids = store

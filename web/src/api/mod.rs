@@ -1,7 +1,11 @@
 //! The REST API under `/api/v1`: JSON in and out, bearer tokens, one module per resource, and an
 //! OpenAPI 3.1 document generated from the handlers themselves (`/api/v1/openapi.json`).
 
+mod aliases;
 mod domains;
+mod mailboxes;
+mod networks;
+pub(crate) mod transports;
 
 use std::sync::Arc;
 
@@ -42,7 +46,12 @@ impl Modify for BearerAuth {
 
 /// The API's routes and its OpenAPI document.
 pub fn openapi_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(domains::router())
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(domains::router())
+        .merge(mailboxes::router())
+        .merge(aliases::router())
+        .merge(networks::router())
+        .merge(transports::router())
 }
 
 /// The document as served, for tests and tools.

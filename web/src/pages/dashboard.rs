@@ -26,6 +26,17 @@ struct Dashboard {
     queued: u64,
     engines: Vec<EngineRow>,
     totals: HourCounts,
+    certificate: Option<CertificateRow>,
+    /// `None` while the first DNS check runs or when it is off.
+    dns: Option<Vec<crate::dns::Attention>>,
+    dns_off: bool,
+}
+
+struct CertificateRow {
+    path: String,
+    expires: String,
+    days_left: i64,
+    self_signed: bool,
 }
 
 struct EngineRow {
@@ -73,11 +84,43 @@ async fn show(State(state): State<AppState>, user: ConsoleUser, headers: HeaderM
                 revision: e.revision,
             })
             .collect();
+        let certificate = state.settings.certificate.as_ref().map(|c| CertificateRow {
+            path: c.path.clone(),
+            expires: time::format(c.not_after),
+            days_left: (c.not_after - time::now()).div_euclid(86_400),
+            self_signed: c.self_signed,
+        });
+        let dns = match &state.dns {
+            Some(lookup) => {
+                let local: Vec<String> = state
+                    .store
+                    .list_domains()
+                    .await?
+                    .into_iter()
+                    .filter(|d| d.kind == postern_store::model::DomainKind::Local)
+                    .map(|d| d.name.to_string())
+                    .collect();
+                // One check of every local domain serves everyone; each sees only their own.
+                state.dns_watch.current(lookup.clone(), state.settings.hostname.clone(), local).map(
+                    |found| {
+                        found
+                            .iter()
+                            .filter(|a| a.domain.parse().is_ok_and(|d| user.principal.sees(&d)))
+                            .cloned()
+                            .collect()
+                    },
+                )
+            }
+            None => None,
+        };
         Ok(Dashboard {
             layout: Layout::new(&user, "dashboard", "Dashboard", &headers),
             queued,
             engines,
             totals,
+            certificate,
+            dns,
+            dns_off: state.dns.is_none(),
         })
     }
     .await;

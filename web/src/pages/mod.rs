@@ -1,9 +1,15 @@
 //! The console's HTML pages: one module per resource, each with its `router()`, rendered by
 //! askama from `templates/`. Shared here: the layout, flash messages, form state and errors.
 
+mod aliases;
 mod auth;
 mod dashboard;
 mod domains;
+mod link;
+mod mailboxes;
+mod networks;
+mod refusal;
+mod transports;
 
 use std::collections::HashMap;
 
@@ -18,9 +24,18 @@ use crate::error::WebError;
 use crate::state::AppState;
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    Router::new().merge(auth::router()).merge(dashboard::router()).merge(domains::router()).layer(
-        axum::middleware::from_fn_with_state(state.clone(), crate::auth::session::require_csrf),
-    )
+    Router::new()
+        .merge(auth::router())
+        .merge(dashboard::router())
+        .merge(domains::router())
+        .merge(mailboxes::router())
+        .merge(aliases::router())
+        .merge(networks::router())
+        .merge(transports::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::session::require_csrf,
+        ))
 }
 
 /// The sections of the navigation; `ready` is false for those that arrive with later work.
@@ -28,10 +43,10 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     // (section, href, label, ready, global only)
     ("dashboard", "/", "Dashboard", true, false),
     ("domains", "/domains", "Domains", true, false),
-    ("mailboxes", "/mailboxes", "Mailboxes", false, false),
-    ("aliases", "/aliases", "Aliases", false, false),
-    ("transports", "/transports", "Transports & relay", false, true),
-    ("networks", "/networks", "Trusted networks", false, true),
+    ("mailboxes", "/mailboxes", "Mailboxes", true, false),
+    ("aliases", "/aliases", "Aliases", true, false),
+    ("transports", "/transports", "Transports & relay", true, true),
+    ("networks", "/networks", "Trusted networks", true, true),
     ("queue", "/queue", "Queue", false, false),
     ("log", "/log", "Delivery log", false, false),
     ("audit", "/audit", "Audit log", false, true),

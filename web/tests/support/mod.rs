@@ -175,3 +175,51 @@ impl Api {
         send(&self.app, request.unwrap()).await
     }
 }
+
+/// Adds the local domains a.test and b.test, and the relay domain relay.test.
+pub async fn add_test_domains(store: &Store) {
+    use postern_store::model::DomainKind;
+    for (name, kind) in [
+        ("a.test", DomainKind::Local),
+        ("b.test", DomainKind::Local),
+        ("relay.test", DomainKind::Relay),
+    ] {
+        store.add_domain("test", &name.parse().unwrap(), kind).await.unwrap();
+    }
+}
+
+/// Adds an enabled mailbox whose password is [`PASSWORD`].
+pub async fn add_mailbox(store: &Store, address: &str) {
+    let new = postern_store::model::NewMailbox {
+        address: address.parse().unwrap(),
+        display_name: String::new(),
+        enabled: true,
+        quota_bytes: None,
+        password_hash: PasswordHash::create(PASSWORD).unwrap(),
+    };
+    store.add_mailbox("test", new).await.unwrap();
+}
+
+/// The text of the flash message a reply sets.
+pub fn flash_text(reply: &Reply) -> String {
+    let cookie = reply
+        .cookies()
+        .into_iter()
+        .find(|c| c.starts_with("postern_flash="))
+        .expect("a flash cookie");
+    let value = cookie.split(';').next().unwrap().trim_start_matches("postern_flash=");
+    let text = value.split_once('.').unwrap().1;
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}

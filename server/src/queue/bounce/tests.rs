@@ -1,5 +1,5 @@
 //! DSNs read back with an independent parser (mail-parser): structure, fields, what is
-//! returned of the original, and who gets none.
+//! returned of the original, and who gets none; failures, delay warnings and success notices.
 
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
@@ -19,8 +19,9 @@ fn original(sender: &str, ret: Option<DsnRet>) -> Original {
     }
 }
 
-fn failure(index: u32, address: &str, notify: Notify, remote: Option<&str>) -> Failure {
-    Failure {
+fn failure(index: u32, address: &str, notify: Notify, remote: Option<&str>) -> Notice {
+    Notice {
+        action: Action::Failed,
         index,
         address: address.into(),
         orcpt: Some(format!("rfc822;{address}")),
@@ -168,4 +169,124 @@ fn the_status_comes_from_the_reply() {
     assert_eq!(status("451 4.4.1 connection refused (gave up: in the queue too long)"), "4.4.1");
     assert_eq!(status("550 no code here"), "5.0.0");
     assert_eq!(status("550 5.1"), "5.0.0");
+}
+
+fn with(action: Action, reply: &str, n: Notice) -> Notice {
+    Notice { action, reply: reply.into(), ..n }
+}
+
+#[test]
+fn who_is_owed_what() {
+    let cases = [
+        // No NOTIFY: RFC 3461 section 4.1's default, FAILURE,DELAY.
+        (Notify::default(), [true, true, false, false]),
+        (Notify::NEVER, [false, false, false, false]),
+        (Notify::SUCCESS, [false, false, true, true]),
+        (Notify::FAILURE, [true, false, false, false]),
+        (Notify::DELAY | Notify::SUCCESS, [false, true, true, true]),
+    ];
+    let actions = [Action::Failed, Action::Delayed, Action::Delivered, Action::Relayed];
+    for (notify, expected) in cases {
+        let got = actions.map(|a| owed("ann@example.test", notify, a));
+        assert_eq!(got, expected, "NOTIFY={notify}");
+        assert_eq!(
+            actions.map(|a| owed("", notify, a)),
+            [false; 4],
+            "null sender, NOTIFY={notify}"
+        );
+    }
+}
+
+#[test]
+fn a_delay_warning_says_delayed_and_returns_only_the_headers() {
+    let deferred = "451 4.4.1 connection refused by 127.0.0.1:25";
+    let n = with(
+        Action::Delayed,
+        deferred,
+        failure(0, "bob@remote.test", Notify::default(), Some("127.0.0.1")),
+    );
+    // RET=FULL concerns failures: a warning still returns only the headers.
+    let dsn = build(HOST, &original("ann@example.test", Some(DsnRet::Full)), &[n], Some(ORIGINAL))
+        .unwrap();
+    assert_eq!(dsn.sender, "");
+    let m = parse(&dsn);
+    assert_eq!(m.subject(), Some("Delayed Mail (still being retried)"));
+    let ct = m.content_type().unwrap();
+    assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("report")));
+    assert!(m.body_text(0).unwrap().contains("need not send it again"));
+    let status = status_part(&m);
+    for needed in [
+        "Action: delayed",
+        "Status: 4.4.1",
+        "Original-Envelope-Id: env-42",
+        "Final-Recipient: rfc822; bob@remote.test",
+        "Remote-MTA: dns; 127.0.0.1",
+        "Diagnostic-Code: smtp; 451 4.4.1 connection refused by 127.0.0.1:25",
+    ] {
+        assert!(status.contains(needed), "{needed} missing from {status}");
+    }
+    let ct = m.parts[3].content_type().unwrap();
+    assert_eq!((ct.ctype(), ct.subtype()), ("text", Some("rfc822-headers")));
+    assert!(!String::from_utf8_lossy(&dsn.body).contains("At noon."), "the body came back");
+
+    let never =
+        with(Action::Delayed, deferred, failure(0, "bob@remote.test", Notify::FAILURE, None));
+    assert!(build(HOST, &original("ann@example.test", None), &[never], Some(ORIGINAL)).is_none());
+}
+
+#[test]
+fn success_notices_say_delivered_or_relayed() {
+    let delivered = with(
+        Action::Delivered,
+        "delivered to maildir /var/mail/example.test/cat/new/1.M1",
+        failure(1, "cat@example.test", Notify::SUCCESS, None),
+    );
+    let relayed = with(
+        Action::Relayed,
+        "127.0.0.1:25 said: 250 2.0.0 Ok: queued as 4F2",
+        failure(2, "dan@remote.test", Notify::SUCCESS | Notify::FAILURE, Some("127.0.0.1")),
+    );
+    let unasked = with(
+        Action::Delivered,
+        "delivered to maildir /x",
+        failure(3, "eve@example.test", Notify::default(), None),
+    );
+    let dsn = build(
+        HOST,
+        &original("ann@example.test", None),
+        &[delivered, relayed, unasked],
+        Some(ORIGINAL),
+    )
+    .unwrap();
+    let m = parse(&dsn);
+    assert_eq!(m.subject(), Some("Successful Mail Delivery Report"));
+    let status = status_part(&m);
+    let blocks: Vec<&str> = status.split("\r\n\r\n").collect();
+    assert_eq!(blocks.len(), 3, "eve did not ask: {status}");
+    assert!(blocks[1].contains("Final-Recipient: rfc822; cat@example.test"), "{status}");
+    assert!(blocks[1].contains("Action: delivered") && blocks[1].contains("Status: 2.0.0"));
+    assert!(!blocks[1].contains("Remote-MTA"), "{status}");
+    assert!(blocks[2].contains("Final-Recipient: rfc822; dan@remote.test"), "{status}");
+    assert!(blocks[2].contains("Action: relayed") && blocks[2].contains("Status: 2.0.0"));
+    assert!(blocks[2].contains("Remote-MTA: dns; 127.0.0.1"), "{status}");
+    let text = m.body_text(0).unwrap();
+    assert!(text.contains("delivered to the mailbox") && text.contains("<cat@example.test>"));
+    assert!(text.contains("<dan@remote.test>: via 127.0.0.1"), "{text}");
+    let ct = m.parts[3].content_type().unwrap();
+    assert_eq!((ct.ctype(), ct.subtype()), ("text", Some("rfc822-headers")));
+}
+
+#[test]
+fn a_mixed_report_is_a_bounce_and_returns_the_message() {
+    let failed = failure(0, "bob@remote.test", Notify::default(), Some("127.0.0.1"));
+    let relayed =
+        with(Action::Relayed, "250 ok", failure(1, "dan@remote.test", Notify::SUCCESS, None));
+    let dsn = build(HOST, &original("ann@example.test", None), &[failed, relayed], Some(ORIGINAL))
+        .unwrap();
+    let m = parse(&dsn);
+    assert_eq!(m.subject(), Some("Undelivered Mail Returned to Sender"));
+    let status = status_part(&m);
+    assert!(status.contains("Action: failed") && status.contains("Action: relayed"), "{status}");
+    let ct = m.parts[3].content_type().unwrap();
+    assert_eq!((ct.ctype(), ct.subtype()), ("message", Some("rfc822")));
 }

@@ -1,6 +1,7 @@
 //! The scheduler's DSN work, run as tasks off its event loop: read the original from the store
-//! when it is not in memory, queue the report, and say what may now be recorded. A failure is
-//! recorded only once its DSN is queued, since recording the last one removes the message.
+//! when it is not in memory, queue the report (failures, delay warnings, success notices), and
+//! say what may now be recorded. A failure is recorded only once its DSN is queued, since
+//! recording the last one removes the message.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use postern_store::model::{
 
 use super::{Entry, Rcpt, Recorded, Scheduler, log_attempt};
 use crate::queue::Queue;
-use crate::queue::bounce::{self, Failure, Original};
+use crate::queue::bounce::{self, Action, Notice, Original};
 
 /// What one DSN task reports back to the scheduler.
 pub(super) struct Settled {
@@ -21,16 +22,18 @@ pub(super) struct Settled {
     /// The DSN is queued, or none was owed. When not, the failures among `results` must stay
     /// unrecorded, so that the message (and its body) stays for another try.
     pub sent: bool,
+    /// The recipients whose delay warning the DSN carried: owed again when it was not sent.
+    pub warned: Vec<u32>,
 }
 
 impl Scheduler {
-    /// Queues the DSN for `failures` in a task, the message staying busy meanwhile; `settle`
+    /// Queues the DSN for `notices` in a task, the message staying busy meanwhile; `settle`
     /// records `results` when it is done.
     pub(super) fn report(
         &mut self,
         id: QueueId,
         results: Vec<DeliveryResult>,
-        failures: Vec<Failure>,
+        notices: Vec<Notice>,
         body: Option<Arc<Vec<u8>>>,
     ) {
         let Some(entry) = self.entries.get_mut(&id) else { return };
@@ -47,14 +50,15 @@ impl Scheduler {
         let body = if entry.dropped { None } else { body };
         let store = self.store.clone();
         let config = self.config.clone();
+        let warned: Vec<u32> =
+            notices.iter().filter(|n| n.action == Action::Delayed).map(|n| n.index).collect();
         self.bounces.spawn(async move {
             let sent =
-                send(&store, &config.bounces, &config.hostname, &original, &failures, body)
-                    .await;
+                send(&store, &config.bounces, &config.hostname, &original, &notices, body).await;
             if let Err(e) = &sent {
-                tracing::warn!(queue_id = %id, error = %e, "cannot queue a DSN; its failures wait for another try");
+                tracing::warn!(queue_id = %id, error = %e, "cannot queue a DSN; its failures and delay warnings wait for another try, its success notices are lost");
             }
-            Settled { id, results, sent: sent.is_ok() }
+            Settled { id, results, sent: sent.is_ok(), warned }
         });
     }
 
@@ -71,17 +75,18 @@ impl Scheduler {
     }
 }
 
-/// Queues the DSN for `failures` of `original`, if anyone is owed one. `body` is the original
+/// Queues the DSN for `notices` of `original`, if anyone is owed one. `body` is the original
 /// when the scheduler still has it; otherwise it is read from the store.
 pub(super) async fn send(
     store: &Store,
     queue: &Queue,
     hostname: &str,
     original: &Original,
-    failures: &[Failure],
+    notices: &[Notice],
     body: Option<Arc<Vec<u8>>>,
 ) -> Result<(), String> {
-    if !failures.iter().any(|f| bounce::owed(&original.sender, f.notify)) {
+    let owed = |n: &&Notice| bounce::owed(&original.sender, n.notify, n.action);
+    if !notices.iter().any(|n| owed(&n)) {
         return Ok(());
     }
     let body = match body {
@@ -93,11 +98,39 @@ pub(super) async fn send(
             Err(e) => return Err(format!("cannot read the original: {e}")),
         },
     };
-    let Some(dsn) = bounce::build(hostname, original, failures, Some(&body[..])) else {
+    let Some(dsn) = bounce::build(hostname, original, notices, Some(&body[..])) else {
         return Ok(());
     };
-    let dsn_id = queue.enqueue(dsn).await.map_err(|e| e.to_string())?;
-    tracing::info!(queue_id = %original.id, dsn = %dsn_id, recipients = failures.len(), "sender non-delivery notification");
+    // A delay warning is recorded before it is queued: after a crash in between, the sender
+    // misses one warning, where the other order would warn twice.
+    let delayed: Vec<u32> = notices
+        .iter()
+        .filter(|n| n.action == Action::Delayed && owed(n))
+        .map(|n| n.index)
+        .collect();
+    if !delayed.is_empty() {
+        store
+            .queue_note_delay_warning(original.id, &delayed, Some(now()))
+            .await
+            .map_err(|e| format!("cannot record the delay warning: {e}"))?;
+    }
+    let dsn_id = match queue.enqueue(dsn).await {
+        Ok(dsn_id) => dsn_id,
+        Err(e) => {
+            if !delayed.is_empty()
+                && let Err(undo) = store.queue_note_delay_warning(original.id, &delayed, None).await
+            {
+                tracing::warn!(queue_id = %original.id, error = %undo, "a delay warning not sent stays recorded as sent");
+            }
+            return Err(e.to_string());
+        }
+    };
+    let actions: Vec<&str> = [Action::Failed, Action::Delayed, Action::Delivered, Action::Relayed]
+        .into_iter()
+        .filter(|a| notices.iter().any(|n| n.action == *a && owed(&n)))
+        .map(Action::as_str)
+        .collect();
+    tracing::info!(queue_id = %original.id, dsn = %dsn_id, recipients = notices.len(), actions = %actions.join(","), "delivery status notification to the sender");
     Ok(())
 }
 
@@ -112,7 +145,7 @@ pub(super) async fn admin_bounced(
     id: QueueId,
     message: Option<QueuedMessage>,
 ) -> Settled {
-    let nothing = |sent| Settled { id, results: Vec::new(), sent };
+    let nothing = |sent| Settled { id, results: Vec::new(), sent, warned: Vec::new() };
     let m = match message {
         Some(m) => m,
         None => match store.queue_show(id).await {
@@ -143,7 +176,8 @@ pub(super) async fn admin_bounced(
         let outcome = match r.status {
             RecipientStatus::Failed => {
                 if reply == BOUNCED_BY_ADMIN {
-                    failures.push(Failure {
+                    failures.push(Notice {
+                        action: Action::Failed,
                         index: r.index,
                         address: r.address.clone(),
                         orcpt: r.orcpt.clone(),
@@ -162,7 +196,7 @@ pub(super) async fn admin_bounced(
         results.push(DeliveryResult { id, recipient: r.index, at, outcome });
     }
     match send(&store, &queue, &hostname, &original, &failures, None).await {
-        Ok(()) => Settled { id, results, sent: true },
+        Ok(()) => Settled { id, results, sent: true, warned: Vec::new() },
         Err(e) => {
             tracing::warn!(queue_id = %id, error = %e, "cannot queue the DSN of a bounced message; it stays queued until the next start");
             nothing(false)
@@ -188,8 +222,20 @@ pub(super) fn remote_of(relay: &str) -> Option<String> {
 }
 
 /// A recipient that failed for good, as its DSN describes it.
-pub(super) fn failure(rcpt: &Rcpt, reply: &str, remote: Option<String>, at: i64) -> Failure {
-    Failure {
+pub(super) fn failure(rcpt: &Rcpt, reply: &str, remote: Option<String>, at: i64) -> Notice {
+    notice(rcpt, Action::Failed, reply, remote, at)
+}
+
+/// A recipient as a DSN reports it.
+pub(super) fn notice(
+    rcpt: &Rcpt,
+    action: Action,
+    reply: &str,
+    remote: Option<String>,
+    at: i64,
+) -> Notice {
+    Notice {
+        action,
         index: rcpt.index,
         address: rcpt.address.clone(),
         orcpt: rcpt.orcpt.clone(),
@@ -206,7 +252,7 @@ pub(super) fn fail_the_rest(
     entry: &mut Entry,
     at: i64,
     results: &mut Vec<DeliveryResult>,
-    failures: &mut Vec<Failure>,
+    failures: &mut Vec<Notice>,
 ) {
     for rcpt in entry.rcpts.iter_mut().filter(|r| !r.done) {
         rcpt.done = true;

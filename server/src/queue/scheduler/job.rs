@@ -4,11 +4,13 @@
 use std::sync::Arc;
 
 use postern_store::Store;
-use postern_store::model::QueueId;
+use postern_store::model::{Notify, QueueId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{Attempt, Entry, SchedulerConfig};
-use crate::delivery::{self, ClientOptions, Delivery, Maildir, Outcome, Pool, Protocol};
+use crate::delivery::{
+    self, ClientOptions, Delivery, Handoff, Maildir, Outcome, Pool, Protocol, RcptDsn,
+};
 use crate::engine::Snapshot;
 use crate::queue::local;
 use crate::queue::outbound::{self, Slot};
@@ -33,6 +35,8 @@ pub(super) struct Job {
     smtputf8: bool,
     eight_bit: bool,
     rcpts: Vec<(u32, String)>,
+    /// Each recipient's NOTIFY and ORCPT, by address, for a next hop that takes them.
+    dsn: Vec<(String, Notify, Option<String>)>,
     body: Option<Arc<Vec<u8>>>,
     recovered: bool,
     store: Store,
@@ -64,6 +68,12 @@ impl Job {
                 .iter()
                 .filter(|r| !r.done && r.next_at <= now)
                 .map(|r| (r.index, r.address.clone()))
+                .collect(),
+            dsn: entry
+                .rcpts
+                .iter()
+                .filter(|r| !r.done && r.next_at <= now)
+                .map(|r| (r.address.clone(), r.notify, r.orcpt.clone()))
                 .collect(),
             body: entry.body.as_ref().map(|b| b.data.clone()),
             recovered: entry.recovered,
@@ -119,7 +129,11 @@ impl Job {
         let addresses: Vec<String> = members.iter().map(|(_, a)| a.clone()).collect();
         let n = addresses.len();
         match route {
-            Route::Discard => return vec![Outcome::Delivered { detail: "discarded".into() }; n],
+            Route::Discard => {
+                let discarded =
+                    Outcome::Delivered { detail: "discarded".into(), handoff: Handoff::Discarded };
+                return vec![discarded; n];
+            }
             Route::Refuse(reply) => return vec![Outcome::failed(reply.clone()); n],
             _ => {}
         }
@@ -139,6 +153,15 @@ impl Job {
             Err(reply) => return vec![Outcome::deferred(reply); n],
         };
         let id = self.id.to_string();
+        let rcpt_dsn: Vec<RcptDsn<'_>> = self
+            .dsn
+            .iter()
+            .map(|(address, notify, orcpt)| RcptDsn {
+                address,
+                notify: *notify,
+                orcpt: orcpt.as_deref(),
+            })
+            .collect();
         let delivery = Delivery {
             queue_id: &id,
             sender: &self.sender,
@@ -148,6 +171,7 @@ impl Job {
             eight_bit: self.eight_bit,
             envid: self.envid.as_deref(),
             ret_full: self.ret_full,
+            rcpt_dsn: &rcpt_dsn,
         };
         if let Some((target, options, _permit)) = next {
             let connector = self.config.connector.as_ref();

@@ -1,8 +1,10 @@
 //! The scheduler's DSNs in-process against a real store: a failure is recorded only once its
-//! DSN is queued, and the null sender gets none.
+//! DSN is queued, and the null sender gets none; a delayed recipient warns its sender once,
+//! across restarts; a local delivery asked for with NOTIFY=SUCCESS is reported.
 
 use postern_store::model::{
-    NewRecipient, Page, QueueFilter, RecipientStatus, Selection, TlsPolicy, TransportPattern,
+    DomainKind, NewMailbox, NewRecipient, Page, PasswordHash, QueueFilter, RecipientStatus,
+    Selection, TlsPolicy, TransportPattern,
 };
 
 use super::*;
@@ -35,6 +37,15 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
+    schedule_with(store, bounces, RetryPolicy::default(), done).await
+}
+
+/// As [`schedule_until`], with a retry schedule of the test's.
+async fn schedule_with<F, Fut>(store: &Store, bounces: Queue, retry: RetryPolicy, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let shutdown = CancellationToken::new();
     let (engine, _engine_task) =
         Engine::start(store.clone(), "test", shutdown.clone()).await.unwrap();
@@ -43,7 +54,7 @@ where
         node: NODE.into(),
         hostname: NODE.into(),
         mail_root: dir.path().into(),
-        retry: RetryPolicy::default(),
+        retry,
         concurrency: 4,
         outbound: Default::default(),
         connector: Arc::new(DirectConnector::default()),
@@ -118,5 +129,137 @@ postern_store::store_tests! {
         let body = String::from_utf8(store.queue_body(dsn.id).await.unwrap().unwrap()).unwrap();
         assert!(body.contains("Final-Recipient: rfc822; bob@refused.test"), "{body}");
         assert!(body.contains("Subject: doomed"), "{body}");
+    }
+}
+
+/// A queue whose messages go to another node: DSNs land in the store, and this node's
+/// scheduler leaves them there to be counted.
+fn dsn_queue(store: &Store) -> (Queue, CancellationToken, tokio::task::JoinHandle<()>) {
+    let shutdown = CancellationToken::new();
+    let (queue, writer) = Queue::start(store.clone(), "dsn.test".into(), None, shutdown.clone());
+    (queue, shutdown, writer)
+}
+
+/// The bodies of the DSNs queued so far.
+async fn dsns(store: &Store) -> Vec<String> {
+    let filter = QueueFilter { sender: Some(String::new()), ..QueueFilter::default() };
+    let page = store.queue_list(&filter, Page::default()).await.unwrap();
+    let mut bodies = Vec::new();
+    for m in page.messages.into_iter().filter(|m| m.client == "bounce") {
+        let body = store.queue_body(m.id).await.unwrap().unwrap();
+        bodies.push(String::from_utf8(body).unwrap());
+    }
+    bodies
+}
+
+fn message(sender: &str, to: &str, notify: Notify, received_at: i64) -> NewMessage {
+    NewMessage {
+        recipients: vec![NewRecipient {
+            address: to.into(),
+            orcpt: Some(format!("rfc822;{to}")),
+            notify,
+        }],
+        received_at,
+        ..to_refused(sender)
+    }
+}
+
+postern_store::store_tests! {
+    async fn a_delayed_recipient_warns_its_sender_once(store: Store) {
+        // Nobody listens on the port: every attempt is deferred, "connection refused".
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        store
+            .set_transport(
+                "test",
+                &"slow.test".parse::<TransportPattern>().unwrap(),
+                format!("smtp:[127.0.0.1]:{port}").parse().unwrap(),
+                TlsPolicy::default(),
+                None,
+            )
+            .await
+            .unwrap();
+        // Five hours in the queue, with warnings after four; retries every second.
+        let arrived = now() - 5 * 3600;
+        let batch = [
+            message("ann@example.org", "bob@slow.test", Notify::default(), arrived),
+            message("cat@example.org", "dan@slow.test", Notify::FAILURE, arrived),
+            message("", "eve@slow.test", Notify::default(), arrived),
+        ];
+        let ids = store.queue_insert(NODE, &batch).await.unwrap();
+        let retry = RetryPolicy {
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(1),
+            delay_warning: Some(Duration::from_secs(4 * 3600)),
+            ..RetryPolicy::default()
+        };
+        let (queue, stop, writer) = dsn_queue(&store);
+        let first = ids[0];
+        let attempts = |n: u32| {
+            let store = store.clone();
+            async move {
+                let m = store.queue_show(first).await.unwrap().unwrap();
+                m.recipients[0].attempts >= n
+            }
+        };
+        schedule_with(&store, queue.clone(), retry.clone(), || attempts(2)).await;
+        let m = store.queue_show(ids[0]).await.unwrap().unwrap();
+        assert!(m.recipients[0].delay_warned_at.is_some(), "{m:?}");
+        // A restart reads that the warning was sent: another attempt after it warns no more.
+        let next = m.recipients[0].attempts + 1;
+        schedule_with(&store, queue, retry, || attempts(next)).await;
+        stop.cancel();
+        writer.await.unwrap();
+
+        let dsns = dsns(&store).await;
+        assert_eq!(dsns.len(), 1, "one warning, to ann only: {dsns:#?}");
+        let dsn = &dsns[0];
+        assert!(dsn.contains("To: <ann@example.org>") || dsn.contains("To: ann@example.org"), "{dsn}");
+        assert!(dsn.contains("Action: delayed"), "{dsn}");
+        assert!(dsn.contains("Final-Recipient: rfc822; bob@slow.test"), "{dsn}");
+        assert!(dsn.contains("connection refused"), "{dsn}");
+        // Still queued: a warning is not a failure.
+        let m = store.queue_show(ids[0]).await.unwrap().unwrap();
+        assert_eq!(m.recipients[0].status, RecipientStatus::Deferred);
+        let unwarned = store.queue_show(ids[1]).await.unwrap().unwrap();
+        assert_eq!(unwarned.recipients[0].delay_warned_at, None, "NOTIFY=FAILURE asks for none");
+    }
+
+    async fn a_local_delivery_with_notify_success_is_reported(store: Store) {
+        let domain = "example.test".parse().unwrap();
+        store.add_domain("test", &domain, DomainKind::Local).await.unwrap();
+        let new = NewMailbox {
+            address: "ann@example.test".parse().unwrap(),
+            display_name: String::new(),
+            enabled: true,
+            quota_bytes: None,
+            password_hash: PasswordHash::create("not used here").unwrap(),
+        };
+        store.add_mailbox("test", new).await.unwrap();
+        let batch = [
+            message("zed@example.org", "ann@example.test", Notify::SUCCESS, now()),
+            message("yan@example.org", "ann@example.test", Notify::default(), now()),
+            message("", "ann@example.test", Notify::SUCCESS, now()),
+        ];
+        let ids = store.queue_insert(NODE, &batch).await.unwrap();
+        let (queue, stop, writer) = dsn_queue(&store);
+        schedule_until(&store, queue, || async {
+            for id in &ids {
+                if store.queue_show(*id).await.unwrap().is_some() {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        stop.cancel();
+        writer.await.unwrap();
+        let dsns = dsns(&store).await;
+        assert_eq!(dsns.len(), 1, "only zed asked, and has a sender: {dsns:#?}");
+        let dsn = &dsns[0];
+        assert!(dsn.contains("zed@example.org"), "{dsn}");
+        assert!(dsn.contains("Subject: Successful Mail Delivery Report"), "{dsn}");
+        assert!(dsn.contains("Action: delivered"), "{dsn}");
+        assert!(dsn.contains("Final-Recipient: rfc822; ann@example.test"), "{dsn}");
+        assert!(dsn.contains("Original-Recipient: rfc822;ann@example.test"), "{dsn}");
     }
 }

@@ -1,0 +1,61 @@
+//! What `serve` hands the console from the rest of the appliance: the certificate's dates, and
+//! the engine's DNS resolver for the dashboard's MX check (the console never depends on the
+//! engine crate itself).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use postern_server::dns::{DnsError, HickoryResolver, Resolver};
+use postern_web::CertificateInfo;
+use postern_web::dns::{MxAnswer, MxFuture, MxLookup};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+/// Reads the validity of the PEM certificate at `path`; `None` (logged) if it cannot.
+pub fn certificate_info(path: &Path) -> Option<CertificateInfo> {
+    let der = match CertificateDer::from_pem_file(path) {
+        Ok(der) => der,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the certificate");
+            return None;
+        }
+    };
+    match x509_parser::parse_x509_certificate(der.as_ref()) {
+        Ok((_, cert)) => Some(CertificateInfo {
+            path: path.display().to_string(),
+            not_after: cert.validity().not_after.timestamp(),
+            self_signed: cert.issuer() == cert.subject(),
+        }),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot parse the certificate");
+            None
+        }
+    }
+}
+
+/// The engine's resolver, answering the console's MX questions.
+pub struct ConsoleDns(HickoryResolver);
+
+impl ConsoleDns {
+    pub fn from_system() -> Option<Arc<dyn MxLookup>> {
+        match HickoryResolver::from_system() {
+            Ok(resolver) => Some(Arc::new(ConsoleDns(resolver))),
+            Err(e) => {
+                tracing::warn!(error = %e, "no DNS resolver: the dashboard's MX check is off");
+                None
+            }
+        }
+    }
+}
+
+impl MxLookup for ConsoleDns {
+    fn mx<'a>(&'a self, domain: &'a str) -> MxFuture<'a> {
+        Box::pin(async move {
+            match self.0.mx(domain).await {
+                Ok(records) => MxAnswer::Hosts(records.into_iter().map(|r| r.exchange).collect()),
+                Err(DnsError::NxDomain { .. } | DnsError::NoData { .. }) => MxAnswer::None,
+                Err(e) => MxAnswer::Failed(e.to_string()),
+            }
+        })
+    }
+}

@@ -1,0 +1,20 @@
+//! Filters of list pages as bound parameters: the data stays data, never SQL text.
+
+use crate::model::DomainName;
+
+/// A domain restriction as one parameter, ` a.test b.test `, matched with
+/// `$n LIKE '% ' || domain || ' %'` (domain names hold no spaces and no LIKE wildcards).
+pub(crate) fn domain_param(domains: &Option<Vec<DomainName>>) -> Option<String> {
+    domains
+        .as_ref()
+        .map(|d| format!(" {} ", d.iter().map(DomainName::as_str).collect::<Vec<_>>().join(" ")))
+}
+
+/// A case-insensitive substring pattern for `LOWER(column) LIKE $n ESCAPE '\'`, with the
+/// user's `%`, `_` and `\` taken literally.
+pub(crate) fn like(search: &Option<String>) -> Option<String> {
+    search.as_ref().map(|s| s.trim()).filter(|s| !s.is_empty()).map(|s| {
+        let escaped = s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        format!("%{}%", escaped.to_lowercase())
+    })
+}
