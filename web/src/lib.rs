@@ -7,6 +7,7 @@ mod assets;
 pub mod auth;
 mod error;
 mod pages;
+mod queue;
 mod state;
 mod time;
 

@@ -1,7 +1,10 @@
 //! The REST API under `/api/v1`: JSON in and out, bearer tokens, one module per resource, and an
 //! OpenAPI 3.1 document generated from the handlers themselves (`/api/v1/openapi.json`).
 
+pub(crate) mod audit;
 mod domains;
+pub(crate) mod log;
+mod queue;
 
 use std::sync::Arc;
 
@@ -42,7 +45,11 @@ impl Modify for BearerAuth {
 
 /// The API's routes and its OpenAPI document.
 pub fn openapi_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(domains::router())
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(domains::router())
+        .merge(queue::router())
+        .merge(log::router())
+        .merge(audit::router())
 }
 
 /// The document as served, for tests and tools.

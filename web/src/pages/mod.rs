@@ -2,8 +2,11 @@
 //! askama from `templates/`. Shared here: the layout, flash messages, form state and errors.
 
 mod auth;
+mod chart;
 mod dashboard;
 mod domains;
+mod log;
+mod queue;
 
 use std::collections::HashMap;
 
@@ -18,9 +21,16 @@ use crate::error::WebError;
 use crate::state::AppState;
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    Router::new().merge(auth::router()).merge(dashboard::router()).merge(domains::router()).layer(
-        axum::middleware::from_fn_with_state(state.clone(), crate::auth::session::require_csrf),
-    )
+    Router::new()
+        .merge(auth::router())
+        .merge(dashboard::router())
+        .merge(domains::router())
+        .merge(queue::router())
+        .merge(log::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::session::require_csrf,
+        ))
 }
 
 /// The sections of the navigation; `ready` is false for those that arrive with later work.
@@ -32,9 +42,9 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     ("aliases", "/aliases", "Aliases", false, false),
     ("transports", "/transports", "Transports & relay", false, true),
     ("networks", "/networks", "Trusted networks", false, true),
-    ("queue", "/queue", "Queue", false, false),
-    ("log", "/log", "Delivery log", false, false),
-    ("audit", "/audit", "Audit log", false, true),
+    ("queue", "/queue", "Queue", true, false),
+    ("log", "/log", "Delivery log", true, false),
+    ("audit", "/audit", "Audit log", true, true),
     ("tokens", "/tokens", "API tokens", false, false),
     ("admins", "/admins", "Administrators", false, true),
     ("certificates", "/certificates", "Certificates", false, true),
