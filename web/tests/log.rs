@@ -119,6 +119,7 @@ postern_store::store_tests! {
         assert!(items.iter().all(|e| e["domain"] == "a.test"));
         let dashboard = dora.get("/").await.body;
         assert!(dashboard.contains("451 4.7.1 later") && !dashboard.contains("550 5.1.1"), "the last errors, in scope");
+        assert!(dashboard.contains("<span class=\"n\">1</span> <a href=\"/queue\">in the queue</a>"), "its own queue: {dashboard}");
     }
 
     async fn the_audit_log_is_for_admins_with_every_domain(store: Store) {

@@ -43,7 +43,9 @@ pub fn svg(buckets: &[[u64; 4]], start: i64) -> String {
     let step = plot_w / (HOURS.max(2) - 1) as f64;
     let y = |v: u64| TOP + plot_h - (v as f64 / top as f64) * plot_h;
     let mut out = String::new();
-    for tick in [0, top / 2, top] {
+    let mut ticks = vec![0, top / 2, top];
+    ticks.dedup();
+    for tick in ticks {
         let ty = y(tick);
         let _ = write!(
             out,
@@ -90,6 +92,12 @@ fn nice(max: u64) -> u64 {
 mod tests {
     use super::*;
 
+    fn svg_of_one() -> String {
+        let mut b = vec![[0u64; 4]; HOURS];
+        b[3][0] = 1;
+        svg(&b, 0)
+    }
+
     #[test]
     fn draws_numbers_only() {
         let start = 1_700_000_000 / 3600 * 3600;
@@ -131,6 +139,7 @@ mod tests {
             rest = rest.replace(word, "");
         }
         assert!(!rest.chars().any(|c| c.is_ascii_alphabetic()), "{rest}");
+        assert_eq!(svg_of_one().matches(">0<").count(), 1, "no tick twice");
         assert_eq!(nice(1), 1);
         assert_eq!(nice(3), 5);
         assert_eq!(nice(101), 200);
