@@ -31,8 +31,10 @@ macro_rules! recipient_columns {
 /// folds the NULL tests of each execution away.
 ///
 /// The domain set is one bound text, ` a.test b.test `, in which each recipient's domain is
-/// looked for with LIKE; the domain's own `%`, `_` and `\` are escaped first, because a
-/// recipient domain comes off the wire and must not act as a wildcard that widens the scope.
+/// looked for with LIKE. A recipient domain comes off the wire and could hold LIKE's `%` or `_`,
+/// so a match is confirmed by a literal REPLACE: only the few rows LIKE lets through pay for it
+/// (CASE fixes that order, which SQLite would otherwise choose itself; escaping every domain for
+/// LIKE instead made a scoped list of 100,000 messages about twice as slow).
 macro_rules! filter_where {
     () => {
         "WHERE ($1 IS NULL OR m.sender = $1) \
@@ -47,9 +49,9 @@ macro_rules! filter_where {
          AND ($7 IS NULL OR m.held = $7) \
          AND ($8 IS NULL OR m.id > $8) \
          AND ($9 IS NULL OR EXISTS (SELECT 1 FROM queue_recipients f \
-              WHERE f.message_id = m.id AND $9 LIKE '% ' || \
-              REPLACE(REPLACE(REPLACE(f.domain, '\\', '\\\\'), '%', '\\%'), '_', '\\_') \
-              || ' %' ESCAPE '\\')) \
+              WHERE f.message_id = m.id AND CASE WHEN $9 LIKE '% ' || f.domain || ' %' \
+              THEN LENGTH(REPLACE($9, ' ' || f.domain || ' ', '')) < LENGTH($9) \
+              ELSE FALSE END)) \
          AND ($10 IS NULL OR LOWER(m.sender) LIKE $10 ESCAPE '\\' \
               OR LOWER(m.id) LIKE $10 ESCAPE '\\' \
               OR EXISTS (SELECT 1 FROM queue_recipients f \
@@ -118,11 +120,13 @@ pub(crate) fn bind_filter<'q>(
         .bind(search_pattern(&filter.search))
 }
 
-/// `$9`: ` a.test b.test `, or NULL for any domain.
+/// `$9`: ` a.test b.test `, or NULL for any domain. No domains is a lone space, which no
+/// ` domain ` fits, not even an empty one.
 fn domain_set(domains: &Option<Vec<DomainName>>) -> Option<String> {
-    domains
-        .as_ref()
-        .map(|d| format!(" {} ", d.iter().map(DomainName::as_str).collect::<Vec<_>>().join(" ")))
+    domains.as_ref().map(|d| match d.is_empty() {
+        true => " ".to_string(),
+        false => format!(" {} ", d.iter().map(DomainName::as_str).collect::<Vec<_>>().join(" ")),
+    })
 }
 
 /// `$10`: `%text%` in lower case with LIKE's own characters escaped, or NULL for no search.

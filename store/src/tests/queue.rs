@@ -155,6 +155,8 @@ crate::store_tests! {
             message("a@x.test", &["e@other.test"]),
             // Wildcards in a recipient's domain must not widen a domain-admin's scope.
             message("a@x.test", &["f@%", "g@a_test"]),
+            // An address without a domain is in no one's scope.
+            message("a@x.test", &["postmaster"]),
         ];
         let ids = store.queue_insert(NODE, &batch).await.unwrap();
         let scoped = |domains: &[&str]| QueueFilter {
@@ -180,7 +182,7 @@ crate::store_tests! {
         assert_eq!(listed(search("E@OTHER")).await, vec![ids[2]]);
         assert_eq!(listed(search(&ids[3].to_string().to_lowercase())).await, vec![ids[3]]);
         assert_eq!(listed(search("%")).await, vec![ids[3]], "a LIKE wildcard is searched for as text");
-        assert_eq!(listed(search("  ")).await.len(), 4, "a blank search matches all");
+        assert_eq!(listed(search("  ")).await.len(), 5, "a blank search matches all");
         assert_eq!(listed(QueueFilter { search: Some("other".into()), ..scoped(&["a.test"]) }).await, vec![ids[0]]);
 
         // A bulk action on "all that match" stays within the scope.
