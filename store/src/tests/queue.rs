@@ -191,6 +191,21 @@ crate::store_tests! {
         assert_eq!(listed(QueueFilter { held: Some(true), ..all() }).await, vec![ids[1]]);
     }
 
+    async fn the_delivery_log_keeps_a_domain_set_literal(store: Store) {
+        store.queue_insert(NODE, &[message("a@x.test", &["b@a.test", "c@%", "d@a_test", "postmaster"])]).await.unwrap();
+        let scoped = |domains: &[&str]| crate::LogFilter {
+            domains: Some(domains.iter().map(|d| d.parse().unwrap()).collect()),
+            ..crate::LogFilter::default()
+        };
+        let logged = store.delivery_log(&scoped(&["a.test"]), None, 100).await.unwrap();
+        assert_eq!(logged.iter().map(|e| e.recipient.as_str()).collect::<Vec<_>>(), ["b@a.test"]);
+        assert!(store.delivery_log(&scoped(&[]), None, 100).await.unwrap().is_empty());
+        assert_eq!(store.delivery_log(&crate::LogFilter::default(), None, 100).await.unwrap().len(), 4);
+        let counts = store.delivery_counts(0, &scoped(&["a.test"]).domains).await.unwrap();
+        assert_eq!(counts.iter().map(|h| h.received).sum::<u64>(), 1);
+        assert!(store.delivery_counts(0, &Some(Vec::new())).await.unwrap().is_empty());
+    }
+
     async fn administrator_actions_leave_events(store: Store) {
         let mut events = store.queue_subscribe();
         let ids = store
