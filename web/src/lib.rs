@@ -8,6 +8,7 @@ pub mod auth;
 pub mod dns;
 mod error;
 mod pages;
+mod queue;
 mod state;
 mod time;
 

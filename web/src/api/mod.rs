@@ -6,6 +6,9 @@ mod domains;
 mod mailboxes;
 mod networks;
 pub(crate) mod transports;
+pub(crate) mod audit;
+pub(crate) mod log;
+mod queue;
 
 use std::sync::Arc;
 
@@ -52,6 +55,9 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(aliases::router())
         .merge(networks::router())
         .merge(transports::router())
+        .merge(queue::router())
+        .merge(log::router())
+        .merge(audit::router())
 }
 
 /// The document as served, for tests and tools.

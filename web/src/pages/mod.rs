@@ -3,6 +3,7 @@
 
 mod aliases;
 mod auth;
+mod chart;
 mod dashboard;
 mod domains;
 mod link;
@@ -10,6 +11,8 @@ mod mailboxes;
 mod networks;
 mod refusal;
 mod transports;
+mod log;
+mod queue;
 
 use std::collections::HashMap;
 
@@ -32,6 +35,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(aliases::router())
         .merge(networks::router())
         .merge(transports::router())
+        .merge(queue::router())
+        .merge(log::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::session::require_csrf,
@@ -47,9 +52,9 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     ("aliases", "/aliases", "Aliases", true, false),
     ("transports", "/transports", "Transports & relay", true, true),
     ("networks", "/networks", "Trusted networks", true, true),
-    ("queue", "/queue", "Queue", false, false),
-    ("log", "/log", "Delivery log", false, false),
-    ("audit", "/audit", "Audit log", false, true),
+    ("queue", "/queue", "Queue", true, false),
+    ("log", "/log", "Delivery log", true, false),
+    ("audit", "/audit", "Audit log", true, true),
     ("tokens", "/tokens", "API tokens", false, false),
     ("admins", "/admins", "Administrators", false, true),
     ("certificates", "/certificates", "Certificates", false, true),
