@@ -1,7 +1,9 @@
 //! The REST API under `/api/v1`: JSON in and out, bearer tokens, one module per resource, and an
 //! OpenAPI 3.1 document generated from the handlers themselves (`/api/v1/openapi.json`).
 
+mod admins;
 mod domains;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -42,7 +44,10 @@ impl Modify for BearerAuth {
 
 /// The API's routes and its OpenAPI document.
 pub fn openapi_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(domains::router())
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(domains::router())
+        .merge(tokens::router())
+        .merge(admins::router())
 }
 
 /// The document as served, for tests and tools.

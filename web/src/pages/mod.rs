@@ -1,9 +1,11 @@
 //! The console's HTML pages: one module per resource, each with its `router()`, rendered by
 //! askama from `templates/`. Shared here: the layout, flash messages, form state and errors.
 
+mod admins;
 mod auth;
 mod dashboard;
 mod domains;
+mod tokens;
 
 use std::collections::HashMap;
 
@@ -18,9 +20,16 @@ use crate::error::WebError;
 use crate::state::AppState;
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    Router::new().merge(auth::router()).merge(dashboard::router()).merge(domains::router()).layer(
-        axum::middleware::from_fn_with_state(state.clone(), crate::auth::session::require_csrf),
-    )
+    Router::new()
+        .merge(auth::router())
+        .merge(dashboard::router())
+        .merge(domains::router())
+        .merge(tokens::router())
+        .merge(admins::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::session::require_csrf,
+        ))
 }
 
 /// The sections of the navigation; `ready` is false for those that arrive with later work.
@@ -35,8 +44,8 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     ("queue", "/queue", "Queue", false, false),
     ("log", "/log", "Delivery log", false, false),
     ("audit", "/audit", "Audit log", false, true),
-    ("tokens", "/tokens", "API tokens", false, false),
-    ("admins", "/admins", "Administrators", false, true),
+    ("tokens", "/tokens", "API tokens", true, false),
+    ("admins", "/admins", "Administrators", true, true),
     ("certificates", "/certificates", "Certificates", false, true),
     ("dkim", "/dkim", "DKIM keys", false, false),
 ];
