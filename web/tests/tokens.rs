@@ -160,9 +160,16 @@ postern_store::store_tests! {
         domains(&store, &["a.test", "b.test"]).await;
         add_admin(&store, "dora", Role::DomainAdmin, &["a.test"]).await;
         let app = console(&store);
+        add_admin(&store, "alice", Role::Admin, &[]).await;
+        let alices = store.create_token("test", &"alice".parse().unwrap(), "alices", Access::Write, &[], None).await.unwrap();
         let browser = Browser::login(&app, "dora").await;
         let page = browser.get("/tokens").await;
         assert_eq!(page.status, StatusCode::OK);
+        assert!(!page.body.contains(&alices.token.id), "a domain-admin sees only its own tokens");
+        let other = browser.post(&format!("/tokens/{}/delete", alices.token.id), &[]).await;
+        assert_eq!(other.location(), "/tokens");
+        assert!(store.get_token(&alices.token.id).await.unwrap().is_some(), "nor revokes others'");
+        assert!(Browser::login(&app, "alice").await.get("/tokens").await.body.contains(&alices.token.id), "an admin sees all");
         assert!(page.body.contains("href=\"/tokens\" aria-current=\"page\""), "the section is ready");
 
         let refused = browser.post("/tokens", &[("name", "wide"), ("access", "write"), ("domains", "b.test"), ("expires_in_days", "")]).await;
@@ -176,7 +183,7 @@ postern_store::store_tests! {
         let created = browser.post("/tokens", &[("name", "ci <script>"), ("access", "read"), ("domains", "a.test"), ("expires_in_days", "30")]).await;
         assert_eq!(created.status, StatusCode::OK, "{}", created.body);
         assert!(!created.body.contains("ci <script>"), "escaped");
-        let tokens = store.list_tokens(None).await.unwrap();
+        let tokens = store.list_tokens(Some(&"dora".parse().unwrap())).await.unwrap();
         assert_eq!(tokens.len(), 1);
         let token = &tokens[0];
         assert_eq!((token.access, token.domains.clone()), (Access::Read, vec!["a.test".parse::<DomainName>().unwrap()]));

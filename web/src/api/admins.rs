@@ -100,7 +100,8 @@ pub struct AdminList {
     pub next: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+// No `Debug`: it may carry a password.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAdminBody {
     /// 1 to 64 of `a-z 0-9 . _ -`.
