@@ -137,3 +137,61 @@ fn help_lists_every_command() {
         assert!(help.contains(cmd), "{cmd} missing from --help");
     }
 }
+
+/// `postern admin create` then `postern token create`: the printed bearer authenticates as the
+/// new administrator, with the scope asked for, and no list shows a hash or a secret.
+fn admin_and_token(s: &Setup) -> String {
+    let out = s.run(&["admin", "create", "alice", "--role", "admin"], "correct horse battery\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let admins = s.ok(&["admin", "list", "--json"]);
+    assert_eq!(json(&admins)[0]["name"], "alice");
+    assert!(!admins.contains("argon2"), "{admins}");
+    let out = s.run(&["token", "create", "--owner", "alice", "--name", "ci", "--read-only"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shown this once"));
+    let bearer = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(bearer.starts_with("pst_"), "{bearer}");
+    let tokens = s.ok(&["token", "list", "--json"]);
+    assert!(!tokens.contains(bearer.rsplit('_').next().unwrap()), "{tokens}");
+    let err = s.fails(&["token", "create", "--owner", "nobody", "--name", "x"]);
+    assert!(err.contains("nobody"), "{err}");
+    bearer
+}
+
+async fn token_authenticates(store: &postern_store::Store, bearer: &str) {
+    let (token, owner) = store.authenticate_token(bearer).await.unwrap().expect("the token works");
+    assert_eq!(owner.name.as_str(), "alice");
+    assert_eq!((token.name.as_str(), token.access), ("ci", postern_store::model::Access::Read));
+    assert!(store.authenticate_token(&format!("{bearer}x")).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_and_token_from_the_cli_sqlite() {
+    let db = TestDb::sqlite();
+    let s = Setup::new(&db.database);
+    let (s, bearer) = tokio::task::spawn_blocking(move || {
+        let bearer = admin_and_token(&s);
+        (s, bearer)
+    })
+    .await
+    .unwrap();
+    // The CLI used the store of its config: `data/postern.db` next to it.
+    let path = s.dir.path().join("data").join("postern.db");
+    let store =
+        postern_store::Store::open(&postern_store::Database::Sqlite { path }).await.unwrap();
+    token_authenticates(&store, &bearer).await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_and_token_from_the_cli_postgres() {
+    let Some(db) = TestDb::postgres("cli::admin_and_token_from_the_cli_postgres").await else {
+        return;
+    };
+    let database = db.database.clone();
+    let bearer =
+        tokio::task::spawn_blocking(move || admin_and_token(&Setup::new(&database))).await.unwrap();
+    let store = db.open().await;
+    token_authenticates(&store, &bearer).await;
+    store.close().await;
+}

@@ -97,3 +97,52 @@ fn an_unreachable_database_is_a_clear_error() {
     assert!(err.contains("postgres://postern:***@127.0.0.1:1/postern"), "{err}");
     assert!(!err.contains("hunter2"), "the password leaked: {err}");
 }
+
+/// With `[console] tls_listen`, `serve` says where the console listens over HTTPS, and answers
+/// there with the appliance's own certificate.
+#[test]
+fn the_console_is_served_over_https_when_configured() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+
+    let db = TestDb::sqlite();
+    let mut setup = Setup::new(&db.database);
+    setup.env.push(("POSTERN_CONSOLE_TLS_LISTEN".into(), "127.0.0.1:0".into()));
+    let serve = setup.serve();
+    let addr: std::net::SocketAddr = serve
+        .stdout
+        .iter()
+        .find_map(|line| line.trim().strip_prefix("console-tls"))
+        .unwrap_or_else(|| panic!("no console-tls line in {:?}", serve.stdout))
+        .trim()
+        .parse()
+        .unwrap();
+
+    let cert = setup.dir.path().join("data/tls/mail.example.test.crt");
+    let mut roots = rustls::RootCertStore::empty();
+    for der in CertificateDer::pem_file_iter(&cert).unwrap() {
+        roots.add(der.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("mail.example.test").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(b"GET /login HTTP/1.1\r\nHost: mail.example.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = Vec::new();
+    // The server may close without close_notify once the reply is sent.
+    let _ = tls.read_to_end(&mut reply);
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("Sign in"), "{reply}");
+}

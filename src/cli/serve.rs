@@ -33,6 +33,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     // Ports first: a port we cannot have is an error before anything is created on disk.
     let listeners = smtp::bind_all(&boot.listeners()).await?;
     let consoles = bind_console(&boot.console).await?;
+    let consoles_tls = bind_console(&boot.console_tls).await?;
     create_private_dir(&boot.data_dir)?;
     let store = Store::open(&boot.database).await?;
     let cert = tls::ensure_self_signed(&boot.data_dir.join("tls"), &boot.hostname)?;
@@ -71,6 +72,21 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
             }
         }));
     }
+    // The console over HTTPS, with the same certificate as SMTP's STARTTLS and port 465.
+    let mut console_tls_bound = Vec::new();
+    if !consoles_tls.is_empty() {
+        let acceptor = tls::acceptor_from_files(&cert.cert, &cert.key)?;
+        for listener in consoles_tls {
+            console_tls_bound.push(listener.local_addr()?);
+            let (state, shutdown) = (console_state.clone(), shutdown.clone());
+            let acceptor = acceptor.clone();
+            console_tasks.push(tokio::spawn(async move {
+                if let Err(e) = postern_web::run_tls(listener, acceptor, state, shutdown).await {
+                    tracing::error!(error = %e, "the console over HTTPS stopped");
+                }
+            }));
+        }
+    }
 
     let mut out = std::io::stdout().lock();
     writeln!(out, "postern {} on {}", env!("CARGO_PKG_VERSION"), boot.hostname)?;
@@ -92,6 +108,9 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     }
     for addr in &console_bound {
         writeln!(out, "  console      {addr}")?;
+    }
+    for addr in &console_tls_bound {
+        writeln!(out, "  console-tls  {addr}")?;
     }
     if let Some(password) = first_admin {
         // Printed, never logged: this is the one time it exists outside the hash.

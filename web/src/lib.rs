@@ -7,7 +7,9 @@ mod assets;
 pub mod auth;
 pub mod dns;
 mod error;
+mod https;
 mod pages;
+mod queue;
 mod state;
 mod time;
 
@@ -59,6 +61,24 @@ pub async fn run(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}
+
+/// Serves the console over HTTPS on `listener` until `shutdown`, with `acceptor`'s certificate
+/// (the appliance's own). The session cookie is then `__Host-` prefixed and `Secure`, whatever
+/// `state` said.
+pub async fn run_tls(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    mut state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    state.settings = std::sync::Arc::new(Settings { https: true, ..(*state.settings).clone() });
+    // `tap_io` gives the listener axum's `ConnectInfo<SocketAddr>`, which the login throttle
+    // reads for the client's address.
+    let listener = https::TlsListener::new(listener, acceptor, shutdown.clone())?.tap_io(|_| {});
     let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }

@@ -21,6 +21,17 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// How long ago, coarsely, as a queue list shows it: `45s`, `12m`, `3h 05m`, `2d 4h`.
+pub fn age(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -35,5 +46,14 @@ mod tests {
         assert_eq!(super::format(0), "1970-01-01 00:00:00");
         assert_eq!(super::format(1_796_146_856), "2026-12-01 17:40:56");
         assert_eq!(super::format(951_782_400), "2000-02-29 00:00:00");
+    }
+
+    #[test]
+    fn ages_are_coarse() {
+        assert_eq!(super::age(-5), "0s");
+        assert_eq!(super::age(59), "59s");
+        assert_eq!(super::age(125), "2m");
+        assert_eq!(super::age(3 * 3600 + 5 * 60), "3h 05m");
+        assert_eq!(super::age(2 * 86_400 + 4 * 3600 + 59), "2d 4h");
     }
 }

@@ -68,6 +68,7 @@ struct RawSmtp {
 #[serde(deny_unknown_fields)]
 struct RawConsole {
     listen: Option<Vec<String>>,
+    tls_listen: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +92,8 @@ pub struct BootConfig {
     pub submission: Vec<SocketAddr>,
     pub submissions: Vec<SocketAddr>,
     pub console: Vec<SocketAddr>,
+    /// The console over HTTPS, with the appliance's certificate; none unless configured.
+    pub console_tls: Vec<SocketAddr>,
     pub log_format: LogFormat,
     pub log_level: String,
     pub delivery: DeliveryConfig,
@@ -108,6 +111,7 @@ impl fmt::Debug for BootConfig {
             .field("submission", &self.submission)
             .field("submissions", &self.submissions)
             .field("console", &self.console)
+            .field("console_tls", &self.console_tls)
             .field("log_format", &self.log_format)
             .field("log_level", &self.log_level)
             .field("delivery", &self.delivery)
@@ -210,6 +214,7 @@ impl BootConfig {
                 "POSTERN_SUBMISSION_LISTEN" => raw.smtp.submission = Some(split(&value)),
                 "POSTERN_SUBMISSIONS_LISTEN" => raw.smtp.submissions = Some(split(&value)),
                 "POSTERN_CONSOLE_LISTEN" => raw.console.listen = Some(split(&value)),
+                "POSTERN_CONSOLE_TLS_LISTEN" => raw.console.tls_listen = Some(split(&value)),
                 "POSTERN_LOG_FORMAT" => raw.log.format = Some(value),
                 "POSTERN_LOG_LEVEL" => raw.log.level = Some(value),
                 _ => {
@@ -273,6 +278,9 @@ impl BootConfig {
         let submission = listen("smtp.submission", raw.smtp.submission, defaults[1].1)?;
         let submissions = listen("smtp.submissions", raw.smtp.submissions, defaults[2].1)?;
         let console = listen("console.listen", raw.console.listen, defaults[3].1)?;
+        // Off unless asked for: plain HTTP on loopback is the safe default.
+        let console_tls =
+            listen("console.tls_listen", Some(raw.console.tls_listen.unwrap_or_default()), "")?;
 
         let log_format = match raw.log.format.as_deref() {
             None | Some("text") => LogFormat::Text,
@@ -294,6 +302,7 @@ impl BootConfig {
             submission,
             submissions,
             console,
+            console_tls,
             log_format,
             log_level,
             delivery,
@@ -310,6 +319,7 @@ impl BootConfig {
     fn check_unique_listeners(&self, origin: &str) -> Result<(), BootError> {
         let mut seen: Vec<(&str, SocketAddr)> = Vec::new();
         let all = self.listeners().into_iter().chain([("console", self.console.as_slice())]);
+        let all = all.chain([("console-tls", self.console_tls.as_slice())]);
         for (name, addrs) in all {
             for addr in addrs {
                 // Port 0 asks the kernel for a free port: several listeners may ask for one.
@@ -367,6 +377,8 @@ mod tests {
         assert_eq!(example.data_dir, PathBuf::from("/var/lib/postern"));
         assert_eq!(example.listeners(), defaults.listeners());
         assert_eq!(example.console, defaults.console);
+        assert_eq!(example.console_tls, defaults.console_tls);
+        assert!(defaults.console_tls.is_empty(), "HTTPS is off unless configured");
         assert_eq!(example.log_format, defaults.log_format);
         assert_eq!(example.log_level, defaults.log_level);
         assert_eq!(example.delivery, defaults.delivery);
@@ -396,6 +408,33 @@ mod tests {
         assert!(c.submissions.is_empty());
         assert_eq!(c.log_format, LogFormat::Json);
         assert!(!format!("{c:?}").contains("pw"));
+    }
+
+    #[test]
+    fn the_console_over_https_is_configured_like_the_others() {
+        let c = BootConfig::from_toml(
+            "[console]\ntls_listen = [\"127.0.0.1:8443\", \"[::1]:8443\"]",
+            Profile::Standard,
+        )
+        .unwrap();
+        assert_eq!(c.console_tls.len(), 2);
+        let env = env(&[("POSTERN_CONSOLE_TLS_LISTEN", "127.0.0.1:9443")]);
+        let c = BootConfig::load(None, Profile::Standard, env).unwrap();
+        assert_eq!(c.console_tls, vec!["127.0.0.1:9443".parse().unwrap()]);
+        let err = BootConfig::from_toml(
+            "[console]\nlisten = [\"127.0.0.1:8080\"]\ntls_listen = [\"127.0.0.1:8080\"]",
+            Profile::Standard,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("console-tls = \"127.0.0.1:8080\"") && err.contains("console"),
+            "{err}"
+        );
+        let err = BootConfig::from_toml("[console]\ntls_listen = [\"x\"]", Profile::Standard)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("console.tls_listen = \"x\""), "{err}");
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Serialize, Serializer};
 
+use super::DomainName;
+
 /// Crockford's base 32: no I, L, O or U, so an ID read aloud or retyped survives, and in ASCII
 /// order, so that the text of IDs sorts like their numbers.
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -316,6 +318,11 @@ pub struct QueueFilter {
     /// Received at or after this epoch second.
     pub newer_than: Option<i64>,
     pub held: Option<bool>,
+    /// Messages with at least one recipient in one of these domains: a domain-admin's scope.
+    /// `Some(vec![])` matches nothing.
+    pub domains: Option<Vec<DomainName>>,
+    /// A substring, any case, of the sender, a recipient or the queue ID.
+    pub search: Option<String>,
 }
 
 /// One page of a list: `after` is the keyset cursor (the last ID of the previous page).

@@ -43,11 +43,14 @@ pub struct HourCounts {
 }
 
 /// The domain restriction as one bound parameter, ` a.test b.test `, matched with LIKE: the
-/// list is data, never SQL text.
+/// list is data, never SQL text. A logged domain comes off the wire and could hold LIKE's `%`
+/// or `_`, so the queries confirm a match with a literal REPLACE (see `repo::queue_rows`). No
+/// domains is a lone space, which no ` domain ` fits.
 fn domain_param(domains: &Option<Vec<DomainName>>) -> Option<String> {
-    domains
-        .as_ref()
-        .map(|d| format!(" {} ", d.iter().map(DomainName::as_str).collect::<Vec<_>>().join(" ")))
+    domains.as_ref().map(|d| match d.is_empty() {
+        true => " ".to_string(),
+        false => format!(" {} ", d.iter().map(DomainName::as_str).collect::<Vec<_>>().join(" ")),
+    })
 }
 
 fn like(search: &Option<String>) -> Option<String> {
@@ -68,7 +71,8 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id, at, message_id, sender, recipient, domain, status, reply FROM delivery_log \
              WHERE id < $1 \
-             AND ($2 IS NULL OR $2 LIKE '% ' || domain || ' %') \
+             AND ($2 IS NULL OR CASE WHEN $2 LIKE '% ' || domain || ' %' \
+                  THEN LENGTH(REPLACE($2, ' ' || domain || ' ', '')) < LENGTH($2) ELSE FALSE END) \
              AND ($3 IS NULL OR status = $3) \
              AND ($4 IS NULL OR LOWER(sender) LIKE $4 ESCAPE '\\' OR LOWER(recipient) LIKE $4 ESCAPE '\\' \
                   OR LOWER(message_id) LIKE $4 ESCAPE '\\') \
@@ -106,7 +110,8 @@ impl Store {
     ) -> Result<Vec<HourCounts>> {
         let rows = sqlx::query(
             "SELECT (at / 3600) * 3600 AS hour, status, COUNT(*) AS n FROM delivery_log \
-             WHERE at >= $1 AND ($2 IS NULL OR $2 LIKE '% ' || domain || ' %') \
+             WHERE at >= $1 AND ($2 IS NULL OR CASE WHEN $2 LIKE '% ' || domain || ' %' \
+                  THEN LENGTH(REPLACE($2, ' ' || domain || ' ', '')) < LENGTH($2) ELSE FALSE END) \
              GROUP BY (at / 3600) * 3600, status ORDER BY 1",
         )
         .bind(since)

@@ -163,6 +163,64 @@ crate::store_tests! {
         assert_eq!((page.messages.len(), page.total, page.next), (2, 5, Some(ids[5])));
     }
 
+    async fn a_domain_set_and_a_search_narrow_lists_and_actions(store: Store) {
+        let batch = [
+            message("a@x.test", &["b@a.test", "c@other.test"]),
+            message("Boss@x.test", &["d@b.test"]),
+            message("a@x.test", &["e@other.test"]),
+            // Wildcards in a recipient's domain must not widen a domain-admin's scope.
+            message("a@x.test", &["f@%", "g@a_test"]),
+            // An address without a domain is in no one's scope.
+            message("a@x.test", &["postmaster"]),
+        ];
+        let ids = store.queue_insert(NODE, &batch).await.unwrap();
+        let scoped = |domains: &[&str]| QueueFilter {
+            domains: Some(domains.iter().map(|d| d.parse().unwrap()).collect()),
+            ..all()
+        };
+        let listed = |filter: QueueFilter| {
+            let store = store.clone();
+            async move {
+                let page = store.queue_list(&filter, Page::default()).await.unwrap();
+                assert_eq!(page.total as usize, page.messages.len());
+                page.messages.iter().map(|m| m.id).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(listed(scoped(&["a.test"])).await, vec![ids[0]]);
+        assert_eq!(listed(scoped(&["a.test", "b.test"])).await, vec![ids[0], ids[1]]);
+        assert_eq!(listed(scoped(&[])).await, Vec::<QueueId>::new());
+        assert_eq!(listed(QueueFilter { domain: Some("other.test".into()), ..scoped(&["a.test"]) }).await, vec![ids[0]]);
+        assert_eq!(listed(QueueFilter { domain: Some("b.test".into()), ..scoped(&["a.test"]) }).await, Vec::<QueueId>::new());
+
+        let search = |text: &str| QueueFilter { search: Some(text.into()), ..all() };
+        assert_eq!(listed(search("boss")).await, vec![ids[1]]);
+        assert_eq!(listed(search("E@OTHER")).await, vec![ids[2]]);
+        assert_eq!(listed(search(&ids[3].to_string().to_lowercase())).await, vec![ids[3]]);
+        assert_eq!(listed(search("%")).await, vec![ids[3]], "a LIKE wildcard is searched for as text");
+        assert_eq!(listed(search("  ")).await.len(), 5, "a blank search matches all");
+        assert_eq!(listed(QueueFilter { search: Some("other".into()), ..scoped(&["a.test"]) }).await, vec![ids[0]]);
+
+        // A bulk action on "all that match" stays within the scope.
+        let done = store.queue_act(QueueAction::Hold, &Selection::Matching(scoped(&["b.test"]))).await.unwrap();
+        assert_eq!(done, vec![ids[1]]);
+        assert_eq!(listed(QueueFilter { held: Some(true), ..all() }).await, vec![ids[1]]);
+    }
+
+    async fn the_delivery_log_keeps_a_domain_set_literal(store: Store) {
+        store.queue_insert(NODE, &[message("a@x.test", &["b@a.test", "c@%", "d@a_test", "postmaster"])]).await.unwrap();
+        let scoped = |domains: &[&str]| crate::LogFilter {
+            domains: Some(domains.iter().map(|d| d.parse().unwrap()).collect()),
+            ..crate::LogFilter::default()
+        };
+        let logged = store.delivery_log(&scoped(&["a.test"]), None, 100).await.unwrap();
+        assert_eq!(logged.iter().map(|e| e.recipient.as_str()).collect::<Vec<_>>(), ["b@a.test"]);
+        assert!(store.delivery_log(&scoped(&[]), None, 100).await.unwrap().is_empty());
+        assert_eq!(store.delivery_log(&crate::LogFilter::default(), None, 100).await.unwrap().len(), 4);
+        let counts = store.delivery_counts(0, &scoped(&["a.test"]).domains).await.unwrap();
+        assert_eq!(counts.iter().map(|h| h.received).sum::<u64>(), 1);
+        assert!(store.delivery_counts(0, &Some(Vec::new())).await.unwrap().is_empty());
+    }
+
     async fn administrator_actions_leave_events(store: Store) {
         let mut events = store.queue_subscribe();
         let ids = store

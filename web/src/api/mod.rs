@@ -1,10 +1,15 @@
 //! The REST API under `/api/v1`: JSON in and out, bearer tokens, one module per resource, and an
 //! OpenAPI 3.1 document generated from the handlers themselves (`/api/v1/openapi.json`).
 
+mod admins;
 mod aliases;
+pub(crate) mod audit;
 mod domains;
+pub(crate) mod log;
 mod mailboxes;
 mod networks;
+mod queue;
+mod tokens;
 pub(crate) mod transports;
 
 use std::sync::Arc;
@@ -52,6 +57,11 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(aliases::router())
         .merge(networks::router())
         .merge(transports::router())
+        .merge(queue::router())
+        .merge(log::router())
+        .merge(audit::router())
+        .merge(tokens::router())
+        .merge(admins::router())
 }
 
 /// The document as served, for tests and tools.

@@ -1,6 +1,8 @@
 //! Who is asking, and what they may do: console sessions (cookie), API tokens (bearer), the
 //! login with its throttle, and the cross-site refusal in front of every state change.
 
+pub mod accounts;
+pub mod issue;
 pub mod login;
 pub mod origin;
 pub mod session;

@@ -6,10 +6,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
+use postern_store::model::DomainName;
 use postern_store::model::{Page as QueuePage, QueueFilter};
-use postern_store::{EngineStatus, HourCounts};
+use postern_store::{EngineStatus, HourCounts, LogFilter};
 
-use super::{Layout, Page, render};
+use super::{Layout, Page, chart, render};
 use crate::auth::session::ConsoleUser;
 use crate::error::WebError;
 use crate::state::AppState;
@@ -30,6 +31,9 @@ struct Dashboard {
     /// `None` while the first DNS check runs or when it is off.
     dns: Option<Vec<crate::dns::Attention>>,
     dns_off: bool,
+    /// The inner SVG of the last 24 hours' chart: numbers only (see `chart`).
+    chart: String,
+    errors: Vec<ErrorRow>,
 }
 
 struct CertificateRow {
@@ -37,6 +41,20 @@ struct CertificateRow {
     expires: String,
     days_left: i64,
     self_signed: bool,
+}
+
+struct ErrorRow {
+    at: String,
+    message_id: String,
+    recipient: String,
+    status: String,
+    reply: String,
+}
+
+impl Dashboard {
+    fn series(&self) -> &'static [(&'static str, &'static str)] {
+        &chart::SERIES
+    }
 }
 
 struct EngineRow {
@@ -55,16 +73,15 @@ impl Page for Dashboard {
 async fn show(State(state): State<AppState>, user: ConsoleUser, headers: HeaderMap) -> Response {
     let result: Result<Dashboard, WebError> = async {
         let domains = user.principal.domains.clone();
-        let queued = if user.principal.is_global() {
-            state
-                .store
-                .queue_list(&QueueFilter::default(), QueuePage { after: None, limit: 1 })
-                .await?
-                .total
-        } else {
-            0
-        };
-        let hours = state.store.delivery_counts(time::now() - 24 * 3600, &domains).await?;
+        // A domain-admin counts the messages with a recipient in its domains, as its queue
+        // page lists them.
+        let mine = QueueFilter { domains: domains.clone(), ..QueueFilter::default() };
+        let queued =
+            state.store.queue_list(&mine, QueuePage { after: None, limit: 1 }).await?.total;
+        let start = (time::now() / 3600 - (chart::HOURS as i64 - 1)) * 3600;
+        let hours = state.store.delivery_counts(start, &domains).await?;
+        let chart = chart::svg(&chart::buckets(&hours, start), start);
+        let errors = last_errors(&state, &domains).await?;
         let totals = hours.iter().fold(HourCounts::default(), |mut t, h| {
             t.received += h.received;
             t.delivered += h.delivered;
@@ -121,6 +138,8 @@ async fn show(State(state): State<AppState>, user: ConsoleUser, headers: HeaderM
             certificate,
             dns,
             dns_off: state.dns.is_none(),
+            chart,
+            errors,
         })
     }
     .await;
@@ -128,4 +147,30 @@ async fn show(State(state): State<AppState>, user: ConsoleUser, headers: HeaderM
         Ok(page) => render(StatusCode::OK, &page),
         Err(e) => super::error_page(e),
     }
+}
+
+/// The newest failed and deferred deliveries, newest first.
+async fn last_errors(
+    state: &AppState,
+    domains: &Option<Vec<DomainName>>,
+) -> Result<Vec<ErrorRow>, WebError> {
+    const SHOWN: usize = 10;
+    let mut entries = Vec::new();
+    for status in ["failed", "deferred"] {
+        let filter =
+            LogFilter { domains: domains.clone(), status: Some(status.into()), search: None };
+        entries.extend(state.store.delivery_log(&filter, None, SHOWN as u32).await?);
+    }
+    entries.sort_by_key(|e| std::cmp::Reverse(e.id));
+    entries.truncate(SHOWN);
+    Ok(entries
+        .into_iter()
+        .map(|e| ErrorRow {
+            at: time::format(e.at),
+            message_id: e.message_id,
+            recipient: e.recipient,
+            status: e.status,
+            reply: e.reply,
+        })
+        .collect())
 }

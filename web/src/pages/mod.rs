@@ -1,14 +1,19 @@
 //! The console's HTML pages: one module per resource, each with its `router()`, rendered by
 //! askama from `templates/`. Shared here: the layout, flash messages, form state and errors.
 
+mod admins;
 mod aliases;
 mod auth;
+mod chart;
 mod dashboard;
 mod domains;
 mod link;
+mod log;
 mod mailboxes;
 mod networks;
+mod queue;
 mod refusal;
+mod tokens;
 mod transports;
 
 use std::collections::HashMap;
@@ -32,6 +37,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(aliases::router())
         .merge(networks::router())
         .merge(transports::router())
+        .merge(queue::router())
+        .merge(log::router())
+        .merge(tokens::router())
+        .merge(admins::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::session::require_csrf,
@@ -47,11 +56,11 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     ("aliases", "/aliases", "Aliases", true, false),
     ("transports", "/transports", "Transports & relay", true, true),
     ("networks", "/networks", "Trusted networks", true, true),
-    ("queue", "/queue", "Queue", false, false),
-    ("log", "/log", "Delivery log", false, false),
-    ("audit", "/audit", "Audit log", false, true),
-    ("tokens", "/tokens", "API tokens", false, false),
-    ("admins", "/admins", "Administrators", false, true),
+    ("queue", "/queue", "Queue", true, false),
+    ("log", "/log", "Delivery log", true, false),
+    ("audit", "/audit", "Audit log", true, true),
+    ("tokens", "/tokens", "API tokens", true, false),
+    ("admins", "/admins", "Administrators", true, true),
     ("certificates", "/certificates", "Certificates", false, true),
     ("dkim", "/dkim", "DKIM keys", false, false),
 ];

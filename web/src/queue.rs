@@ -1,0 +1,168 @@
+//! The queue as the console and the API share it: filters as people give them (ages in hours,
+//! blank meaning any), the principal's scope, actions, and a message's header block.
+
+use postern_store::model::{
+    QueueAction, QueueFilter, QueueId, QueuedMessage, RecipientStatus, Selection,
+};
+
+use crate::auth::Principal;
+use crate::error::WebError;
+use crate::state::AppState;
+
+/// The most of a message's start read for its headers: a header block is rarely over a few
+/// kilobytes, and a page must not parse a 50 MB body.
+const HEADER_BLOCK_LIMIT: usize = 256 * 1024;
+
+/// A queue filter as typed: every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Criteria {
+    pub sender: Option<String>,
+    pub recipient: Option<String>,
+    pub domain: Option<String>,
+    pub status: Option<RecipientStatus>,
+    /// Received more than this many hours ago.
+    pub older_than_hours: Option<u32>,
+    /// Received less than this many hours ago.
+    pub newer_than_hours: Option<u32>,
+    pub held: Option<bool>,
+    pub search: Option<String>,
+}
+
+/// `None` for a blank value, so that an empty filter field means "any".
+pub fn given(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+impl Criteria {
+    /// The store's filter, narrowed to the messages `principal` may see.
+    pub fn filter(&self, principal: &Principal, now: i64) -> QueueFilter {
+        let hours_ago = |h: u32| now - i64::from(h) * 3600;
+        QueueFilter {
+            sender: self.sender.clone(),
+            recipient: self.recipient.clone(),
+            domain: self.domain.clone(),
+            status: self.status,
+            older_than: self.older_than_hours.map(hours_ago),
+            newer_than: self.newer_than_hours.map(hours_ago),
+            held: self.held,
+            domains: principal.domains.clone(),
+            search: self.search.clone(),
+        }
+    }
+}
+
+/// Whether `principal` may see `message`: one of its recipients is in the principal's domains.
+pub fn sees(principal: &Principal, message: &QueuedMessage) -> bool {
+    let Some(domains) = &principal.domains else { return true };
+    message.recipients.iter().any(|r| {
+        let domain = r.address.rsplit_once('@').map(|(_, d)| d.to_lowercase()).unwrap_or_default();
+        domains.iter().any(|d| d.as_str() == domain)
+    })
+}
+
+pub fn parse_id(text: &str) -> Result<QueueId, WebError> {
+    text.trim()
+        .parse()
+        .map_err(|e: postern_store::model::BadQueueId| WebError::invalid("id", e.to_string()))
+}
+
+/// A queued message `principal` may see. One outside its scope is "not found", like one that
+/// is not queued, so that its existence is not disclosed.
+pub async fn show(
+    state: &AppState,
+    principal: &Principal,
+    id: QueueId,
+) -> Result<QueuedMessage, WebError> {
+    match state.store.queue_show(id).await? {
+        Some(m) if sees(principal, &m) => Ok(m),
+        _ => Err(WebError::NotFound(format!("message {id} is not in the queue"))),
+    }
+}
+
+/// Applies `action`, within what `principal` may see and do. Returns the IDs acted on.
+pub async fn act(
+    state: &AppState,
+    principal: &Principal,
+    action: QueueAction,
+    selection: Selection,
+) -> Result<Vec<QueueId>, WebError> {
+    principal.require_write()?;
+    if let (Selection::Ids(ids), Some(_)) = (&selection, &principal.domains) {
+        for &id in ids {
+            show(state, principal, id).await?;
+        }
+    }
+    let ids = state.store.queue_act(action, &selection).await?;
+    tracing::info!(actor = %principal.actor, action = action.as_str(), count = ids.len(),
+        "queue action");
+    Ok(ids)
+}
+
+/// What an action did, for a person: "3 messages held".
+pub fn done(action: QueueAction, count: usize) -> String {
+    let what = if count == 1 { "1 message".to_string() } else { format!("{count} messages") };
+    let verb = match action {
+        QueueAction::Retry => "to be tried again now",
+        QueueAction::Hold => "held",
+        QueueAction::Release => "released",
+        QueueAction::Delete => "deleted without a bounce",
+        QueueAction::Bounce => "bounced to their senders",
+    };
+    format!("{what} {verb}; the engine has been told")
+}
+
+/// A header field as it stands in the message: its name, and its value decoded when it is
+/// text (RFC 2047 encoded words), else as written, unfolded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderField {
+    pub name: String,
+    pub value: String,
+}
+
+/// The header block of a queued message's body, or empty when it is gone or has none.
+pub async fn headers(state: &AppState, id: QueueId) -> Result<Vec<HeaderField>, WebError> {
+    let Some(body) = state.store.queue_body(id).await? else { return Ok(Vec::new()) };
+    Ok(parse_headers(&body))
+}
+
+pub fn parse_headers(body: &[u8]) -> Vec<HeaderField> {
+    let start = &body[..body.len().min(HEADER_BLOCK_LIMIT)];
+    let end = start.windows(4).position(|w| w == b"\r\n\r\n").map_or(start.len(), |p| p + 4);
+    let block = &start[..end];
+    let Some(message) = mail_parser::MessageParser::new().parse_headers(block) else {
+        return Vec::new();
+    };
+    let raw = message.raw_message();
+    message
+        .headers()
+        .iter()
+        .map(|h| {
+            let written = raw
+                .get(h.offset_start as usize..h.offset_end as usize)
+                .map(|v| {
+                    String::from_utf8_lossy(v).split_whitespace().collect::<Vec<_>>().join(" ")
+                })
+                .unwrap_or_default();
+            let value = h.value().as_text().map(str::to_string).unwrap_or(written);
+            HeaderField { name: h.name().to_string(), value }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_header_block_only() {
+        let body = b"Subject: =?utf-8?q?caf=C3=A9?=\r\nTo: a@b.test,\r\n  c@d.test\r\nX-Odd: <b>\r\n\r\nSubject: not a header\r\n";
+        let fields = parse_headers(body);
+        let pairs: Vec<(&str, &str)> =
+            fields.iter().map(|f| (f.name.as_str(), f.value.as_str())).collect();
+        assert_eq!(
+            pairs,
+            vec![("Subject", "café"), ("To", "a@b.test, c@d.test"), ("X-Odd", "<b>")]
+        );
+        assert!(parse_headers(b"").is_empty());
+    }
+}

@@ -1,0 +1,88 @@
+//! The console over real HTTPS (`run_tls` on port 0, a self-signed certificate, reqwest trusting
+//! only it): the login works and the session cookie is `__Host-` prefixed and `Secure`.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use postern_store::model::Role;
+use postern_web::{AppState, Settings};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use support::{PASSWORD, add_admin};
+use tokio_util::sync::CancellationToken;
+
+/// A self-signed certificate for `localhost`: the acceptor, and the PEM a client should trust.
+fn certificate() -> (tokio_rustls::TlsAcceptor, String) {
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(cert.der().to_vec())],
+            PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+        )
+        .unwrap();
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), cert.pem())
+}
+
+postern_store::store_tests! {
+    async fn the_console_over_https_sets_a_host_prefixed_secure_cookie(store: Store) {
+        add_admin(&store, "alice", Role::Admin, &[]).await;
+        let (acceptor, pem) = certificate();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let shutdown = CancellationToken::new();
+        // Settings say HTTP: run_tls knows better.
+        let state = AppState::new(store.clone(), Settings { live_wait: Duration::ZERO, ..Settings::default() });
+        let server = tokio::spawn(postern_web::run_tls(listener, acceptor, state, shutdown.clone()));
+
+        // A client that connects and never says hello holds up no one.
+        let _silent = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).unwrap()])
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let base = format!("https://localhost:{port}");
+        let login = client
+            .post(format!("{base}/login"))
+            .form(&[("name", "alice"), ("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), reqwest::StatusCode::SEE_OTHER);
+        let cookie = login
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .find(|c| c.starts_with("__Host-postern="))
+            .expect("a __Host- session cookie");
+        for attribute in ["; Secure", "; HttpOnly", "; SameSite=Strict", "; Path=/"] {
+            assert!(cookie.contains(attribute), "{cookie}");
+        }
+        assert!(!cookie.contains("Domain="), "a __Host- cookie names no domain: {cookie}");
+        let pair = cookie.split(';').next().unwrap().to_string();
+        let dashboard = client.get(format!("{base}/")).header("cookie", &pair).send().await.unwrap();
+        assert_eq!(dashboard.status(), reqwest::StatusCode::OK);
+        assert!(dashboard.text().await.unwrap().contains("Dashboard"));
+
+        // A client that does not trust the certificate gets nowhere.
+        let stranger = reqwest::Client::builder()
+            .tls_certs_only(Vec::<reqwest::Certificate>::new())
+            .build()
+            .unwrap();
+        assert!(stranger.get(format!("{base}/login")).send().await.is_err());
+
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), server).await.expect("it stops").unwrap().unwrap();
+    }
+}
