@@ -107,6 +107,30 @@ postern_store::store_tests! {
         assert!(doc["paths"]["/domains"]["get"].is_object());
         assert!(doc["paths"]["/domains/{name}"]["delete"].is_object());
         assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+        // Every reference resolves: a schema used only as a parameter must be a component too.
+        let mut refs = Vec::new();
+        collect_refs(&doc, &mut refs);
+        assert!(!refs.is_empty());
+        for r in refs {
+            let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{r}"));
+            assert!(doc["components"]["schemas"][name].is_object(), "{r} does not resolve");
+        }
+    }
+}
+
+/// Every `$ref` in `value`.
+fn collect_refs(value: &serde_json::Value, refs: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v.as_str()) {
+                    ("$ref", Some(r)) => refs.push(r.to_string()),
+                    _ => collect_refs(v, refs),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_refs(v, refs)),
+        _ => {}
     }
 }
 

@@ -247,6 +247,12 @@ postern_store::store_tests! {
         assert_eq!((list["total"].as_u64(), list["items"][0]["id"].as_str()), (Some(1), Some(ids[1].to_string().as_str())));
         assert_eq!(list["items"][0]["recipients"][0]["status"], "pending");
         assert!(list["items"][0].get("headers").is_none());
+        // An age past the documented maximum is refused, as the OpenAPI document says.
+        let too_old = api.call("GET", "/queue?older_than=876001", None).await;
+        assert_eq!(too_old.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", too_old.body);
+        let bulk = json!({"action": "hold", "filter": {"newer_than": 4_294_967_295u32}});
+        let too_new = api.call("POST", "/queue/actions", Some(bulk)).await;
+        assert_eq!(too_new.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", too_new.body);
 
         let one = api.call("GET", &format!("/queue/{}", ids[0]), None).await.json();
         assert_eq!(one["sender"], "a@x.test");

@@ -80,6 +80,7 @@ pub struct LogList {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LogParams {
+    #[param(inline)]
     pub status: Option<LogStatus>,
     /// Text in the sender, the recipient or the queue ID, any case.
     pub search: Option<String>,

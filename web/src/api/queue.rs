@@ -195,17 +195,33 @@ pub struct Filter {
     /// Messages with a recipient in this state.
     pub status: Option<Status>,
     /// Received more than this many hours ago.
+    #[schema(maximum = 876_000)]
     pub older_than: Option<u32>,
     /// Received less than this many hours ago.
+    #[schema(maximum = 876_000)]
     pub newer_than: Option<u32>,
     pub held: Option<bool>,
     /// Text in the sender, a recipient or the queue ID, any case.
     pub search: Option<String>,
 }
 
+/// The most hours an age filter takes: about a hundred years.
+const MAX_HOURS: u32 = 876_000;
+
+fn hours(field: &str, value: Option<u32>) -> Result<Option<u32>, WebError> {
+    match value {
+        Some(h) if h > MAX_HOURS => {
+            Err(WebError::invalid(field, format!("{field} is at most {MAX_HOURS} hours")))
+        }
+        other => Ok(other),
+    }
+}
+
 impl Filter {
-    fn criteria(self) -> Criteria {
-        Criteria {
+    fn criteria(self) -> Result<Criteria, WebError> {
+        hours("older_than", self.older_than)?;
+        hours("newer_than", self.newer_than)?;
+        Ok(Criteria {
             sender: given(self.sender),
             recipient: given(self.recipient),
             domain: given(self.domain),
@@ -214,7 +230,7 @@ impl Filter {
             newer_than_hours: self.newer_than,
             held: self.held,
             search: given(self.search),
-        }
+        })
     }
 }
 
@@ -230,8 +246,10 @@ pub struct QueueParams {
     /// Messages with a recipient in this state.
     pub status: Option<Status>,
     /// Received more than this many hours ago.
+    #[param(maximum = 876_000)]
     pub older_than: Option<u32>,
     /// Received less than this many hours ago.
+    #[param(maximum = 876_000)]
     pub newer_than: Option<u32>,
     pub held: Option<bool>,
     /// Text in the sender, a recipient or the queue ID, any case.
@@ -282,7 +300,7 @@ async fn list(
         held: params.held,
         search: params.search,
     }
-    .criteria();
+    .criteria()?;
     let filter = criteria.filter(&user, time::now());
     let page = state.store.queue_list(&filter, Page { after, limit }).await?;
     Ok(Json(QueueList {
@@ -348,7 +366,7 @@ async fn act_on_many(
             }
             Selection::Ids(ids.iter().map(|id| queue::parse_id(id)).collect::<Result<_, _>>()?)
         }
-        (None, Some(filter)) => Selection::Matching(filter.criteria().filter(&user, time::now())),
+        (None, Some(filter)) => Selection::Matching(filter.criteria()?.filter(&user, time::now())),
         _ => return Err(WebError::invalid("ids", "give either `ids` or `filter`")),
     };
     let ids = queue::act(&state, &user, bulk.action.into(), selection).await?;
