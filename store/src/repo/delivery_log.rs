@@ -4,6 +4,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
+use super::matching;
 use crate::error::Result;
 use crate::model::DomainName;
 use crate::store::Store;
@@ -42,24 +43,6 @@ pub struct HourCounts {
     pub failed: u64,
 }
 
-/// The domain restriction as one bound parameter, ` a.test b.test `, matched with LIKE: the
-/// list is data, never SQL text. A logged domain comes off the wire and could hold LIKE's `%`
-/// or `_`, so the queries confirm a match with a literal REPLACE (see `repo::queue_rows`). No
-/// domains is a lone space, which no ` domain ` fits.
-fn domain_param(domains: &Option<Vec<DomainName>>) -> Option<String> {
-    domains.as_ref().map(|d| match d.is_empty() {
-        true => " ".to_string(),
-        false => format!(" {} ", d.iter().map(DomainName::as_str).collect::<Vec<_>>().join(" ")),
-    })
-}
-
-fn like(search: &Option<String>) -> Option<String> {
-    search.as_ref().filter(|s| !s.is_empty()).map(|s| {
-        let escaped = s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-        format!("%{}%", escaped.to_lowercase())
-    })
-}
-
 impl Store {
     /// Up to `limit` entries older than `before` (an entry ID), newest first.
     pub async fn delivery_log(
@@ -79,9 +62,9 @@ impl Store {
              ORDER BY id DESC LIMIT $5",
         )
         .bind(before.unwrap_or(i64::MAX))
-        .bind(domain_param(&filter.domains))
+        .bind(matching::domain_param(&filter.domains))
         .bind(filter.status.as_deref())
-        .bind(like(&filter.search))
+        .bind(matching::like(&filter.search))
         .bind(i64::from(limit.clamp(1, 1000)))
         .fetch_all(self.pool())
         .await?;
@@ -115,7 +98,7 @@ impl Store {
              GROUP BY (at / 3600) * 3600, status ORDER BY 1",
         )
         .bind(since)
-        .bind(domain_param(domains))
+        .bind(matching::domain_param(domains))
         .fetch_all(self.pool())
         .await?;
         let mut hours: Vec<HourCounts> = Vec::new();

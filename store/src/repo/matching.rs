@@ -3,11 +3,14 @@
 use crate::model::DomainName;
 
 /// A domain restriction as one parameter, ` a.test b.test `, matched with
-/// `$n LIKE '% ' || domain || ' %'` (domain names hold no spaces and no LIKE wildcards).
+/// `$n LIKE '% ' || domain || ' %'`; `None` for any domain. No domains is a lone space, which no
+/// domain matches. A column that comes off the wire (a recipient's domain) may hold LIKE's own
+/// `%` or `_`: queries on such columns confirm the match literally (see `queue_rows`).
 pub(crate) fn domain_param(domains: &Option<Vec<DomainName>>) -> Option<String> {
-    domains
-        .as_ref()
-        .map(|d| format!(" {} ", d.iter().map(DomainName::as_str).collect::<Vec<_>>().join(" ")))
+    domains.as_ref().map(|d| match d.is_empty() {
+        true => " ".to_string(),
+        false => format!(" {} ", d.iter().map(DomainName::as_str).collect::<Vec<_>>().join(" ")),
+    })
 }
 
 /// A case-insensitive substring pattern for `LOWER(column) LIKE $n ESCAPE '\'`, with the

@@ -8,8 +8,7 @@ use sqlx::query::Query;
 use sqlx::{Any, Row};
 
 use crate::model::{
-    DamagedEntry, DomainName, Notify, QueueFilter, QueueId, QueuedMessage, QueuedRecipient,
-    RecipientStatus,
+    DamagedEntry, Notify, QueueFilter, QueueId, QueuedMessage, QueuedRecipient, RecipientStatus,
 };
 
 macro_rules! message_columns {
@@ -116,27 +115,10 @@ pub(crate) fn bind_filter<'q>(
         .bind(filter.newer_than)
         .bind(filter.held.map(i64::from))
         .bind(after.map(|id| id.to_string()))
-        .bind(domain_set(&filter.domains))
-        .bind(search_pattern(&filter.search))
+        .bind(super::matching::domain_param(&filter.domains))
+        .bind(super::matching::like(&filter.search))
 }
 
-/// `$9`: ` a.test b.test `, or NULL for any domain. No domains is a lone space, which no
-/// ` domain ` fits, not even an empty one.
-fn domain_set(domains: &Option<Vec<DomainName>>) -> Option<String> {
-    domains.as_ref().map(|d| match d.is_empty() {
-        true => " ".to_string(),
-        false => format!(" {} ", d.iter().map(DomainName::as_str).collect::<Vec<_>>().join(" ")),
-    })
-}
-
-/// `$10`: `%text%` in lower case with LIKE's own characters escaped, or NULL for no search.
-fn search_pattern(search: &Option<String>) -> Option<String> {
-    let text = search.as_deref().map(str::trim).filter(|s| !s.is_empty())?;
-    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-    Some(format!("%{}%", escaped.to_lowercase()))
-}
-
-/// The domain a recipient is filed under: what follows the last `@`, in lower case.
 pub(crate) fn recipient_domain(address: &str) -> String {
     address.rsplit_once('@').map(|(_, d)| d.to_lowercase()).unwrap_or_default()
 }
