@@ -41,7 +41,9 @@ level = "warn"
 EOF
 run() { env -u POSTERN_CONFIG -u POSTERN_DATABASE "$postern" --config "$work/postern.toml" "$@"; }
 
-run serve >"$work/serve.out" 2>"$work/serve.err" &
+# Not through `run`: $! must be serve itself, for the cleanup to stop it.
+env -u POSTERN_CONFIG -u POSTERN_DATABASE "$postern" --config "$work/postern.toml" serve \
+    >"$work/serve.out" 2>"$work/serve.err" &
 serve_pid=$!
 for _ in $(seq 1 300); do
     grep -q '^ready' "$work/serve.out" 2>/dev/null && break
