@@ -11,7 +11,7 @@ use axum::{Form, Router};
 use postern_store::model::{Admin, AdminName, Role, parse_domain_list};
 use serde::Deserialize;
 
-use super::{Flash, FormState, Layout, Page, error_page, render};
+use super::{Flash, FormState, Layout, error_page, render};
 use crate::auth::accounts::{self, NewAdmin};
 use crate::auth::session::ConsoleUser;
 use crate::error::WebError;
@@ -54,11 +54,7 @@ struct ListPage {
     form: FormState,
 }
 
-impl Page for ListPage {
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-}
+impl_page!(ListPage);
 
 #[derive(Template)]
 #[template(path = "admins/show.html")]
@@ -70,11 +66,7 @@ struct ShowPage {
     form: FormState,
 }
 
-impl Page for ShowPage {
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-}
+impl_page!(ShowPage);
 
 #[derive(Template)]
 #[template(path = "admins/password.html")]
@@ -84,11 +76,7 @@ struct PasswordPage {
     password: String,
 }
 
-impl Page for PasswordPage {
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-}
+impl_page!(PasswordPage);
 
 async fn list_page(
     state: &AppState,
@@ -128,10 +116,7 @@ async fn show_page(
 }
 
 async fn list(State(state): State<AppState>, user: ConsoleUser, headers: HeaderMap) -> Response {
-    match list_page(&state, &user, &headers, FormState::default()).await {
-        Ok(p) => render(StatusCode::OK, &p),
-        Err(e) => error_page(e),
-    }
+    super::respond(StatusCode::OK, list_page(&state, &user, &headers, FormState::default()).await)
 }
 
 async fn show(
@@ -140,10 +125,7 @@ async fn show(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    match show_page(&state, &user, &headers, &name, None).await {
-        Ok(p) => render(StatusCode::OK, &p),
-        Err(e) => error_page(e),
-    }
+    super::respond(StatusCode::OK, show_page(&state, &user, &headers, &name, None).await)
 }
 
 #[derive(Deserialize)]

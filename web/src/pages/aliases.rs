@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::link::encode;
 use super::refusal::place;
-use super::{Flash, FormState, Layout, Page, error_page, render, saved};
+use super::{Flash, FormState, Layout, error_page, render, saved};
 use crate::auth::session::ConsoleUser;
 use crate::error::WebError;
 use crate::state::AppState;
@@ -84,11 +84,7 @@ struct ListPage {
     form: FormState,
 }
 
-impl Page for ListPage {
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-}
+impl_page!(ListPage);
 
 async fn list_page(
     state: &AppState,
@@ -135,10 +131,10 @@ async fn list(
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    match list_page(&state, &user, &headers, query.domain, FormState::default()).await {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => error_page(e),
-    }
+    super::respond(
+        StatusCode::OK,
+        list_page(&state, &user, &headers, query.domain, FormState::default()).await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -189,11 +185,7 @@ struct ShowPage {
     form: FormState,
 }
 
-impl Page for ShowPage {
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-}
+impl_page!(ShowPage);
 
 /// The alias at `source` (as it came in the path), if the user manages its domain.
 async fn find(state: &AppState, user: &ConsoleUser, source: &str) -> Result<Alias, WebError> {
@@ -227,10 +219,7 @@ async fn show(
     headers: HeaderMap,
     Path(source): Path<String>,
 ) -> Response {
-    match show_page(&state, &user, &headers, &source, None).await {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => error_page(e),
-    }
+    super::respond(StatusCode::OK, show_page(&state, &user, &headers, &source, None).await)
 }
 
 #[derive(Deserialize)]

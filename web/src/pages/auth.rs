@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::{Form, Router};
 use serde::Deserialize;
 
-use super::{FormState, Layout, Page, render};
+use super::{FormState, Layout, render};
 use crate::auth::login;
 use crate::auth::session::{self, AnySession};
 use crate::error::WebError;
@@ -48,11 +48,7 @@ struct LoginPage {
     error: Option<String>,
 }
 
-impl Page for LoginPage {
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-}
+impl_page!(LoginPage);
 
 async fn login_page() -> Response {
     render(
@@ -114,11 +110,7 @@ struct PasswordPage {
     must_change: bool,
 }
 
-impl Page for PasswordPage {
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-}
+impl_page!(PasswordPage);
 
 async fn password_page(AnySession(user): AnySession, headers: HeaderMap) -> Response {
     let page = PasswordPage {

@@ -10,7 +10,7 @@ use postern_store::model::DomainName;
 use postern_store::model::{Page as QueuePage, QueueFilter};
 use postern_store::{EngineStatus, HourCounts, LogFilter};
 
-use super::{Layout, Page, chart, render};
+use super::{Layout, chart};
 use crate::auth::session::ConsoleUser;
 use crate::error::WebError;
 use crate::state::AppState;
@@ -64,11 +64,7 @@ struct EngineRow {
     problems: Option<String>,
 }
 
-impl Page for Dashboard {
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-}
+impl_page!(Dashboard);
 
 async fn show(State(state): State<AppState>, user: ConsoleUser, headers: HeaderMap) -> Response {
     let result: Result<Dashboard, WebError> = async {
@@ -143,10 +139,7 @@ async fn show(State(state): State<AppState>, user: ConsoleUser, headers: HeaderM
         })
     }
     .await;
-    match result {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => super::error_page(e),
-    }
+    super::respond(StatusCode::OK, result)
 }
 
 /// The newest failed and deferred deliveries, newest first.

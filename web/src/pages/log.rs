@@ -9,7 +9,7 @@ use axum::routing::get;
 use postern_store::LogFilter;
 use serde::Deserialize;
 
-use super::{FormState, Layout, Page, error_page, percent_encode, render};
+use super::{FormState, Layout, percent_encode};
 use crate::api::log::{page as log_page, parse_cursor};
 use crate::auth::session::ConsoleUser;
 use crate::error::WebError;
@@ -54,11 +54,7 @@ struct LogPage {
     paged: bool,
 }
 
-impl Page for LogPage {
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-}
+impl_page!(LogPage);
 
 async fn delivery(
     State(state): State<AppState>,
@@ -106,10 +102,7 @@ async fn delivery(
         })
     }
     .await;
-    match result {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => error_page(e),
-    }
+    super::respond(StatusCode::OK, result)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,11 +129,7 @@ struct AuditPage {
     paged: bool,
 }
 
-impl Page for AuditPage {
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-}
+impl_page!(AuditPage);
 
 /// JSON as a person reads it; escaped by the template like any other text.
 fn pretty(value: Option<serde_json::Value>) -> String {
@@ -175,8 +164,5 @@ async fn audit(
         })
     }
     .await;
-    match result {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => error_page(e),
-    }
+    super::respond(StatusCode::OK, result)
 }

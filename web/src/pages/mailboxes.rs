@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::link::encode;
 use super::refusal::place;
-use super::{Flash, FormState, Layout, Page, error_page, render, saved};
+use super::{Flash, FormState, Layout, error_page, render, saved};
 use crate::auth::login;
 use crate::auth::session::ConsoleUser;
 use crate::error::WebError;
@@ -121,11 +121,7 @@ struct ListPage {
     form: FormState,
 }
 
-impl Page for ListPage {
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-}
+impl_page!(ListPage);
 
 /// The domains a list shows: the one picked (if the user manages it), else all of the user's.
 fn scope(user: &ConsoleUser, domain: &str) -> Result<Option<Vec<DomainName>>, WebError> {
@@ -189,10 +185,10 @@ async fn list(
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    match list_page(&state, &user, &headers, query, FormState::default()).await {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => error_page(e),
-    }
+    super::respond(
+        StatusCode::OK,
+        list_page(&state, &user, &headers, query, FormState::default()).await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -261,11 +257,7 @@ struct ShowPage {
     form: FormState,
 }
 
-impl Page for ShowPage {
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-}
+impl_page!(ShowPage);
 
 /// The mailbox at `address` (as it came in the path), if the user manages its domain.
 async fn find(state: &AppState, user: &ConsoleUser, address: &str) -> Result<Mailbox, WebError> {
@@ -309,10 +301,7 @@ async fn show(
     headers: HeaderMap,
     Path(address): Path<String>,
 ) -> Response {
-    match show_page(&state, &user, &headers, &address, None).await {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => error_page(e),
-    }
+    super::respond(StatusCode::OK, show_page(&state, &user, &headers, &address, None).await)
 }
 
 /// Answers a change on the mailbox page: back to it with the flash, or the page again with the

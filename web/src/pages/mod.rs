@@ -1,6 +1,17 @@
 //! The console's HTML pages: one module per resource, each with its `router()`, rendered by
 //! askama from `templates/`. Shared here: the layout, flash messages, form state and errors.
 
+/// A page struct whose `layout` field holds the layout around it.
+macro_rules! impl_page {
+    ($page:ty) => {
+        impl super::Page for $page {
+            fn layout(&self) -> &super::Layout {
+                &self.layout
+            }
+        }
+    };
+}
+
 mod admins;
 mod aliases;
 mod auth;
@@ -263,6 +274,14 @@ struct ErrorPage {
 impl Page for ErrorPage {
     fn layout(&self) -> &Layout {
         &self.layout
+    }
+}
+
+/// A page, or the error that kept it from being made.
+pub fn respond<P: Page>(status: StatusCode, result: Result<P, WebError>) -> Response {
+    match result {
+        Ok(page) => render(status, &page),
+        Err(e) => error_page(e),
     }
 }
 

@@ -12,7 +12,7 @@ use postern_store::model::parse_cidr;
 use serde::Deserialize;
 
 use super::refusal::place;
-use super::{Flash, FormState, Layout, Page, error_page, render, saved};
+use super::{Flash, FormState, Layout, error_page, render, saved};
 use crate::auth::session::ConsoleUser;
 use crate::error::WebError;
 use crate::state::AppState;
@@ -36,11 +36,7 @@ struct ListPage {
     form: FormState,
 }
 
-impl Page for ListPage {
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-}
+impl_page!(ListPage);
 
 async fn page(
     state: &AppState,
@@ -65,10 +61,7 @@ async fn page(
 }
 
 async fn list(State(state): State<AppState>, user: ConsoleUser, headers: HeaderMap) -> Response {
-    match page(&state, &user, &headers, FormState::default()).await {
-        Ok(p) => render(StatusCode::OK, &p),
-        Err(e) => error_page(e),
-    }
+    super::respond(StatusCode::OK, page(&state, &user, &headers, FormState::default()).await)
 }
 
 #[derive(Deserialize)]

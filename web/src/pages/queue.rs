@@ -11,7 +11,7 @@ use axum_extra::extract::Form;
 use postern_store::model::{Page as QueuePage, QueueAction, QueueId, QueuedMessage, Selection};
 use serde::Deserialize;
 
-use super::{Flash, FormState, Layout, Page, error_page, percent_encode, render};
+use super::{Flash, FormState, Layout, error_page, percent_encode, render};
 use crate::auth::session::ConsoleUser;
 use crate::error::WebError;
 use crate::queue::{self, Criteria, HeaderField, given};
@@ -168,11 +168,7 @@ struct ListPage {
     can_act: bool,
 }
 
-impl Page for ListPage {
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-}
+impl_page!(ListPage);
 
 impl ListPage {
     fn hidden_filter(&self) -> Vec<(&'static str, &str)> {
@@ -230,10 +226,7 @@ async fn list(
         })
     }
     .await;
-    match result {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => error_page(e),
-    }
+    super::respond(StatusCode::OK, result)
 }
 
 /// The bulk form: an action on the checked messages, or on every message of the filter.
@@ -345,11 +338,7 @@ struct ShowPage {
     can_act: bool,
 }
 
-impl Page for ShowPage {
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-}
+impl_page!(ShowPage);
 
 async fn show(
     State(state): State<AppState>,
@@ -396,10 +385,7 @@ async fn show(
         })
     }
     .await;
-    match result {
-        Ok(page) => render(StatusCode::OK, &page),
-        Err(e) => error_page(e),
-    }
+    super::respond(StatusCode::OK, result)
 }
 
 async fn act_on_one(

@@ -10,7 +10,7 @@ use axum::{Form, Router};
 use postern_store::model::{Access, ApiToken, parse_domain_list};
 use serde::Deserialize;
 
-use super::{Flash, FormState, Layout, Page, error_page, render};
+use super::{Flash, FormState, Layout, error_page, render};
 use crate::auth::issue::{self, TokenRequest};
 use crate::auth::session::ConsoleUser;
 use crate::error::WebError;
@@ -63,11 +63,7 @@ struct ListPage {
     form: FormState,
 }
 
-impl Page for ListPage {
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-}
+impl_page!(ListPage);
 
 #[derive(Template)]
 #[template(path = "tokens/created.html")]
@@ -77,11 +73,7 @@ struct CreatedPage {
     bearer: String,
 }
 
-impl Page for CreatedPage {
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-}
+impl_page!(CreatedPage);
 
 async fn page(
     state: &AppState,
@@ -96,10 +88,7 @@ async fn page(
 }
 
 async fn list(State(state): State<AppState>, user: ConsoleUser, headers: HeaderMap) -> Response {
-    match page(&state, &user, &headers, FormState::default()).await {
-        Ok(p) => render(StatusCode::OK, &p),
-        Err(e) => error_page(e),
-    }
+    super::respond(StatusCode::OK, page(&state, &user, &headers, FormState::default()).await)
 }
 
 #[derive(Deserialize)]

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::link::encode;
 use super::refusal::place;
-use super::{Flash, FormState, Layout, Page, error_page, render, saved};
+use super::{Flash, FormState, Layout, error_page, render, saved};
 use crate::api::transports::{TransportSpec, set};
 use crate::auth::session::ConsoleUser;
 use crate::error::WebError;
@@ -61,11 +61,7 @@ struct ListPage {
     form: FormState,
 }
 
-impl Page for ListPage {
-    fn layout(&self) -> &Layout {
-        &self.layout
-    }
-}
+impl_page!(ListPage);
 
 const TLS_POLICIES: [(&str, &str); 4] = [
     ("may", "may: STARTTLS when offered"),
@@ -131,10 +127,7 @@ async fn list(
         page(&state, &user, &headers, editing.is_some(), form).await
     }
     .await;
-    match result {
-        Ok(p) => render(StatusCode::OK, &p),
-        Err(e) => error_page(e),
-    }
+    super::respond(StatusCode::OK, result)
 }
 
 // No `Debug`: it holds a password.
