@@ -1,29 +1,52 @@
 #!/usr/bin/env bash
-# End-to-end throughput, Postern against Postfix on this machine, in one run.
+# Throughput and memory, Postern against Postfix on this machine, in one run.
 #
-# For each session count, Postfix's smtp-source sends 2 KB messages over loopback to each MTA,
-# which relays them (trusted network, smarthost transport) to one smtp-sink. The clock runs
-# from the first connection until the MTA's queue is empty again, so it covers receiving
-# (durable before 250: Postfix fsyncs its queue file, Postern commits with SQLite
-# synchronous=FULL) and delivering. Prints messages per second for both, their ratio, and
-# Postern's peak memory (VmHWM).
+# End-to-end: Postfix's smtp-source sends messages over loopback to each MTA, which relays them
+# (trusted network, smarthost transport) to one smtp-sink. The clock runs from the first
+# connection until the MTA's queue is empty again, so it covers receiving (durable before 250:
+# Postfix fsyncs its queue file, Postern commits with SQLite synchronous=FULL) and delivering.
+# Every delivery is checked in the MTA's log: each message must have reached the sink.
 #
-# Usage: bench/throughput.sh [MESSAGES] [SESSIONS...]   (default: 5000 messages, 20 and 50)
-# Needs: root (Postfix runs its own instance), the Debian package postfix, a release build
-# (built here). Sends nothing beyond 127.0.0.1.
+# Ingest-only (--full): the same, with both MTAs delivering to `discard` (Postern: transport
+# `*` -> discard; Postfix: default_transport = discard). The clock stops when smtp-source has
+# had its last 250, so it measures messages accepted durably per second.
+#
+# Idle sessions (--full): a fresh Postern holds IDLE (10,000) SMTP sessions that have had the
+# greeting and EHLO (bench/idle_connections.py); its resident memory before and after, per session.
+#
+# Usage: bench/throughput.sh [--full] [MESSAGES] [SESSIONS...]
+#   default: end-to-end, 2 KB messages, 5000 messages per run, 20 and 50 sessions
+#   --full:  end-to-end with 2 KB (MESSAGES, default 5000) and 100 KB (MESSAGES/5) messages at
+#            20, 50 and 100 sessions (the 50-session 2 KB case twice, as Postfix varies from run
+#            to run), ingest-only with both sizes at 50 sessions, and the idle sessions
+#   IDLE=N   idle sessions to hold (default 10000)
+# Prints Markdown tables. Needs: root (Postfix runs its own instance), the Debian package
+# postfix, python3, a release build (built here). Sends nothing beyond 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+full=false
+if [ "${1:-}" = --full ]; then full=true; shift; fi
 messages=${1:-5000}
 shift || true
 sessions=("$@")
-[ ${#sessions[@]} -gt 0 ] || sessions=(20 50)
-size=2048
+if [ ${#sessions[@]} -eq 0 ]; then
+    if $full; then sessions=(20 50 100); else sessions=(20 50); fi
+fi
+idle=${IDLE:-10000}
 
-for tool in smtp-source smtp-sink postfix; do
+for tool in smtp-source smtp-sink postfix python3; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is missing (Debian package postfix)" >&2; exit 1; }
 done
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (Postfix needs it for its own instance)" >&2; exit 1; }
+# 10,000 idle sessions need as many descriptors in Postern and in the client holding them:
+# raise the limit as far as allowed (a container may cap the hard limit).
+ulimit -Hn 65536 2>/dev/null || true
+ulimit -n "$(ulimit -Hn)"
+if $full && [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((idle + 100)) ]; then
+    echo "bench: $idle idle sessions need a file limit above $((idle + 100)); ulimit -n allows $(ulimit -n)" >&2
+    exit 1
+fi
 
 cargo build --release --quiet
 postern=$PWD/target/release/postern
@@ -34,13 +57,19 @@ pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     [ -d "$work/postfix" ] && postfix -c "$work/postfix" stop >/dev/null 2>&1 || true
+    wait 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "bench: nothing on port $1" >&2; exit 1; }
 now() { date +%s.%N; }
+lines() { if [ -f "$1" ]; then wc -l < "$1"; else echo 0; fi; }
+commas() { python3 -c "print(f'{int($1):,}')"; }
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+echo "load average at start: $(load)" >&2
 
 # The sink: accepts everything, keeps nothing.
 sink_port=$(free_port)
@@ -79,16 +108,18 @@ sed -i 's/^\([a-z]* *[a-z-]* *[n-] *[n-] *\)y/\1n/' "$pf/master.cf"   # chroot o
 postfix -c "$pf" check
 postfix -c "$pf" start >/dev/null
 wait_port "$pf_port"
+pf_version=$(postconf -c "$pf" -h mail_version | cut -d. -f1-2)
 
 # Postern, same job: 127.0.0.1 is trusted, everything goes to the sink.
 pt=$work/postern
 pt_port=$(free_port)
-mkdir -p "$pt"
-cat > "$pt/postern.toml" <<CONF
+write_postern_config() { # DIR PORT
+    mkdir -p "$1"
+    cat > "$1/postern.toml" <<CONF
 hostname = "postern.bench.test"
 data_dir = "data"
 [smtp]
-listen = ["127.0.0.1:$pt_port"]
+listen = ["127.0.0.1:$2"]
 submission = []
 submissions = []
 [log]
@@ -96,6 +127,8 @@ format = "json"
 # One line per delivery, as Postfix writes its maillog: counted below to prove delivery.
 level = "warn,postern_server::queue::scheduler=info"
 CONF
+}
+write_postern_config "$pt" "$pt_port"
 "$postern" --config "$pt/postern.toml" transport set '*' "smtp:[127.0.0.1]:$sink_port" --tls none >/dev/null
 "$postern" --config "$pt/postern.toml" serve > "$pt/serve.log" 2>&1 &
 postern_pid=$!
@@ -105,27 +138,100 @@ wait_port "$pt_port"
 queue_empty_postfix() { [ -z "$(find "$pf/queue/incoming" "$pf/queue/active" "$pf/queue/deferred" "$pf/queue/maildrop" -type f 2>/dev/null | head -n1)" ]; }
 queue_empty_postern() { [ "$("$postern" --config "$pt/postern.toml" queue list --json --limit 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')" = 0 ]; }
 
-# Runs smtp-source against PORT and waits for the queue to drain; prints messages per second.
+# Deliveries logged since line FROM of LOG that match PATTERN.
+delivered_postern() { tail -n "+$(($2 + 1))" "$1" | grep '"status":"sent"' | grep -c -- "$3" || true; }
+delivered_postfix() { tail -n "+$(($2 + 1))" "$1" | grep 'status=sent' | grep -c -- "$3" || true; }
+failed_postern() { tail -n "+$(($2 + 1))" "$1" | grep '"status":' | grep -vc '"status":"sent"' || true; }
+failed_postfix() { tail -n "+$(($2 + 1))" "$1" | grep -E 'status=(deferred|bounced)' -c || true; }
+
+# run MTA PORT SESSIONS SIZE MESSAGES MODE: sends, waits for the queue to drain, checks the
+# deliveries in the log, prints messages per second. MODE e2e stops the clock at an empty queue,
+# ingest when the last message has been accepted.
 run() {
-    local port=$1 n=$2 empty=$3 start end
+    local mta=$1 port=$2 n=$3 size=$4 count=$5 mode=$6 start end log mark got bad relay
+    if [ "$mta" = postern ]; then log=$pt/serve.log; else log=$pf/maillog; fi
+    mark=$(lines "$log")
     start=$(now)
-    smtp-source -s "$n" -l "$size" -m "$messages" -f bench@source.test -t someone@sink.test "127.0.0.1:$port"
-    until $empty; do sleep 0.2; done
-    end=$(now)
-    python3 -c "print(f'{$messages / ($end - $start):.0f}')"
+    smtp-source -s "$n" -l "$size" -m "$count" -f bench@source.test -t someone@sink.test "127.0.0.1:$port"
+    if [ "$mode" = ingest ]; then end=$(now); fi
+    until "queue_empty_$mta"; do sleep 0.1; done
+    if [ "$mode" = e2e ]; then end=$(now); fi
+    # Every message must show up once in the log as delivered where it should go.
+    if [ "$mta" = postern ]; then
+        if [ "$mode" = e2e ]; then relay="127.0.0.1:$sink_port"; else relay='"relay":"discard"'; fi
+    else
+        if [ "$mode" = e2e ]; then relay="relay=127.0.0.1\[127.0.0.1\]:$sink_port"; else relay='relay=none'; fi
+    fi
+    for _ in $(seq 1 50); do # Postfix's log daemon writes a moment later
+        got=$("delivered_$mta" "$log" "$mark" "$relay")
+        [ "$got" -ge "$count" ] && break
+        sleep 0.1
+    done
+    bad=$("failed_$mta" "$log" "$mark")
+    if [ "$got" != "$count" ] || [ "$bad" != 0 ]; then
+        echo "bench: $mta, $mode, $n sessions, $size bytes: $got of $count messages delivered as expected, $bad failed" >&2
+        tail -n "+$((mark + 1))" "$log" | grep -v -- "$relay" | tail -n 5 >&2
+        exit 1
+    fi
+    python3 -c "print(f'{$count / ($end - $start):.0f}')"
 }
 
-printf '%-9s %10s %10s %7s\n' sessions postern postfix ratio
-for n in "${sessions[@]}"; do
-    pt_rate=$(run "$pt_port" "$n" queue_empty_postern)
-    pf_rate=$(run "$pf_port" "$n" queue_empty_postfix)
-    ratio=$(python3 -c "print(f'{$pt_rate / $pf_rate:.2f}')")
-    printf '%-9s %10s %10s %7s\n' "$n" "$pt_rate/s" "$pf_rate/s" "${ratio}x"
-done
-peak=$(awk '/VmHWM/ {print $2, $3}' "/proc/$postern_pid/status")
-echo "postern peak memory (VmHWM): $peak"
-# An empty queue also follows bounces: say how many messages were really delivered.
-sent=$(grep -c '"status":"sent"' "$pt/serve.log" || true)
-other=$(grep '"status":' "$pt/serve.log" | grep -vc '"status":"sent"' || true)
-echo "postern deliveries: $sent sent to the sink, $other not sent (of $((messages * ${#sessions[@]})) messages)"
-[ "$other" = 0 ] || { grep '"status":' "$pt/serve.log" | grep -v '"status":"sent"' | head -5; exit 1; }
+human_size() { if [ "$1" -ge 1024 ]; then echo "$(($1 / 1024)) KB"; else echo "$1 B"; fi; }
+
+# row LABEL SIZE SESSIONS MESSAGES MODE: one line of the table, Postern first.
+row() {
+    local label=$1 size=$2 n=$3 count=$4 mode=$5 pt_rate pf_rate ratio
+    pt_rate=$(run postern "$pt_port" "$n" "$size" "$count" "$mode")
+    pf_rate=$(run postfix "$pf_port" "$n" "$size" "$count" "$mode")
+    ratio=$(python3 -c "print(f'{$pt_rate / $pf_rate:.1f}')")
+    printf '| %s | %s | %s | %s | %s msg/s | %s msg/s | %sx |\n' "$label" "$(human_size "$size")" "$n" \
+        "$(commas "$count")" "$(commas "$pt_rate")" "$(commas "$pf_rate")" "$ratio"
+}
+
+echo "| test | message | sessions | messages | Postern | Postfix $pf_version | ratio |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+if ! $full; then
+    for n in "${sessions[@]}"; do row end-to-end 2048 "$n" "$messages" e2e; done
+else
+    big=$((messages / 5))
+    for n in "${sessions[@]}"; do
+        row end-to-end 2048 "$n" "$messages" e2e
+        # Postfix's rate moves a lot between runs: measure the target case twice.
+        if [ "$n" = 50 ]; then row end-to-end 2048 "$n" "$messages" e2e; fi
+    done
+    for n in "${sessions[@]}"; do row end-to-end 102400 "$n" "$big" e2e; done
+    # Ingest-only: both deliver to discard from here on.
+    "$postern" --config "$pt/postern.toml" transport set '*' discard >/dev/null
+    postconf -c "$pf" -e default_transport=discard
+    postfix -c "$pf" reload >/dev/null 2>&1
+    sleep 3 # Postern applies the change within a second; Postfix restarts its daemons
+    row "ingest-only (discard)" 2048 50 "$messages" ingest
+    row "ingest-only (discard)" 102400 50 "$big" ingest
+fi
+echo
+peak=$(awk '/VmHWM/ {print $2}' "/proc/$postern_pid/status")
+echo "Postern's peak memory (VmHWM) over these runs: $(commas $((peak / 1024))) MB. Load average at the end: $(load)."
+
+if $full; then
+    # A fresh Postern, so that the heap left over from the runs above does not hide the cost.
+    kill "$postern_pid"
+    idle_dir=$work/postern-idle
+    idle_port=$(free_port)
+    write_postern_config "$idle_dir" "$idle_port"
+    "$postern" --config "$idle_dir/postern.toml" serve > "$idle_dir/serve.log" 2>&1 &
+    idle_pid=$!
+    pids+=($idle_pid)
+    wait_port "$idle_port"
+    sleep 1
+    result=$(python3 bench/idle_connections.py --port "$idle_port" --pid "$idle_pid" --count "$idle")
+    echo "bench: idle sessions: $result" >&2
+    field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p; s/^$1=\([^ ]*\).*/\1/p" <<< "$result" | head -n1; }
+    echo
+    echo "| idle SMTP sessions (after EHLO) | held | Postern RSS before | RSS with them | per session |"
+    echo "| --- | --- | --- | --- | --- |"
+    printf '| %s | %s | %s KB | %s KB | %s KB |\n' "$(commas "$idle")" "$(commas "$(field alive)")" \
+        "$(commas "$(field rss_before_kb)")" "$(commas "$(field rss_after_kb)")" "$(field kb_per_connection)"
+    if [ "$(field alive)" != "$idle" ]; then
+        echo "bench: only $(field alive) of $idle idle sessions held: $result" >&2
+    fi
+fi
