@@ -30,6 +30,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     let boot = load_boot(config, profile)?;
     init_logging(&boot)?;
 
+    raise_file_limit(boot.max_sessions);
     // Ports first: a port we cannot have is an error before anything is created on disk.
     let listeners = smtp::bind_all(&boot.listeners()).await?;
     let consoles = bind_console(&boot.console).await?;
@@ -46,7 +47,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         hostname: boot.hostname.to_string(),
         data_dir: boot.data_dir.clone(),
         certificate: cert.clone(),
-        limits: Limits::default(),
+        limits: Limits { max_sessions: boot.max_sessions, ..Limits::default() },
         delivery: boot.delivery.clone(),
     };
     let mta = Mta::start(store.clone(), listeners, options, shutdown.clone()).await?;
@@ -140,6 +141,31 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     store.close().await;
     println!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Raises the soft limit on open files to the hard one: every SMTP session, outbound connection
+/// and store file takes a descriptor, and the usual soft limit (1,024) is far below what the
+/// session limit allows. A hard limit below that is logged; it is the administrator's to raise
+/// (`LimitNOFILE=` under systemd).
+fn raise_file_limit(max_sessions: usize) {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed by reference.
+    let raised = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let wanted = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        limit.rlim_cur < limit.rlim_max && libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0
+    };
+    let now = if raised { limit.rlim_max } else { limit.rlim_cur };
+    let wanted = max_sessions as u64 + 1024;
+    if now < wanted {
+        tracing::warn!(
+            open_files = now,
+            wanted,
+            "the open-file limit is below what the SMTP session limit needs; raise LimitNOFILE"
+        );
+    }
 }
 
 async fn bind_console(

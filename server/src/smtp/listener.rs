@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -60,9 +61,11 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let mut accepting = JoinSet::new();
+    let slots = Arc::new(Semaphore::new(ctx.limits.max_sessions));
     for listener in listeners {
         let shutdown = shutdown.clone();
         let ctx = ctx.clone();
+        let slots = slots.clone();
         accepting.spawn(async move {
             loop {
                 let (stream, peer) = tokio::select! {
@@ -77,12 +80,32 @@ pub async fn serve(
                         }
                     }
                 };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(listener = listener.kind.name(), %peer, "too many sessions; connection refused");
+                    tokio::spawn(refuse(stream, listener.kind));
+                    continue;
+                };
                 tracing::info!(listener = listener.kind.name(), %peer, "connect");
-                tokio::spawn(start_session(ctx.clone(), listener.kind, peer, stream));
+                let ctx = ctx.clone();
+                let kind = listener.kind;
+                tokio::spawn(async move {
+                    start_session(ctx, kind, peer, stream).await;
+                    drop(slot);
+                });
             }
         });
     }
     while accepting.join_next().await.is_some() {}
+}
+
+/// RFC 5321 §3.1: a server that cannot take a session may greet with 421 and close. On the
+/// implicit-TLS port there is no plaintext to say it in, so the connection just closes.
+async fn refuse(mut stream: TcpStream, kind: ListenerKind) {
+    use tokio::io::AsyncWriteExt;
+    if kind != ListenerKind::Submissions {
+        let reply = b"421 4.3.2 Too many connections, try again later\r\n";
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(reply)).await;
+    }
 }
 
 async fn start_session(

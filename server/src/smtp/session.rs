@@ -32,6 +32,10 @@ pub struct Limits {
     pub data_timeout: Duration,
     /// MAIL is refused with 452 below this much free space in the data directory.
     pub min_free_disk: u64,
+    /// Sessions at once over every listener; a connection beyond it gets `421 4.3.2` and is
+    /// closed, so that a flood cannot take the file descriptors the queue and delivery need
+    /// (Postfix bounds smtpd with its process limit).
+    pub max_sessions: usize,
 }
 
 impl Default for Limits {
@@ -45,6 +49,7 @@ impl Default for Limits {
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(600),
             min_free_disk: 2 * max_message_size as u64,
+            max_sessions: postern_store::boot::DEFAULT_MAX_SESSIONS,
         }
     }
 }

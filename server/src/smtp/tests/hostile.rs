@@ -238,3 +238,39 @@ async fn a_failed_queue_write_is_451_never_250() {
     let reply = c.mail("x@remote.test", &["ann@example.test"], "Subject: w\r\n\r\nx\r\n").await;
     assert!(reply.starts_with("250"), "{reply}");
 }
+
+#[tokio::test]
+async fn a_connection_flood_gets_421_beyond_the_session_limit() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let server = Server::with_limits(Limits { max_sessions: 2, ..Limits::default() }).await;
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let listeners = crate::smtp::bind_all(&[("smtp", &[any])]).await.unwrap();
+    let addr = listeners[0].local_addr();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(crate::smtp::serve(listeners, server.ctx.clone(), shutdown.clone()));
+    async fn greeting(addr: std::net::SocketAddr) -> (String, BufReader<tokio::net::TcpStream>) {
+        let mut conn = BufReader::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+        let mut line = String::new();
+        conn.read_line(&mut line).await.unwrap();
+        (line, conn)
+    }
+    let (first, held) = greeting(addr).await;
+    let (second, _also_held) = greeting(addr).await;
+    assert!(first.starts_with("220 ") && second.starts_with("220 "));
+    let (third, mut refused) = greeting(addr).await;
+    assert_eq!(third, "421 4.3.2 Too many connections, try again later\r\n");
+    let mut rest = String::new();
+    assert_eq!(refused.read_line(&mut rest).await.unwrap(), 0, "and closed");
+    drop(held);
+    // The slot comes back when the session ends (the server sees the EOF at its next read).
+    let mut again = String::new();
+    for _ in 0..50 {
+        (again, _) = greeting(addr).await;
+        if again.starts_with("220 ") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(again.starts_with("220 "), "{again}");
+    shutdown.cancel();
+}
