@@ -596,3 +596,49 @@ fn an_administrator_bounce_sends_a_dsn() {
     assert!(mail[0].contains("bounced by the administrator"), "{}", mail[0]);
     wait_for_empty_queue(&setup, Duration::from_secs(10));
 }
+
+/// Postern relaying through another Postern's submission port as a smarthost with AUTH: the
+/// outbound client's STARTTLS and AUTH PLAIN against a real server that requires them.
+#[test]
+fn a_smarthost_takes_the_mail_after_starttls_and_auth() {
+    let test = "mta::a_smarthost_takes_the_mail_after_starttls_and_auth";
+    if !have_swaks(test) {
+        return;
+    }
+    let (db_a, db_b) = (TestDb::sqlite(), TestDb::sqlite());
+    let (relay, smarthost) = (Setup::new(&db_a.database), Setup::new(&db_b.database));
+    let upstream = serve_with_ann(&smarthost);
+    let port = upstream.listeners["submission"].port();
+    let serve = relay.serve();
+    let out = relay.run(
+        &[
+            "transport",
+            "set",
+            "*",
+            &format!("smtp:[127.0.0.1]:{port}"),
+            "--tls",
+            "encrypt",
+            "--auth-user",
+            "ann@example.test",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serve
+        .wait_log(Duration::from_secs(5), |l| applied(l) && l["transports"] == 1)
+        .expect("the transport is live");
+    // 127.0.0.1 is a trusted network of the relay; the smarthost lets ann send as herself only.
+    let (ok, text) = swaks(
+        serve.listeners["smtp"],
+        &["--from", "ann@example.test", "--to", "ann@example.test", "--header", "Subject: via"],
+    );
+    assert!(ok, "{text}");
+    let mail = wait_for_mail(&ann_maildir(&smarthost), 1, Duration::from_secs(10));
+    assert_eq!(mail.len(), 1, "the smarthost delivered it");
+    assert!(mail[0].contains("Subject: via"));
+    assert!(
+        mail[0].contains("with ESMTPSA") && mail[0].contains("(authenticated as ann@example.test)"),
+        "the relay used STARTTLS and AUTH: {}",
+        mail[0]
+    );
+}
