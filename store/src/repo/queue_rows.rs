@@ -33,7 +33,12 @@ macro_rules! recipient_columns {
 /// looked for with LIKE. A recipient domain comes off the wire and could hold LIKE's `%` or `_`,
 /// so a match is confirmed by a literal REPLACE: only the few rows LIKE lets through pay for it
 /// (CASE fixes that order, which SQLite would otherwise choose itself; escaping every domain for
-/// LIKE instead made a scoped list of 100,000 messages about twice as slow).
+/// LIKE instead made a scoped list of 100,000 messages about twice as slow). The set is matched
+/// against the distinct recipient domains (a walk of their index), and messages are then taken
+/// by the domains found, rather than probing each message's recipients in turn; the search
+/// likewise scans the recipients once. With 100,000 queued messages (debug build, loaded
+/// machine) a domain-admin's page went from 460 to 120 ms on SQLite and 260 to 150 ms on
+/// Postgres, and a search from 1.4 s to 0.47 s and 330 to 170 ms.
 macro_rules! filter_where {
     () => {
         "WHERE ($1 IS NULL OR m.sender = $1) \
@@ -47,14 +52,15 @@ macro_rules! filter_where {
          AND ($6 IS NULL OR m.received_at >= $6) \
          AND ($7 IS NULL OR m.held = $7) \
          AND ($8 IS NULL OR m.id > $8) \
-         AND ($9 IS NULL OR EXISTS (SELECT 1 FROM queue_recipients f \
-              WHERE f.message_id = m.id AND CASE WHEN $9 LIKE '% ' || f.domain || ' %' \
-              THEN LENGTH(REPLACE($9, ' ' || f.domain || ' ', '')) < LENGTH($9) \
-              ELSE FALSE END)) \
+         AND ($9 IS NULL OR m.id IN (SELECT f.message_id FROM queue_recipients f \
+              WHERE f.domain IN (SELECT DISTINCT g.domain FROM queue_recipients g \
+              WHERE CASE WHEN $9 LIKE '% ' || g.domain || ' %' \
+              THEN LENGTH(REPLACE($9, ' ' || g.domain || ' ', '')) < LENGTH($9) \
+              ELSE FALSE END))) \
          AND ($10 IS NULL OR LOWER(m.sender) LIKE $10 ESCAPE '\\' \
               OR LOWER(m.id) LIKE $10 ESCAPE '\\' \
-              OR EXISTS (SELECT 1 FROM queue_recipients f \
-              WHERE f.message_id = m.id AND LOWER(f.address) LIKE $10 ESCAPE '\\')) "
+              OR m.id IN (SELECT f.message_id FROM queue_recipients f \
+              WHERE LOWER(f.address) LIKE $10 ESCAPE '\\')) "
     };
 }
 
