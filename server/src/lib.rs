@@ -5,6 +5,7 @@ pub mod delivery;
 pub mod dns;
 pub mod engine;
 mod error;
+pub mod mailauth;
 pub mod mta;
 pub mod queue;
 pub mod smtp;

@@ -85,6 +85,7 @@ impl Mta {
             tls: Some(tls),
             limits: options.limits,
             data_dir: options.data_dir,
+            signer: Arc::new(crate::mailauth::Unsigned),
         });
         tasks.spawn(smtp::serve(listeners, ctx, shutdown));
         Ok(Mta { engine, queue, tasks })

@@ -72,6 +72,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let mut message = Vec::with_capacity(head.len() + body.len());
         message.extend_from_slice(head.as_bytes());
         message.extend_from_slice(&body);
+        if self.auth.is_some() {
+            let domain = tx.sender.rsplit_once('@').map_or("", |(_, d)| d);
+            let signature = self.ctx.signer.sign(domain, &message);
+            if !signature.is_empty() {
+                message.splice(0..0, signature.into_bytes());
+            }
+        }
         message
     }
 }

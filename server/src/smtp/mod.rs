@@ -79,6 +79,8 @@ pub struct SessionContext {
     pub limits: Limits,
     /// Free space here is checked before MAIL.
     pub data_dir: PathBuf,
+    /// Signs what authenticated users submit (DKIM), as it is queued.
+    pub signer: std::sync::Arc<dyn crate::mailauth::Signer>,
 }
 
 impl SessionContext {

@@ -52,6 +52,12 @@ async fn submission_with_starttls_and_auth() {
         body.contains("\r\nMessage-ID: <") && body.contains("\r\nDate: "),
         "submissions get Message-ID and Date: {body}"
     );
+    // The signer sees the message as queued, our headers included, and its field goes on top.
+    let signed = format!(
+        "DKIM-Signature: v=1; d=example.test; test=yes; signed={}\r\n",
+        m.body.len() - body.find("Received:").unwrap()
+    );
+    assert!(body.starts_with(&signed), "{body}");
 }
 
 #[tokio::test]
@@ -129,4 +135,16 @@ async fn starttls_injection_is_discarded() {
     let reply = c.cmd("EHLO client.test").await;
     assert!(reply.starts_with("250-mail.example.test"), "{reply}");
     c.expect("NOOP", "250 2.0.0").await;
+}
+
+#[tokio::test]
+async fn only_what_authenticated_users_submit_is_signed() {
+    let server = Server::new().await;
+    let mut c = server.connect(ListenerKind::Smtp, "192.0.2.21").await;
+    c.expect("EHLO mx.elsewhere.test", "250").await;
+    let reply =
+        c.mail("someone@elsewhere.test", &["ann@example.test"], "Subject: in\r\n\r\nhi\r\n").await;
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    let body = String::from_utf8(server.accepted()[0].body.clone()).unwrap();
+    assert!(body.starts_with("Received: "), "inbound mail is not signed: {body}");
 }
