@@ -53,11 +53,19 @@ impl Criteria {
 
 /// Whether `principal` may see `message`: one of its recipients is in the principal's domains.
 pub fn sees(principal: &Principal, message: &QueuedMessage) -> bool {
+    message.recipients.iter().any(|r| in_scope(principal, &r.address))
+}
+
+fn in_scope(principal: &Principal, address: &str) -> bool {
     let Some(domains) = &principal.domains else { return true };
-    message.recipients.iter().any(|r| {
-        let domain = r.address.rsplit_once('@').map(|(_, d)| d.to_lowercase()).unwrap_or_default();
-        domains.iter().any(|d| d.as_str() == domain)
-    })
+    let domain = address.rsplit_once('@').map(|(_, d)| d.to_lowercase()).unwrap_or_default();
+    domains.iter().any(|d| d.as_str() == domain)
+}
+
+/// Leaves only the recipients in `principal`'s domains: a message to several domains must not
+/// show one domain's administrator who else (a Bcc, say) it goes to.
+pub fn narrow(principal: &Principal, message: &mut QueuedMessage) {
+    message.recipients.retain(|r| in_scope(principal, &r.address));
 }
 
 pub fn parse_id(text: &str) -> Result<QueueId, WebError> {
@@ -74,7 +82,10 @@ pub async fn show(
     id: QueueId,
 ) -> Result<QueuedMessage, WebError> {
     match state.store.queue_show(id).await? {
-        Some(m) if sees(principal, &m) => Ok(m),
+        Some(mut m) if sees(principal, &m) => {
+            narrow(principal, &mut m);
+            Ok(m)
+        }
         _ => Err(WebError::NotFound(format!("message {id} is not in the queue"))),
     }
 }

@@ -213,7 +213,10 @@ postern_store::store_tests! {
         assert!(has(&page, ids[0]) && !has(&page, ids[1]) && has(&page, ids[2]));
         assert!(page.contains("2 messages match"));
         assert_eq!(dora.get(&format!("/queue/{}", ids[1])).await.status, StatusCode::NOT_FOUND);
-        assert_eq!(dora.get(&format!("/queue/{}", ids[0])).await.status, StatusCode::OK);
+        let shared = dora.get(&format!("/queue/{}", ids[0])).await;
+        assert_eq!(shared.status, StatusCode::OK);
+        assert!(shared.body.contains("u@a.test") && !shared.body.contains("v@b.test"), "another domain's recipient stays hidden");
+        assert!(!page.contains("v@b.test") && !page.contains("w@b.test"), "{page}");
 
         let refused = dora.post(&format!("/queue/{}/hold", ids[1]), &[]).await;
         assert_eq!(refused.location(), "/queue");
@@ -226,6 +229,9 @@ postern_store::store_tests! {
         let api = Api::new(&store, &app, "dora", Access::Write, &[]).await;
         let list = api.call("GET", "/queue", None).await.json();
         assert_eq!(list["total"], 2);
+        assert!(!list.to_string().contains("b.test"), "{list}");
+        let one = api.call("GET", &format!("/queue/{}", ids[0]), None).await.json();
+        assert_eq!(one["recipients"].as_array().unwrap().len(), 1);
         assert_eq!(api.call("GET", &format!("/queue/{}", ids[1]), None).await.status, StatusCode::NOT_FOUND);
         let bulk = api.call("POST", "/queue/actions", Some(json!({"action": "release", "filter": {}}))).await.json();
         assert_eq!(bulk["ids"].as_array().unwrap().len(), 2);

@@ -302,7 +302,8 @@ async fn list(
     }
     .criteria()?;
     let filter = criteria.filter(&user, time::now());
-    let page = state.store.queue_list(&filter, Page { after, limit }).await?;
+    let mut page = state.store.queue_list(&filter, Page { after, limit }).await?;
+    page.messages.iter_mut().for_each(|m| queue::narrow(&user, m));
     Ok(Json(QueueList {
         items: page.messages.into_iter().map(Into::into).collect(),
         next: page.next.map(|id| id.to_string()),

@@ -209,7 +209,9 @@ async fn list(
         let after = given(Some(form.after.clone())).map(|a| queue::parse_id(&a)).transpose()?;
         let now = time::now();
         let filter = criteria.filter(&user.principal, now);
-        let page = state.store.queue_list(&filter, QueuePage { after, limit: PER_PAGE }).await?;
+        let mut page =
+            state.store.queue_list(&filter, QueuePage { after, limit: PER_PAGE }).await?;
+        page.messages.iter_mut().for_each(|m| queue::narrow(&user.principal, m));
         if page.total > 0 {
             layout.title = format!("Queue ({})", page.total);
         }
