@@ -1,4 +1,5 @@
-// The console works without JavaScript; this only asks once before a destructive action.
+// The console works without JavaScript; this only asks before destructive actions and lets the
+// queue page refresh itself.
 document.addEventListener("submit", (event) => {
   // A form with several actions puts the question on its destructive buttons.
   const question = event.submitter?.getAttribute("data-confirm")
@@ -7,3 +8,24 @@ document.addEventListener("submit", (event) => {
     event.preventDefault();
   }
 });
+
+// The queue page can reload itself; the choice is remembered in this browser. A reload would
+// lose checked messages, so it waits while any is checked.
+const refresh = document.getElementById("auto-refresh");
+if (refresh) {
+  refresh.checked = localStorage.getItem("postern.refresh") === "on";
+  let timer;
+  const arm = () => {
+    clearTimeout(timer);
+    if (!refresh.checked) return;
+    timer = setTimeout(() => {
+      if (document.querySelector("#bulk input[type=checkbox]:checked")) arm();
+      else window.location.reload();
+    }, 1000 * Number(refresh.dataset.seconds || 10));
+  };
+  refresh.addEventListener("change", () => {
+    localStorage.setItem("postern.refresh", refresh.checked ? "on" : "off");
+    arm();
+  });
+  arm();
+}
