@@ -53,11 +53,13 @@ CREATE INDEX delivery_log_at ON delivery_log (at);
 CREATE INDEX delivery_log_message ON delivery_log (message_id);
 
 -- Which configuration revision each engine runs, so that the console can say when a change is
--- live (or why an engine refused it) without talking to the engine.
+-- live (or why an engine refused it) without talking to the engine. seen_at is renewed while the
+-- engine runs, so that one stopped for good stops counting.
 CREATE TABLE engine_status (
     node        TEXT PRIMARY KEY,
     revision    BIGINT NOT NULL,
     applied_at  BIGINT NOT NULL,
+    seen_at     BIGINT NOT NULL DEFAULT 0,
     refused     BIGINT,
     problems    TEXT NOT NULL DEFAULT ''
 );

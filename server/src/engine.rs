@@ -3,7 +3,7 @@
 //! current when they decide; a snapshot that fails validation is not applied.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use postern_store::Store;
@@ -68,10 +68,20 @@ impl Engine {
             let engine = engine.clone();
             let node = node.to_string();
             tokio::spawn(async move {
+                // The console counts an engine as running while it renews its status.
+                let mut heartbeat = tokio::time::interval(HEARTBEAT);
+                heartbeat.tick().await;
                 loop {
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         changed = changes.changed() => if changed.is_err() { return },
+                        _ = heartbeat.tick() => {
+                            let refused = engine.refused();
+                            let refused = refused.as_ref().map(|r| (r.revision, r.problems.join("; ")));
+                            let refused = refused.as_ref().map(|(r, p)| (*r, p.as_str()));
+                            report(&store, &node, engine.snapshot().revision(), refused).await;
+                            continue;
+                        }
                     }
                     let wanted = *changes.borrow_and_update();
                     if wanted > engine.snapshot().revision() {
@@ -125,6 +135,9 @@ impl Engine {
         self.snapshot.store(Arc::new(Snapshot { config, applied_at: SystemTime::now() }));
     }
 }
+
+/// How often a running engine renews its status (the console drops one silent for two minutes).
+const HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// Tells the console which revision runs here. A failure to write it costs only the console's
 /// "live" message, so it is logged and not fatal.

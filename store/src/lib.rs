@@ -19,7 +19,7 @@ pub use database::Database;
 pub use error::{Result, StoreError};
 pub use repo::delivery_log::{HourCounts, LogEntry, LogFilter};
 pub use repo::domains::RemovedDomain;
-pub use repo::engine_status::{EngineStatus, Liveness};
+pub use repo::engine_status::{ENGINE_GONE_AFTER, EngineStatus, Liveness};
 pub use repo::mailboxes::MailboxFilter;
 pub use repo::maintenance::{Retention, Trimmed};
 pub use repo::sessions::ConsoleSession;

@@ -15,10 +15,15 @@ pub struct EngineStatus {
     /// The configuration revision the engine runs.
     pub revision: i64,
     pub applied_at: i64,
+    /// When the engine last said it runs (renewed every half minute).
+    pub seen_at: i64,
     /// A newer revision the engine refused, and why.
     pub refused: Option<i64>,
     pub problems: String,
 }
+
+/// An engine silent for this long has stopped; it no longer holds a change back.
+pub const ENGINE_GONE_AFTER: i64 = 120;
 
 /// Whether a change has reached the engines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,15 +47,17 @@ impl Store {
             Some((r, p)) => (Some(r), p),
             None => (None, ""),
         };
-        // Postgres and SQLite both take this upsert.
+        // Postgres and SQLite both take this upsert. applied_at moves only with the revision.
+        let at = now();
         sqlx::query(
-            "INSERT INTO engine_status (node, revision, applied_at, refused, problems) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (node) DO UPDATE SET revision = $2, \
-             applied_at = $3, refused = $4, problems = $5",
+            "INSERT INTO engine_status (node, revision, applied_at, seen_at, refused, problems) \
+             VALUES ($1, $2, $3, $3, $4, $5) ON CONFLICT (node) DO UPDATE SET \
+             applied_at = CASE WHEN engine_status.revision = $2 THEN engine_status.applied_at \
+             ELSE $3 END, revision = $2, seen_at = $3, refused = $4, problems = $5",
         )
         .bind(node)
         .bind(revision)
-        .bind(now())
+        .bind(at)
         .bind(refused)
         .bind(problems)
         .execute(self.pool())
@@ -60,7 +67,8 @@ impl Store {
 
     pub async fn engine_status(&self) -> Result<Vec<EngineStatus>> {
         let rows = sqlx::query(
-            "SELECT node, revision, applied_at, refused, problems FROM engine_status ORDER BY node",
+            "SELECT node, revision, applied_at, seen_at, refused, problems FROM engine_status \
+             ORDER BY node",
         )
         .fetch_all(self.pool())
         .await?;
@@ -70,6 +78,7 @@ impl Store {
                     node: row.try_get("node")?,
                     revision: row.try_get("revision")?,
                     applied_at: row.try_get("applied_at")?,
+                    seen_at: row.try_get("seen_at")?,
                     refused: row.try_get("refused")?,
                     problems: row.try_get("problems")?,
                 })
@@ -81,7 +90,9 @@ impl Store {
     pub async fn wait_until_live(&self, revision: i64, within: Duration) -> Result<Liveness> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let engines = self.engine_status().await?;
+            let alive = now() - ENGINE_GONE_AFTER;
+            let engines: Vec<EngineStatus> =
+                self.engine_status().await?.into_iter().filter(|e| e.seen_at >= alive).collect();
             if let Some(e) = engines.iter().find(|e| e.refused.is_some_and(|r| r >= revision)) {
                 return Ok(Liveness::Refused {
                     node: e.node.clone(),

@@ -93,6 +93,14 @@ crate::store_tests! {
         assert_eq!(store.wait_until_live(revision, quick).await.unwrap(), crate::Liveness::Pending);
         store.record_engine_status("n1", revision, None).await.unwrap();
         assert_eq!(store.wait_until_live(revision, quick).await.unwrap(), crate::Liveness::Live);
+        // An engine behind holds the change back, until it has been silent too long.
+        store.record_engine_status("n2", revision - 1, None).await.unwrap();
+        assert_eq!(store.wait_until_live(revision, quick).await.unwrap(), crate::Liveness::Pending);
+        sqlx::query("UPDATE engine_status SET seen_at = 0 WHERE node = 'n2'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(store.wait_until_live(revision, quick).await.unwrap(), crate::Liveness::Live);
         store.record_engine_status("n1", revision, Some((revision + 1, "loop"))).await.unwrap();
         let refused = store.wait_until_live(revision + 1, quick).await.unwrap();
         assert_eq!(refused, crate::Liveness::Refused { node: "n1".into(), problems: "loop".into() });

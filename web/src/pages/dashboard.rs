@@ -61,6 +61,9 @@ struct EngineRow {
     node: String,
     revision: i64,
     applied: String,
+    /// How long ago it last said it runs, and whether that is too long ago to count.
+    seen: String,
+    stopped: bool,
     problems: Option<String>,
 }
 
@@ -92,6 +95,8 @@ async fn show(State(state): State<AppState>, user: ConsoleUser, headers: HeaderM
             .into_iter()
             .map(|e: EngineStatus| EngineRow {
                 applied: time::format(e.applied_at),
+                seen: time::age(time::now() - e.seen_at),
+                stopped: time::now() - e.seen_at > postern_store::ENGINE_GONE_AFTER,
                 problems: e.refused.map(|r| format!("revision {r} refused: {}", e.problems)),
                 node: e.node,
                 revision: e.revision,
