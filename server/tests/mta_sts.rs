@@ -12,17 +12,15 @@ mod support;
 #[path = "support/tls_peers.rs"]
 mod tls_peers;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postern_server::Engine;
 use postern_server::delivery::mta_sts::{Mode, Policy};
 use postern_server::delivery::mx::deliver_mx_sts;
-use postern_server::delivery::{BoxStream, Connector, MtaSts, Outcome, StsSettings, Target};
+use postern_server::delivery::{MtaSts, Outcome, StsSettings};
 use postern_server::dns::ScriptedResolver;
 use postern_server::queue::{Queue, RetryPolicy, Scheduler, SchedulerConfig};
 use postern_store::model::{
@@ -30,7 +28,7 @@ use postern_store::model::{
 };
 use postern_store::testing::TestDb;
 use support::peers::sink;
-use support::{delivery, smtp_options};
+use support::{Ports, delivery, smtp_options};
 use tls_peers::{HttpReply, HttpsServer, Pki, Seen, smtp_server};
 use tokio_util::sync::CancellationToken;
 
@@ -68,41 +66,6 @@ async fn policy_server(
     };
     let sts = MtaSts::new(dns.clone(), settings).unwrap();
     (server, sts)
-}
-
-/// Real TCP to 127.0.0.1 on the port the test gave each MX host's name; records the hosts.
-#[derive(Default)]
-struct Ports {
-    ports: HashMap<String, u16>,
-    tried: Mutex<Vec<String>>,
-}
-
-impl Ports {
-    fn with(mut self, name: &str, port: u16) -> Self {
-        self.ports.insert(name.to_string(), port);
-        self
-    }
-
-    fn tried(&self) -> Vec<String> {
-        self.tried.lock().unwrap().clone()
-    }
-}
-
-impl Connector for Ports {
-    fn connect<'a>(
-        &'a self,
-        target: &'a Target,
-    ) -> Pin<Box<dyn Future<Output = io::Result<BoxStream>> + Send + 'a>> {
-        Box::pin(async move {
-            let Target::Resolved { name, ip, .. } = target else {
-                return Err(io::Error::other(format!("not an MX target: {target}")));
-            };
-            self.tried.lock().unwrap().push(name.to_string());
-            let port = self.ports.get(name.as_str()).copied().unwrap_or(1);
-            let tcp = tokio::net::TcpStream::connect((*ip, port)).await?;
-            Ok(Box::new(tcp) as BoxStream)
-        })
-    }
 }
 
 /// One message to bob@example.test by MX under `policy`, trusting the test CA for `verify`.

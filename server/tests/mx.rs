@@ -7,20 +7,14 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::io;
 use std::net::IpAddr;
 use std::path::Path;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use postern_server::Engine;
 use postern_server::delivery::mx::deliver_mx_on;
-use postern_server::delivery::{
-    BoxStream, Connector, Outcome, Pool, PoolSettings, Target, deliver_mx,
-};
+use postern_server::delivery::{Outcome, Pool, PoolSettings, deliver_mx};
 use postern_server::dns::ScriptedResolver;
 use postern_server::queue::{Queue, RetryPolicy, Scheduler, SchedulerConfig};
 use postern_store::model::{
@@ -29,46 +23,10 @@ use postern_store::model::{
 use postern_store::testing::TestDb;
 use support::peers::sink;
 use support::smtp_options as options;
-use support::{delivery, free_port};
+use support::{Ports, delivery, free_port};
 use tokio_util::sync::CancellationToken;
 
 const LOOPBACK: &str = "127.0.0.1";
-
-/// Real TCP to the address DNS gave, on the port the test gave each MX host's name (MX delivery
-/// itself always uses port 25); records which hosts were tried.
-#[derive(Default)]
-struct Ports {
-    ports: HashMap<String, u16>,
-    tried: Mutex<Vec<String>>,
-}
-
-impl Ports {
-    fn with(mut self, name: &str, port: u16) -> Self {
-        self.ports.insert(name.to_string(), port);
-        self
-    }
-
-    fn tried(&self) -> Vec<String> {
-        self.tried.lock().unwrap().clone()
-    }
-}
-
-impl Connector for Ports {
-    fn connect<'a>(
-        &'a self,
-        target: &'a Target,
-    ) -> Pin<Box<dyn Future<Output = io::Result<BoxStream>> + Send + 'a>> {
-        Box::pin(async move {
-            let Target::Resolved { name, ip, .. } = target else {
-                return Err(io::Error::other(format!("not an MX target: {target}")));
-            };
-            self.tried.lock().unwrap().push(name.to_string());
-            let port = self.ports.get(name.as_str()).copied().unwrap_or(1);
-            let tcp = tokio::net::TcpStream::connect((*ip, port)).await?;
-            Ok(Box::new(tcp) as BoxStream)
-        })
-    }
-}
 
 fn domain() -> DomainName {
     "example.test".parse().unwrap()

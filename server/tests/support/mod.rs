@@ -4,12 +4,19 @@
 
 pub mod peers;
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
 use std::net::TcpListener;
 use std::path::Path;
+use std::pin::Pin;
 use std::process::{Child, Command};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use postern_server::delivery::{ClientOptions, Delivery, Protocol, Target, Timeouts};
+use postern_server::delivery::{
+    BoxStream, ClientOptions, Connector, Delivery, Protocol, Target, Timeouts,
+};
 use postern_store::model::{Host, TlsPolicy};
 
 /// A port nobody listens on right now (the peer binds it right after; a race is unlikely).
@@ -90,4 +97,40 @@ fn plain(protocol: Protocol, helo: &str, limit: Duration) -> ClientOptions {
     options.tls = TlsPolicy::None;
     options.timeouts = Timeouts::all(limit);
     options
+}
+
+/// Real TCP to the address DNS gave, on the port the test gave each MX host's name (MX delivery
+/// itself always uses port 25); records which hosts were tried.
+#[derive(Default)]
+pub struct Ports {
+    ports: HashMap<String, u16>,
+    tried: Mutex<Vec<String>>,
+}
+
+impl Ports {
+    pub fn with(mut self, name: &str, port: u16) -> Self {
+        self.ports.insert(name.to_string(), port);
+        self
+    }
+
+    pub fn tried(&self) -> Vec<String> {
+        self.tried.lock().unwrap().clone()
+    }
+}
+
+impl Connector for Ports {
+    fn connect<'a>(
+        &'a self,
+        target: &'a Target,
+    ) -> Pin<Box<dyn Future<Output = io::Result<BoxStream>> + Send + 'a>> {
+        Box::pin(async move {
+            let Target::Resolved { name, ip, .. } = target else {
+                return Err(io::Error::other(format!("not an MX target: {target}")));
+            };
+            self.tried.lock().unwrap().push(name.to_string());
+            let port = self.ports.get(name.as_str()).copied().unwrap_or(1);
+            let tcp = tokio::net::TcpStream::connect((*ip, port)).await?;
+            Ok(Box::new(tcp) as BoxStream)
+        })
+    }
 }
