@@ -200,10 +200,8 @@ fn a_trusted_network_relays_to_a_smarthost() {
         return;
     };
     let serve = setup.serve();
-    setup.ok(&["transport", "set", "*", &format!("smtp:[127.0.0.1]:{port}"), "--tls", "none"]);
-    serve
-        .wait_log(Duration::from_secs(5), |l| applied(l) && l["transports"] == 1)
-        .expect("the transport is live");
+    let next_hop = format!("smtp:[127.0.0.1]:{port}");
+    set_transport(&setup, &serve, &["*", &next_hop, "--tls", "none"], "", 1);
     // 127.0.0.1 is a trusted network by default.
     let (ok, text) = swaks(
         serve.listeners["smtp"],
@@ -260,17 +258,8 @@ fn lmtp_into_dovecot() {
     setup.ok(&["domain", "add", "lmtp.test"]);
     let out = setup.run(&["mailbox", "add", "ann@lmtp.test"], &format!("{PASSWORD}\n"));
     assert!(out.status.success());
-    setup.ok(&[
-        "transport",
-        "set",
-        "lmtp.test",
-        &format!("lmtp:127.0.0.1:{}", dovecot.port),
-        "--tls",
-        "none",
-    ]);
-    serve
-        .wait_log(Duration::from_secs(5), |l| applied(l) && l["transports"] == 1)
-        .expect("the transport is live");
+    let lmtp = format!("lmtp:127.0.0.1:{}", dovecot.port);
+    set_transport(&setup, &serve, &["lmtp.test", &lmtp, "--tls", "none"], "", 1);
     let (ok, text) = swaks(
         serve.listeners["smtp"],
         &[
@@ -487,16 +476,17 @@ fn wait_for_empty_queue(setup: &Setup, within: Duration) {
 
 /// Sets a transport for remote.test to smtp on 127.0.0.1:`port`, and waits until it is live.
 fn remote_test_via(setup: &Setup, serve: &Serve, port: u16) {
-    setup.ok(&[
-        "transport",
-        "set",
-        "remote.test",
-        &format!("smtp:[127.0.0.1]:{port}"),
-        "--tls",
-        "none",
-    ]);
+    let next_hop = format!("smtp:[127.0.0.1]:{port}");
+    set_transport(setup, serve, &["remote.test", &next_hop, "--tls", "none"], "", 1);
+}
+
+/// `postern transport set ARGS` with `stdin` (a next hop's password), then waits until the
+/// running server has `live` transports.
+fn set_transport(setup: &Setup, serve: &Serve, args: &[&str], stdin: &str, live: u64) {
+    let out = setup.run(&[&["transport", "set"], args].concat(), stdin);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serve
-        .wait_log(Duration::from_secs(5), |l| applied(l) && l["transports"] == 1)
+        .wait_log(Duration::from_secs(5), |l| applied(l) && l["transports"] == live)
         .expect("the transport is live");
 }
 
@@ -610,23 +600,9 @@ fn a_smarthost_takes_the_mail_after_starttls_and_auth() {
     let upstream = serve_with_ann(&smarthost);
     let port = upstream.listeners["submission"].port();
     let serve = relay.serve();
-    let out = relay.run(
-        &[
-            "transport",
-            "set",
-            "*",
-            &format!("smtp:[127.0.0.1]:{port}"),
-            "--tls",
-            "encrypt",
-            "--auth-user",
-            "ann@example.test",
-        ],
-        &format!("{PASSWORD}\n"),
-    );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serve
-        .wait_log(Duration::from_secs(5), |l| applied(l) && l["transports"] == 1)
-        .expect("the transport is live");
+    let next_hop = format!("smtp:[127.0.0.1]:{port}");
+    let args = ["*", &next_hop, "--tls", "encrypt", "--auth-user", "ann@example.test"];
+    set_transport(&relay, &serve, &args, &format!("{PASSWORD}\n"), 1);
     // 127.0.0.1 is a trusted network of the relay; the smarthost lets ann send as herself only.
     let (ok, text) = swaks(
         serve.listeners["smtp"],
