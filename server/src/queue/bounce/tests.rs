@@ -290,3 +290,25 @@ fn a_mixed_report_is_a_bounce_and_returns_the_message() {
     let ct = m.parts[3].content_type().unwrap();
     assert_eq!((ct.ctype(), ct.subtype()), ("message", Some("rfc822")));
 }
+
+/// A sender or recipient whose local part is not a dot-atom is written as a quoted string
+/// wherever the DSN names it (RFC 5322 §3.4.1, RFC 5321 §4.1.2, RFC 3464 §2.3.2), and the
+/// DSN's own ORCPT keeps the quotes (RFC 3461 §4.2).
+#[test]
+fn quoted_local_parts_stay_quoted() {
+    let sender = "a b|c;d@ext.test";
+    let mut notice = failure(0, "x\"y z@remote.test", Notify::default(), None);
+    notice.orcpt = Some("rfc822;\"x\\\"y z\"@remote.test".into());
+    let dsn = build(HOST, &original(sender, None), &[notice], Some(ORIGINAL)).unwrap();
+    assert_eq!(dsn.recipients[0].address, sender, "the envelope keeps its own form");
+    assert_eq!(dsn.recipients[0].orcpt.as_deref(), Some("rfc822;\"a b|c;d\"@ext.test"));
+    let text = String::from_utf8_lossy(&dsn.body).to_string();
+    assert!(text.contains("\r\nTo: <\"a b|c;d\"@ext.test>\r\n"), "{text}");
+    let m = parse(&dsn);
+    let to = m.to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap();
+    assert_eq!(to, "\"a b|c;d\"@ext.test", "an independent parser reads one address");
+    assert!(m.body_text(0).unwrap().contains("<\"x\\\"y z\"@remote.test>: 550 5.1.1"), "{text}");
+    let status = status_part(&m);
+    assert!(status.contains("Final-Recipient: rfc822; \"x\\\"y z\"@remote.test\r\n"), "{status}");
+    assert!(status.contains("Original-Recipient: rfc822;\"x\\\"y z\"@remote.test\r\n"), "{status}");
+}
