@@ -295,10 +295,12 @@ fn header_section(body: &[u8]) -> &[u8] {
     }
 }
 
-/// A reply or an ID as one header line: folded lines joined, and never longer than a line may
-/// be (RFC 5322 section 2.1.1).
+/// A reply or an ID as one header line: folded lines joined, other control characters made
+/// spaces (SMTP refuses them in ENVID and ORCPT now, but a message queued before may hold
+/// them), and never longer than a line may be (RFC 5322 section 2.1.1).
 fn one_line(text: &str) -> String {
     let joined = text.split(['\r', '\n']).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
+    let joined: String = joined.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     match joined.char_indices().nth(900) {
         Some((at, _)) => format!("{}...", &joined[..at]),
         None => joined,

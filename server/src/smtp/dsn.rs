@@ -41,13 +41,14 @@ pub fn mail(line: &[u8]) -> Result<MailDsn, Reply> {
     Ok(dsn)
 }
 
-/// The DSN parameters of a RCPT command line, or the `501 5.5.4` that refuses it.
-pub fn rcpt(line: &[u8]) -> Result<RcptDsn, Reply> {
+/// The DSN parameters of a RCPT command line, or the `501 5.5.4` that refuses it; `utf8` when
+/// the transaction is SMTPUTF8.
+pub fn rcpt(line: &[u8], utf8: bool) -> Result<RcptDsn, Reply> {
     let mut dsn = RcptDsn::default();
     for (keyword, value) in parameters(line)? {
         match keyword.as_str() {
             "NOTIFY" => dsn.notify = notify(value)?,
-            "ORCPT" => dsn.orcpt = Some(orcpt(value)?),
+            "ORCPT" => dsn.orcpt = Some(orcpt(value, utf8)?),
             _ => {}
         }
     }
@@ -104,10 +105,12 @@ fn after_path(line: &[u8]) -> &[u8] {
 
 /// RFC 3461 §4: `xtext = *( xchar / hexchar )`, xchar being `!`..`~` but `+` and `=`, hexchar
 /// `+` and two hex digits. The RFC asks for upper-case digits; lower case is read too, as
-/// Postfix does, since it is just as unambiguous. Nothing is repaired: anything else is an error.
-pub fn decode_xtext(value: &str) -> Result<String, &'static str> {
+/// Postfix does, since it is just as unambiguous. With `utf8` (an SMTPUTF8 transaction, RFC 6533
+/// §3) UTF-8 characters may also stand as they are. Nothing is repaired: anything else is an
+/// error.
+pub fn decode_xtext(value: &str, utf8: bool) -> Result<Vec<u8>, &'static str> {
     let bytes = value.as_bytes();
-    let mut out = String::with_capacity(bytes.len());
+    let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
@@ -117,13 +120,17 @@ pub fn decode_xtext(value: &str) -> Result<String, &'static str> {
                     .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                     .ok_or("a \"+\" not followed by two hex digits")?;
                 let hex = std::str::from_utf8(hex).map_err(|_| "bad hex digits")?;
-                let byte = u8::from_str_radix(hex, 16).map_err(|_| "bad hex digits")?;
-                out.push(char::from(byte));
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| "bad hex digits")?);
                 i += 3;
             }
             b'=' => return Err("a bare \"=\""),
             c @ b'!'..=b'~' => {
-                out.push(char::from(c));
+                out.push(c);
+                i += 1;
+            }
+            // `value` is a str: a byte past ASCII is part of a whole UTF-8 character.
+            c if utf8 && !c.is_ascii() => {
+                out.push(c);
                 i += 1;
             }
             _ => return Err("a character outside xtext"),
@@ -134,8 +141,17 @@ pub fn decode_xtext(value: &str) -> Result<String, &'static str> {
 
 /// RFC 3461 §4.2 and §4.4: ENVID and ORCPT carry printable US-ASCII (graphic characters and
 /// the space) only, since they end up in a DSN's header fields.
-fn printable(text: &str) -> bool {
-    text.bytes().all(|b| (b' '..=b'~').contains(&b))
+fn printable(bytes: &[u8]) -> Option<String> {
+    bytes
+        .iter()
+        .all(|b| (b' '..=b'~').contains(b))
+        .then(|| bytes.iter().map(|&b| char::from(b)).collect())
+}
+
+/// RFC 6533 §3: in an SMTPUTF8 transaction an ORCPT address may be UTF-8; still no control
+/// characters.
+fn utf8_text(bytes: Vec<u8>) -> Option<String> {
+    String::from_utf8(bytes).ok().filter(|t| !t.chars().any(char::is_control))
 }
 
 /// RFC 3461 §4.3: `RET=FULL` or `RET=HDRS`.
@@ -154,11 +170,8 @@ fn envid(value: Option<String>) -> Result<String, Reply> {
     if value.len() > MAX_ENVID {
         return Err(refuse("longer than 100 characters"));
     }
-    let decoded = decode_xtext(&value).map_err(refuse)?;
-    if !printable(&decoded) {
-        return Err(refuse("not printable US-ASCII"));
-    }
-    Ok(decoded)
+    let decoded = decode_xtext(&value, false).map_err(refuse)?;
+    printable(&decoded).ok_or_else(|| refuse("not printable US-ASCII"))
 }
 
 /// RFC 3461 §4.1: `NOTIFY=NEVER`, or a list of one or more of SUCCESS, FAILURE and DELAY.
@@ -184,8 +197,9 @@ fn notify(value: Option<String>) -> Result<Notify, Reply> {
 }
 
 /// RFC 3461 §4.2: `ORCPT=addr-type;xtext`, at most 500 characters, the address printable
-/// US-ASCII once decoded. Kept as `addr-type;address`, `rfc822` in lower case.
-fn orcpt(value: Option<String>) -> Result<String, Reply> {
+/// US-ASCII once decoded (or, with `utf8`, UTF-8 text). Kept as `addr-type;address`, `rfc822`
+/// in lower case.
+fn orcpt(value: Option<String>, utf8: bool) -> Result<String, Reply> {
     let refuse = |why: &str| bad(format!("Bad ORCPT parameter: {why} (RFC 3461 4.2)"));
     let value = value.ok_or_else(|| refuse("empty"))?;
     if value.len() > MAX_ORCPT {
@@ -197,13 +211,15 @@ fn orcpt(value: Option<String>) -> Result<String, Reply> {
     if kind.is_empty() || !kind.chars().all(atext) {
         return Err(refuse("bad address type"));
     }
-    let address = decode_xtext(address).map_err(refuse)?;
+    let address = decode_xtext(address, utf8).map_err(refuse)?;
     if address.is_empty() {
         return Err(refuse("no address"));
     }
-    if !printable(&address) {
-        return Err(refuse("not printable US-ASCII"));
-    }
+    let address = match printable(&address) {
+        Some(text) => text,
+        None if utf8 => utf8_text(address).ok_or_else(|| refuse("not printable text"))?,
+        None => return Err(refuse("not printable US-ASCII")),
+    };
     let kind = if kind.eq_ignore_ascii_case("rfc822") { "rfc822" } else { kind };
     Ok(format!("{kind};{address}"))
 }
@@ -214,11 +230,30 @@ mod tests {
 
     #[test]
     fn xtext_is_decoded_exactly_or_refused() {
-        assert_eq!(decode_xtext("QQ+2B1+3Dx").unwrap(), "QQ+1=x");
-        assert_eq!(decode_xtext("a+2b").unwrap(), "a+", "lower-case hex is read");
+        assert_eq!(decode_xtext("QQ+2B1+3Dx", false).unwrap(), b"QQ+1=x");
+        assert_eq!(decode_xtext("a+2b", false).unwrap(), b"a+", "lower-case hex is read");
         for bad in ["a+4", "a+ZZ", "a+", "a=b", "a\tb", "a b", "é"] {
-            assert!(decode_xtext(bad).is_err(), "{bad:?}");
+            assert!(decode_xtext(bad, false).is_err(), "{bad:?}");
         }
+        assert_eq!(decode_xtext("jos+C3+A9é", true).unwrap(), "joséé".as_bytes());
+    }
+
+    #[test]
+    fn an_smtputf8_orcpt_may_be_utf8_but_never_control_characters() {
+        assert_eq!(
+            orcpt(Some("rfc822;jos+C3+A9@example.test".into()), true).unwrap(),
+            "rfc822;josé@example.test"
+        );
+        assert_eq!(
+            orcpt(Some("utf-8;josé@example.test".into()), true).unwrap(),
+            "utf-8;josé@example.test"
+        );
+        for bad in
+            ["rfc822;a+C2+85b@example.test", "rfc822;a+00@example.test", "rfc822;a+FF@example.test"]
+        {
+            assert!(orcpt(Some(bad.into()), true).is_err(), "{bad}");
+        }
+        assert!(orcpt(Some("rfc822;jos+C3+A9@example.test".into()), false).is_err());
     }
 
     #[test]

@@ -312,3 +312,18 @@ fn quoted_local_parts_stay_quoted() {
     assert!(status.contains("Final-Recipient: rfc822; \"x\\\"y z\"@remote.test\r\n"), "{status}");
     assert!(status.contains("Original-Recipient: rfc822;\"x\\\"y z\"@remote.test\r\n"), "{status}");
 }
+
+/// SMTP refuses control characters in ENVID and ORCPT; a message queued before that still
+/// gets a DSN without them.
+#[test]
+fn control_characters_never_reach_the_report() {
+    let mut o = original("ann@example.test", None);
+    o.envid = Some("a\0b\x1b[2Jc\x7fd".into());
+    let mut notice = failure(0, "bob@remote.test", Notify::default(), None);
+    notice.orcpt = Some("rfc822;bob\x1b@remote.test".into());
+    let dsn = build(HOST, &o, &[notice], None).unwrap();
+    let status = status_part(&parse(&dsn));
+    assert!(status.contains("Original-Envelope-Id: a b [2Jc d\r\n"), "{status}");
+    assert!(status.contains("Original-Recipient: rfc822;bob @remote.test\r\n"), "{status}");
+    assert!(!dsn.body.iter().any(|&b| b < 0x20 && b != b'\r' && b != b'\n' || b == 0x7f));
+}

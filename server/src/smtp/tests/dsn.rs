@@ -98,3 +98,18 @@ async fn well_formed_parameters_are_kept_exactly() {
         ]
     );
 }
+
+/// RFC 6533 §3: in an SMTPUTF8 transaction an ORCPT may carry UTF-8 (as Postern itself sends
+/// it to a next hop), but still no control characters.
+#[tokio::test]
+async fn an_smtputf8_orcpt_may_hold_utf8() {
+    let server = Server::new().await;
+    let mut c = server.connect(SMTP, "127.0.0.1").await;
+    c.expect("EHLO client.test", "250").await;
+    c.expect("MAIL FROM:<x@remote.test> SMTPUTF8", "250").await;
+    c.expect("RCPT TO:<josé@elsewhere.test> ORCPT=rfc822;jos+C3+A9@elsewhere.test", "250").await;
+    c.expect("RCPT TO:<a@elsewhere.test> ORCPT=rfc822;a+C2+85@elsewhere.test", "501 5.5.4").await;
+    c.expect("RSET", "250").await;
+    c.expect("MAIL FROM:<x@remote.test>", "250").await;
+    c.expect("RCPT TO:<a@elsewhere.test> ORCPT=rfc822;jos+C3+A9@elsewhere.test", "501 5.5.4").await;
+}

@@ -22,7 +22,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Reply::new(452, "4.5.3", "Error: too many recipients");
         }
         let smtputf8 = tx.smtputf8;
-        let dsn = match dsn::rcpt(line) {
+        let dsn = match dsn::rcpt(line, smtputf8) {
             Ok(dsn) => dsn,
             Err(reply) => return reply,
         };
