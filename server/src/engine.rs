@@ -130,9 +130,12 @@ impl Engine {
                 .store(Some(Arc::new(RefusedSnapshot { revision: config.revision, problems })));
             return;
         }
-        log_applied(&config);
-        report(store, node, config.revision, None).await;
+        // Swapped in before it is announced: the log line and the console's "live" say that
+        // sessions now decide with it, and a client acting on either must find it so.
+        let revision = config.revision;
         self.snapshot.store(Arc::new(Snapshot { config, applied_at: SystemTime::now() }));
+        log_applied(&self.snapshot().config);
+        report(store, node, revision, None).await;
     }
 }
 

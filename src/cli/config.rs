@@ -106,6 +106,9 @@ async fn check(config: Option<&Path>) -> anyhow::Result<ExitCode> {
             for problem in config.problems() {
                 report.problem(&format!("{}: {}", problem.object, problem.message), &problem.fix);
             }
+            for warning in config.warnings(boot.hostname.as_str()) {
+                report.warn(&format!("{}: {}", warning.object, warning.message), &warning.fix);
+            }
             if config.domains.is_empty() {
                 report.warn("no domains: this server accepts no mail yet", "postern domain add example.com");
             }

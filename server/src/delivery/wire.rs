@@ -97,26 +97,33 @@ fn is_dot_atom(local: &str) -> bool {
 /// `<local@domain>` with the local part quoted when it is not a dot-atom (RFC 5321 §4.1.2);
 /// `<>` for the null sender.
 pub fn path(address: &str) -> String {
-    if address.is_empty() {
-        return "<>".to_string();
-    }
+    format!("<{}>", mailbox(address))
+}
+
+/// `local@domain` as RFC 5321 §4.1.2 and RFC 5322 §3.4.1 spell it: the local part as it is
+/// when it is a dot-atom, else as a quoted string (`"a b"@example.com`). Addresses are kept
+/// unquoted inside Postern; this is the spelling for a path, a header field or a DSN.
+pub fn mailbox(address: &str) -> String {
     let Some((local, domain)) = address.rsplit_once('@') else {
-        return format!("<{address}>");
+        return address.to_string();
     };
     if is_dot_atom(local) {
-        return format!("<{address}>");
+        return address.to_string();
     }
-    let mut quoted = String::with_capacity(local.len() + 4);
+    let mut quoted = String::with_capacity(local.len() + domain.len() + 4);
     quoted.push('"');
     for c in local.chars() {
-        // qtextSMTP excludes only '"' and '\'; those go as quoted-pairSMTP.
+        // qtextSMTP (and RFC 5322's qtext) exclude only '"' and '\' of the printable
+        // characters; those go as a quoted-pair.
         if c == '"' || c == '\\' {
             quoted.push('\\');
         }
         quoted.push(c);
     }
     quoted.push('"');
-    format!("<{quoted}@{domain}>")
+    quoted.push('@');
+    quoted.push_str(domain);
+    quoted
 }
 
 /// RFC 3461 §4: xtext for ENVID=; '+', '=' and anything outside '!'..'~' as "+HH".
@@ -210,6 +217,8 @@ mod tests {
         assert_eq!(path("a..b@example.com"), "<\"a..b\"@example.com>");
         assert_eq!(path("a@b@example.com"), "<\"a@b\"@example.com>");
         assert_eq!(path("jösé@example.com"), "<jösé@example.com>");
+        assert_eq!(mailbox("a b|c;d@ext.test"), "\"a b|c;d\"@ext.test");
+        assert_eq!(mailbox("ann@example.com"), "ann@example.com");
     }
 
     #[test]

@@ -10,6 +10,8 @@ use mail_builder::headers::raw::Raw;
 use mail_builder::mime::{BodyPart, MimePart};
 use postern_store::model::{DsnRet, NewMessage, NewRecipient, Notify, QueueId};
 
+use crate::delivery::wire::mailbox;
+
 /// Past this size a DSN returns only the original's header section, even for RET=FULL, so
 /// that a bounce never costs the sender's mailbox (or the queue) a second copy of a large
 /// message.
@@ -142,12 +144,13 @@ pub fn build(
             }
         });
         for n in group {
+            let address = mailbox(&n.address);
             let _ = match (&n.remote, action) {
                 (Some(remote), Action::Failed | Action::Delayed) => {
-                    write!(text, "<{}>: {remote} said: {}\r\n", n.address, one_line(&n.reply))
+                    write!(text, "<{address}>: {remote} said: {}\r\n", one_line(&n.reply))
                 }
-                (Some(remote), _) => write!(text, "<{}>: via {remote}\r\n", n.address),
-                (None, _) => write!(text, "<{}>: {}\r\n", n.address, one_line(&n.reply)),
+                (Some(remote), _) => write!(text, "<{address}>: via {remote}\r\n"),
+                (None, _) => write!(text, "<{address}>: {}\r\n", one_line(&n.reply)),
             };
         }
     }
@@ -195,7 +198,9 @@ pub fn build(
     };
     let message = MessageBuilder::new()
         .from(("Mail Delivery System", format!("MAILER-DAEMON@{hostname}").as_str()))
-        .to(original.sender.as_str())
+        // RFC 5322 §3.4.1: a local part that is not a dot-atom is a quoted string here too
+        // (mail-builder would write the address as it is).
+        .header("To", Raw::new(format!("<{}>", mailbox(&original.sender))))
         .subject(subject)
         .message_id(format!("{kind}.{}.{first}.{now}@{hostname}", original.id))
         // RFC 3834 section 5: an automatic reply, which auto-responders must not answer.
@@ -209,7 +214,7 @@ pub fn build(
         sender: String::new(),
         recipients: vec![NewRecipient {
             address: original.sender.clone(),
-            orcpt: Some(format!("rfc822;{}", original.sender)),
+            orcpt: Some(format!("rfc822;{}", mailbox(&original.sender))),
             notify: Notify::NEVER,
         }],
         envid: None,
@@ -237,7 +242,7 @@ fn delivery_status(hostname: &str, original: &Original, notices: &[&Notice]) -> 
         if let Some(orcpt) = &n.orcpt {
             let _ = write!(s, "Original-Recipient: {}\r\n", one_line(orcpt));
         }
-        let _ = write!(s, "Final-Recipient: rfc822; {}\r\n", n.address);
+        let _ = write!(s, "Final-Recipient: rfc822; {}\r\n", mailbox(&n.address));
         let _ = write!(s, "Action: {}\r\n", n.action.as_str());
         let _ = write!(s, "Status: {}\r\n", status_of(n));
         if let Some(remote) = &n.remote {
@@ -290,10 +295,12 @@ fn header_section(body: &[u8]) -> &[u8] {
     }
 }
 
-/// A reply or an ID as one header line: folded lines joined, and never longer than a line may
-/// be (RFC 5322 section 2.1.1).
+/// A reply or an ID as one header line: folded lines joined, other control characters made
+/// spaces (SMTP refuses them in ENVID and ORCPT now, but a message queued before may hold
+/// them), and never longer than a line may be (RFC 5322 section 2.1.1).
 fn one_line(text: &str) -> String {
     let joined = text.split(['\r', '\n']).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
+    let joined: String = joined.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     match joined.char_indices().nth(900) {
         Some((at, _)) => format!("{}...", &joined[..at]),
         None => joined,

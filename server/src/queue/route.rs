@@ -87,3 +87,69 @@ pub fn route(config: &Config, address: &str) -> Route {
         Transport::Error(text) => Route::Refuse(format!("550 5.0.0 <{address}>: {text}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use postern_store::model::{Domain, DomainKind, Host, TransportPattern, TransportRule};
+
+    use super::*;
+
+    fn config(rules: &[(&str, &str)]) -> Config {
+        let mut c = Config::default();
+        for (name, kind) in [
+            ("example.test", DomainKind::Local),
+            ("sub.example.test", DomainKind::Local),
+            ("relay.test", DomainKind::Relay),
+        ] {
+            let name: DomainName = name.parse().unwrap();
+            c.domains.insert(name.clone(), Domain { name, kind, created_at: 0 });
+        }
+        for (pattern, transport) in rules {
+            let pattern: TransportPattern = pattern.parse().unwrap();
+            c.transports.push(TransportRule {
+                pattern,
+                transport: transport.parse().unwrap(),
+                tls: TlsPolicy::Encrypt,
+                auth: None,
+                updated_at: 0,
+            });
+        }
+        c
+    }
+
+    fn smarthost(port: u16) -> Route {
+        Route::Next {
+            protocol: Protocol::Smtp,
+            target: Target::Tcp { host: Host::Name("relay.example.net".parse().unwrap()), port },
+            tls: TlsPolicy::Encrypt,
+            credentials: None,
+        }
+    }
+
+    /// README's smarthost example: everything that leaves goes to the smarthost, and the local
+    /// domains stay in their Maildirs.
+    #[test]
+    fn a_default_smarthost_never_takes_local_mail() {
+        let c = config(&[("*", "smtp:[relay.example.net]:587")]);
+        assert_eq!(route(&c, "ann@example.test"), Route::Local);
+        assert_eq!(route(&c, "ann@sub.example.test"), Route::Local);
+        assert_eq!(route(&c, "someone@elsewhere.test"), smarthost(587));
+        assert_eq!(route(&c, "someone@relay.test"), smarthost(587));
+        let c = config(&[("*", "error:no outbound mail"), ("elsewhere.test", "discard")]);
+        assert_eq!(route(&c, "ann@example.test"), Route::Local);
+        assert_eq!(route(&c, "x@elsewhere.test"), Route::Discard);
+    }
+
+    /// A rule that names a local domain applies: exactly, or as `.parent` for a subdomain.
+    #[test]
+    fn a_rule_that_names_a_local_domain_applies() {
+        let c = config(&[
+            ("*", "smtp:[relay.example.net]:587"),
+            (".example.test", "smtp:[relay.example.net]:25"),
+        ]);
+        assert_eq!(route(&c, "ann@example.test"), Route::Local, ".example.test is below it");
+        assert_eq!(route(&c, "ann@sub.example.test"), smarthost(25));
+        let c = config(&[("example.test", "discard")]);
+        assert_eq!(route(&c, "ann@example.test"), Route::Discard);
+    }
+}

@@ -3,6 +3,7 @@
 
 mod body;
 mod data;
+mod dsn;
 mod headers;
 mod io;
 mod line;

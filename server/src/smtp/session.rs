@@ -258,7 +258,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Request::Auth { mechanism, initial_response } => {
                 self.auth(mechanism, initial_response).await?
             }
-            Request::Mail { from } => self.mail(from),
+            Request::Mail { from } => self.mail(from, &line),
             Request::Rcpt { to } => self.rcpt(to, &line),
             Request::Data => self.data().await?,
             Request::Rset => {

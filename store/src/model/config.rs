@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use ipnet::IpNet;
 
 use super::{
-    Address, Alias, AliasSource, Domain, DomainKind, DomainName, Mailbox, TransportRule,
-    TrustedNetwork,
+    Address, Alias, AliasSource, Domain, DomainKind, DomainName, Mailbox, TransportPattern,
+    TransportRule, TrustedNetwork,
 };
 
 /// Deepest alias chain we follow (Postfix's `virtual_alias_recursion_limit` is 1000; real
@@ -63,9 +63,15 @@ impl Config {
     }
 
     /// The transport rule for a destination domain: the most specific pattern, if any.
+    ///
+    /// `*` never applies to a local domain: a default route is for mail that leaves, as
+    /// Postfix's `relayhost` and `default_transport` never take `mydestination`'s mail. A rule
+    /// that names the domain (`example.com`, or `.example.com` for a local subdomain) does.
     pub fn transport_for(&self, domain: &DomainName) -> Option<&TransportRule> {
+        let local = self.domain_kind(domain) == Some(DomainKind::Local);
         self.transports
             .iter()
+            .filter(|r| !(local && r.pattern == TransportPattern::Default))
             .filter_map(|r| r.pattern.specificity(domain).map(|s| (s, r)))
             .max_by_key(|(s, _)| *s)
             .map(|(_, r)| r)

@@ -1,6 +1,7 @@
 //! Plain types for everything the appliance manages, with their parsing and validation rules.
 
 mod admin;
+mod advice;
 mod alias;
 mod audit;
 mod config;
@@ -9,6 +10,7 @@ mod mailbox;
 mod name;
 mod network;
 mod password;
+mod postmaster;
 mod queue;
 mod transport;
 
@@ -23,6 +25,7 @@ pub use mailbox::{Mailbox, MailboxUpdate, NewMailbox};
 pub use name::{Address, DomainName};
 pub use network::{TrustedNetwork, parse_cidr};
 pub use password::{MIN_PASSWORD_LEN, PasswordHash};
+pub use postmaster::Postmaster;
 pub use queue::{
     BOUNCED_BY_ADMIN, BadQueueId, DamagedEntry, DeliveryResult, DsnRet, NewMessage, NewRecipient,
     Notify, Outcome, Page, QueueAction, QueueEvent, QueueFilter, QueueId, QueuePage, QueuedMessage,

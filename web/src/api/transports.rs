@@ -61,7 +61,8 @@ impl From<Tls> for TlsPolicy {
 /// A transport rule. The AUTH password is never part of it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TransportView {
-    /// `example.com`, `.example.com` (its subdomains) or `*` (everything else).
+    /// `example.com`, `.example.com` (its subdomains) or `*` (everything else but the local
+    /// domains).
     pub pattern: String,
     /// `smtp:[relay.example]:587`, `lmtp:127.0.0.1:24`, `mx`, `local`, `discard`, `error:text`.
     pub transport: String,

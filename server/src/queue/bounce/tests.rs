@@ -290,3 +290,40 @@ fn a_mixed_report_is_a_bounce_and_returns_the_message() {
     let ct = m.parts[3].content_type().unwrap();
     assert_eq!((ct.ctype(), ct.subtype()), ("message", Some("rfc822")));
 }
+
+/// A sender or recipient whose local part is not a dot-atom is written as a quoted string
+/// wherever the DSN names it (RFC 5322 §3.4.1, RFC 5321 §4.1.2, RFC 3464 §2.3.2), and the
+/// DSN's own ORCPT keeps the quotes (RFC 3461 §4.2).
+#[test]
+fn quoted_local_parts_stay_quoted() {
+    let sender = "a b|c;d@ext.test";
+    let mut notice = failure(0, "x\"y z@remote.test", Notify::default(), None);
+    notice.orcpt = Some("rfc822;\"x\\\"y z\"@remote.test".into());
+    let dsn = build(HOST, &original(sender, None), &[notice], Some(ORIGINAL)).unwrap();
+    assert_eq!(dsn.recipients[0].address, sender, "the envelope keeps its own form");
+    assert_eq!(dsn.recipients[0].orcpt.as_deref(), Some("rfc822;\"a b|c;d\"@ext.test"));
+    let text = String::from_utf8_lossy(&dsn.body).to_string();
+    assert!(text.contains("\r\nTo: <\"a b|c;d\"@ext.test>\r\n"), "{text}");
+    let m = parse(&dsn);
+    let to = m.to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap();
+    assert_eq!(to, "\"a b|c;d\"@ext.test", "an independent parser reads one address");
+    assert!(m.body_text(0).unwrap().contains("<\"x\\\"y z\"@remote.test>: 550 5.1.1"), "{text}");
+    let status = status_part(&m);
+    assert!(status.contains("Final-Recipient: rfc822; \"x\\\"y z\"@remote.test\r\n"), "{status}");
+    assert!(status.contains("Original-Recipient: rfc822;\"x\\\"y z\"@remote.test\r\n"), "{status}");
+}
+
+/// SMTP refuses control characters in ENVID and ORCPT; a message queued before that still
+/// gets a DSN without them.
+#[test]
+fn control_characters_never_reach_the_report() {
+    let mut o = original("ann@example.test", None);
+    o.envid = Some("a\0b\x1b[2Jc\x7fd".into());
+    let mut notice = failure(0, "bob@remote.test", Notify::default(), None);
+    notice.orcpt = Some("rfc822;bob\x1b@remote.test".into());
+    let dsn = build(HOST, &o, &[notice], None).unwrap();
+    let status = status_part(&parse(&dsn));
+    assert!(status.contains("Original-Envelope-Id: a b [2Jc d\r\n"), "{status}");
+    assert!(status.contains("Original-Recipient: rfc822;bob @remote.test\r\n"), "{status}");
+    assert!(!dsn.body.iter().any(|&b| b < 0x20 && b != b'\r' && b != b'\n' || b == 0x7f));
+}

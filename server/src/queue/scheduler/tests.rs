@@ -263,3 +263,40 @@ postern_store::store_tests! {
         assert!(dsn.contains("Original-Recipient: rfc822;ann@example.test"), "{dsn}");
     }
 }
+
+// The probe's case: a sender whose local part needs quotes gets a DSN addressed to it quoted
+// (RFC 5322 §3.4.1), naming the recipient quoted too, with the ORCPT that RCPT kept.
+postern_store::store_tests! {
+    async fn a_bounce_to_a_quoted_local_part_quotes_it(store: Store) {
+        store
+            .set_transport(
+                "test",
+                &"refused.test".parse::<TransportPattern>().unwrap(),
+                "error:no such user".parse().unwrap(),
+                TlsPolicy::default(),
+                None,
+            )
+            .await
+            .unwrap();
+        let mut doomed = to_refused("a b|c;d@ext.test");
+        doomed.recipients[0].address = "x y@refused.test".into();
+        doomed.recipients[0].orcpt = Some("rfc822;\"x y\"@refused.test".into());
+        let ids = store.queue_insert(NODE, &[doomed]).await.unwrap();
+        let (queue, stop, writer) = dsn_queue(&store);
+        schedule_until(&store, queue, || async { store.queue_show(ids[0]).await.unwrap().is_none() })
+            .await;
+        stop.cancel();
+        writer.await.unwrap();
+        let bodies = dsns(&store).await;
+        assert_eq!(bodies.len(), 1);
+        for needed in [
+            "\r\nTo: <\"a b|c;d\"@ext.test>\r\n",
+            "<\"x y\"@refused.test>: 550 5.0.0",
+            "Original-Recipient: rfc822;\"x y\"@refused.test\r\n",
+            "Final-Recipient: rfc822; \"x y\"@refused.test\r\n",
+        ] {
+            assert!(bodies[0].contains(needed), "{needed:?} missing from:\n{}", bodies[0]);
+        }
+        assert!(!bodies[0].contains("<a b|c;d@ext.test>"), "{}", bodies[0]);
+    }
+}

@@ -1,15 +1,16 @@
 //! MAIL FROM (RFC 5321 §4.1.1.2) with SIZE (RFC 1870), BODY=8BITMIME (RFC 6152), SMTPUTF8
 //! (RFC 6531) and the DSN parameters RET and ENVID (RFC 3461).
 
-use postern_store::model::{Address, AliasSource, Destination, DsnRet};
+use postern_store::model::{Address, AliasSource, Destination};
 use smtp_proto::MailFrom;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::smtp::dsn;
 use crate::smtp::reply::Reply;
 use crate::smtp::session::{Session, Transaction};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
-    pub(in crate::smtp) fn mail(&mut self, from: MailFrom<String>) -> Reply {
+    pub(in crate::smtp) fn mail(&mut self, from: MailFrom<String>, line: &[u8]) -> Reply {
         if self.helo.is_none() {
             return Reply::new(503, "5.5.1", "Error: send HELO/EHLO first");
         }
@@ -19,6 +20,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if self.kind.takes_auth() && self.auth.is_none() {
             return Reply::new(530, "5.7.0", "Authentication required");
         }
+        let dsn = match dsn::mail(line) {
+            Ok(dsn) => dsn,
+            Err(reply) => return reply,
+        };
         if from.size > self.ctx.limits.max_message_size {
             return Reply::new(552, "5.3.4", "Message size exceeds fixed limit");
         }
@@ -45,15 +50,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 format!("<{sender}>: Sender address rejected: not owned by user {user}"),
             );
         }
-        let ret = match from.flags & (smtp_proto::MAIL_RET_FULL | smtp_proto::MAIL_RET_HDRS) {
-            smtp_proto::MAIL_RET_FULL => Some(DsnRet::Full),
-            smtp_proto::MAIL_RET_HDRS => Some(DsnRet::Headers),
-            _ => None,
-        };
         self.tx = Some(Transaction {
             sender,
-            envid: from.env_id,
-            ret,
+            envid: dsn.envid,
+            ret: dsn.ret,
             smtputf8,
             eight_bit: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
             recipients: Vec::new(),

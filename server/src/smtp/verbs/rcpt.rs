@@ -1,10 +1,12 @@
 //! RCPT TO (RFC 5321 §4.1.1.3): the relay decision and the recipient's destinations, both from one
 //! parse of the address, against the configuration snapshot current now.
 
-use postern_store::model::{Address, Destination, DomainKind, DomainName, Notify, Transport};
+use postern_store::model::{Address, Config, Destination, DomainKind, DomainName, Transport};
 use smtp_proto::RcptTo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::delivery::wire;
+use crate::smtp::dsn;
 use crate::smtp::reply::Reply;
 use crate::smtp::session::{Recipient, Session};
 
@@ -20,36 +22,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Reply::new(452, "4.5.3", "Error: too many recipients");
         }
         let smtputf8 = tx.smtputf8;
-        // smtp-proto gives "" both for <> and for the domainless <postmaster> that RFC 5321
-        // §4.5.1 requires us to accept.
-        let address = if to.address.is_empty() {
-            if String::from_utf8_lossy(line).to_ascii_lowercase().contains("<postmaster>") {
-                format!("postmaster@{}", self.ctx.hostname)
-            } else {
-                return Reply::new(501, "5.1.3", "Bad recipient address syntax");
-            }
-        } else {
-            to.address
-        };
-        if !address.is_ascii() && !smtputf8 {
-            return Reply::new(553, "5.6.7", "Error: a non-ASCII address needs SMTPUTF8");
-        }
-        let destinations = match self.route(&address) {
-            Ok(d) => d,
+        let dsn = match dsn::rcpt(line, smtputf8) {
+            Ok(dsn) => dsn,
             Err(reply) => return reply,
         };
-        let notify = [
-            (smtp_proto::RCPT_NOTIFY_SUCCESS, Notify::SUCCESS),
-            (smtp_proto::RCPT_NOTIFY_FAILURE, Notify::FAILURE),
-            (smtp_proto::RCPT_NOTIFY_DELAY, Notify::DELAY),
-            (smtp_proto::RCPT_NOTIFY_NEVER, Notify::NEVER),
-        ]
-        .iter()
-        .filter(|(flag, _)| to.flags & flag != 0)
-        .fold(Notify(0), |acc, (_, bit)| Notify(acc.0 | bit.0));
-        let orcpt = format!("rfc822;{}", to.orcpt.unwrap_or_else(|| address.clone()));
+        // smtp-proto gives "" both for <> and for the domainless <postmaster> that RFC 5321
+        // §4.5.1 requires us to accept.
+        let (address, destinations) = if to.address.is_empty() {
+            if !names_bare_postmaster(line) {
+                return Reply::new(501, "5.1.3", "Bad recipient address syntax");
+            }
+            let snapshot = self.ctx.engine.snapshot();
+            match postmaster(&snapshot.config, &self.ctx.hostname, None) {
+                Ok(d) => (format!("postmaster@{}", self.ctx.hostname), d),
+                Err(reply) => return reply,
+            }
+        } else {
+            if !to.address.is_ascii() && !smtputf8 {
+                return Reply::new(553, "5.6.7", "Error: a non-ASCII address needs SMTPUTF8");
+            }
+            match self.route(&to.address) {
+                Ok(d) => (to.address, d),
+                Err(reply) => return reply,
+            }
+        };
+        // RFC 3461 §4.2: without ORCPT, the address as the client named it, quoted where its
+        // local part needs it (RFC 5321 §4.1.2), so that a DSN shows it as it was written.
+        let orcpt = dsn.orcpt.unwrap_or_else(|| format!("rfc822;{}", wire::mailbox(&address)));
         if let Some(tx) = &mut self.tx {
-            tx.recipients.push(Recipient { destinations, orcpt, notify });
+            tx.recipients.push(Recipient { destinations, orcpt, notify: dsn.notify });
         }
         Reply::new(250, "2.1.5", "Ok")
     }
@@ -58,7 +59,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     ///
     /// The domain is the part after the *last* `@` of the address as smtp-proto unquoted it, and
     /// routing uses the same parse, so `"a@b"@ours`, `a%b@ours` and `b!a@ours` are local parts in
-    /// our domain (unknown users), never relays; source routes were already dropped (RFC 5321
+    /// our domain, never relays of ours: unknown users in a local domain, and refused in a relay
+    /// domain unless the client may relay anyway. Source routes were already dropped (RFC 5321
     /// §3.6.1 tells us to ignore them).
     fn route(&self, address: &str) -> Result<Vec<String>, Reply> {
         let denied = || Reply::new(554, "5.7.1", format!("<{address}>: Relay access denied"));
@@ -76,13 +78,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Err(Reply::new(550, "5.0.0", format!("<{address}>: {text}")));
         }
         let kind = config.domain_kind(&domain);
+        let trusted = self.auth.is_some() || config.is_trusted(self.peer.ip());
         if kind.is_none() {
             // Not ours: only our users and trusted networks may relay.
-            return if self.auth.is_some() || config.is_trusted(self.peer.ip()) {
-                Ok(vec![address.to_string()])
-            } else {
-                Err(denied())
-            };
+            return if trusted { Ok(vec![address.to_string()]) } else { Err(denied()) };
+        }
+        // A relay domain's next hop may honour routing in the local part (`a%b@relay`,
+        // `b!a@relay`, `"a@b"@relay`) and relay on for anyone: like Postfix's
+        // `allow_untrusted_routing = no`, only our users and trusted networks may send that.
+        if kind == Some(DomainKind::Relay) && local.contains(['%', '!', '@']) && !trusted {
+            return Err(denied());
         }
         let unknown = || {
             Reply::new(
@@ -106,10 +111,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return Err(Reply::new(554, "5.4.6", format!("<{address}>: mail forwarding loop")));
             }
         };
+        let disabled = |d: &Destination| matches!(d, Destination::Mailbox(m) if config.mailboxes.get(m).is_some_and(|m| !m.enabled));
+        // RFC 5321 §4.5.1: postmaster@ each of our domains is accepted, set up or not.
+        if kind == Some(DomainKind::Local)
+            && parsed.local() == "postmaster"
+            && destinations.iter().all(|d| matches!(d, Destination::Unknown(_)) || disabled(d))
+        {
+            return postmaster(config, &self.ctx.hostname, Some(&domain));
+        }
         if destinations.iter().all(|d| matches!(d, Destination::Unknown(_))) {
             return Err(unknown());
         }
-        let disabled = |d: &Destination| matches!(d, Destination::Mailbox(m) if config.mailboxes.get(m).is_some_and(|m| !m.enabled));
         if destinations.iter().all(disabled) {
             return Err(Reply::new(550, "5.2.1", format!("<{address}>: mailbox disabled")));
         }
@@ -124,5 +136,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 }
             })
             .collect())
+    }
+}
+
+/// True when the path of `RCPT TO:<path>` is the domainless `<postmaster>` (any case).
+fn names_bare_postmaster(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|&b| b == b':') else { return false };
+    let path = line[colon + 1..].trim_ascii_start();
+    path.get(..12).is_some_and(|p| p.eq_ignore_ascii_case(b"<postmaster>"))
+}
+
+/// Where mail to the postmaster goes (see [`Config::postmaster`]). With no mailbox at all to
+/// take it, the configuration is unfinished: a temporary refusal lets the mail come back once
+/// it is done, where a 550 would lose it.
+fn postmaster(
+    config: &Config,
+    hostname: &str,
+    named: Option<&DomainName>,
+) -> Result<Vec<String>, Reply> {
+    match config.postmaster(hostname, named) {
+        Some(p) => Ok(p
+            .destinations
+            .into_iter()
+            .map(|d| match d {
+                Destination::Mailbox(a) | Destination::Forward(a) | Destination::Unknown(a) => {
+                    a.to_string()
+                }
+            })
+            .collect()),
+        None => Err(Reply::new(
+            451,
+            "4.3.5",
+            "<postmaster>: no mailbox is set up to take the postmaster's mail yet",
+        )),
     }
 }
