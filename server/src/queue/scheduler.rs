@@ -542,4 +542,6 @@ fn log_attempt(id: &QueueId, to: &str, relay: &str, delay: i64, status: &str, re
 }
 
 #[cfg(test)]
+mod scope_tests;
+#[cfg(test)]
 mod tests;
