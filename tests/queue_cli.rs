@@ -156,10 +156,7 @@ async fn queue_commands(db: TestDb) {
         .iter()
         .map(|e| ("cli:ops", format!("queue.{}", e.action.as_str()), e.message))
         .collect();
-    assert_eq!(
-        logged,
-        expected.iter().map(|(a, b, c)| (*a, b.as_str(), *c)).collect::<Vec<_>>()
-    );
+    assert_eq!(logged, expected.iter().map(|(a, b, c)| (*a, b.as_str(), *c)).collect::<Vec<_>>());
     assert_eq!(
         audit[0].after,
         Some(serde_json::json!({"whole_message": true, "recipients": ["dan@y.test"]}))

@@ -8,5 +8,9 @@
 --
 -- queue_events.recipients names the recipients (their idx, space-separated) an action applied
 -- to; NULL for the whole message. The engine needs it to leave the others alone.
+--
+-- Unlike what 0002 says, administrators' queue actions are now also written to audit_log (who,
+-- which message and recipients), under the revision in force: they still claim none, so that
+-- no engine rebuilds its snapshot for them.
 ALTER TABLE queue_recipients ADD COLUMN held BIGINT NOT NULL DEFAULT 0 CHECK (held IN (0, 1));
 ALTER TABLE queue_events ADD COLUMN recipients TEXT;

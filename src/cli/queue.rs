@@ -6,8 +6,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use postern_store::model::{
-    Page, QueueAction, QueueActor, QueueFilter, QueueId, QueuedMessage, RecipientStatus,
-    Selection,
+    Page, QueueAction, QueueActor, QueueFilter, QueueId, QueuedMessage, RecipientStatus, Selection,
 };
 
 use super::{actor, open_store};

@@ -9,8 +9,8 @@ use sqlx::{Any, Row, Transaction};
 use super::queue_rows::{self as rows, bind_filter, recipient_domain};
 use crate::error::{Result, StoreError};
 use crate::model::{
-    BOUNCED_BY_ADMIN, DamagedEntry, DeliveryResult, NewMessage, Outcome, Page, QueueEvent, QueueFilter, QueueId,
-    QueuePage, QueuedMessage, RecipientStatus, WorkSet,
+    BOUNCED_BY_ADMIN, DamagedEntry, DeliveryResult, NewMessage, Outcome, Page, QueueEvent,
+    QueueFilter, QueueId, QueuePage, QueuedMessage, RecipientStatus, WorkSet,
 };
 use crate::store::{Store, now};
 
@@ -391,7 +391,9 @@ impl Store {
                         .parse()
                         .map_err(|e: crate::model::BadQueueId| e.to_string())?,
                     action: action.parse()?,
-                    recipients: recipients.map(|r| super::queue_act::parse_indexes(&r)).transpose()?,
+                    recipients: recipients
+                        .map(|r| super::queue_act::parse_indexes(&r))
+                        .transpose()?,
                 })
             })();
             match parsed {

@@ -4,8 +4,8 @@
 use super::queue::{message, root};
 use crate::StoreError;
 use crate::model::{
-    BOUNCED_BY_ADMIN, DeliveryResult, Outcome, Page, QueueAction, QueueActor, QueueFilter,
-    QueueId, QueuedMessage, RecipientStatus, Selection,
+    BOUNCED_BY_ADMIN, DeliveryResult, Outcome, Page, QueueAction, QueueActor, QueueFilter, QueueId,
+    QueuedMessage, RecipientStatus, Selection,
 };
 
 const NODE: &str = "mx1.example.test";

@@ -308,7 +308,9 @@ async fn act_on_many(
     }
     .await;
     match result {
-        Ok((action, count)) => Flash::ok(queue::done_for(&user.principal, action, count)).redirect(&back),
+        Ok((action, count)) => {
+            Flash::ok(queue::done_for(&user.principal, action, count)).redirect(&back)
+        }
         Err(e @ (WebError::Invalid { .. } | WebError::NotFound(_))) => {
             Flash::error(e.to_string()).redirect(&back)
         }
@@ -421,7 +423,9 @@ async fn act_on_one(
         Ok((_, action @ QueueAction::Delete)) => {
             Flash::ok(queue::done_for(&user.principal, action, 1)).redirect("/queue")
         }
-        Ok((id, action)) => Flash::ok(queue::done_for(&user.principal, action, 1)).redirect(&format!("/queue/{id}")),
+        Ok((id, action)) => {
+            Flash::ok(queue::done_for(&user.principal, action, 1)).redirect(&format!("/queue/{id}"))
+        }
         Err(e @ WebError::NotFound(_)) => Flash::error(e.to_string()).redirect("/queue"),
         Err(e) => error_page(e),
     }

@@ -3,8 +3,8 @@
 //! across restarts; a local delivery asked for with NOTIFY=SUCCESS is reported.
 
 use postern_store::model::{
-    DomainKind, NewMailbox, NewRecipient, Page, PasswordHash, QueueAction, QueueActor,
-    QueueFilter, RecipientStatus, Selection, TlsPolicy, TransportPattern,
+    DomainKind, NewMailbox, NewRecipient, Page, PasswordHash, QueueAction, QueueActor, QueueFilter,
+    RecipientStatus, Selection, TlsPolicy, TransportPattern,
 };
 
 use super::*;
