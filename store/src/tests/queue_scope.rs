@@ -147,3 +147,50 @@ crate::store_tests! {
         assert!(store.queue_flush(&admin_of("nobody", &[])).await.unwrap().is_empty());
     }
 }
+
+crate::store_tests! {
+    // Timings, not a check, run only with POSTERN_SCALE set: `POSTERN_SCALE=1 cargo test -p
+    // postern-store --lib scoped_lists_at_scale -- --nocapture`. 100,000 messages, a tenth of
+    // them shared between a.test and b.test; a domain-admin of a.test lists, filters, searches
+    // and acts in bulk.
+    async fn scoped_lists_at_scale(store: Store) {
+        if std::env::var_os("POSTERN_SCALE").is_none() {
+            return;
+        }
+        let domains = ["a.test", "b.test", "c.test", "d.test", "e.test"];
+        for chunk in 0..100 {
+            let batch: Vec<_> = (0..1000)
+                .map(|i| {
+                    let n = chunk * 1000 + i;
+                    let first = format!("r{n}@{}", domains[n % 5]);
+                    if n % 10 == 0 {
+                        message("x@x.test", &[&first, &format!("s{n}@b.test")])
+                    } else {
+                        message("x@x.test", &[&first])
+                    }
+                })
+                .collect();
+            store.queue_insert(NODE, &batch).await.unwrap();
+        }
+        let dora = admin_of("dora", &["a.test"]);
+        let scoped = |f: QueueFilter| QueueFilter { domains: dora.domains.clone(), ..f };
+        let cases = [
+            ("page", scoped(QueueFilter::default())),
+            ("recipient", scoped(QueueFilter { recipient: Some("r500@a.test".into()), ..QueueFilter::default() })),
+            ("domain", scoped(QueueFilter { domain: Some("b.test".into()), ..QueueFilter::default() })),
+            ("search", scoped(QueueFilter { search: Some("s50".into()), ..QueueFilter::default() })),
+            ("held", scoped(QueueFilter { held: Some(true), ..QueueFilter::default() })),
+        ];
+        for (name, filter) in cases {
+            let started = std::time::Instant::now();
+            let page = store.queue_list(&filter, Page::default()).await.unwrap();
+            eprintln!("{name}: {:?} ({} match)", started.elapsed(), page.total);
+        }
+        let started = std::time::Instant::now();
+        let done = store.queue_act(&dora, QueueAction::Hold, &Selection::Matching(QueueFilter { search: Some("0@".into()), ..QueueFilter::default() })).await.unwrap();
+        eprintln!("bulk hold as dora: {:?} ({} messages)", started.elapsed(), done.len());
+        let started = std::time::Instant::now();
+        let done = store.queue_act(&root(), QueueAction::Release, &Selection::Matching(QueueFilter { search: Some("0@".into()), ..QueueFilter::default() })).await.unwrap();
+        eprintln!("bulk release as root: {:?} ({} messages)", started.elapsed(), done.len());
+    }
+}
