@@ -44,7 +44,8 @@ fn setup(db: &TestDb) -> Setup {
 
 async fn queue_commands(db: TestDb) {
     let store = Store::open(&db.database).await.unwrap();
-    let s = setup(&db);
+    let mut s = setup(&db);
+    s.env.push(("SUDO_USER".into(), "ops".into()));
     let ids = store
         .queue_insert(
             "mx1.example.test",
@@ -143,6 +144,22 @@ async fn queue_commands(db: TestDb) {
             (ids[2], QueueAction::Delete),
             (ids[1], QueueAction::Bounce),
         ]
+    );
+    // Each is in the audit log, under the system user who typed it, with the recipients.
+    let audit = store.list_audit(20, None).await.unwrap();
+    let logged: Vec<_> = audit
+        .iter()
+        .rev()
+        .map(|e| (e.actor.as_str(), e.action.as_str(), e.object.parse::<QueueId>().unwrap()))
+        .collect();
+    let expected: Vec<_> = events
+        .iter()
+        .map(|e| ("cli:ops", format!("queue.{}", e.action.as_str()), e.message))
+        .collect();
+    assert_eq!(logged, expected.iter().map(|(a, b, c)| (*a, b.as_str(), *c)).collect::<Vec<_>>());
+    assert_eq!(
+        audit[0].after,
+        Some(serde_json::json!({"whole_message": true, "recipients": ["dan@y.test"]}))
     );
     store.close().await;
 }

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use postern_store::model::{
-    Page, QueueAction, QueueFilter, QueueId, QueuedMessage, RecipientStatus, Selection,
+    Page, QueueAction, QueueActor, QueueFilter, QueueId, QueuedMessage, RecipientStatus, Selection,
 };
 
-use super::open_store;
+use super::{actor, open_store};
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -125,7 +125,7 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode
             return Ok(ExitCode::SUCCESS);
         }
         Command::Flush => {
-            let ids = open_store(config).await?.queue_flush().await?;
+            let ids = open_store(config).await?.queue_flush(&QueueActor::global(actor())).await?;
             println!("{} deferred message(s) to be tried now", ids.len());
             return Ok(ExitCode::SUCCESS);
         }
@@ -138,7 +138,9 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode
         Command::Delete { ids } => (QueueAction::Delete, Selection::Ids(parse_ids(&ids)?)),
         Command::Bounce { ids } => (QueueAction::Bounce, Selection::Ids(parse_ids(&ids)?)),
     };
-    let done = open_store(config).await?.queue_act(action, &selection).await?;
+    // The command line acts on whole messages, and the audit log names the system user.
+    let by = QueueActor::global(actor());
+    let done = open_store(config).await?.queue_act(&by, action, &selection).await?;
     let verb = match action {
         QueueAction::Retry => "to be retried now",
         QueueAction::Hold => "held",

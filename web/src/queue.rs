@@ -2,7 +2,7 @@
 //! blank meaning any), the principal's scope, actions, and a message's header block.
 
 use postern_store::model::{
-    QueueAction, QueueFilter, QueueId, QueuedMessage, RecipientStatus, Selection,
+    QueueAction, QueueActor, QueueFilter, QueueId, QueuedMessage, RecipientStatus, Selection,
 };
 
 use crate::auth::Principal;
@@ -68,6 +68,12 @@ pub fn narrow(principal: &Principal, message: &mut QueuedMessage) {
     message.recipients.retain(|r| in_scope(principal, &r.address));
 }
 
+/// Whether a (narrowed) message is held as a list shows it and the `held` filter finds it: held
+/// whole, or one of its recipients still to deliver held on its own.
+pub fn held(message: &QueuedMessage) -> bool {
+    message.held || message.recipients.iter().any(|r| r.held && !r.status.is_final())
+}
+
 pub fn parse_id(text: &str) -> Result<QueueId, WebError> {
     text.trim()
         .parse()
@@ -90,7 +96,10 @@ pub async fn show(
     }
 }
 
-/// Applies `action`, within what `principal` may see and do. Returns the IDs acted on.
+/// Applies `action` to the recipients `principal` may touch (every recipient for a global
+/// admin; a domain-admin's own of a message that also goes elsewhere), recorded in the audit
+/// log under the principal's name. Returns the IDs acted on; an ID the principal cannot see is
+/// not found, and refuses the whole action.
 pub async fn act(
     state: &AppState,
     principal: &Principal,
@@ -98,15 +107,22 @@ pub async fn act(
     selection: Selection,
 ) -> Result<Vec<QueueId>, WebError> {
     principal.require_write()?;
-    if let (Selection::Ids(ids), Some(_)) = (&selection, &principal.domains) {
-        for &id in ids {
-            show(state, principal, id).await?;
-        }
-    }
-    let ids = state.store.queue_act(action, &selection).await?;
+    let by = QueueActor { actor: principal.actor.clone(), domains: principal.domains.clone() };
+    let ids = state.store.queue_act(&by, action, &selection).await?;
     tracing::info!(actor = %principal.actor, action = action.as_str(), count = ids.len(),
         "queue action");
     Ok(ids)
+}
+
+/// What an action did, for a person: "3 messages held", and for a domain-admin, that it was
+/// only its own recipients of them.
+pub fn done_for(principal: &Principal, action: QueueAction, count: usize) -> String {
+    let text = done(action, count);
+    if principal.domains.is_some() {
+        format!("{text} (only their recipients in your domains)")
+    } else {
+        text
+    }
 }
 
 /// What an action did, for a person: "3 messages held".

@@ -224,7 +224,9 @@ postern_store::store_tests! {
         dora.post("/queue/act", &[("action", "hold"), ("scope", "checked"), ("id", &ids[1].to_string())]).await;
         assert!(!held(&store, ids[1]).await, "a checked ID outside the scope is refused");
         dora.post("/queue/act", &[("action", "hold"), ("scope", "filter")]).await;
-        assert!(held(&store, ids[0]).await && held(&store, ids[2]).await && !held(&store, ids[1]).await, "all that match stays in scope");
+        assert!(held(&store, ids[2]).await && !held(&store, ids[1]).await, "all that match stays in scope");
+        let shared = store.queue_show(ids[0]).await.unwrap().unwrap();
+        assert!(!shared.held && shared.recipients[0].held && !shared.recipients[1].held, "only her recipient of the shared message is held");
 
         let api = Api::new(&store, &app, "dora", Access::Write, &[]).await;
         let list = api.call("GET", "/queue", None).await.json();

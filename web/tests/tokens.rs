@@ -156,6 +156,68 @@ postern_store::store_tests! {
         assert_eq!(alice.call("DELETE", &format!("/tokens/{doras}"), None).await.status, StatusCode::NO_CONTENT);
     }
 
+    async fn a_token_sees_and_revokes_only_tokens_no_wider_than_itself(store: Store) {
+        domains(&store, &["a.test", "b.test"]).await;
+        add_admin(&store, "alice", Role::Admin, &[]).await;
+        add_admin(&store, "dora", Role::DomainAdmin, &["a.test", "b.test"]).await;
+        let app = console(&store);
+        let token = |access: Access, domains: &[&str], days: Option<i64>| {
+            let store = store.clone();
+            let domains: Vec<DomainName> = domains.iter().map(|d| d.parse().unwrap()).collect();
+            async move {
+                let expires = days.map(|d| now() + d * 86_400);
+                store.create_token("test", &"dora".parse().unwrap(), "t", access, &domains, expires).await.unwrap()
+            }
+        };
+        let wide = token(Access::Write, &[], None).await;
+        let narrow = token(Access::Write, &["a.test"], None).await;
+        let reader = token(Access::Read, &[], None).await;
+        let expiring = token(Access::Write, &[], Some(10)).await;
+        let narrow_short = token(Access::Write, &["a.test"], Some(5)).await;
+        let narrow_read = token(Access::Read, &["a.test"], None).await;
+        let api = |issued: &postern_store::model::IssuedToken| Api { app: app.clone(), bearer: issued.bearer.clone() };
+        let listed = |caller: Api| async move {
+            let reply = caller.call("GET", "/tokens", None).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            let mut ids: Vec<String> = reply.json()["items"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect();
+            ids.sort();
+            ids
+        };
+        let ids = |tokens: &[&postern_store::model::IssuedToken]| {
+            let mut ids: Vec<String> = tokens.iter().map(|t| t.token.id.clone()).collect();
+            ids.sort();
+            ids
+        };
+
+        // The probe: a token limited to a.test listed and revoked its owner's wider tokens.
+        assert_eq!(listed(api(&narrow)).await, ids(&[&narrow, &narrow_short, &narrow_read]));
+        for wider in [&wide, &reader, &expiring] {
+            let id = &wider.token.id;
+            assert_eq!(code(&api(&narrow).call("GET", &format!("/tokens/{id}"), None).await).0, StatusCode::NOT_FOUND);
+            assert_eq!(code(&api(&narrow).call("DELETE", &format!("/tokens/{id}"), None).await), (StatusCode::NOT_FOUND, "not_found".into()));
+            assert_eq!(api(wider).call("GET", "/domains", None).await.status, StatusCode::OK, "{id} still works");
+        }
+        // No more access: a read-only token sees only read-only ones.
+        assert_eq!(listed(api(&reader)).await, ids(&[&reader, &narrow_read]));
+        // No later expiry: an expiring token sees only tokens that expire no later.
+        assert_eq!(listed(api(&expiring)).await, ids(&[&expiring, &narrow_short]));
+        assert_eq!(api(&expiring).call("GET", &format!("/tokens/{}", narrow.token.id), None).await.status, StatusCode::NOT_FOUND);
+        // The widest sees them all, and a narrow one may still revoke what is no wider.
+        assert_eq!(listed(api(&wide)).await.len(), 6);
+        let id = &narrow_read.token.id;
+        assert_eq!(api(&narrow).call("DELETE", &format!("/tokens/{id}"), None).await.status, StatusCode::NO_CONTENT);
+        assert!(store.get_token(id).await.unwrap().is_none());
+        // An admin's read-only token sees everyone's read-only tokens, and no other.
+        let alices_reader = Api::new(&store, &app, "alice", Access::Read, &[]).await;
+        let seen = alices_reader.call("GET", "/tokens", None).await.json();
+        assert!(seen["items"].as_array().unwrap().iter().all(|t| t["access"] == "read"), "{seen}");
+        assert!(seen.to_string().contains(&reader.token.id), "{seen}");
+        // A console session has no token of its own to be narrower than: dora sees all hers.
+        let browser = Browser::login(&app, "dora").await;
+        let page = browser.get("/tokens").await.body;
+        assert!([&wide, &narrow, &reader, &expiring, &narrow_short].iter().all(|t| page.contains(&t.token.id)), "{page}");
+    }
+
     async fn the_console_shows_a_new_token_once_and_revokes_it(store: Store) {
         domains(&store, &["a.test", "b.test"]).await;
         add_admin(&store, "dora", Role::DomainAdmin, &["a.test"]).await;

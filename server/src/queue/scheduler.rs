@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use postern_store::Store;
 use postern_store::model::{
-    DeliveryResult, DsnRet, NewMessage, Notify, Outcome as Recorded, QueueAction, QueueId,
-    QueuedMessage,
+    BOUNCE_REPORTED, BOUNCED_BY_ADMIN, DeliveryResult, DsnRet, NewMessage, Notify,
+    Outcome as Recorded, QueueId, QueuedMessage, RecipientStatus,
 };
 use rustls_pki_types::CertificateDer;
 use tokio::sync::{Semaphore, mpsc};
@@ -31,6 +31,7 @@ use job::{Job, Shared};
 
 mod body_cache;
 mod dsn;
+mod events;
 mod job;
 
 /// How the scheduler runs.
@@ -74,6 +75,18 @@ struct Rcpt {
     next_at: i64,
     /// The sender has had this recipient's one delay warning.
     warned: bool,
+    /// Held on its own by an administrator (see the message's hold for the whole message).
+    held: bool,
+    /// Bounced by an administrator while an attempt was running: unless that attempt delivers
+    /// it, it fails when the attempt ends, and the sender gets a DSN.
+    bounced: bool,
+}
+
+impl Rcpt {
+    /// Still to be tried, and not held.
+    fn waiting(&self) -> bool {
+        !self.done && !self.held
+    }
 }
 
 struct Entry {
@@ -118,6 +131,8 @@ impl Entry {
                     done: false,
                     next_at: now,
                     warned: false,
+                    held: false,
+                    bounced: false,
                 })
                 .collect(),
             sender: m.sender,
@@ -148,9 +163,11 @@ impl Entry {
                 done: r.status.is_final(),
                 next_at: r.next_attempt_at,
                 warned: r.delay_warned_at.is_some(),
+                held: r.held,
+                bounced: false,
             })
             .collect();
-        let due = rcpts.iter().filter(|r| !r.done).map(|r| r.next_at).min().unwrap_or(0);
+        let due = rcpts.iter().filter(|r| r.waiting()).map(|r| r.next_at).min().unwrap_or(0);
         Entry {
             id: m.id,
             sender: m.sender,
@@ -201,6 +218,11 @@ pub struct Scheduler {
     last_event: i64,
     /// Bytes of bodies kept for first attempts (see [`body_cache::BODY_CACHE_BYTES`]).
     cached_bytes: Arc<AtomicUsize>,
+}
+
+/// Whether a stored recipient failed by an administrator's bounce still owes its sender a DSN.
+fn bounce_owed(r: &postern_store::model::QueuedRecipient) -> bool {
+    r.status == RecipientStatus::Failed && r.last_error.as_deref() == Some(BOUNCED_BY_ADMIN)
 }
 
 impl Scheduler {
@@ -284,8 +306,13 @@ impl Scheduler {
                 let count = work.messages.len();
                 for m in work.messages {
                     if m.recipients.iter().all(|r| r.status.is_final()) {
-                        self.bounce_stored(m.id, Some(m));
+                        self.bounce_stored(m.id, Some(m), None);
                     } else {
+                        // Recipients bounced by a domain-admin whose DSN is still owed: sent
+                        // now, while the rest are delivered.
+                        if m.recipients.iter().any(bounce_owed) {
+                            self.bounce_stored(m.id, Some(m.clone()), None);
+                        }
                         self.schedule(Entry::from_stored(m));
                     }
                 }
@@ -299,8 +326,9 @@ impl Scheduler {
 
     fn schedule(&mut self, entry: Entry) {
         // Administrator-bounced messages stay in the store until their DSN is sent
-        // (`bounce_stored`); with nothing to deliver they need no place in the work list.
-        if entry.rcpts.iter().all(|r| r.done) {
+        // (`bounce_stored`); with nothing to deliver they need no place in the work list, nor
+        // do messages whose every recipient left is held (a release brings them back).
+        if !entry.rcpts.iter().any(Rcpt::waiting) {
             return;
         }
         self.due.push(Reverse((entry.due, entry.id)));
@@ -378,7 +406,7 @@ impl Scheduler {
                     Recorded::Failed { reply }
                 }
                 // Left for the administrator's bounce below.
-                Outcome::Deferred { .. } if entry.bounced => continue,
+                Outcome::Deferred { .. } if entry.bounced || rcpt.bounced => continue,
                 Outcome::Deferred { reply }
                     if self.config.retry.expired(entry.received_at, attempt.at) =>
                 {
@@ -411,11 +439,12 @@ impl Scheduler {
                 outcome: recorded,
             });
         }
-        if entry.bounced {
+        if entry.rcpts.iter().any(|r| !r.done && (entry.bounced || r.bounced)) {
             fail_the_rest(entry, attempt.at, &mut results, &mut notices);
         }
         if notices.is_empty() {
-            self.settle(Settled { id: attempt.id, results, sent: true, warned: Vec::new() });
+            let settled = Settled { results, sent: true, ..Settled::new(attempt.id) };
+            self.settle(settled);
         } else {
             self.report(attempt.id, results, notices, body);
         }
@@ -425,7 +454,8 @@ impl Scheduler {
     /// message.
     fn settle(&mut self, mut settled: Settled) {
         let id = settled.id;
-        let Some(entry) = self.entries.get_mut(&id) else {
+        let found = if settled.outside { None } else { self.entries.get_mut(&id) };
+        let Some(entry) = found else {
             // A message the administrator bounced, handled outside the work list.
             if settled.sent {
                 let _ = self.results.send(settled.results);
@@ -437,10 +467,14 @@ impl Scheduler {
             for rcpt in entry.rcpts.iter_mut().filter(|r| settled.warned.contains(&r.index)) {
                 rcpt.warned = false;
             }
-            if entry.bounced {
-                // The store keeps them failed by the administrator; the next start sends it.
-                settled.results.retain(|r| !matches!(r.outcome, Recorded::Failed { .. }));
-            } else {
+            // The store keeps the administrator's bounces failed, their DSN owed: the next start
+            // sends it.
+            let bounced = entry.bounced;
+            settled.results.retain(|r| match &r.outcome {
+                Recorded::Failed { reply } => !bounced && reply != BOUNCE_REPORTED,
+                _ => true,
+            });
+            if !bounced {
                 // Not recorded as failed, so the message stays; the next attempt fails them
                 // again and brings their DSN.
                 for r in &mut settled.results {
@@ -456,7 +490,7 @@ impl Scheduler {
                     };
                 }
             }
-        } else if entry.bounced && entry.rcpts.iter().any(|r| !r.done) {
+        } else if entry.rcpts.iter().any(|r| !r.done && (entry.bounced || r.bounced)) {
             // Bounced while its DSN was being queued: the rest fail too, with a DSN of theirs.
             let mut notices = Vec::new();
             fail_the_rest(entry, now(), &mut settled.results, &mut notices);
@@ -464,83 +498,30 @@ impl Scheduler {
         }
         entry.busy = false;
         let _ = self.results.send(settled.results);
-        let next = entry.rcpts.iter().filter(|r| !r.done).map(|r| r.next_at).min();
-        match next {
-            Some(due) if !entry.dropped => {
+        if entry.dropped {
+            self.entries.remove(&id);
+        } else {
+            self.reschedule(id);
+        }
+    }
+
+    /// Puts an entry that is not busy back in the work list at its next due time, or takes it
+    /// out when it has nothing left to try (done, or every recipient left held).
+    fn reschedule(&mut self, id: QueueId) {
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        if entry.busy {
+            return;
+        }
+        match entry.rcpts.iter().filter(|r| r.waiting()).map(|r| r.next_at).min() {
+            Some(due) => {
                 entry.due = due;
-                self.due.push(Reverse((due, entry.id)));
+                self.due.push(Reverse((due, id)));
             }
-            _ => {
-                if next.is_none() {
-                    tracing::info!(queue_id = %entry.id, "removed");
+            None => {
+                if entry.rcpts.iter().all(|r| r.done) {
+                    tracing::info!(queue_id = %id, "removed");
                 }
                 self.entries.remove(&id);
-            }
-        }
-    }
-
-    /// Follows what administrators did to the queue (CLI, console) since we last looked.
-    async fn apply_events(&mut self, newest: i64) {
-        // A bulk action can leave thousands of events: read them a page at a time.
-        while self.last_event < newest {
-            let events = match self.store.queue_events_after(self.last_event, 1000).await {
-                Ok(events) if !events.is_empty() => events,
-                Ok(_) => return,
-                Err(e) => return tracing::warn!(error = %e, "cannot read queue events"),
-            };
-            self.apply_page(events).await;
-        }
-    }
-
-    async fn apply_page(&mut self, events: Vec<postern_store::model::QueueEvent>) {
-        for event in events {
-            self.last_event = self.last_event.max(event.id);
-            match event.action {
-                QueueAction::Hold | QueueAction::Delete => {
-                    if let Some(entry) = self.entries.get_mut(&event.message) {
-                        if entry.busy {
-                            entry.dropped = true;
-                        } else {
-                            self.entries.remove(&event.message);
-                        }
-                    }
-                    tracing::info!(queue_id = %event.message, action = event.action.as_str(), "queue action");
-                }
-                QueueAction::Bounce => {
-                    match self.entries.get_mut(&event.message) {
-                        // The attempt's end (or its DSN's) fails the rest.
-                        Some(entry) if entry.busy => {
-                            entry.dropped = true;
-                            entry.bounced = true;
-                        }
-                        _ => {
-                            self.entries.remove(&event.message);
-                            self.bounce_stored(event.message, None);
-                        }
-                    }
-                    tracing::info!(queue_id = %event.message, action = event.action.as_str(), "queue action");
-                }
-                QueueAction::Retry | QueueAction::Release => {
-                    if self.entries.get(&event.message).is_some_and(|e| e.busy) {
-                        continue;
-                    }
-                    match self.store.queue_show(event.message).await {
-                        Ok(Some(m)) if !m.held => {
-                            let mut entry = Entry::from_stored(m);
-                            if event.action == QueueAction::Retry {
-                                entry.due = now();
-                            }
-                            if entry.rcpts.iter().any(|r| !r.done) {
-                                self.schedule(entry);
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::warn!(error = %e, queue_id = %event.message, "cannot reload a queue entry")
-                        }
-                    }
-                    tracing::info!(queue_id = %event.message, action = event.action.as_str(), "queue action");
-                }
             }
         }
     }
@@ -560,5 +541,7 @@ fn log_attempt(id: &QueueId, to: &str, relay: &str, delay: i64, status: &str, re
     tracing::info!(queue_id = %id, to = %to, relay = %relay, delay, dsn, status, "{reply}");
 }
 
+#[cfg(test)]
+mod scope_tests;
 #[cfg(test)]
 mod tests;

@@ -27,9 +27,10 @@ pub use network::{TrustedNetwork, parse_cidr};
 pub use password::{MIN_PASSWORD_LEN, PasswordHash};
 pub use postmaster::Postmaster;
 pub use queue::{
-    BOUNCED_BY_ADMIN, BadQueueId, DamagedEntry, DeliveryResult, DsnRet, NewMessage, NewRecipient,
-    Notify, Outcome, Page, QueueAction, QueueEvent, QueueFilter, QueueId, QueuePage, QueuedMessage,
-    QueuedRecipient, RecipientStatus, Selection, WorkSet,
+    BOUNCE_REPORTED, BOUNCED_BY_ADMIN, BadQueueId, DamagedEntry, DeliveryResult, DsnRet,
+    NewMessage, NewRecipient, Notify, Outcome, Page, QueueAction, QueueActor, QueueEvent,
+    QueueFilter, QueueId, QueuePage, QueuedMessage, QueuedRecipient, RecipientStatus, Selection,
+    WorkSet,
 };
 pub use transport::{
     Host, LmtpTarget, SmtpCredentials, TlsPolicy, Transport, TransportPattern, TransportRule,

@@ -268,6 +268,9 @@ pub struct QueuedRecipient {
     pub updated_at: i64,
     /// When the sender was warned that this recipient is delayed (at most once).
     pub delay_warned_at: Option<i64>,
+    /// Held on its own (a domain-admin's hold of its recipients of a message that also goes
+    /// elsewhere); the message's `held` holds every recipient.
+    pub held: bool,
 }
 
 /// What an attempt to deliver to one recipient came to.
@@ -405,10 +408,45 @@ pub struct QueueEvent {
     pub at: i64,
     pub message: QueueId,
     pub action: QueueAction,
+    /// The recipients (by index) it applied to; `None` for the whole message.
+    pub recipients: Option<Vec<u32>>,
 }
 
-/// The reply recorded for recipients an administrator bounces.
+impl QueueEvent {
+    /// Whether the action applied to the recipient at `index`.
+    pub fn covers(&self, index: u32) -> bool {
+        self.recipients.as_ref().is_none_or(|r| r.contains(&index))
+    }
+}
+
+/// Who acts on the queue: named in the audit log, and allowed to touch only the recipients in
+/// `domains` (`None`: every recipient, as a global admin or the command line).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueActor {
+    /// `cli:root`, `console:alice`, `api:alice/<token id>`.
+    pub actor: String,
+    pub domains: Option<Vec<DomainName>>,
+}
+
+impl QueueActor {
+    /// Every recipient, for `actor`.
+    pub fn global(actor: impl Into<String>) -> QueueActor {
+        QueueActor { actor: actor.into(), domains: None }
+    }
+
+    /// Whether a recipient of this domain (lower case) is the actor's to act on.
+    pub fn covers(&self, domain: &str) -> bool {
+        self.domains.as_ref().is_none_or(|d| d.iter().any(|d| d.as_str() == domain))
+    }
+}
+
+/// The reply recorded for recipients an administrator bounces, until their DSN is queued.
 pub const BOUNCED_BY_ADMIN: &str = "5.0.0 bounced by the administrator";
+
+/// The reply recorded for an administrator's bounce once its DSN is queued (or none was owed):
+/// the recipient no longer owes its sender one, which matters when the message stays queued
+/// for recipients in other domains.
+pub const BOUNCE_REPORTED: &str = "5.0.0 bounced by the administrator (reported)";
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,7 @@ pub mod maintenance;
 mod matching;
 pub(crate) mod networks;
 pub(crate) mod queue;
+mod queue_act;
 mod queue_rows;
 mod rows;
 pub mod sessions;

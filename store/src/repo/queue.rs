@@ -1,6 +1,6 @@
 //! The durable mail queue: group inserts, the engine's start-up load and its batched delivery
-//! bookkeeping, the console's paginated list, and administrator actions that leave an event.
-//! None of it touches the configuration revision or the audit log.
+//! bookkeeping, the console's paginated list, and the tail of administrator actions' events
+//! (the actions themselves are in `queue_act`). None of it touches the configuration revision.
 
 use std::collections::BTreeSet;
 
@@ -9,16 +9,15 @@ use sqlx::{Any, Row, Transaction};
 use super::queue_rows::{self as rows, bind_filter, recipient_domain};
 use crate::error::{Result, StoreError};
 use crate::model::{
-    BOUNCED_BY_ADMIN, DamagedEntry, DeliveryResult, NewMessage, Outcome, Page, QueueAction,
-    QueueEvent, QueueFilter, QueueId, QueuePage, QueuedMessage, RecipientStatus, Selection,
-    WorkSet,
+    BOUNCED_BY_ADMIN, DamagedEntry, DeliveryResult, NewMessage, Outcome, Page, QueueEvent,
+    QueueFilter, QueueId, QueuePage, QueuedMessage, RecipientStatus, WorkSet,
 };
 use crate::store::{Store, now};
 
 /// A queue write in progress. Like [`crate::store::Change`], it is always ended explicitly.
-struct QueueTx {
-    tx: Transaction<'static, Any>,
-    last_event: Option<i64>,
+pub(super) struct QueueTx {
+    pub(super) tx: Transaction<'static, Any>,
+    pub(super) last_event: Option<i64>,
 }
 
 impl NewMessage {
@@ -42,7 +41,7 @@ impl NewMessage {
 }
 
 impl Store {
-    async fn queue_tx(&self) -> Result<QueueTx> {
+    pub(super) async fn queue_tx(&self) -> Result<QueueTx> {
         let tx = if self.is_postgres() {
             self.pool().begin().await?
         } else {
@@ -54,7 +53,7 @@ impl Store {
     }
 
     /// Commits on `Ok` (announcing any events), rolls back at once on an error.
-    async fn queue_finish<T>(&self, mut qtx: QueueTx, result: Result<T>) -> Result<T> {
+    pub(super) async fn queue_finish<T>(&self, mut qtx: QueueTx, result: Result<T>) -> Result<T> {
         match result {
             Ok(value) => {
                 if qtx.last_event.is_some() && self.is_postgres() {
@@ -254,11 +253,15 @@ impl Store {
             }
             let mut removed = Vec::new();
             for id in touched {
+                // Done when nothing is left to try and no administrator's bounce still owes
+                // its DSN (a domain-admin's, of some recipients, is reported apart).
                 let done = sqlx::query(
                     "DELETE FROM queue_messages WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM \
-                     queue_recipients r WHERE r.message_id = $1 AND r.status IN ('pending', 'deferred'))",
+                     queue_recipients r WHERE r.message_id = $1 AND (r.status IN ('pending', \
+                     'deferred') OR (r.status = 'failed' AND r.last_error = $2)))",
                 )
                 .bind(id.to_string())
+                .bind(BOUNCED_BY_ADMIN)
                 .execute(&mut *qtx.tx)
                 .await?;
                 if done.rows_affected() > 0 {
@@ -362,78 +365,12 @@ impl Store {
         Ok(messages.pop())
     }
 
-    /// Applies `action` to the selected messages in one transaction, leaving a queue event for
-    /// each so that a running engine learns of it. Returns the IDs acted on. Naming an ID that
-    /// is not queued refuses the whole action.
-    pub async fn queue_act(
-        &self,
-        action: QueueAction,
-        selection: &Selection,
-    ) -> Result<Vec<QueueId>> {
-        let mut qtx = self.queue_tx().await?;
-        let result: Result<Vec<QueueId>> = async {
-            let ids = selected(&mut qtx, selection).await?;
-            let at = now();
-            for id in &ids {
-                let id = id.to_string();
-                let apply = match action {
-                    QueueAction::Retry => sqlx::query(
-                        "UPDATE queue_recipients SET next_attempt_at = $2, updated_at = $2 \
-                         WHERE message_id = $1 AND status = 'deferred'",
-                    )
-                    .bind(&id)
-                    .bind(at),
-                    QueueAction::Hold => {
-                        sqlx::query("UPDATE queue_messages SET held = 1, updated_at = $2 WHERE id = $1")
-                            .bind(&id)
-                            .bind(at)
-                    }
-                    QueueAction::Release => {
-                        sqlx::query("UPDATE queue_messages SET held = 0, updated_at = $2 WHERE id = $1")
-                            .bind(&id)
-                            .bind(at)
-                    }
-                    QueueAction::Delete => {
-                        sqlx::query("DELETE FROM queue_messages WHERE id = $1").bind(&id)
-                    }
-                    QueueAction::Bounce => sqlx::query(
-                        "UPDATE queue_recipients SET status = 'failed', last_error = $3, \
-                         updated_at = $2 WHERE message_id = $1 AND status IN ('pending', 'deferred')",
-                    )
-                    .bind(&id)
-                    .bind(at)
-                    .bind(BOUNCED_BY_ADMIN),
-                };
-                apply.execute(&mut *qtx.tx).await?;
-                let event: i64 = sqlx::query_scalar(
-                    "INSERT INTO queue_events (at, message_id, action) VALUES ($1, $2, $3) \
-                     RETURNING id",
-                )
-                .bind(at)
-                .bind(&id)
-                .bind(action.as_str())
-                .fetch_one(&mut *qtx.tx)
-                .await?;
-                qtx.last_event = Some(event);
-            }
-            Ok(ids)
-        }
-        .await;
-        self.queue_finish(qtx, result).await
-    }
-
-    /// `postqueue -f`: every message with a deferred recipient is tried again now.
-    pub async fn queue_flush(&self) -> Result<Vec<QueueId>> {
-        let deferred =
-            QueueFilter { status: Some(RecipientStatus::Deferred), ..QueueFilter::default() };
-        self.queue_act(QueueAction::Retry, &Selection::Matching(deferred)).await
-    }
-
     /// Queue events after `after` (an event id), oldest first, at most `limit`. An event row the
     /// model cannot read is skipped with a warning: it must not stop the engine's tail.
     pub async fn queue_events_after(&self, after: i64, limit: u32) -> Result<Vec<QueueEvent>> {
         let rows = sqlx::query(
-            "SELECT id, at, message_id, action FROM queue_events WHERE id > $1 ORDER BY id LIMIT $2",
+            "SELECT id, at, message_id, action, recipients FROM queue_events WHERE id > $1 \
+             ORDER BY id LIMIT $2",
         )
         .bind(after)
         .bind(i64::from(limit))
@@ -445,6 +382,8 @@ impl Store {
             let parsed = (|| -> std::result::Result<QueueEvent, String> {
                 let message: String = row.try_get("message_id").map_err(|e| e.to_string())?;
                 let action: String = row.try_get("action").map_err(|e| e.to_string())?;
+                let recipients: Option<String> =
+                    row.try_get("recipients").map_err(|e| e.to_string())?;
                 Ok(QueueEvent {
                     id,
                     at: row.try_get("at").map_err(|e| e.to_string())?,
@@ -452,6 +391,9 @@ impl Store {
                         .parse()
                         .map_err(|e: crate::model::BadQueueId| e.to_string())?,
                     action: action.parse()?,
+                    recipients: recipients
+                        .map(|r| super::queue_act::parse_indexes(&r))
+                        .transpose()?,
                 })
             })();
             match parsed {
@@ -474,47 +416,6 @@ impl Store {
     /// Sees the id of each queue event this process writes, at once.
     pub fn queue_subscribe(&self) -> tokio::sync::watch::Receiver<i64> {
         self.inner.queue_event.subscribe()
-    }
-}
-
-/// The IDs a selection names, checked to exist, in order and without repeats.
-async fn selected(qtx: &mut QueueTx, selection: &Selection) -> Result<Vec<QueueId>> {
-    match selection {
-        Selection::Ids(ids) => {
-            let mut seen = BTreeSet::new();
-            let mut out = Vec::new();
-            for &id in ids {
-                if !seen.insert(id) {
-                    continue;
-                }
-                let found = sqlx::query("SELECT 1 FROM queue_messages WHERE id = $1")
-                    .bind(id.to_string())
-                    .fetch_optional(&mut *qtx.tx)
-                    .await?;
-                if found.is_none() {
-                    return Err(StoreError::NotFound {
-                        what: "queued message",
-                        name: id.to_string(),
-                    });
-                }
-                out.push(id);
-            }
-            Ok(out)
-        }
-        Selection::Matching(filter) => {
-            let rows = bind_filter(sqlx::query(rows::MATCHING_IDS), filter, None)
-                .fetch_all(&mut *qtx.tx)
-                .await?;
-            rows.iter()
-                .map(|row| {
-                    let id: String = row.try_get(0)?;
-                    id.parse().map_err(|e: crate::model::BadQueueId| StoreError::Corrupt {
-                        table: "queue_messages",
-                        message: e.to_string(),
-                    })
-                })
-                .collect()
-        }
     }
 }
 

@@ -7,6 +7,7 @@ mod console;
 mod domains;
 mod mailboxes;
 mod queue;
+mod queue_scope;
 mod schema;
 mod transports_networks;
 

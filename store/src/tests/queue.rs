@@ -1,7 +1,7 @@
 use crate::StoreError;
 use crate::model::{
     BOUNCED_BY_ADMIN, DeliveryResult, DsnRet, NewMessage, NewRecipient, Notify, Outcome, Page,
-    QueueAction, QueueFilter, QueueId, RecipientStatus, Selection,
+    QueueAction, QueueActor, QueueFilter, QueueId, RecipientStatus, Selection,
 };
 
 const NODE: &str = "mx1.example.test";
@@ -30,6 +30,11 @@ pub(crate) fn message(sender: &str, recipients: &[&str]) -> NewMessage {
 
 fn result(id: QueueId, recipient: u32, outcome: Outcome) -> DeliveryResult {
     DeliveryResult { id, recipient, at: 1_700_000_100, outcome }
+}
+
+/// The command line: every recipient.
+pub(crate) fn root() -> QueueActor {
+    QueueActor::global(crate::tests::ACTOR)
 }
 
 fn all() -> QueueFilter {
@@ -189,7 +194,12 @@ crate::store_tests! {
         assert_eq!(listed(scoped(&["a.test"])).await, vec![ids[0]]);
         assert_eq!(listed(scoped(&["a.test", "b.test"])).await, vec![ids[0], ids[1]]);
         assert_eq!(listed(scoped(&[])).await, Vec::<QueueId>::new());
-        assert_eq!(listed(QueueFilter { domain: Some("other.test".into()), ..scoped(&["a.test"]) }).await, vec![ids[0]]);
+        // Filters test only the recipients in scope: a domain-admin cannot confirm, by guessing,
+        // who else a message of its domains goes to.
+        assert_eq!(listed(QueueFilter { domain: Some("other.test".into()), ..scoped(&["a.test"]) }).await, Vec::<QueueId>::new());
+        assert_eq!(listed(QueueFilter { recipient: Some("c@other.test".into()), ..scoped(&["a.test"]) }).await, Vec::<QueueId>::new());
+        assert_eq!(listed(QueueFilter { recipient: Some("b@a.test".into()), ..scoped(&["a.test"]) }).await, vec![ids[0]]);
+        assert_eq!(listed(QueueFilter { domain: Some("other.test".into()), ..all() }).await, vec![ids[0], ids[2]]);
         assert_eq!(listed(QueueFilter { domain: Some("b.test".into()), ..scoped(&["a.test"]) }).await, Vec::<QueueId>::new());
 
         let search = |text: &str| QueueFilter { search: Some(text.into()), ..all() };
@@ -198,10 +208,12 @@ crate::store_tests! {
         assert_eq!(listed(search(&ids[3].to_string().to_lowercase())).await, vec![ids[3]]);
         assert_eq!(listed(search("%")).await, vec![ids[3]], "a LIKE wildcard is searched for as text");
         assert_eq!(listed(search("  ")).await.len(), 5, "a blank search matches all");
-        assert_eq!(listed(QueueFilter { search: Some("other".into()), ..scoped(&["a.test"]) }).await, vec![ids[0]]);
+        assert_eq!(listed(QueueFilter { search: Some("c@other".into()), ..scoped(&["a.test"]) }).await, Vec::<QueueId>::new());
+        assert_eq!(listed(QueueFilter { search: Some("b@a.t".into()), ..scoped(&["a.test"]) }).await, vec![ids[0]]);
+        assert_eq!(listed(QueueFilter { search: Some("c@other".into()), ..all() }).await, vec![ids[0]]);
 
         // A bulk action on "all that match" stays within the scope.
-        let done = store.queue_act(QueueAction::Hold, &Selection::Matching(scoped(&["b.test"]))).await.unwrap();
+        let done = store.queue_act(&root(), QueueAction::Hold, &Selection::Matching(scoped(&["b.test"]))).await.unwrap();
         assert_eq!(done, vec![ids[1]]);
         assert_eq!(listed(QueueFilter { held: Some(true), ..all() }).await, vec![ids[1]]);
     }
@@ -232,32 +244,33 @@ crate::store_tests! {
             .await
             .unwrap();
         let start = store.queue_last_event().await.unwrap();
+        let revision = store.revision().await.unwrap();
 
-        assert_eq!(store.queue_act(QueueAction::Hold, &Selection::Ids(vec![ids[1], ids[1]])).await.unwrap(), vec![ids[1]]);
+        assert_eq!(store.queue_act(&root(), QueueAction::Hold, &Selection::Ids(vec![ids[1], ids[1]])).await.unwrap(), vec![ids[1]]);
         let work = store.queue_load_work(NODE).await.unwrap();
         assert_eq!(work.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[0], ids[2]]);
         let held = QueueFilter { held: Some(true), ..all() };
         assert_eq!(store.queue_list(&held, Page::default()).await.unwrap().total, 1);
-        store.queue_act(QueueAction::Release, &Selection::Matching(held.clone())).await.unwrap();
+        store.queue_act(&root(), QueueAction::Release, &Selection::Matching(held.clone())).await.unwrap();
         assert_eq!(store.queue_list(&held, Page::default()).await.unwrap().total, 0);
 
-        assert_eq!(store.queue_flush().await.unwrap(), vec![ids[0]]);
+        assert_eq!(store.queue_flush(&root()).await.unwrap(), vec![ids[0]]);
         let m = store.queue_show(ids[0]).await.unwrap().unwrap();
         assert!(m.recipients[0].next_attempt_at < 4_000_000_000);
 
-        store.queue_act(QueueAction::Bounce, &Selection::Ids(vec![ids[0]])).await.unwrap();
+        store.queue_act(&root(), QueueAction::Bounce, &Selection::Ids(vec![ids[0]])).await.unwrap();
         let m = store.queue_show(ids[0]).await.unwrap().unwrap();
         assert!(m.recipients.iter().all(|r| r.status == RecipientStatus::Failed));
         assert_eq!(m.recipients[1].last_error.as_deref(), Some(BOUNCED_BY_ADMIN));
         // Kept until the engine has sent the DSN, and so still in the engine's work.
         assert_eq!(store.queue_load_work(NODE).await.unwrap().messages.len(), 3);
 
-        store.queue_act(QueueAction::Delete, &Selection::Ids(vec![ids[2]])).await.unwrap();
+        store.queue_act(&root(), QueueAction::Delete, &Selection::Ids(vec![ids[2]])).await.unwrap();
         assert!(store.queue_show(ids[2]).await.unwrap().is_none());
         assert_eq!(store.queue_body(ids[2]).await.unwrap(), None);
 
         let missing = QueueId::next_after(Some(ids[2]));
-        let err = store.queue_act(QueueAction::Delete, &Selection::Ids(vec![ids[1], missing])).await.unwrap_err();
+        let err = store.queue_act(&root(), QueueAction::Delete, &Selection::Ids(vec![ids[1], missing])).await.unwrap_err();
         assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
         assert_eq!(err.to_string(), format!("queued message {missing} does not exist"));
         assert!(store.queue_show(ids[1]).await.unwrap().is_some(), "a refused action changes nothing");
@@ -274,7 +287,19 @@ crate::store_tests! {
         assert_eq!(*events.borrow_and_update(), got[4].id);
         assert_eq!(store.queue_events_after(got[1].id, 2).await.unwrap().len(), 2);
         assert_eq!(store.queue_last_event().await.unwrap(), got[4].id);
-        assert!(store.list_audit(10, None).await.unwrap().is_empty());
+        // Each action is in the audit log, with who did it and to which recipients.
+        let audit = store.list_audit(10, None).await.unwrap();
+        let logged: Vec<_> = audit.iter().rev().map(|e| (e.actor.as_str(), e.action.as_str(), e.object.clone())).collect();
+        assert_eq!(logged, vec![
+            (crate::tests::ACTOR, "queue.hold", ids[1].to_string()),
+            (crate::tests::ACTOR, "queue.release", ids[1].to_string()),
+            (crate::tests::ACTOR, "queue.retry", ids[0].to_string()),
+            (crate::tests::ACTOR, "queue.bounce", ids[0].to_string()),
+            (crate::tests::ACTOR, "queue.delete", ids[2].to_string()),
+        ]);
+        assert_eq!(audit[1].after, Some(serde_json::json!({"whole_message": true, "recipients": ["b@y.test", "c@y.test"]})));
+        assert!(got.iter().all(|e| e.recipients.is_none()), "the CLI acts on whole messages");
+        assert_eq!(store.revision().await.unwrap(), revision, "queue actions are not configuration changes");
     }
 
     async fn damaged_rows_are_set_aside(store: Store) {
@@ -317,7 +342,7 @@ crate::store_tests! {
         let watcher = store.spawn_queue_watcher(shutdown.clone());
         let mut events = store.queue_subscribe();
         let start = *events.borrow_and_update();
-        other.queue_act(QueueAction::Hold, &Selection::Ids(vec![ids[0]])).await.unwrap();
+        other.queue_act(&root(), QueueAction::Hold, &Selection::Ids(vec![ids[0]])).await.unwrap();
         tokio::time::timeout(std::time::Duration::from_secs(3), events.changed())
             .await
             .expect("the watcher sees the other process's action")

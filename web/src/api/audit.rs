@@ -1,4 +1,5 @@
-//! `/audit`: the audit trail of configuration changes, newest first (admins only).
+//! `/audit`: the audit trail of configuration changes and queue actions, newest first (admins
+//! only).
 
 use axum::Json;
 use axum::extract::State;
@@ -21,13 +22,14 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditView {
     pub id: i64,
-    /// The configuration revision the change produced.
+    /// The configuration revision the change produced (for a queue action, the one in force).
     pub revision: i64,
     /// Seconds since the Unix epoch.
     pub at: i64,
     /// Who: `console:<admin>`, `api:<admin>/<token>`, `cli:<user>`.
     pub actor: String,
-    /// `domain.add`, `mailbox.remove`…
+    /// `domain.add`, `mailbox.remove`…, `queue.hold`, `queue.delete`… (for a queue action,
+    /// `object` is the queue ID and `after` says which recipients: `whole_message`, `recipients`).
     pub action: String,
     pub object: String,
     /// The object before the change (secrets left out); absent for a creation.

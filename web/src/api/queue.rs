@@ -99,6 +99,8 @@ pub struct RecipientView {
     pub last_attempt_at: Option<i64>,
     /// The remote reply (or our own reason) of the last attempt.
     pub last_error: Option<String>,
+    /// Held on its own: not tried until released (see the message's `held`).
+    pub held: bool,
 }
 
 impl From<QueuedRecipient> for RecipientView {
@@ -110,6 +112,7 @@ impl From<QueuedRecipient> for RecipientView {
             next_attempt_at: r.next_attempt_at,
             last_attempt_at: r.last_attempt_at,
             last_error: r.last_error,
+            held: r.held,
         }
     }
 }
@@ -130,6 +133,7 @@ pub struct MessageView {
     pub size: u64,
     /// Seconds since the Unix epoch.
     pub received_at: i64,
+    /// Held whole, or one of the recipients shown is held on its own.
     pub held: bool,
     /// The client that handed the message over.
     pub client: String,
@@ -145,11 +149,11 @@ pub struct MessageView {
 impl From<QueuedMessage> for MessageView {
     fn from(m: QueuedMessage) -> MessageView {
         MessageView {
+            held: queue::held(&m),
             id: m.id.to_string(),
             sender: m.sender,
             size: m.size,
             received_at: m.received_at,
-            held: m.held,
             client: m.client,
             auth_user: m.auth_user,
             node: m.node,
@@ -331,7 +335,9 @@ async fn show(
     Ok(Json(view))
 }
 
-/// Act on one message: retry, hold, release, delete (silently) or bounce.
+/// Act on one message: retry, hold, release, delete (silently) or bounce. A token limited to
+/// some domains acts only on the message's recipients in them (the others are left as they
+/// are); every action is in the audit log.
 #[utoipa::path(post, path = "/queue/{id}/{action}", tag = "queue",
     params(("id" = String, Path, description = "The queue ID"),
         ("action" = Action, Path, description = "What to do")),

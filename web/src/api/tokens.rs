@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 
 use super::{ApiJson, ApiPath, ApiQuery, ListParams};
 use crate::auth::issue::{self, TokenRequest};
+use crate::auth::manage;
 use crate::auth::token::ApiUser;
 use crate::error::{ErrorBody, WebError};
 use crate::state::AppState;
@@ -113,20 +114,8 @@ pub struct NewToken {
     pub expires_in_days: Option<u32>,
 }
 
-/// The token `id`, if the caller may see it.
-async fn visible(
-    state: &AppState,
-    user: &crate::auth::Principal,
-    id: &str,
-) -> Result<ApiToken, WebError> {
-    match state.store.get_token(id).await? {
-        Some(token) if issue::may_see(user, &token) => Ok(token),
-        // Someone else's token is as good as absent: its existence is not the caller's business.
-        _ => Err(WebError::NotFound(format!("token {id} does not exist"))),
-    }
-}
-
-/// List tokens: all of them for an admin over every domain, one's own for anyone else.
+/// List tokens: all of them for an admin over every domain, one's own for anyone else, and
+/// only those no wider than the calling token (access, domains, expiry).
 #[utoipa::path(get, path = "/tokens", params(ListParams), tag = "tokens",
     responses((status = 200, body = TokenList), (status = 401, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
@@ -135,8 +124,7 @@ async fn list(
     ApiUser(user): ApiUser,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<TokenList>, WebError> {
-    let owner = (!user.is_global()).then_some(&user.name);
-    let mut tokens = state.store.list_tokens(owner).await?;
+    let mut tokens = manage::visible(&state, &user).await?;
     tokens.sort_by(|a, b| a.id.cmp(&b.id));
     let (page, next) = params.page(tokens, |t| t.id.clone())?;
     Ok(Json(TokenList { items: page.into_iter().map(Into::into).collect(), next }))
@@ -174,10 +162,10 @@ async fn show(
     ApiUser(user): ApiUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TokenView>, WebError> {
-    Ok(Json(visible(&state, &user, &id).await?.into()))
+    Ok(Json(manage::find(&state, &user, &id).await?.into()))
 }
 
-/// Revoke a token: it stops working at once.
+/// Revoke a token no wider than the calling one: it stops working at once.
 #[utoipa::path(delete, path = "/tokens/{id}", tag = "tokens",
     params(("id" = String, Path, description = "The token's public ID")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -188,7 +176,7 @@ async fn revoke(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, WebError> {
     user.require_write()?;
-    let token = visible(&state, &user, &id).await?;
+    let token = manage::find(&state, &user, &id).await?;
     state.store.revoke_token(&user.actor, &token.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -100,9 +100,3 @@ pub async fn issue(
     tracing::info!(id = %issued.token.id, owner = %owner.name, actor = %caller.actor, "API token created");
     Ok(issued)
 }
-
-/// Whether `caller` may see (and revoke) `token`: an admin over every domain sees all, anyone
-/// else their own.
-pub fn may_see(caller: &Principal, token: &ApiToken) -> bool {
-    caller.is_global() || token.owner == caller.name
-}

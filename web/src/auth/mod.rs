@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod issue;
 pub mod login;
+pub mod manage;
 pub mod origin;
 pub mod session;
 pub mod throttle;

@@ -113,6 +113,7 @@ impl FilterForm {
 struct RecipientRow {
     address: String,
     status: &'static str,
+    held: bool,
 }
 
 struct Row {
@@ -137,10 +138,14 @@ fn row(m: &QueuedMessage, now: i64) -> Row {
         recipients: m
             .recipients
             .iter()
-            .map(|r| RecipientRow { address: r.address.clone(), status: r.status.as_str() })
+            .map(|r| RecipientRow {
+                address: r.address.clone(),
+                status: r.status.as_str(),
+                held: r.held && !r.status.is_final(),
+            })
             .collect(),
         size: size(m.size),
-        held: m.held,
+        held: queue::held(m),
     }
 }
 
@@ -303,7 +308,9 @@ async fn act_on_many(
     }
     .await;
     match result {
-        Ok((action, count)) => Flash::ok(queue::done(action, count)).redirect(&back),
+        Ok((action, count)) => {
+            Flash::ok(queue::done_for(&user.principal, action, count)).redirect(&back)
+        }
         Err(e @ (WebError::Invalid { .. } | WebError::NotFound(_))) => {
             Flash::error(e.to_string()).redirect(&back)
         }
@@ -314,6 +321,7 @@ async fn act_on_many(
 struct RecipientDetail {
     address: String,
     status: &'static str,
+    held: bool,
     attempts: u32,
     last_attempt: String,
     next_attempt: String,
@@ -334,7 +342,12 @@ struct ShowPage {
     envid: String,
     size: String,
     bytes: u64,
+    /// Held whole.
     held: bool,
+    /// Some of the recipients shown are held on their own.
+    some_held: bool,
+    /// The caller acts only on its own recipients of the message.
+    scoped: bool,
     recipients: Vec<RecipientDetail>,
     headers: Vec<HeaderField>,
     can_act: bool,
@@ -366,12 +379,15 @@ async fn show(
             size: size(m.size),
             bytes: m.size,
             held: m.held,
+            some_held: queue::held(&m) && !m.held,
+            scoped: user.principal.domains.is_some(),
             recipients: m
                 .recipients
                 .iter()
                 .map(|r| RecipientDetail {
                     address: r.address.clone(),
                     status: r.status.as_str(),
+                    held: r.held && !r.status.is_final(),
                     attempts: r.attempts,
                     last_attempt: r.last_attempt_at.map(time::format).unwrap_or_default(),
                     next_attempt: if r.status.is_final() {
@@ -405,9 +421,11 @@ async fn act_on_one(
     match result {
         // A deleted message has no page left to show.
         Ok((_, action @ QueueAction::Delete)) => {
-            Flash::ok(queue::done(action, 1)).redirect("/queue")
+            Flash::ok(queue::done_for(&user.principal, action, 1)).redirect("/queue")
         }
-        Ok((id, action)) => Flash::ok(queue::done(action, 1)).redirect(&format!("/queue/{id}")),
+        Ok((id, action)) => {
+            Flash::ok(queue::done_for(&user.principal, action, 1)).redirect(&format!("/queue/{id}"))
+        }
         Err(e @ WebError::NotFound(_)) => Flash::error(e.to_string()).redirect("/queue"),
         Err(e) => error_page(e),
     }

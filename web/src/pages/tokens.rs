@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::{Flash, FormState, Layout, error_page, render};
 use crate::auth::issue::{self, TokenRequest};
+use crate::auth::manage;
 use crate::auth::session::ConsoleUser;
 use crate::error::WebError;
 use crate::state::AppState;
@@ -82,8 +83,8 @@ async fn page(
     form: FormState,
 ) -> Result<ListPage, WebError> {
     let all = user.principal.is_global();
-    let owner = (!all).then_some(&user.principal.name);
-    let tokens = state.store.list_tokens(owner).await?.into_iter().map(Row::from).collect();
+    let tokens =
+        manage::visible(state, &user.principal).await?.into_iter().map(Row::from).collect();
     Ok(ListPage { layout: Layout::new(user, "tokens", "API tokens", headers), tokens, all, form })
 }
 
@@ -162,13 +163,9 @@ async fn revoke(
     Path(id): Path<String>,
 ) -> Response {
     let result: Result<String, WebError> = async {
-        match state.store.get_token(&id).await? {
-            Some(token) if issue::may_see(&user.principal, &token) => {
-                state.store.revoke_token(&user.principal.actor, &token.id).await?;
-                Ok(token.name)
-            }
-            _ => Err(WebError::NotFound(format!("token {id} does not exist"))),
-        }
+        let token = manage::find(&state, &user.principal, &id).await?;
+        state.store.revoke_token(&user.principal.actor, &token.id).await?;
+        Ok(token.name)
     }
     .await;
     match result {

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use postern_store::Store;
 use postern_store::model::{
-    BOUNCED_BY_ADMIN, DeliveryResult, DsnRet, Outcome, QueueId, QueuedMessage, RecipientStatus,
+    BOUNCE_REPORTED, BOUNCED_BY_ADMIN, DeliveryResult, DsnRet, Outcome, QueueId, QueuedMessage,
+    RecipientStatus,
 };
 
-use super::{Entry, Rcpt, Recorded, Scheduler, log_attempt};
+use super::{Entry, Rcpt, Recorded, Scheduler, bounce_owed, log_attempt};
 use crate::queue::Queue;
 use crate::queue::bounce::{self, Action, Notice, Original};
 
@@ -24,6 +25,16 @@ pub(super) struct Settled {
     pub sent: bool,
     /// The recipients whose delay warning the DSN carried: owed again when it was not sent.
     pub warned: Vec<u32>,
+    /// From a bounce handled outside the work list (`bounce_stored`): its results are recorded,
+    /// and the message's entry, if it has one, is left alone.
+    pub outside: bool,
+}
+
+impl Settled {
+    /// Nothing to record, nothing sent.
+    pub fn new(id: QueueId) -> Settled {
+        Settled { id, results: Vec::new(), sent: false, warned: Vec::new(), outside: false }
+    }
 }
 
 impl Scheduler {
@@ -58,19 +69,27 @@ impl Scheduler {
             if let Err(e) = &sent {
                 tracing::warn!(queue_id = %id, error = %e, "cannot queue a DSN; its failures and delay warnings wait for another try, its success notices are lost");
             }
-            Settled { id, results, sent: sent.is_ok(), warned }
+            Settled { results, sent: sent.is_ok(), warned, ..Settled::new(id) }
         });
     }
 
-    /// Sends the DSN of a message the administrator bounced that is not in the work list, and
-    /// then has it removed.
-    pub(super) fn bounce_stored(&mut self, id: QueueId, message: Option<QueuedMessage>) {
+    /// Sends, from the store, the DSN of recipients an administrator bounced (`only` these, or
+    /// every one whose DSN is owed), out of the work list; a message with nothing left to do is
+    /// then removed.
+    pub(super) fn bounce_stored(
+        &mut self,
+        id: QueueId,
+        message: Option<QueuedMessage>,
+        only: Option<Vec<u32>>,
+    ) {
         let store = self.store.clone();
         let config = self.config.clone();
         self.bounces.spawn(async move {
             let (queue, hostname, node) =
                 (config.bounces.clone(), config.hostname.clone(), config.node.clone());
-            admin_bounced(store, queue, hostname, node, id, message).await
+            let mut settled = admin_bounced(store, queue, hostname, node, id, message, only).await;
+            settled.outside = true;
+            settled
         });
     }
 }
@@ -134,9 +153,12 @@ pub(super) async fn send(
     Ok(())
 }
 
-/// A message whose recipients an administrator bounced (`postern queue bounce`): the store has
-/// already failed them with [`BOUNCED_BY_ADMIN`]. Sends their DSN, then re-records every final
-/// recipient so that the store removes the message. `message` is the message if already read.
+/// A message whose recipients an administrator bounced (`postern queue bounce`, or a
+/// domain-admin's bounce of its own recipients): the store has already failed them with
+/// [`BOUNCED_BY_ADMIN`]. Sends the DSN of those (`only` these, when given) and records them as
+/// reported ([`BOUNCE_REPORTED`]), so that no later pass sends it again. When every recipient
+/// is final and none owed a DSN, re-records them so that the store removes the message.
+/// `message` is the message if already read.
 pub(super) async fn admin_bounced(
     store: Store,
     queue: Queue,
@@ -144,8 +166,9 @@ pub(super) async fn admin_bounced(
     node: String,
     id: QueueId,
     message: Option<QueuedMessage>,
+    only: Option<Vec<u32>>,
 ) -> Settled {
-    let nothing = |sent| Settled { id, results: Vec::new(), sent, warned: Vec::new() };
+    let nothing = |sent| Settled { sent, ..Settled::new(id) };
     let m = match message {
         Some(m) => m,
         None => match store.queue_show(id).await {
@@ -171,32 +194,34 @@ pub(super) async fn admin_bounced(
     let at = now();
     let mut failures = Vec::new();
     let mut results = Vec::new();
-    for r in &m.recipients {
-        let reply = r.last_error.clone().unwrap_or_default();
-        let outcome = match r.status {
-            RecipientStatus::Failed => {
-                if reply == BOUNCED_BY_ADMIN {
-                    failures.push(Notice {
-                        action: Action::Failed,
-                        index: r.index,
-                        address: r.address.clone(),
-                        orcpt: r.orcpt.clone(),
-                        notify: r.notify,
-                        reply: reply.clone(),
-                        remote: None,
-                        at: r.updated_at,
-                    });
-                }
-                Outcome::Failed { reply }
-            }
-            RecipientStatus::Delivered => Outcome::Delivered { reply },
-            // Not bounced: left to the scheduler.
-            RecipientStatus::Pending | RecipientStatus::Deferred => continue,
-        };
+    let asked = |index: u32| only.as_ref().is_none_or(|only| only.contains(&index));
+    for r in m.recipients.iter().filter(|r| bounce_owed(r) && asked(r.index)) {
+        failures.push(Notice {
+            action: Action::Failed,
+            index: r.index,
+            address: r.address.clone(),
+            orcpt: r.orcpt.clone(),
+            notify: r.notify,
+            reply: BOUNCED_BY_ADMIN.into(),
+            remote: None,
+            at: r.updated_at,
+        });
+        let outcome = Outcome::Failed { reply: BOUNCE_REPORTED.into() };
         results.push(DeliveryResult { id, recipient: r.index, at, outcome });
     }
+    let finished = m.recipients.iter().all(|r| r.status.is_final());
+    if results.is_empty() && finished && !m.recipients.iter().any(bounce_owed) {
+        for r in &m.recipients {
+            let reply = r.last_error.clone().unwrap_or_default();
+            let outcome = match r.status {
+                RecipientStatus::Delivered => Outcome::Delivered { reply },
+                _ => Outcome::Failed { reply },
+            };
+            results.push(DeliveryResult { id, recipient: r.index, at, outcome });
+        }
+    }
     match send(&store, &queue, &hostname, &original, &failures, None).await {
-        Ok(()) => Settled { id, results, sent: true, warned: Vec::new() },
+        Ok(()) => Settled { results, sent: true, ..Settled::new(id) },
         Err(e) => {
             tracing::warn!(queue_id = %id, error = %e, "cannot queue the DSN of a bounced message; it stays queued until the next start");
             nothing(false)
@@ -246,16 +271,19 @@ pub(super) fn notice(
     }
 }
 
-/// The administrator bounced the message: every recipient not yet done fails (the store has
-/// already recorded so), replacing any deferral of the attempt that was running.
+/// The administrator bounced the message, or some of its recipients: each of those not yet done
+/// fails (the store has already recorded so), replacing any deferral of the attempt that was
+/// running, and is recorded as reported once its DSN is queued.
 pub(super) fn fail_the_rest(
     entry: &mut Entry,
     at: i64,
     results: &mut Vec<DeliveryResult>,
     failures: &mut Vec<Notice>,
 ) {
-    for rcpt in entry.rcpts.iter_mut().filter(|r| !r.done) {
+    let all = entry.bounced;
+    for rcpt in entry.rcpts.iter_mut().filter(|r| !r.done && (all || r.bounced)) {
         rcpt.done = true;
+        rcpt.bounced = false;
         results.retain(|r| r.recipient != rcpt.index);
         log_attempt(
             &entry.id,
@@ -270,7 +298,7 @@ pub(super) fn fail_the_rest(
             id: entry.id,
             recipient: rcpt.index,
             at,
-            outcome: Recorded::Failed { reply: BOUNCED_BY_ADMIN.into() },
+            outcome: Recorded::Failed { reply: BOUNCE_REPORTED.into() },
         });
     }
 }

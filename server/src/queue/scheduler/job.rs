@@ -66,13 +66,13 @@ impl Job {
             rcpts: entry
                 .rcpts
                 .iter()
-                .filter(|r| !r.done && r.next_at <= now)
+                .filter(|r| r.waiting() && r.next_at <= now)
                 .map(|r| (r.index, r.address.clone()))
                 .collect(),
             dsn: entry
                 .rcpts
                 .iter()
-                .filter(|r| !r.done && r.next_at <= now)
+                .filter(|r| r.waiting() && r.next_at <= now)
                 .map(|r| (r.address.clone(), r.notify, r.orcpt.clone()))
                 .collect(),
             body: entry.body.as_ref().map(|b| b.data.clone()),

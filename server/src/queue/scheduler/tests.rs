@@ -3,8 +3,8 @@
 //! across restarts; a local delivery asked for with NOTIFY=SUCCESS is reported.
 
 use postern_store::model::{
-    DomainKind, NewMailbox, NewRecipient, Page, PasswordHash, QueueFilter, RecipientStatus,
-    Selection, TlsPolicy, TransportPattern,
+    DomainKind, NewMailbox, NewRecipient, Page, PasswordHash, QueueAction, QueueActor, QueueFilter,
+    RecipientStatus, Selection, TlsPolicy, TransportPattern,
 };
 
 use super::*;
@@ -111,7 +111,7 @@ postern_store::store_tests! {
 
         // With a working queue, the next attempt fails it again, queues the DSN, and only then
         // is the message removed. The null sender's message goes without one.
-        store.queue_act(QueueAction::Retry, &Selection::Ids(vec![owed])).await.unwrap();
+        store.queue_act(&QueueActor::global("test"), QueueAction::Retry, &Selection::Ids(vec![owed])).await.unwrap();
         let shutdown = CancellationToken::new();
         let (queue, writer) = Queue::start(store.clone(), NODE.into(), None, shutdown.clone());
         schedule_until(&store, queue, || async {
