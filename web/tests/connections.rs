@@ -183,3 +183,24 @@ async fn idle_half_sent_and_trickling_connections_are_closed() {
     assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
     assert!(start.elapsed() >= idle, "{:?}", start.elapsed());
 }
+
+#[tokio::test]
+async fn over_tcp_the_console_answers_to_its_own_address_and_names_only() {
+    let console = console(ConsoleOptions::default()).await;
+    let own = console.addr.to_string();
+    let cases = [
+        (own.as_str(), "HTTP/1.1 200 OK"),
+        ("127.0.0.1", "HTTP/1.1 200 OK"),
+        ("localhost:8080", "HTTP/1.1 200 OK"),
+        // Another address of this machine is not the one the listener was reached on.
+        ("127.0.0.2", "HTTP/1.1 421 Misdirected Request"),
+        ("rebind.attacker.example", "HTTP/1.1 421 Misdirected Request"),
+    ];
+    for (host, expected) in cases {
+        let mut conn = connect_from("127.0.0.2", console.addr).await;
+        let request = format!("GET /login HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let reply = until_closed(&mut conn).await;
+        assert_eq!(reply.lines().next().unwrap_or(""), expected, "Host: {host}");
+    }
+}

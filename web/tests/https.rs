@@ -73,6 +73,8 @@ postern_store::store_tests! {
         let pair = cookie.split(';').next().unwrap().to_string();
         let dashboard = client.get(format!("{base}/")).header("cookie", &pair).send().await.unwrap();
         assert_eq!(dashboard.status(), reqwest::StatusCode::OK);
+        // Browsers that have seen it will not try plain HTTP for a year (RFC 6797).
+        assert_eq!(dashboard.headers()["strict-transport-security"], "max-age=31536000");
         assert!(dashboard.text().await.unwrap().contains("Dashboard"));
 
         // A client that does not trust the certificate gets nowhere.
@@ -84,5 +86,48 @@ postern_store::store_tests! {
 
         shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(5), server).await.expect("it stops").unwrap().unwrap();
+    }
+
+    async fn the_https_listener_shares_the_connection_cap_and_its_timeouts(store: Store) {
+        use tokio::io::AsyncReadExt;
+        let (acceptor, _pem) = certificate();
+        let options = postern_store::boot::ConsoleOptions {
+            max_connections: 2,
+            idle_timeout: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let settings = Settings { live_wait: Duration::ZERO, options, ..Settings::default() };
+        let state = AppState::new(store.clone(), settings);
+        let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let secure = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (plain_addr, secure_addr) = (plain.local_addr().unwrap(), secure.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let _stop = shutdown.clone().drop_guard();
+        tokio::spawn(postern_web::run(plain, state.clone(), shutdown.clone()));
+        tokio::spawn(postern_web::run_tls(secure, acceptor, state, shutdown.clone()));
+
+        async fn said(conn: &mut tokio::net::TcpStream) -> String {
+            let mut all = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut all)).await.expect("closed within 10 s");
+            String::from_utf8_lossy(&all).into_owned()
+        }
+        // One silent client on each listener takes both places…
+        let mut silent_tls = tokio::net::TcpStream::connect(secure_addr).await.unwrap();
+        let start = std::time::Instant::now();
+        let mut refused = None;
+        for _ in 0..200 {
+            let _silent_plain = tokio::net::TcpStream::connect(plain_addr).await.unwrap();
+            // …once both are accepted, a third is refused at once.
+            let mut third = tokio::net::TcpStream::connect(plain_addr).await.unwrap();
+            let reply = said(&mut third).await;
+            if reply.starts_with("HTTP/1.1 503 ") {
+                refused = Some(reply);
+                break;
+            }
+        }
+        assert!(refused.is_some(), "the cap is shared by both listeners");
+        // A TLS client that never says hello is dropped after the idle timeout.
+        assert_eq!(said(&mut silent_tls).await, "");
+        assert!(start.elapsed() >= Duration::from_millis(300) - Duration::from_millis(50));
     }
 }
