@@ -107,10 +107,13 @@ async def connect_from(source, addr, timeout=5):
 
 
 async def first_bytes(reader, timeout):
-    """What the server says within `timeout`: bytes, b"" if it closed, None if it said nothing."""
+    """What the server says within `timeout`: bytes, b"" if it closed (or reset: a refused
+    client that had sent half a request sees the close as a reset), None if it said nothing."""
     try:
         return await asyncio.wait_for(reader.read(200), timeout)
-    except (asyncio.TimeoutError, ConnectionError):
+    except ConnectionError:
+        return b""
+    except asyncio.TimeoutError:
         return None
 
 
@@ -166,9 +169,12 @@ async def flood_console(addrs, sources):
     # What each got: a 503 at once, or nothing (held by the server).
     said = await asyncio.gather(*(first_bytes(c[0], 2) for c in conns if c))
     refused = sum(1 for s in said if s and s.startswith(b"HTTP/1.1 503"))
+    closed = sum(1 for s in said if s == b"")
     held = sum(1 for s in said if s is None)
     failed = conns.count(None)
-    return conns, {"opened": len(conns) - failed, "refused_503": refused, "held": held, "connect_failed": failed}
+    counts = {"opened": len(conns) - failed, "refused_503": refused, "refused_closed": closed}
+    counts.update({"held": held, "connect_failed": failed})
+    return conns, counts
 
 
 async def flood_smtp(addrs):

@@ -36,8 +36,9 @@ impl Default for SmtpClientLimits {
 /// How the console's listeners hold connections, and what they answer to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsoleOptions {
-    /// Connections at once over every console listener (HTTP and HTTPS); beyond it a
-    /// connection is closed at once. Counted apart from SMTP's `max_sessions`.
+    /// Connections at once over every console listener (HTTP and HTTPS), counted apart from
+    /// SMTP's `max_sessions`. When all are taken, the one that has waited longest without a
+    /// request in progress gives way; with every one busy, a newcomer is refused at once.
     pub max_connections: usize,
     /// Connections at once from one IP address; 0 turns the limit off (behind a reverse proxy
     /// every connection comes from the proxy).

@@ -66,7 +66,8 @@ pub async fn serve(
                 }
             },
         };
-        let admitted = match cap.admit(peer.ip()) {
+        let activity = Activity::new();
+        let admitted = match cap.admit(peer.ip(), activity.clone()) {
             Ok(admitted) => admitted,
             Err(_) => {
                 if tls.is_none() {
@@ -86,7 +87,7 @@ pub async fn serve(
         };
         let alive = alive.clone();
         tokio::spawn(async move {
-            connection.run(tcp, admitted).await;
+            connection.run(tcp, admitted, activity).await;
             drop(alive);
         });
     }
@@ -105,21 +106,22 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(self, tcp: TcpStream, place: cap::Admitted) {
+    async fn run(self, tcp: TcpStream, place: cap::Admitted, activity: Arc<Activity>) {
         let _ = tcp.set_nodelay(true);
-        let activity = Activity::new();
+        let evicted = place.evicted.clone();
         let io = Watched::new(tcp, place, activity.clone(), self.timeouts);
         match self.tls.clone() {
-            None => self.http(io, activity).await,
+            None => self.http(io, activity, evicted).await,
             Some(acceptor) => {
                 // The handshake is bound by the same deadlines: its first byte starts the
                 // header timeout, a silent client meets the idle one.
                 let accepted = tokio::select! {
                     _ = self.shutdown.cancelled() => return,
+                    _ = evicted.cancelled() => return,
                     accepted = acceptor.accept(io) => accepted,
                 };
                 match accepted {
-                    Ok(tls) => self.http(tls, activity).await,
+                    Ok(tls) => self.http(tls, activity, evicted).await,
                     Err(e) => {
                         tracing::debug!(peer = %self.peer, error = %e, "console TLS handshake failed")
                     }
@@ -128,7 +130,7 @@ impl Connection {
         }
     }
 
-    async fn http<I>(self, io: I, activity: Arc<Activity>)
+    async fn http<I>(self, io: I, activity: Arc<Activity>, evicted: CancellationToken)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -154,6 +156,8 @@ impl Connection {
         tokio::pin!(connection);
         let result = tokio::select! {
             result = connection.as_mut() => result,
+            // Its place went to a newcomer while it had no request in progress: close now.
+            _ = evicted.cancelled() => return,
             _ = self.shutdown.cancelled() => {
                 // Finish the request in progress, if any; an idle connection closes now.
                 connection.as_mut().graceful_shutdown();

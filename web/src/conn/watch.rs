@@ -70,6 +70,13 @@ impl Activity {
         }
     }
 
+    /// Since when the connection has waited with no request in progress (for its first byte,
+    /// or for the rest of a request's headers); `None` while a request is answered.
+    pub fn waiting_since(&self) -> Option<Instant> {
+        let state = self.lock();
+        (state.in_flight == 0).then(|| state.started.unwrap_or(state.idle_since))
+    }
+
     fn bytes_read(&self) {
         let mut state = self.lock();
         if state.in_flight == 0 && state.started.is_none() {
