@@ -146,3 +146,64 @@ fn the_console_is_served_over_https_when_configured() {
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.contains("Sign in"), "{reply}");
 }
+
+/// SMTP sessions and console connections each have their own cap; `serve` says so when the
+/// open-file limit cannot hold both and a reserve.
+#[test]
+fn serve_warns_when_the_file_limit_cannot_hold_smtp_and_the_console() {
+    use std::os::unix::process::CommandExt;
+    let db = TestDb::sqlite();
+    let setup = Setup::new(&db.database);
+    let mut cmd = setup.command(&["serve"]);
+    // SAFETY: only setrlimit between fork and exec, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 4000, rlim_max: 4000 };
+            match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let serve = common::Serve::start(cmd);
+    let (line, _) = serve
+        .wait_log(Duration::from_secs(10), |l| {
+            l["message"].as_str().is_some_and(|m| m.contains("open-file limit"))
+        })
+        .expect("a warning about the open-file limit");
+    assert_eq!(line["level"], "WARN");
+    assert_eq!(line["open_files"], 4000);
+    assert_eq!(line["wanted"], 10_000 + 256 + 1024, "{line}");
+    assert_eq!(line["console_max_connections"], 256);
+}
+
+/// With `[console] tls_listen`, the plain listener sends browsers to HTTPS instead of serving
+/// the console (and its session cookie) in the clear.
+#[test]
+fn plain_http_redirects_to_the_https_console() {
+    use std::io::{Read, Write};
+    let db = TestDb::sqlite();
+    let mut setup = Setup::new(&db.database);
+    setup.env.push(("POSTERN_CONSOLE_TLS_LISTEN".into(), "127.0.0.1:0".into()));
+    let serve = setup.serve();
+    let port = |prefix: &str| -> std::net::SocketAddr {
+        let line = serve.stdout.iter().find_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(prefix)).then(|| words.next().unwrap().to_string())
+        });
+        line.unwrap_or_else(|| panic!("no {prefix} line in {:?}", serve.stdout)).parse().unwrap()
+    };
+    let (plain, secure) = (port("console"), port("console-tls"));
+    let mut tcp = std::net::TcpStream::connect(plain).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let request = format!(
+        "POST /login HTTP/1.1\r\nHost: {plain}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 22\r\nConnection: close\r\n\r\nname=admin&password=x1"
+    );
+    tcp.write_all(request.as_bytes()).unwrap();
+    let mut reply = String::new();
+    let _ = tcp.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 307 "), "{reply}");
+    let location = format!("location: https://127.0.0.1:{}/login\r\n", secure.port());
+    assert!(reply.to_ascii_lowercase().contains(&location), "{reply}");
+    assert!(!reply.to_ascii_lowercase().contains("set-cookie"), "{reply}");
+}

@@ -30,7 +30,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     let boot = load_boot(config, profile)?;
     init_logging(&boot)?;
 
-    raise_file_limit(boot.max_sessions);
+    raise_file_limit(boot.max_sessions, boot.console_options.max_connections);
     // Ports first: a port we cannot have is an error before anything is created on disk.
     let listeners = smtp::bind_all(&boot.listeners()).await?;
     let consoles = bind_console(&boot.console).await?;
@@ -47,7 +47,13 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         hostname: boot.hostname.to_string(),
         data_dir: boot.data_dir.clone(),
         certificate: cert.clone(),
-        limits: Limits { max_sessions: boot.max_sessions, ..Limits::default() },
+        limits: Limits {
+            max_sessions: boot.max_sessions,
+            max_sessions_per_address: boot.smtp_clients.per_address,
+            max_sessions_per_network: boot.smtp_clients.per_network,
+            idle_timeout: boot.smtp_clients.idle_timeout,
+            ..Limits::default()
+        },
         delivery: boot.delivery.clone(),
     };
     let mta = Mta::start(store.clone(), listeners, options, shutdown.clone()).await?;
@@ -56,6 +62,9 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     let settings = postern_web::Settings {
         hostname: boot.hostname.to_string(),
         certificate: super::console::certificate_info(&cert.cert),
+        options: boot.console_options.clone(),
+        // Plain HTTP redirects to the first HTTPS listener (see `[console] redirect_http`).
+        https_port: consoles_tls.first().and_then(|l| l.local_addr().ok()).map(|a| a.port()),
         ..Default::default()
     };
     let mut console_state = postern_web::AppState::new(store.clone(), settings);
@@ -143,11 +152,17 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// Raises the soft limit on open files to the hard one: every SMTP session, outbound connection
-/// and store file takes a descriptor, and the usual soft limit (1,024) is far below what the
-/// session limit allows. A hard limit below that is logged; it is the administrator's to raise
-/// (`LimitNOFILE=` under systemd).
-fn raise_file_limit(max_sessions: usize) {
+/// Descriptors kept for what is neither an SMTP session nor a console connection: outbound
+/// deliveries (100 at once by default), the store, the spool, listeners, DNS.
+const FILE_RESERVE: u64 = 1024;
+
+/// Raises the soft limit on open files to the hard one: every SMTP session, console
+/// connection, outbound connection and store file takes a descriptor, and the usual soft limit
+/// (1,024) is far below what the limits allow. SMTP sessions and console connections each have
+/// their own cap, so that one cannot take the other's descriptors; a hard limit below both
+/// caps and a reserve is logged, as it is the administrator's to raise (`LimitNOFILE=` under
+/// systemd).
+fn raise_file_limit(max_sessions: usize, console_connections: usize) {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit and setrlimit only read and write the struct passed by reference.
     let raised = unsafe {
@@ -158,12 +173,16 @@ fn raise_file_limit(max_sessions: usize) {
         limit.rlim_cur < limit.rlim_max && libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0
     };
     let now = if raised { limit.rlim_max } else { limit.rlim_cur };
-    let wanted = max_sessions as u64 + 1024;
+    let wanted = max_sessions as u64 + console_connections as u64 + FILE_RESERVE;
     if now < wanted {
         tracing::warn!(
             open_files = now,
             wanted,
-            "the open-file limit is below what the SMTP session limit needs; raise LimitNOFILE"
+            smtp_max_sessions = max_sessions,
+            console_max_connections = console_connections,
+            reserve = FILE_RESERVE,
+            "the open-file limit is below smtp.max_sessions + console.max_connections + a \
+             reserve: a flood could run out of descriptors; raise LimitNOFILE or lower the limits"
         );
     }
 }

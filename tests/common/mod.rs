@@ -107,7 +107,8 @@ pub struct Serve {
 }
 
 impl Serve {
-    fn start(mut cmd: Command) -> Serve {
+    /// Starts `cmd` (a `serve` command, perhaps with more set on it) and waits until it is ready.
+    pub fn start(mut cmd: Command) -> Serve {
         let mut child =
             cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let (tx, logs) = mpsc::channel();

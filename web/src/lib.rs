@@ -5,15 +5,14 @@
 pub mod api;
 mod assets;
 pub mod auth;
+mod conn;
 pub mod dns;
+mod edge;
 mod error;
-mod https;
 mod pages;
 mod queue;
 mod state;
 mod time;
-
-use std::net::SocketAddr;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -28,41 +27,34 @@ pub fn app(state: AppState) -> Router {
         .merge(pages::router(&state))
         .nest("/api/v1", api::router(&state))
         .merge(assets::router())
-        .layer(axum::middleware::from_fn(auth::origin::refuse_cross_site))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::origin::refuse_cross_site))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))
-        .layer(axum::middleware::from_fn(security_headers))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), edge::edge))
         .with_state(state)
 }
 
-/// Headers every response carries: no framing, no sniffing, nothing loaded from elsewhere.
-async fn security_headers(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::http::{HeaderName, HeaderValue, header};
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    for (name, value) in [
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
-        ),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (HeaderName::from_static("referrer-policy"), "same-origin"),
-    ] {
-        headers.entry(name).or_insert(HeaderValue::from_static(value));
-    }
-    response
-}
-
-/// Serves the console on `listener` until `shutdown`.
+/// Serves the console on `listener` until `shutdown`. With an HTTPS listener configured (and
+/// `redirect_http`), every request gets a redirect there instead.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    serve(listener, None, state, shutdown).await
+}
+
+/// Both listeners: the connection cap (shared with every other listener of `state`) and the
+/// header and idle timeouts of `[console]`.
+async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let options = &state.settings.options;
+    let timeouts = conn::Timeouts { header: options.header_timeout, idle: options.idle_timeout };
+    let cap = state.connections.clone();
+    conn::serve(listener, tls, app(state), cap, timeouts, shutdown).await
 }
 
 /// Serves the console over HTTPS on `listener` until `shutdown`, with `acceptor`'s certificate
@@ -74,11 +66,6 @@ pub async fn run_tls(
     mut state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
     state.settings = std::sync::Arc::new(Settings { https: true, ..(*state.settings).clone() });
-    // `tap_io` gives the listener axum's `ConnectInfo<SocketAddr>`, which the login throttle
-    // reads for the client's address.
-    let listener = https::TlsListener::new(listener, acceptor, shutdown.clone())?.tap_io(|_| {});
-    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    serve(listener, Some(acceptor), state, shutdown).await
 }

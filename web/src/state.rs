@@ -4,8 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postern_store::Store;
+use postern_store::boot::ConsoleOptions;
 
 use crate::auth::throttle::LoginThrottle;
+use crate::conn::ConnectionCap;
 use crate::dns::{DnsWatch, MxLookup};
 
 /// The appliance's TLS certificate, as the dashboard shows it.
@@ -29,6 +31,11 @@ pub struct Settings {
     /// How long a change waits for the engine before the page says "pending".
     pub live_wait: Duration,
     pub certificate: Option<CertificateInfo>,
+    /// The listeners' connection cap and timeouts, the Host names answered to, and whether
+    /// plain HTTP redirects to HTTPS (`[console]` in postern.toml).
+    pub options: ConsoleOptions,
+    /// The HTTPS listener's port, when there is one: where plain HTTP redirects to.
+    pub https_port: Option<u16>,
 }
 
 impl Default for Settings {
@@ -39,6 +46,8 @@ impl Default for Settings {
             session_lifetime: Duration::from_secs(12 * 3600),
             live_wait: Duration::from_millis(1500),
             certificate: None,
+            options: ConsoleOptions::default(),
+            https_port: None,
         }
     }
 }
@@ -51,11 +60,17 @@ pub struct AppState {
     /// Looks up MX records for the dashboard's DNS check; `None` turns the check off.
     pub(crate) dns: Option<Arc<dyn MxLookup>>,
     pub(crate) dns_watch: Arc<DnsWatch>,
+    /// Connections held over every listener of this console.
+    pub(crate) connections: Arc<ConnectionCap>,
 }
 
 impl AppState {
     pub fn new(store: Store, settings: Settings) -> AppState {
+        let options = &settings.options;
+        let connections =
+            ConnectionCap::new(options.max_connections, options.max_connections_per_address);
         AppState {
+            connections,
             store,
             settings: Arc::new(settings),
             logins: Arc::default(),

@@ -93,7 +93,7 @@ postern_store::store_tests! {
         let other_origin = Request::post("/domains")
             .header(header::COOKIE, &browser.cookie)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::HOST, "console.example")
+            .header(header::HOST, "localhost")
             .header(header::ORIGIN, "https://evil.example")
             .body(Body::from(body))
             .unwrap();

@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::anvil::{Anvil, Exceeded};
 use super::io::Io;
 use super::session::Session;
 use super::{ListenerKind, SessionContext};
@@ -62,10 +63,13 @@ pub async fn serve(
 ) {
     let mut accepting = JoinSet::new();
     let slots = Arc::new(Semaphore::new(ctx.limits.max_sessions));
+    let anvil =
+        Anvil::new(ctx.limits.max_sessions_per_address, ctx.limits.max_sessions_per_network);
     for listener in listeners {
         let shutdown = shutdown.clone();
         let ctx = ctx.clone();
         let slots = slots.clone();
+        let anvil = anvil.clone();
         accepting.spawn(async move {
             loop {
                 let (stream, peer) = tokio::select! {
@@ -80,9 +84,28 @@ pub async fn serve(
                         }
                     }
                 };
+                // Per client first, so that a flood from one client is turned away before it
+                // takes any of the slots everyone shares. Trusted networks are exempt, as
+                // Postfix exempts $mynetworks (smtpd_client_event_limit_exceptions).
+                let admission = if ctx.engine.snapshot().config.is_trusted(peer.ip()) {
+                    None
+                } else {
+                    match anvil.admit(listener.kind, peer.ip()) {
+                        Ok(admission) => Some(admission),
+                        Err(exceeded) => {
+                            let which = match exceeded {
+                                Exceeded::Address => "address",
+                                Exceeded::Network => "network",
+                            };
+                            tracing::warn!(listener = listener.kind.name(), %peer, limit = which, "too many sessions from one client; connection refused");
+                            tokio::spawn(refuse(stream, listener.kind, TOO_MANY_FROM_YOU));
+                            continue;
+                        }
+                    }
+                };
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
                     tracing::warn!(listener = listener.kind.name(), %peer, "too many sessions; connection refused");
-                    tokio::spawn(refuse(stream, listener.kind));
+                    tokio::spawn(refuse(stream, listener.kind, TOO_MANY));
                     continue;
                 };
                 tracing::info!(listener = listener.kind.name(), %peer, "connect");
@@ -90,7 +113,7 @@ pub async fn serve(
                 let kind = listener.kind;
                 tokio::spawn(async move {
                     start_session(ctx, kind, peer, stream).await;
-                    drop(slot);
+                    drop((slot, admission));
                 });
             }
         });
@@ -98,12 +121,18 @@ pub async fn serve(
     while accepting.join_next().await.is_some() {}
 }
 
+/// Every session slot is taken (RFC 3463: 4.3.2, system not accepting messages).
+const TOO_MANY: &[u8] = b"421 4.3.2 Too many connections, try again later\r\n";
+/// This client holds as many sessions as one client may (4.7.0, a security or policy status,
+/// as Postfix answers beyond smtpd_client_connection_count_limit).
+const TOO_MANY_FROM_YOU: &[u8] =
+    b"421 4.7.0 Error: too many connections from your address, try again later\r\n";
+
 /// RFC 5321 §3.1: a server that cannot take a session may greet with 421 and close. On the
 /// implicit-TLS port there is no plaintext to say it in, so the connection just closes.
-async fn refuse(mut stream: TcpStream, kind: ListenerKind) {
+async fn refuse(mut stream: TcpStream, kind: ListenerKind, reply: &'static [u8]) {
     use tokio::io::AsyncWriteExt;
     if kind != ListenerKind::Submissions {
-        let reply = b"421 4.3.2 Too many connections, try again later\r\n";
         let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(reply)).await;
     }
 }

@@ -1,6 +1,7 @@
 //! The SMTP service: listeners for port 25, submission (587) and submissions (465), and the
 //! session that speaks ESMTP on each connection.
 
+mod anvil;
 mod body;
 mod data;
 mod dsn;
@@ -27,7 +28,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::engine::Engine;
 
 /// Which service a listener offers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ListenerKind {
     /// Port 25: mail for our domains, and relaying for trusted networks.
     Smtp,

@@ -26,8 +26,12 @@ pub struct Limits {
     pub max_errors: u32,
     /// Longest command line (RFC 5321 §4.5.3.1.4 allows 512; ESMTP parameters need more).
     pub line_limit: usize,
-    /// Time for one whole command line to arrive (RFC 5321 §4.5.3.2.7: 5 minutes).
+    /// Time for one whole command line to arrive inside a mail transaction (RFC 5321
+    /// §4.5.3.2.7: 5 minutes).
     pub command_timeout: Duration,
+    /// The same outside a transaction (before MAIL, or between messages): shorter, so that an
+    /// idle client does not hold a session slot for 5 minutes.
+    pub idle_timeout: Duration,
     /// Time for the whole of DATA, or of one BDAT chunk, to arrive; bounds a trickling client.
     pub data_timeout: Duration,
     /// MAIL is refused with 452 below this much free space in the data directory.
@@ -36,20 +40,29 @@ pub struct Limits {
     /// closed, so that a flood cannot take the file descriptors the queue and delivery need
     /// (Postfix bounds smtpd with its process limit).
     pub max_sessions: usize,
+    /// Sessions at once from one client address, per service (Postfix's
+    /// `smtpd_client_connection_count_limit`); 0 is no limit.
+    pub max_sessions_per_address: usize,
+    /// The same from one /24 (IPv4) or /64 (IPv6); 0 is no limit.
+    pub max_sessions_per_network: usize,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
         let max_message_size = 25 * 1024 * 1024;
+        let clients = postern_store::boot::SmtpClientLimits::default();
         Limits {
             max_message_size,
             max_recipients: 1000,
             max_errors: 20,
             line_limit: 2048,
             command_timeout: Duration::from_secs(300),
+            idle_timeout: clients.idle_timeout,
             data_timeout: Duration::from_secs(600),
             min_free_disk: 2 * max_message_size as u64,
             max_sessions: postern_store::boot::DEFAULT_MAX_SESSIONS,
+            max_sessions_per_address: clients.per_address,
+            max_sessions_per_network: clients.per_network,
         }
     }
 }
@@ -146,8 +159,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             if !self.input_pending() {
                 self.flush().await?;
             }
+            let timeout = match self.tx {
+                Some(_) => self.ctx.limits.command_timeout,
+                None => self.ctx.limits.idle_timeout,
+            };
             let line = match tokio::time::timeout(
-                self.ctx.limits.command_timeout,
+                timeout,
                 read_line(&mut self.conn, self.ctx.limits.line_limit),
             )
             .await

@@ -16,7 +16,7 @@ pub(super) enum Scalar {
 }
 
 impl Scalar {
-    fn shown(&self) -> String {
+    pub(super) fn shown(&self) -> String {
         match self {
             Scalar::Number(n) => n.to_string(),
             Scalar::Text(t) => t.clone(),

@@ -11,8 +11,10 @@ use serde::Deserialize;
 use crate::database::Database;
 use crate::model::DomainName;
 
+mod connections;
 mod delivery;
 
+pub use connections::{ConsoleOptions, SmtpClientLimits};
 pub use delivery::{DeliveryConfig, format_duration, parse_duration};
 
 /// The documented example printed by `postern config example`.
@@ -63,6 +65,9 @@ struct RawSmtp {
     submission: Option<Vec<String>>,
     submissions: Option<Vec<String>>,
     max_sessions: Option<usize>,
+    max_sessions_per_address: Option<delivery::Scalar>,
+    max_sessions_per_network: Option<delivery::Scalar>,
+    idle_timeout: Option<delivery::Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +75,12 @@ struct RawSmtp {
 struct RawConsole {
     listen: Option<Vec<String>>,
     tls_listen: Option<Vec<String>>,
+    max_connections: Option<delivery::Scalar>,
+    max_connections_per_address: Option<delivery::Scalar>,
+    header_timeout: Option<delivery::Scalar>,
+    idle_timeout: Option<delivery::Scalar>,
+    hosts: Option<Vec<String>>,
+    redirect_http: Option<connections::Flag>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,9 +105,13 @@ pub struct BootConfig {
     pub submissions: Vec<SocketAddr>,
     /// SMTP sessions at once over every listener; more get `421 4.3.2`.
     pub max_sessions: usize,
+    /// SMTP sessions one client (address, network) may hold, and the idle limit before MAIL.
+    pub smtp_clients: SmtpClientLimits,
     pub console: Vec<SocketAddr>,
     /// The console over HTTPS, with the appliance's certificate; none unless configured.
     pub console_tls: Vec<SocketAddr>,
+    /// The console listeners' connection cap and timeouts, Host names and HTTPS redirect.
+    pub console_options: ConsoleOptions,
     pub log_format: LogFormat,
     pub log_level: String,
     pub delivery: DeliveryConfig,
@@ -114,8 +129,10 @@ impl fmt::Debug for BootConfig {
             .field("submission", &self.submission)
             .field("submissions", &self.submissions)
             .field("max_sessions", &self.max_sessions)
+            .field("smtp_clients", &self.smtp_clients)
             .field("console", &self.console)
             .field("console_tls", &self.console_tls)
+            .field("console_options", &self.console_options)
             .field("log_format", &self.log_format)
             .field("log_level", &self.log_level)
             .field("delivery", &self.delivery)
@@ -209,6 +226,17 @@ impl BootConfig {
         profile: Profile,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<BootConfig, BootError> {
+        let mut connections = connections::RawConnections {
+            smtp_per_address: raw.smtp.max_sessions_per_address.take(),
+            smtp_per_network: raw.smtp.max_sessions_per_network.take(),
+            smtp_idle_timeout: raw.smtp.idle_timeout.take(),
+            console_max: raw.console.max_connections.take(),
+            console_per_address: raw.console.max_connections_per_address.take(),
+            console_header_timeout: raw.console.header_timeout.take(),
+            console_idle_timeout: raw.console.idle_timeout.take(),
+            console_hosts: raw.console.hosts.take(),
+            console_redirect_http: raw.console.redirect_http.take(),
+        };
         let split = |v: &str| -> Vec<String> {
             v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
         };
@@ -233,6 +261,7 @@ impl BootConfig {
                 "POSTERN_CONSOLE_TLS_LISTEN" => raw.console.tls_listen = Some(split(&value)),
                 "POSTERN_LOG_FORMAT" => raw.log.format = Some(value),
                 "POSTERN_LOG_LEVEL" => raw.log.level = Some(value),
+                _ if connections.set_from_env(&key, value.clone()) => {}
                 _ => {
                     raw.delivery.set_from_env(&key, value);
                 }
@@ -311,6 +340,7 @@ impl BootConfig {
         };
         let log_level = raw.log.level.unwrap_or_else(|| "info".into());
         let delivery = DeliveryConfig::build(raw.delivery, origin)?;
+        let (smtp_clients, console_options) = connections.build(origin)?;
 
         let config = BootConfig {
             source: path.map(Path::to_path_buf),
@@ -322,8 +352,10 @@ impl BootConfig {
             submission,
             submissions,
             max_sessions,
+            smtp_clients,
             console,
             console_tls,
+            console_options,
             log_format,
             log_level,
             delivery,
@@ -405,6 +437,10 @@ mod tests {
         assert_eq!(example.log_level, defaults.log_level);
         assert_eq!(example.delivery, defaults.delivery);
         assert_eq!(example.delivery, DeliveryConfig::default());
+        assert_eq!(example.smtp_clients, defaults.smtp_clients);
+        assert_eq!(example.smtp_clients, SmtpClientLimits::default());
+        assert_eq!(example.console_options, defaults.console_options);
+        assert_eq!(example.console_options, ConsoleOptions::default());
     }
 
     #[test]

@@ -105,6 +105,7 @@ async fn the_error_budget_ends_the_session() {
 async fn a_trickling_client_is_cut_off() {
     let limits = Limits {
         command_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(300),
         data_timeout: Duration::from_millis(500),
         ..Limits::default()
     };

@@ -2,6 +2,7 @@
 //! decision, and every hostile-client case of the MTA core issue.
 
 mod auth_tls;
+mod clients;
 mod dsn;
 mod hostile;
 mod protocol;

@@ -111,8 +111,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn challenge(&mut self, text: &str) -> Result<Vec<u8>, Abort> {
         self.answer(Reply::plain(334, vec![text.to_string()]));
         self.flush().await?;
+        // AUTH comes before MAIL: the idle limit applies, not a transaction's 5 minutes.
         let line = match tokio::time::timeout(
-            self.ctx.limits.command_timeout,
+            self.ctx.limits.idle_timeout,
             read_line(&mut self.conn, RESPONSE_LIMIT),
         )
         .await
