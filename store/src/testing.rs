@@ -18,12 +18,48 @@ pub fn peers_required() -> bool {
     std::env::var(REQUIRE_PEERS_VAR).is_ok_and(|v| v == "1")
 }
 
-/// Reports a missing peer: panics under CI, otherwise prints why the test is skipped.
+/// Reports a missing peer: panics under CI, otherwise prints why the test is skipped and counts
+/// it for the summary the test binary prints as it ends.
 pub fn missing_peer(test: &str, why: &str) {
     if peers_required() {
         panic!("{test}: {why} ({REQUIRE_PEERS_VAR}=1 makes this a failure)");
     }
     eprintln!("SKIPPED {test}: {why}");
+    skipped::record(test, why);
+}
+
+/// The skipped tests of this test binary. The harness reports a skipped test as `ok` and hides
+/// what it printed, so the binary says at exit, after the harness's own summary, how many
+/// tests did not really run and why.
+mod skipped {
+    use std::io::Write;
+    use std::sync::{Mutex, Once};
+
+    static SKIPPED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    static AT_EXIT: Once = Once::new();
+
+    pub(super) fn record(test: &str, why: &str) {
+        SKIPPED.lock().unwrap_or_else(|p| p.into_inner()).push(format!("{test}: {why}"));
+        // libtest ends with `process::exit` or a return from `main`; both run `atexit` handlers.
+        AT_EXIT.call_once(|| {
+            // SAFETY: `report` is an `extern "C" fn()` that neither unwinds nor calls `exit`.
+            unsafe { libc::atexit(report) };
+        });
+    }
+
+    extern "C" fn report() {
+        let skipped = SKIPPED.lock().unwrap_or_else(|p| p.into_inner());
+        let mut text = format!(
+            "\nSKIPPED {} test(s) of this binary for want of a peer ({}=1 makes that a failure):\n",
+            skipped.len(),
+            super::REQUIRE_PEERS_VAR,
+        );
+        for line in skipped.iter() {
+            text.push_str(&format!("    {line}\n"));
+        }
+        // Unbuffered, and errors are ignored: nothing may unwind out of an `atexit` handler.
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    }
 }
 
 /// A database that lives as long as the value: a temp directory, or a Postgres schema dropped
