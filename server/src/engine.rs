@@ -154,11 +154,11 @@ fn log_applied(config: &Config) {
     let n = config.summary();
     tracing::info!(
         revision = config.revision,
-        domains = n["domains"],
-        mailboxes = n["mailboxes"],
-        aliases = n["aliases"],
-        transports = n["transports"],
-        networks = n["networks"],
+        domains = n.domains,
+        mailboxes = n.mailboxes,
+        aliases = n.aliases,
+        transports = n.transports,
+        networks = n.networks,
         "configuration applied"
     );
 }

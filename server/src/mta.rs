@@ -76,6 +76,7 @@ impl Mta {
             mta_sts,
             extra_roots: Vec::new(),
             bounces: queue.clone(),
+            courier: None,
         };
         tasks.spawn(Scheduler::run(store, engine.clone(), scheduler, fresh_rx, shutdown.clone()));
         let ctx = Arc::new(SessionContext {

@@ -26,7 +26,7 @@ async fn check(target: Target, dovecot: &Dovecot, expected_mail: usize) {
             .await;
     assert!(out[0].is_delivered(), "{out:?}");
     match &out[1] {
-        Outcome::Failed { reply } => assert!(reply.starts_with("550 5.1.1"), "{reply}"),
+        Outcome::Failed { reply } => assert!(reply.to_string().starts_with("550 5.1.1"), "{reply}"),
         other => panic!("the unknown user should fail: {other:?}"),
     }
     let mail = new_mail(&dovecot.maildir("bob@example.com"));

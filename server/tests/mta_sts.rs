@@ -7,10 +7,10 @@
 //! asks real DNS anything.
 
 mod support;
-// Beside `support` rather than in it: the root package's tests share `support` and have no
-// rcgen or tokio-rustls.
 #[path = "support/tls_peers.rs"]
 mod tls_peers;
+// Beside `support` rather than in it: the root package's tests share `support` and have no
+// rcgen or tokio-rustls.
 
 use std::future::Future;
 use std::io;
@@ -473,6 +473,7 @@ async fn the_scheduler_applies_the_policy_of_the_mx_transport() {
         mta_sts: Some(Arc::new(sts)),
         extra_roots: vec![pki.ca.clone()],
         bounces: queue.clone(),
+        courier: None,
     };
     tokio::spawn(Scheduler::run(store.clone(), engine, config, fresh_rx, shutdown.clone()));
 

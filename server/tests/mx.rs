@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use postern_server::Engine;
 use postern_server::delivery::mx::deliver_mx_on;
-use postern_server::delivery::{Outcome, Pool, PoolSettings, deliver_mx};
+use postern_server::delivery::{Outcome, Pool, PoolSettings, Reply, deliver_mx};
 use postern_server::dns::ScriptedResolver;
 use postern_server::queue::{Queue, RetryPolicy, Scheduler, SchedulerConfig};
 use postern_store::model::{
@@ -158,7 +158,10 @@ async fn a_4xx_for_each_recipient_ends_the_attempt() {
     let Some((_b, port2)) = dumping_sink("mx::unused", two.path(), &[]) else { return };
     let ports = Ports::default().with("mx1.example.test", port1).with("mx2.example.test", port2);
     let out = send(&two_hosts(), &ports).await;
-    assert_eq!(out, vec![Outcome::deferred("450 4.3.0 Error: command failed"); 2]);
+    assert_eq!(
+        out,
+        vec![Outcome::deferred(Reply::new(450, [4, 3, 0], "Error: command failed")); 2]
+    );
     assert_eq!(ports.tried(), ["mx1.example.test"]);
 }
 
@@ -311,6 +314,7 @@ async fn the_scheduler_delivers_remote_mail_by_mx() {
         mta_sts: None,
         extra_roots: Vec::new(),
         bounces: queue.clone(),
+        courier: None,
     };
     tokio::spawn(Scheduler::run(store.clone(), engine, config, fresh_rx, shutdown.clone()));
 

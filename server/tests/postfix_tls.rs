@@ -5,6 +5,8 @@
 //! Needs the Debian package `postfix`, and root (Postfix's master runs as root).
 
 mod support;
+#[path = "support/tls_peers.rs"]
+mod tls_peers;
 
 use std::path::Path;
 use std::process::Command;
@@ -17,6 +19,7 @@ use postern_store::model::TlsPolicy;
 use postern_store::testing::missing_peer;
 use rustls::pki_types::CertificateDer;
 use support::{delivery, free_port, have};
+use tls_peers::Pki;
 
 const NAME: &str = "mx.postfix.test";
 
@@ -27,20 +30,6 @@ impl Drop for Postfix {
     fn drop(&mut self) {
         let _ = Command::new("postfix").arg("-c").arg(&self.0).arg("stop").output();
     }
-}
-
-fn test_ca() -> (CertificateDer<'static>, String, String) {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Postern test CA");
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
-        .unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec![NAME.to_string()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    (ca.der().clone(), format!("{}{}", leaf.pem(), ca.pem()), key.serialize_pem())
 }
 
 /// A Postfix instance in `dir` listening on a free loopback port with STARTTLS.
@@ -136,7 +125,9 @@ async fn send(
 async fn starttls_to_postfix_verifies_its_certificate() {
     let test = "postfix_tls::starttls_to_postfix_verifies_its_certificate";
     let dir = tempfile::tempdir().unwrap();
-    let (ca, chain, key) = test_ca();
+    let pki = Pki::new();
+    let (chain, key) = pki.leaf_pem(&[NAME]);
+    let ca = pki.ca.clone();
     let Some((_postfix, port)) = postfix(test, dir.path(), &chain, &key) else { return };
     let out = send(port, NAME, vec![ca.clone()]).await;
     assert!(out.is_delivered(), "{out:?}");

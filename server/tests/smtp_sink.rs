@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use postern_server::delivery::{Client, DirectConnector, Outcome, Timeouts, deliver};
+use postern_server::delivery::{Client, DirectConnector, Outcome, Reply, Timeouts, deliver};
 use support::peers::sink;
 use support::{TRICKY_BODY, delivery, free_port};
 use support::{loopback as target, smtp_options as options};
@@ -62,9 +62,12 @@ async fn a_soft_rcpt_refusal_defers_and_a_hard_one_fails() {
     let rcpts = rcpts();
     let d = delivery(&rcpts, b"Subject: x\r\n\r\nx\r\n");
     let out = deliver(&DirectConnector::default(), &target(soft), &options(), &d).await;
-    assert_eq!(out, vec![Outcome::deferred("450 4.3.0 Error: command failed"); 2]);
+    assert_eq!(
+        out,
+        vec![Outcome::deferred(Reply::new(450, [4, 3, 0], "Error: command failed")); 2]
+    );
     let out = deliver(&DirectConnector::default(), &target(hard), &options(), &d).await;
-    assert_eq!(out, vec![Outcome::failed("500 5.3.0 Error: command failed"); 2]);
+    assert_eq!(out, vec![Outcome::failed(Reply::new(500, [5, 3, 0], "Error: command failed")); 2]);
 }
 
 #[tokio::test]
@@ -120,7 +123,14 @@ async fn a_refused_connection_defers() {
     .await;
     assert_eq!(
         out,
-        vec![Outcome::deferred(format!("451 4.4.1 connection refused by 127.0.0.1:{port}")); 2]
+        vec![
+            Outcome::deferred(Reply::new(
+                451,
+                [4, 4, 1],
+                format!("connection refused by 127.0.0.1:{port}")
+            ));
+            2
+        ]
     );
 }
 

@@ -5,6 +5,8 @@
 //! Needs no Debian package.
 
 mod support;
+#[path = "support/tls_peers.rs"]
+mod tls_peers;
 
 use std::future::Future;
 use std::io;
@@ -17,36 +19,13 @@ use postern_server::delivery::{
     BoxStream, ClientOptions, Connector, Outcome, Protocol, Target, Timeouts, deliver,
 };
 use postern_store::model::{Host, TlsPolicy};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::CertificateDer;
 use support::delivery;
+use tls_peers::Pki;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 const NAME: &str = "mx.test.example";
-
-struct Pki {
-    ca: CertificateDer<'static>,
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-}
-
-fn pki() -> Pki {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Postern test CA");
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
-        .unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec![NAME.to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    Pki {
-        ca: ca.der().clone(),
-        chain: vec![leaf.der().clone(), ca.der().clone()],
-        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
-    }
-}
 
 /// What the server saw.
 #[derive(Default)]
@@ -57,14 +36,7 @@ struct Seen {
 
 /// Starts the server; returns its port.
 async fn server(pki: &Pki, offer_tls: bool, seen: Arc<Seen>) -> u16 {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(pki.chain.clone(), pki.key.clone_key())
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = pki.acceptor(&[NAME]);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -176,7 +148,7 @@ async fn send_to(
 
 #[tokio::test]
 async fn verify_accepts_a_certificate_for_the_name_from_a_trusted_ca() {
-    let pki = pki();
+    let pki = Pki::new();
     let seen = Arc::new(Seen::default());
     let port = server(&pki, true, seen.clone()).await;
     let out = send(port, NAME, TlsPolicy::Verify, vec![pki.ca.clone()]).await;
@@ -186,7 +158,7 @@ async fn verify_accepts_a_certificate_for_the_name_from_a_trusted_ca() {
 
 #[tokio::test]
 async fn verify_refuses_another_name_and_an_unknown_ca() {
-    let pki = pki();
+    let pki = Pki::new();
     let seen = Arc::new(Seen::default());
     let port = server(&pki, true, seen.clone()).await;
     let out = send(port, "other.example.com", TlsPolicy::Verify, vec![pki.ca.clone()]).await;
@@ -198,7 +170,7 @@ async fn verify_refuses_another_name_and_an_unknown_ca() {
 
 #[tokio::test]
 async fn verify_checks_an_mx_host_by_its_name_not_its_address() {
-    let pki = pki();
+    let pki = Pki::new();
     let ip = "127.0.0.1".parse().unwrap();
     let mx = |name: &str| Target::Resolved { name: name.parse().unwrap(), ip, port: 25 };
     let seen = Arc::new(Seen::default());
@@ -216,7 +188,7 @@ async fn verify_checks_an_mx_host_by_its_name_not_its_address() {
 
 #[tokio::test]
 async fn encrypt_and_may_take_any_certificate() {
-    let pki = pki();
+    let pki = Pki::new();
     for policy in [TlsPolicy::Encrypt, TlsPolicy::May] {
         let seen = Arc::new(Seen::default());
         let port = server(&pki, true, seen.clone()).await;
@@ -228,7 +200,7 @@ async fn encrypt_and_may_take_any_certificate() {
 
 #[tokio::test]
 async fn without_starttls_encrypt_defers_and_may_sends_in_the_clear() {
-    let pki = pki();
+    let pki = Pki::new();
     let seen = Arc::new(Seen::default());
     let port = server(&pki, false, seen.clone()).await;
     let out = send(port, NAME, TlsPolicy::Encrypt, vec![pki.ca.clone()]).await;

@@ -3,6 +3,7 @@
 
 pub mod boot;
 mod changes;
+pub mod clock;
 mod database;
 mod error;
 pub mod model;
@@ -15,6 +16,7 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
+pub use clock::now;
 pub use database::Database;
 pub use error::{Result, StoreError};
 pub use repo::delivery_log::{HourCounts, LogEntry, LogFilter};

@@ -21,8 +21,9 @@ pub(crate) async fn connect(path: &Path) -> Result<AnyPool, StoreError> {
         .acquire_timeout(Duration::from_secs(30))
         .after_connect(|conn, _meta| {
             Box::pin(async move {
-                // WAL lets readers run beside the writer; synchronous=FULL makes a commit durable
-                // (DESIGN.md: durability); busy_timeout makes concurrent writers wait, not fail.
+                // WAL lets readers run beside the writer; synchronous=FULL makes a commit
+                // durable (ARCHITECTURE.md: durability); busy_timeout makes concurrent writers
+                // wait, not fail.
                 conn.execute(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                      PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",

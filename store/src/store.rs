@@ -3,7 +3,6 @@
 //! audit record and announces itself on commit, all in one transaction.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use sqlx::AnyConnection;
@@ -63,9 +62,7 @@ impl Inner {
     }
 }
 
-pub(crate) fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
+pub(crate) use crate::clock::now;
 
 impl Store {
     /// Connects, creating the SQLite file if needed, and brings the schema up to date.

@@ -32,12 +32,7 @@ pub fn age(seconds: i64) -> String {
     }
 }
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use postern_store::now;
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use postern_store::model::{
     Access, DeliveryResult, DomainKind, NewMessage, NewRecipient, Notify, Outcome, QueueId, Role,
 };
+use postern_store::now;
 use serde_json::json;
 use support::*;
 
@@ -28,10 +29,6 @@ fn message(sender: &str, recipients: &[&str]) -> NewMessage {
         auth_user: None,
         body: b"Subject: hi\r\n\r\nhello\r\n".to_vec(),
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 fn result(id: QueueId, recipient: u32, outcome: Outcome) -> DeliveryResult {

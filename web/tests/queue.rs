@@ -11,6 +11,7 @@ use postern_store::model::{
     Access, DeliveryResult, DomainKind, NewMessage, NewRecipient, Notify, Outcome, QueueFilter,
     QueueId, Role,
 };
+use postern_store::now;
 use serde_json::json;
 use support::*;
 
@@ -32,10 +33,6 @@ fn message(sender: &str, recipients: &[&str], subject: &str) -> NewMessage {
         auth_user: None,
         body: format!("Subject: {subject}\r\nFrom: {sender}\r\n\r\nhello\r\n").into_bytes(),
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 async fn held(store: &Store, id: QueueId) -> bool {

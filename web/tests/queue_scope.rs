@@ -10,6 +10,7 @@ use postern_store::model::{
     Access, DeliveryResult, NewMessage, NewRecipient, Notify, Outcome, QueueId, QueuedMessage,
     RecipientStatus, Role,
 };
+use postern_store::now;
 use serde_json::json;
 use support::*;
 
@@ -31,10 +32,6 @@ fn message(recipients: &[&str]) -> NewMessage {
         auth_user: None,
         body: b"Subject: shared\r\n\r\nhello\r\n".to_vec(),
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 async fn shown(store: &Store, id: QueueId) -> QueuedMessage {

@@ -6,12 +6,9 @@ mod support;
 use axum::http::StatusCode;
 use postern_store::Store;
 use postern_store::model::{Access, DomainKind, DomainName, Role};
+use postern_store::now;
 use serde_json::json;
 use support::*;
-
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
-}
 
 async fn domains(store: &Store, names: &[&str]) {
     for name in names {

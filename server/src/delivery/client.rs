@@ -15,7 +15,7 @@ use super::connector::{Connector, Target};
 use super::reply::{Reply, Wire, WireError};
 use super::{Delivery, Handoff, Outcome, tls};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
     Smtp,
     Lmtp,
@@ -148,9 +148,9 @@ pub(crate) fn outcome_of(reply: &Reply, target: &Target, handoff: Handoff) -> Ou
     if reply.is_positive() {
         Outcome::Delivered { detail: format!("{target} said: {reply}"), handoff }
     } else if reply.is_permanent() {
-        Outcome::failed(reply.to_string())
+        Outcome::failed(reply.clone())
     } else {
-        Outcome::deferred(reply.to_string())
+        Outcome::deferred(reply.clone())
     }
 }
 
@@ -159,7 +159,7 @@ pub(super) fn lost(target: &Target, error: &WireError, stage: &str) -> Outcome {
         WireError::Timeout => format!("timed out waiting for {target} {stage}"),
         other => format!("lost connection with {target} {stage}: {other}"),
     };
-    Outcome::deferred(format!("451 4.4.2 {what}"))
+    Outcome::deferred(Reply::new(451, [4, 4, 2], what))
 }
 
 impl Client {
@@ -192,7 +192,7 @@ impl Client {
                 std::io::ErrorKind::TimedOut => format!("connection to {target} timed out"),
                 _ => format!("cannot connect to {target}: {e}"),
             };
-            Outcome::deferred(format!("451 4.4.1 {why}"))
+            Outcome::deferred(Reply::new(451, [4, 4, 1], why))
         })?;
         let mut client = Client {
             wire: Wire::new(stream),
@@ -224,8 +224,8 @@ impl Client {
 
     /// A refusal during session set-up, for every recipient: 5xx fails, anything else defers.
     pub(super) fn refused(&self, reply: &Reply, what: &str) -> Outcome {
-        let text = format!("{reply} ({} {what} this)", self.target);
-        if reply.is_permanent() { Outcome::failed(text) } else { Outcome::deferred(text) }
+        let reply = reply.noted(format_args!("({} {what} this)", self.target));
+        if reply.is_permanent() { Outcome::failed(reply) } else { Outcome::deferred(reply) }
     }
 
     pub(super) async fn command(
@@ -293,8 +293,10 @@ impl Client {
         let target = self.target.clone();
         if !self.offers(EXT_START_TLS) {
             if required {
-                return Err(Outcome::deferred(format!(
-                    "451 4.7.10 TLS is required for {target}, which does not offer STARTTLS"
+                return Err(Outcome::deferred(Reply::new(
+                    451,
+                    [4, 7, 10],
+                    format!("TLS is required for {target}, which does not offer STARTTLS"),
                 ))
                 .into());
             }
@@ -304,9 +306,13 @@ impl Client {
         let reply = self.command("STARTTLS\r\n", limit, "after STARTTLS").await?;
         if reply.code != 220 {
             if required {
-                return Err(Outcome::deferred(format!(
-                    "451 4.7.10 TLS is required for {target}, which answered STARTTLS with \
+                return Err(Outcome::deferred(Reply::new(
+                    451,
+                    [4, 7, 10],
+                    format!(
+                        "TLS is required for {target}, which answered STARTTLS with \
                      {reply}"
+                    ),
                 ))
                 .into());
             }
@@ -316,17 +322,21 @@ impl Client {
             TlsPolicy::Verify => tls::verifying(&options.extra_roots),
             _ => tls::unauthenticated(),
         }
-        .map_err(|e| Outcome::deferred(format!("451 4.7.5 TLS set-up for {target}: {e}")))?;
+        .map_err(|e| {
+            Outcome::deferred(Reply::new(451, [4, 7, 5], format!("TLS set-up for {target}: {e}")))
+        })?;
         let name = match target.host() {
             Some(Host::Name(name)) => ServerName::try_from(name.as_str().to_string()),
             Some(Host::Ip(ip)) => Ok(ServerName::IpAddress(ip.into())),
             None => ServerName::try_from("localhost".to_string()),
         }
-        .map_err(|e| Outcome::deferred(format!("451 4.7.5 TLS name for {target}: {e}")))?;
+        .map_err(|e| {
+            Outcome::deferred(Reply::new(451, [4, 7, 5], format!("TLS name for {target}: {e}")))
+        })?;
 
         let stream = self.wire.take_stream().map_err(|e| {
             self.broken = true;
-            Outcome::deferred(format!("451 4.7.5 {target}: {e}"))
+            Outcome::deferred(Reply::new(451, [4, 7, 5], format!("{target}: {e}")))
         })?;
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let handshake = tokio::time::timeout(limit, connector.connect(name, stream)).await;
@@ -334,14 +344,20 @@ impl Client {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
                 self.broken = true;
-                let outcome =
-                    Outcome::deferred(format!("451 4.7.5 TLS handshake with {target} failed: {e}"));
+                let outcome = Outcome::deferred(Reply::new(
+                    451,
+                    [4, 7, 5],
+                    format!("TLS handshake with {target} failed: {e}"),
+                ));
                 return Err(OpenError { outcome, handshake: true });
             }
             Err(_) => {
                 self.broken = true;
-                let outcome =
-                    Outcome::deferred(format!("451 4.7.5 TLS handshake with {target} timed out"));
+                let outcome = Outcome::deferred(Reply::new(
+                    451,
+                    [4, 7, 5],
+                    format!("TLS handshake with {target} timed out"),
+                ));
                 return Err(OpenError { outcome, handshake: true });
             }
         };
@@ -363,13 +379,17 @@ impl Client {
         let target = self.target.clone();
         let clear_but_local = policy == TlsPolicy::None && target.is_local();
         if !self.tls && !clear_but_local {
-            return Err(Outcome::deferred(format!(
-                "451 4.7.10 not sending credentials to {target} without TLS"
+            return Err(Outcome::deferred(Reply::new(
+                451,
+                [4, 7, 10],
+                format!("not sending credentials to {target} without TLS"),
             )));
         }
         if !self.offers(EXT_AUTH) {
-            return Err(Outcome::deferred(format!(
-                "451 4.7.0 credentials are configured for {target}, which does not offer AUTH"
+            return Err(Outcome::deferred(Reply::new(
+                451,
+                [4, 7, 0],
+                format!("credentials are configured for {target}, which does not offer AUTH"),
             )));
         }
         let limit = self.timeouts.command;
@@ -389,12 +409,18 @@ impl Client {
             }
             reply
         } else {
-            return Err(Outcome::deferred(format!(
-                "451 4.7.0 {target} offers neither AUTH PLAIN nor AUTH LOGIN"
+            return Err(Outcome::deferred(Reply::new(
+                451,
+                [4, 7, 0],
+                format!("{target} offers neither AUTH PLAIN nor AUTH LOGIN"),
             )));
         };
         if reply.code != 235 {
-            return Err(Outcome::deferred(format!("451 4.7.0 {target} refused our AUTH: {reply}")));
+            return Err(Outcome::deferred(Reply::new(
+                451,
+                [4, 7, 0],
+                format!("{target} refused our AUTH: {reply}"),
+            )));
         }
         Ok(())
     }
@@ -417,7 +443,11 @@ impl Client {
         self.lost_before_mail = false;
         if self.broken {
             self.lost_before_mail = true;
-            let gone = format!("451 4.4.2 the connection to {} failed earlier", self.target);
+            let gone = Reply::new(
+                451,
+                [4, 4, 2],
+                format!("the connection to {} failed earlier", self.target),
+            );
             return vec![Outcome::deferred(gone); n];
         }
         if self.dirty {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{Delivery, Handoff, Outcome};
+use super::{Delivery, Handoff, Outcome, Reply};
 
 /// How long a mailbox's measured size is trusted before it is measured again. Between
 /// measurements, our own deliveries are added to it; what an IMAP server removes or another
@@ -101,8 +101,10 @@ impl Maildir {
 
     fn deliver_one(&self, d: &Delivery<'_>, rcpt: &str, quota: Option<u64>) -> Outcome {
         let Some(dir) = self.mailbox_dir(rcpt) else {
-            return Outcome::failed(format!(
-                "550 5.1.3 <{rcpt}>: this address cannot name a mailbox on disk"
+            return Outcome::failed(Reply::new(
+                550,
+                [5, 1, 3],
+                format!("<{rcpt}>: this address cannot name a mailbox on disk"),
             ));
         };
         let header = format!("Return-Path: <{}>\r\nDelivered-To: <{rcpt}>\r\n", d.sender);
@@ -113,15 +115,27 @@ impl Maildir {
             // its owner can make room, and the queue's lifetime bounds the wait (RFC 3463:
             // X.2.2 is usually transient).
             if size > limit {
-                return Outcome::failed(format!(
-                    "552 5.2.2 <{rcpt}>: message of {size} bytes is larger than the mailbox \
+                return Outcome::failed(Reply::new(
+                    552,
+                    [5, 2, 2],
+                    format!(
+                        "<{rcpt}>: message of {size} bytes is larger than the mailbox \
                      quota of {limit} bytes"
+                    ),
                 ));
             }
             match self.fits(&dir, size, limit) {
                 Ok(true) => {}
-                Ok(false) => return Outcome::deferred(format!("452 4.2.2 <{rcpt}>: mailbox full")),
-                Err(e) => return Outcome::deferred(format!("451 4.3.0 <{rcpt}>: {e}")),
+                Ok(false) => {
+                    return Outcome::deferred(Reply::new(
+                        452,
+                        [4, 2, 2],
+                        format!("<{rcpt}>: mailbox full"),
+                    ));
+                }
+                Err(e) => {
+                    return Outcome::deferred(Reply::new(451, [4, 3, 0], format!("<{rcpt}>: {e}")));
+                }
             }
         }
         match self.write(&dir, d.queue_id, header.as_bytes(), d.body, size) {
@@ -135,9 +149,10 @@ impl Maildir {
                     handoff: Handoff::Mailbox,
                 }
             }
-            Err(e) => Outcome::deferred(format!(
-                "451 4.3.0 <{rcpt}>: cannot write to the mailbox {}: {e}",
-                dir.display()
+            Err(e) => Outcome::deferred(Reply::new(
+                451,
+                [4, 3, 0],
+                format!("<{rcpt}>: cannot write to the mailbox {}: {e}", dir.display()),
             )),
         }
     }

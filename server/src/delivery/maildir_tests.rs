@@ -90,7 +90,10 @@ fn quota_defers_a_full_mailbox_and_fails_a_message_bigger_than_the_quota() {
     let out = maildir.deliver(&delivery(&rcpts, &body), quota, false);
     assert!(out[0].is_delivered(), "{out:?}");
     let out = maildir.deliver(&delivery(&rcpts, &body), quota, false);
-    assert_eq!(out[0], Outcome::deferred("452 4.2.2 <bob@example.com>: mailbox full"));
+    assert_eq!(
+        out[0],
+        Outcome::deferred(Reply::new(452, [4, 2, 2], "<bob@example.com>: mailbox full"))
+    );
 
     let huge = vec![b'x'; 2000];
     let out = maildir.deliver(&delivery(&rcpts, &huge), quota, false);

@@ -19,6 +19,9 @@ pub use maildir::Maildir;
 pub use mta_sts::{MtaSts, StsSettings};
 pub use mx::{MxHost, deliver_mx};
 pub use pool::{Pool, PoolSettings};
+pub use reply::Reply;
+
+use std::borrow::Cow;
 
 use postern_store::model::Notify;
 
@@ -83,24 +86,42 @@ pub enum Outcome {
         detail: String,
         handoff: Handoff,
     },
-    /// Try again later; `reply` is the remote's reply or our own, in reply form
+    /// Try again later; `reply` is the remote's reply or our own
     /// ("451 4.4.1 connection refused by 127.0.0.1:24").
     Deferred {
-        reply: String,
+        reply: Reply,
     },
     /// Give up and bounce.
     Failed {
-        reply: String,
+        reply: Reply,
     },
 }
 
 impl Outcome {
-    pub fn deferred(reply: impl Into<String>) -> Outcome {
-        Outcome::Deferred { reply: reply.into() }
+    pub fn deferred(reply: Reply) -> Outcome {
+        Outcome::Deferred { reply }
     }
 
-    pub fn failed(reply: impl Into<String>) -> Outcome {
-        Outcome::Failed { reply: reply.into() }
+    pub fn failed(reply: Reply) -> Outcome {
+        Outcome::Failed { reply }
+    }
+
+    /// The reply of a deferral or a failure.
+    pub fn reply(&self) -> Option<&Reply> {
+        match self {
+            Outcome::Delivered { .. } => None,
+            Outcome::Deferred { reply } | Outcome::Failed { reply } => Some(reply),
+        }
+    }
+
+    /// The enhanced status code as a mail log shows it (`dsn=`): the reply's own, else the class
+    /// the outcome implies, as Postfix does.
+    pub fn dsn(&self) -> [u8; 3] {
+        match self {
+            Outcome::Delivered { .. } => [2, 0, 0],
+            Outcome::Deferred { reply } => reply.enhanced().unwrap_or([4, 0, 0]),
+            Outcome::Failed { reply } => reply.enhanced().unwrap_or([5, 0, 0]),
+        }
     }
 
     pub fn is_delivered(&self) -> bool {
@@ -115,11 +136,13 @@ impl Outcome {
         matches!(self, Outcome::Failed { .. })
     }
 
-    /// The reply or detail text, whatever the outcome.
-    pub fn text(&self) -> &str {
+    /// The reply or detail text, whatever the outcome, as the delivery log keeps it.
+    pub fn text(&self) -> Cow<'_, str> {
         match self {
-            Outcome::Delivered { detail, .. } => detail,
-            Outcome::Deferred { reply } | Outcome::Failed { reply } => reply,
+            Outcome::Delivered { detail, .. } => Cow::Borrowed(detail),
+            Outcome::Deferred { reply } | Outcome::Failed { reply } => {
+                Cow::Owned(reply.to_string())
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use super::connector::{Connector, Target};
 use super::mta_sts::Policy;
 use super::mta_sts::apply::{self, HostRule};
 use super::pool::{Key, Pool};
-use super::{Delivery, Outcome};
+use super::{Delivery, Outcome, Reply};
 use crate::dns::{DnsError, Resolver};
 
 /// SMTP's port (RFC 5321 §4.5.4.2 via the IANA registry): the MX hosts' port unless a transport
@@ -43,14 +43,20 @@ pub async fn plan(resolver: &dyn Resolver, domain: &DomainName) -> Result<Vec<Mx
         Ok(records) => records,
         Err(DnsError::NoData { .. }) => return implicit(resolver, domain).await,
         Err(DnsError::NxDomain { .. }) => {
-            return Err(Outcome::failed(format!("550 5.1.2 domain {domain} does not exist")));
+            return Err(Outcome::failed(Reply::new(
+                550,
+                [5, 1, 2],
+                format!("domain {domain} does not exist"),
+            )));
         }
         Err(e) => return Err(temporary(&e)),
     };
     // RFC 7505 §3: a single MX whose exchange is the root says the domain takes no mail.
     if records.len() == 1 && records[0].exchange == "." {
-        return Err(Outcome::failed(format!(
-            "556 5.1.10 {domain} accepts no mail (null MX, RFC 7505)"
+        return Err(Outcome::failed(Reply::new(
+            556,
+            [5, 1, 10],
+            format!("{domain} accepts no mail (null MX, RFC 7505)"),
         )));
     }
     let mut rng = rand::rng();
@@ -67,8 +73,10 @@ pub async fn plan(resolver: &dyn Resolver, domain: &DomainName) -> Result<Vec<Mx
         })
         .collect();
     if hosts.is_empty() {
-        return Err(Outcome::failed(format!(
-            "550 5.4.4 no MX record of {domain} names a usable host"
+        return Err(Outcome::failed(Reply::new(
+            550,
+            [5, 4, 4],
+            format!("no MX record of {domain} names a usable host"),
         )));
     }
     // RFC 5321 §5.1: lowest preference first, and a random order among equals to spread load.
@@ -83,17 +91,21 @@ async fn implicit(resolver: &dyn Resolver, domain: &DomainName) -> Result<Vec<Mx
             Ok(vec![MxHost { name: domain.clone(), preference: 0, addresses: Some(addresses) }])
         }
         Err(e) if e.is_temporary() => Err(temporary(&e)),
-        Err(DnsError::NxDomain { .. }) => {
-            Err(Outcome::failed(format!("550 5.1.2 domain {domain} does not exist")))
-        }
-        Err(_) => Err(Outcome::failed(format!(
-            "550 5.4.4 domain {domain} has neither MX nor address records"
+        Err(DnsError::NxDomain { .. }) => Err(Outcome::failed(Reply::new(
+            550,
+            [5, 1, 2],
+            format!("domain {domain} does not exist"),
+        ))),
+        Err(_) => Err(Outcome::failed(Reply::new(
+            550,
+            [5, 4, 4],
+            format!("domain {domain} has neither MX nor address records"),
         ))),
     }
 }
 
 fn temporary(error: &DnsError) -> Outcome {
-    Outcome::deferred(format!("451 4.4.3 {error}"))
+    Outcome::deferred(Reply::new(451, [4, 4, 3], error.to_string()))
 }
 
 /// A host's IPv6 and IPv4 addresses, IPv6 first. Either family alone will do; a temporary
@@ -218,9 +230,17 @@ async fn run(
                 Ok(ips) => ips,
                 Err(e) => {
                     let outcome = if e.is_temporary() {
-                        Outcome::deferred(format!("451 4.4.3 MX host {}: {e}", host.name))
+                        Outcome::deferred(Reply::new(
+                            451,
+                            [4, 4, 3],
+                            format!("MX host {}: {e}", host.name),
+                        ))
                     } else {
-                        Outcome::failed(format!("550 5.4.4 MX host {}: {e}", host.name))
+                        Outcome::failed(Reply::new(
+                            550,
+                            [5, 4, 4],
+                            format!("MX host {}: {e}", host.name),
+                        ))
                     };
                     note(outcome);
                     continue;
@@ -246,7 +266,7 @@ async fn run(
                             tracing::warn!(
                                 domain = domain.as_str(),
                                 relay = %target,
-                                why = outcome.text(),
+                                why = %outcome.text(),
                                 "MTA-STS (testing): enforce mode would refuse this host; \
                                  delivering as without a policy"
                             );
@@ -290,7 +310,11 @@ async fn run(
     }
 
     let last = deferred.or(failed).unwrap_or_else(|| {
-        Outcome::deferred(format!("451 4.4.4 no MX host of {domain} could be tried"))
+        Outcome::deferred(Reply::new(
+            451,
+            [4, 4, 4],
+            format!("no MX host of {domain} could be tried"),
+        ))
     });
     outcomes.into_iter().map(|o| o.unwrap_or_else(|| last.clone())).collect()
 }

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use super::client::{Client, ClientOptions};
+use postern_store::model::TlsPolicy;
+
+use super::client::{Client, ClientOptions, Protocol};
 use super::connector::{Connector, Target};
 use super::throttle::{self, Gate, Signal};
 use super::{Delivery, Outcome};
@@ -58,14 +60,23 @@ impl From<&postern_store::boot::DeliveryConfig> for PoolSettings {
 }
 
 /// What makes two deliveries share a session: where it goes, how (protocol, TLS policy), and
-/// as whom. Spelled as text since the parts do not all implement `Hash`.
+/// as whom.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Key(String);
+pub struct Key {
+    target: Target,
+    protocol: Protocol,
+    tls: TlsPolicy,
+    user: Option<String>,
+}
 
 impl Key {
     pub fn new(target: &Target, options: &ClientOptions) -> Key {
-        let user = options.credentials.as_ref().map(|c| c.username.as_str()).unwrap_or("");
-        Key(format!("{:?} {target:?} {:?} {user}", options.protocol, options.tls))
+        Key {
+            target: target.clone(),
+            protocol: options.protocol,
+            tls: options.tls,
+            user: options.credentials.as_ref().map(|c| c.username.clone()),
+        }
     }
 }
 

@@ -10,7 +10,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::connector::BoxStream;
 
-/// A reply from the peer.
+/// A reply: the peer's, or one of our own that says why a delivery did not happen, in the same
+/// form ("451 4.4.1 connection refused by …"), so that logs, bounces and retries treat both
+/// alike. `esc` is the enhanced status code (RFC 3463), `[0, 0, 0]` when the peer gave none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub code: u16,
@@ -19,6 +21,35 @@ pub struct Reply {
 }
 
 impl Reply {
+    pub fn new(code: u16, esc: [u8; 3], message: impl Into<String>) -> Reply {
+        Reply { code, esc, message: message.into() }
+    }
+
+    /// The enhanced status code, if the reply has one.
+    pub fn enhanced(&self) -> Option<[u8; 3]> {
+        (self.esc != [0, 0, 0]).then_some(self.esc)
+    }
+
+    /// "451 4.4.1 text" as a reply, for tests that write replies as people read them.
+    #[cfg(test)]
+    pub(crate) fn from_text(text: &str) -> Reply {
+        let (code, rest) = text.split_once(' ').expect("a code and a text");
+        let (esc, message) = match rest.split_once(' ') {
+            Some((esc, message)) if esc.split('.').count() == 3 => {
+                let mut parts = esc.split('.').map(|p| p.parse::<u8>().expect("a number"));
+                let esc = [(); 3].map(|_| parts.next().expect("three parts"));
+                (esc, message)
+            }
+            _ => ([0, 0, 0], rest),
+        };
+        Reply::new(code.parse().expect("a reply code"), esc, message)
+    }
+
+    /// The same reply with `note` after its text, as when we say which host gave it.
+    pub fn noted(&self, note: impl fmt::Display) -> Reply {
+        Reply { message: format!("{} {note}", self.message.trim_end()), ..self.clone() }
+    }
+
     pub fn is_positive(&self) -> bool {
         (200..400).contains(&self.code)
     }

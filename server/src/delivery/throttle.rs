@@ -196,8 +196,9 @@ impl Gate {
 /// closed or reset before the greeting all mean "not now, not so many". A timeout, a TLS or
 /// AUTH problem says nothing about load. The texts are the client's own ([`super::client`]).
 pub fn after_open(outcome: &Outcome) -> Signal {
-    let text = outcome.text();
-    let whole_session_4xx = text.starts_with('4')
+    let Some(reply) = outcome.reply() else { return Signal::Neutral };
+    let text = reply.message.as_str();
+    let whole_session_4xx = reply.code / 100 == 4
         && [
             "greeted us with this",
             "answered EHLO with",
@@ -208,7 +209,7 @@ pub fn after_open(outcome: &Outcome) -> Signal {
         .any(|stage| text.contains(stage));
     let dropped =
         text.contains("lost connection") && (text.contains("in the greeting") || is_reset(text));
-    if is_421(text) || whole_session_4xx || text.contains("connection refused by") || dropped {
+    if reply.code == 421 || whole_session_4xx || text.contains("connection refused by") || dropped {
         Signal::Throttled
     } else {
         Signal::Neutral
@@ -219,17 +220,16 @@ pub fn after_open(outcome: &Outcome) -> Signal {
 /// is shutting the session) or a connection reset mid-session throttles; a delivery is a
 /// success.
 pub fn after_send(outcomes: &[Outcome]) -> Signal {
-    if outcomes.iter().any(|o| is_421(o.text()) || (o.is_deferred() && is_reset(o.text()))) {
+    let throttled = |o: &Outcome| {
+        o.reply().is_some_and(|r| r.code == 421 || (o.is_deferred() && is_reset(&r.message)))
+    };
+    if outcomes.iter().any(throttled) {
         Signal::Throttled
     } else if outcomes.iter().any(Outcome::is_delivered) {
         Signal::Success
     } else {
         Signal::Neutral
     }
-}
-
-fn is_421(text: &str) -> bool {
-    text.starts_with("421")
 }
 
 fn is_reset(text: &str) -> bool {
@@ -344,7 +344,7 @@ mod tests {
 
     #[test]
     fn what_counts_as_throttling() {
-        let d = Outcome::deferred;
+        let d = |text: &str| Outcome::deferred(super::super::Reply::from_text(text));
         for throttled in [
             "421 4.3.2 too many connections (127.0.0.1:25 greeted us with this)",
             "450 4.3.0 Error: command failed (127.0.0.1:25 greeted us with this)",

@@ -64,16 +64,15 @@ pub(super) async fn run(client: &mut Client, d: &Delivery<'_>) -> Vec<Outcome> {
     let target = client.target.clone();
     if client.offers(EXT_SIZE) && client.caps.size > 0 && size > client.caps.size {
         let text = format!(
-            "552 5.3.4 message of {size} octets is larger than {target} accepts ({} octets)",
+            "message of {size} octets is larger than {target} accepts ({} octets)",
             client.caps.size
         );
-        return vec![Outcome::failed(text); n];
+        return vec![Outcome::failed(Reply::new(552, [5, 3, 4], text)); n];
     }
     let utf8 = wire::needs_smtputf8(d.sender, d.recipients, d.body, d.smtputf8);
     if utf8 && !client.offers(EXT_SMTP_UTF8) {
-        let text =
-            format!("553 5.6.7 message needs SMTPUTF8 (RFC 6531), which {target} does not support");
-        return vec![Outcome::failed(text); n];
+        let text = format!("message needs SMTPUTF8 (RFC 6531), which {target} does not support");
+        return vec![Outcome::failed(Reply::new(553, [5, 6, 7], text)); n];
     }
 
     let mail = mail_command(client, d, size, utf8);

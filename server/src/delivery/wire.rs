@@ -1,6 +1,8 @@
 //! What goes on the wire for a message: paths in their RFC 5321 spelling, and the DATA payload
 //! (CRLF line ends, dot-stuffed, lines within 998 octets, ended by `<CRLF>.<CRLF>`).
 
+use super::reply::Reply;
+
 /// RFC 5321 §4.5.3.1.6: a line is at most 1000 octets including its CRLF.
 pub const MAX_LINE: usize = 998;
 
@@ -17,16 +19,17 @@ pub enum BodyError {
 
 impl BodyError {
     /// The reply a sender sees in the bounce.
-    pub fn reply(&self) -> String {
-        match self {
+    pub fn reply(&self) -> Reply {
+        let text = match self {
             BodyError::BareCr { offset } => {
-                format!("554 5.6.0 message has a bare CR at octet {offset}, refusing to send it")
+                format!("message has a bare CR at octet {offset}, refusing to send it")
             }
             BodyError::LineTooLong { line, length } => format!(
-                "554 5.6.0 line {line} of the message is {length} octets long, over the \
-                 {MAX_LINE} that SMTP allows (RFC 5321 4.5.3.1.6)"
+                "line {line} of the message is {length} octets long, over the {MAX_LINE} that \
+                 SMTP allows (RFC 5321 4.5.3.1.6)"
             ),
-        }
+        };
+        Reply::new(554, [5, 6, 0], text)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Recording delivery outcomes in the store, many at a time: one transaction for whatever has
 //! piled up while the previous one was written, so bookkeeping never costs an fsync per
-//! recipient (DESIGN.md, the queue).
+//! recipient (ARCHITECTURE.md: durability).
 
 use postern_store::Store;
 use postern_store::model::DeliveryResult;

@@ -9,6 +9,7 @@ use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::raw::Raw;
 use mail_builder::mime::{BodyPart, MimePart};
 use postern_store::model::{DsnRet, NewMessage, NewRecipient, Notify, QueueId};
+use postern_store::now;
 
 use crate::delivery::wire::mailbox;
 
@@ -312,13 +313,6 @@ fn rfc5322_date(epoch: i64) -> String {
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc2822).ok())
         .unwrap_or_else(|| "Thu, 01 Jan 1970 00:00:00 +0000".into())
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use postern_store::model::Config;
 
-use crate::delivery::{Delivery, Maildir, Outcome};
+use crate::delivery::{Delivery, Maildir, Outcome, Reply};
 
 /// Maildir delivery, for the recipients that are enabled mailboxes now.
 pub(super) async fn deliver(
@@ -21,12 +21,18 @@ pub(super) async fn deliver(
         let mailbox = address.parse().ok().and_then(|a| config.mailboxes.get(&a));
         match mailbox {
             None => {
-                outcomes[i] =
-                    Some(Outcome::failed(format!("550 5.1.1 <{address}>: no such mailbox")))
+                outcomes[i] = Some(Outcome::failed(Reply::new(
+                    550,
+                    [5, 1, 1],
+                    format!("<{address}>: no such mailbox"),
+                )))
             }
             Some(m) if !m.enabled => {
-                outcomes[i] =
-                    Some(Outcome::failed(format!("550 5.2.1 <{address}>: mailbox disabled")))
+                outcomes[i] = Some(Outcome::failed(Reply::new(
+                    550,
+                    [5, 2, 1],
+                    format!("<{address}>: mailbox disabled"),
+                )))
             }
             Some(_) => deliverable.push(i),
         }
@@ -71,7 +77,10 @@ pub(super) async fn deliver(
         })
         .await
         .unwrap_or_else(|_| {
-            vec![Outcome::deferred("451 4.3.0 local delivery failed"); deliverable.len()]
+            vec![
+                Outcome::deferred(Reply::new(451, [4, 3, 0], "local delivery failed"));
+                deliverable.len()
+            ]
         });
         for (i, outcome) in deliverable.into_iter().zip(results) {
             outcomes[i] = Some(outcome);
@@ -79,6 +88,6 @@ pub(super) async fn deliver(
     }
     outcomes
         .into_iter()
-        .map(|o| o.unwrap_or_else(|| Outcome::deferred("451 4.3.0 no outcome")))
+        .map(|o| o.unwrap_or_else(|| Outcome::deferred(Reply::new(451, [4, 3, 0], "no outcome"))))
         .collect()
 }

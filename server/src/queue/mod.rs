@@ -4,6 +4,7 @@
 
 mod bookkeeper;
 mod bounce;
+pub mod courier;
 mod local;
 mod outbound;
 mod retry;

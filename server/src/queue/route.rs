@@ -4,7 +4,7 @@
 use postern_store::model::{Config, DomainKind, DomainName, SmtpCredentials, TlsPolicy, Transport};
 
 use crate::delivery::mx::SMTP_PORT;
-use crate::delivery::{Protocol, Target};
+use crate::delivery::{Protocol, Reply, Target};
 
 /// One way out. Recipients with equal routes travel in one transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub enum Route {
     },
     Discard,
     /// Refused by configuration (`error:TEXT`), or an address we cannot route.
-    Refuse(String),
+    Refuse(Reply),
 }
 
 impl Route {
@@ -49,7 +49,11 @@ impl Route {
 pub fn route(config: &Config, address: &str) -> Route {
     let Some(domain) = address.rsplit_once('@').and_then(|(_, d)| d.parse::<DomainName>().ok())
     else {
-        return Route::Refuse(format!("550 5.1.2 <{address}>: cannot route this address"));
+        return Route::Refuse(Reply::new(
+            550,
+            [5, 1, 2],
+            format!("<{address}>: cannot route this address"),
+        ));
     };
     let rule = config.transport_for(&domain);
     let transport = match rule {
@@ -84,7 +88,9 @@ pub fn route(config: &Config, address: &str) -> Route {
         },
         Transport::Mx => Route::Mx { domain, port: SMTP_PORT, tls, mta_sts: true },
         Transport::Discard => Route::Discard,
-        Transport::Error(text) => Route::Refuse(format!("550 5.0.0 <{address}>: {text}")),
+        Transport::Error(text) => {
+            Route::Refuse(Reply::new(550, [5, 0, 0], format!("<{address}>: {text}")))
+        }
     }
 }
 

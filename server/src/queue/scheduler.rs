@@ -14,6 +14,7 @@ use postern_store::model::{
     BOUNCE_REPORTED, BOUNCED_BY_ADMIN, DeliveryResult, DsnRet, NewMessage, Notify,
     Outcome as Recorded, QueueId, QueuedMessage, RecipientStatus,
 };
+use postern_store::now;
 use rustls_pki_types::CertificateDer;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Queue;
 use super::bounce::{self, Action};
+use super::courier::{Courier, Couriers};
 use super::retry::RetryPolicy;
 use crate::delivery::{Connector, Handoff, Maildir, MtaSts, Outcome, Pool, PoolSettings};
 use crate::dns::Resolver;
@@ -57,6 +59,9 @@ pub struct SchedulerConfig {
     pub extra_roots: Vec<CertificateDer<'static>>,
     /// Where DSNs to senders are queued.
     pub bounces: Queue,
+    /// Who carries messages; `None` for the real couriers ([`Couriers`]). Tests of the
+    /// scheduler's own rules give a fake one.
+    pub courier: Option<Arc<dyn Courier>>,
 }
 
 /// A message the writer has just committed, with its body.
@@ -194,18 +199,11 @@ struct Attempt {
     outcomes: Vec<(u32, String, Outcome)>,
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 pub struct Scheduler {
     store: Store,
     engine: Engine,
     config: Arc<SchedulerConfig>,
-    maildir: Maildir,
+    courier: Arc<dyn Courier>,
     entries: HashMap<QueueId, Entry>,
     due: BinaryHeap<Reverse<(i64, QueueId)>>,
     running: JoinSet<Attempt>,
@@ -236,13 +234,20 @@ impl Scheduler {
     ) {
         let (results, results_rx) = mpsc::unbounded_channel();
         let bookkeeper = tokio::spawn(super::bookkeeper::run(store.clone(), results_rx));
+        let pool = Arc::new(Pool::new(config.outbound));
+        let maildir = Maildir::new(config.mail_root.clone(), &config.hostname);
+        let config = Arc::new(config);
+        let courier = match &config.courier {
+            Some(courier) => courier.clone(),
+            None => Arc::new(Couriers::new(config.clone(), maildir, pool.clone())),
+        };
         let mut s = Scheduler {
-            maildir: Maildir::new(config.mail_root.clone(), &config.hostname),
+            courier,
             slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
-            pool: Arc::new(Pool::new(config.outbound)),
+            pool,
             store,
             engine,
-            config: Arc::new(config),
+            config,
             entries: HashMap::new(),
             due: BinaryHeap::new(),
             running: JoinSet::new(),
@@ -341,7 +346,7 @@ impl Scheduler {
         let shared = Shared {
             store: self.store.clone(),
             snapshot: self.engine.snapshot(),
-            maildir: self.maildir.clone(),
+            courier: self.courier.clone(),
             config: self.config.clone(),
             pool: self.pool.clone(),
         };
@@ -377,10 +382,14 @@ impl Scheduler {
             let Some(rcpt) = entry.rcpts.iter_mut().find(|r| r.index == index) else { continue };
             rcpt.attempts += 1;
             let delay = attempt.at - entry.received_at;
+            let dsn = outcome.dsn();
+            let log = |to: &str, status: &str, text: &str| {
+                log_attempt(&entry.id, to, &relay, delay, status, dsn, text)
+            };
             let recorded = match outcome {
                 Outcome::Delivered { detail, handoff } => {
                     rcpt.done = true;
-                    log_attempt(&entry.id, &rcpt.address, &relay, delay, "sent", &detail);
+                    log(&rcpt.address, "sent", &detail);
                     // RFC 3461 §6.2: success is reported by the last MTA that speaks DSN.
                     let action = match handoff {
                         Handoff::Mailbox => Some(Action::Delivered),
@@ -401,7 +410,8 @@ impl Scheduler {
                 }
                 Outcome::Failed { reply } => {
                     rcpt.done = true;
-                    log_attempt(&entry.id, &rcpt.address, &relay, delay, "bounced", &reply);
+                    let reply = reply.to_string();
+                    log(&rcpt.address, "bounced", &reply);
                     notices.push(failure(rcpt, &reply, dsn::remote_of(&relay), attempt.at));
                     Recorded::Failed { reply }
                 }
@@ -412,13 +422,14 @@ impl Scheduler {
                 {
                     rcpt.done = true;
                     let reply = format!("{reply} (gave up: in the queue too long)");
-                    log_attempt(&entry.id, &rcpt.address, &relay, delay, "expired", &reply);
+                    log(&rcpt.address, "expired", &reply);
                     notices.push(failure(rcpt, &reply, dsn::remote_of(&relay), attempt.at));
                     Recorded::Failed { reply }
                 }
                 Outcome::Deferred { reply } => {
                     rcpt.next_at = attempt.at + self.config.retry.delay(rcpt.attempts) as i64;
-                    log_attempt(&entry.id, &rcpt.address, &relay, delay, "deferred", &reply);
+                    let reply = reply.to_string();
+                    log(&rcpt.address, "deferred", &reply);
                     // One warning per recipient, judged at an attempt: it comes at most one
                     // retry interval after the warning time.
                     if !rcpt.warned
@@ -529,18 +540,21 @@ impl Scheduler {
 
 /// One line per delivery attempt, like Postfix's mail log: the queue ID, recipient, next hop,
 /// delay, DSN code and status.
-fn log_attempt(id: &QueueId, to: &str, relay: &str, delay: i64, status: &str, reply: &str) {
-    // The reply's enhanced code, else the class the status implies (as Postfix logs dsn=).
-    let implied = match status {
-        "sent" => "2.0.0",
-        "deferred" => "4.0.0",
-        _ => "5.0.0",
-    };
-    let dsn =
-        reply.split_whitespace().nth(1).filter(|c| c.split('.').count() == 3).unwrap_or(implied);
-    tracing::info!(queue_id = %id, to = %to, relay = %relay, delay, dsn, status, "{reply}");
+fn log_attempt(
+    id: &QueueId,
+    to: &str,
+    relay: &str,
+    delay: i64,
+    status: &str,
+    [class, subject, detail]: [u8; 3],
+    reply: &str,
+) {
+    let dsn = format_args!("{class}.{subject}.{detail}");
+    tracing::info!(queue_id = %id, to = %to, relay = %relay, delay, dsn = %dsn, status, "{reply}");
 }
 
+#[cfg(test)]
+mod courier_tests;
 #[cfg(test)]
 mod scope_tests;
 #[cfg(test)]

@@ -3,18 +3,16 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use postern_store::model::NewMessage;
+use postern_store::model::{NewMessage, QueueId};
 
-use super::Queue;
+use super::{Queue, QueueError};
 use crate::smtp::MessageSink;
 
 impl MessageSink for Queue {
     fn accept(
         &self,
         message: NewMessage,
-    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>> {
-        Box::pin(async move {
-            self.enqueue(message).await.map(|id| id.to_string()).map_err(|e| e.to_string())
-        })
+    ) -> Pin<Box<dyn Future<Output = Result<QueueId, QueueError>> + Send + '_>> {
+        Box::pin(self.enqueue(message))
     }
 }

@@ -20,12 +20,13 @@ use std::path::PathBuf;
 use std::pin::Pin;
 
 pub use listener::{Listener, bind_all, serve};
-use postern_store::model::NewMessage;
+use postern_store::model::{NewMessage, QueueId};
 pub use reply::Reply;
 pub use session::Limits;
 use tokio_rustls::TlsAcceptor;
 
 use crate::engine::Engine;
+use crate::queue::QueueError;
 
 /// Which service a listener offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,7 +69,7 @@ pub trait MessageSink: Send + Sync + 'static {
     fn accept(
         &self,
         message: NewMessage,
-    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>>;
+    ) -> Pin<Box<dyn Future<Output = Result<QueueId, QueueError>> + Send + '_>>;
 }
 
 /// What every session of a server shares.

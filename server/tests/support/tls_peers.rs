@@ -1,6 +1,8 @@
 //! Peers that speak TLS, written in the test with tokio-rustls: a test CA (rcgen), an HTTPS
 //! server for MTA-STS policy files with a reply the test sets, and an SMTP server that offers
 //! STARTTLS. Needs no Debian package.
+// Each test binary that includes this uses part of it.
+#![allow(dead_code)]
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -26,6 +28,15 @@ impl Pki {
         let key = rcgen::KeyPair::generate().unwrap();
         let issuer = rcgen::CertifiedIssuer::self_signed(params, key).unwrap();
         Pki { ca: issuer.der().clone(), issuer }
+    }
+
+    /// A certificate for `names` signed by this CA, as PEM: the chain (leaf, then the CA) and
+    /// the leaf's private key, for a peer that reads files (Postfix).
+    pub fn leaf_pem(&self, names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let leaf = rcgen::CertificateParams::new(names).unwrap().signed_by(&key, &self.issuer);
+        (format!("{}{}", leaf.unwrap().pem(), self.issuer.pem()), key.serialize_pem())
     }
 
     /// A TLS acceptor whose certificate, signed by this CA, names `names`.

@@ -1,7 +1,7 @@
 //! The whole configuration at one revision, with the rules that hold across resources: alias
 //! resolution (shared by the store's validation and the engine's routing) and consistency checks.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 
@@ -245,15 +245,25 @@ impl Config {
     }
 
     /// Quick counts for log lines and the dashboard.
-    pub fn summary(&self) -> HashMap<&'static str, usize> {
-        HashMap::from([
-            ("domains", self.domains.len()),
-            ("mailboxes", self.mailboxes.len()),
-            ("aliases", self.aliases.len()),
-            ("transports", self.transports.len()),
-            ("networks", self.networks.len()),
-        ])
+    pub fn summary(&self) -> Summary {
+        Summary {
+            domains: self.domains.len(),
+            mailboxes: self.mailboxes.len(),
+            aliases: self.aliases.len(),
+            transports: self.transports.len(),
+            networks: self.networks.len(),
+        }
     }
+}
+
+/// How many of each resource a configuration holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Summary {
+    pub domains: usize,
+    pub mailboxes: usize,
+    pub aliases: usize,
+    pub transports: usize,
+    pub networks: usize,
 }
 
 /// The aliases being expanded, outermost first, and the address that matched each.

@@ -18,7 +18,9 @@ pub(crate) use admin::join_domains;
 pub use admin::{Access, Admin, AdminName, ApiToken, IssuedToken, Role, parse_domain_list};
 pub use alias::{Alias, AliasSource, MAX_DESTINATIONS};
 pub use audit::AuditEntry;
-pub use config::{Config, Destination, MAX_ALIAS_DEPTH, MAX_EXPANSION, Problem, ResolveError};
+pub use config::{
+    Config, Destination, MAX_ALIAS_DEPTH, MAX_EXPANSION, Problem, ResolveError, Summary,
+};
 pub use domain::{Domain, DomainKind};
 pub(crate) use mailbox::check_display_name;
 pub use mailbox::{Mailbox, MailboxUpdate, NewMailbox};

@@ -67,7 +67,7 @@ impl Serialize for TransportPattern {
 }
 
 /// A host to connect to: a DNS name or an IP address.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Host {
     Name(DomainName),
     Ip(IpAddr),
@@ -229,7 +229,7 @@ impl Serialize for Transport {
 }
 
 /// TLS toward the next hop (issue 4 gives these their full meaning).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TlsPolicy {
     /// Never STARTTLS.

@@ -4,7 +4,7 @@
 use postern_store::model::TlsPolicy;
 
 use super::policy::{Mode, Policy};
-use crate::delivery::{ClientOptions, Outcome};
+use crate::delivery::{ClientOptions, Outcome, Reply};
 
 /// How to deliver to one MX host under a domain's policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,8 +28,10 @@ pub fn rule(policy: Option<&Policy>, domain: &str, host: &str) -> HostRule {
         Mode::Enforce if listed => HostRule::Verified,
         Mode::Enforce => {
             tracing::info!(domain, host, "MTA-STS (enforce): MX host not in the policy; skipped");
-            HostRule::Skip(Outcome::deferred(format!(
-                "451 4.7.0 MTA-STS policy of {domain} (enforce) does not list MX host {host}"
+            HostRule::Skip(Outcome::deferred(Reply::new(
+                451,
+                [4, 7, 0],
+                format!("MTA-STS policy of {domain} (enforce) does not list MX host {host}"),
             )))
         }
         Mode::Testing if listed => HostRule::VerifiedElseUsual,
@@ -53,27 +55,22 @@ pub fn verified(options: &ClientOptions) -> ClientOptions {
 /// Whether a session failed for want of TLS (no STARTTLS, a failed handshake, a certificate
 /// not valid): the client says so with an enhanced code 4.7.x (RFC 3463 "security").
 pub fn tls_refused(outcome: &Outcome) -> bool {
-    enhanced(outcome.text()).is_some_and(|code| code.starts_with("4.7."))
+    outcome
+        .reply()
+        .and_then(Reply::enhanced)
+        .is_some_and(|[class, subject, _]| class == 4 && subject == 7)
 }
 
 /// A TLS refusal under enforce mode, reworded to name MTA-STS: still a deferral, since the
 /// policy or the host's certificate may be fixed before the mail expires.
 pub fn enforced(outcome: Outcome, domain: &str) -> Outcome {
-    if !tls_refused(&outcome) {
-        return outcome;
+    match outcome.reply() {
+        Some(reply) if tls_refused(&outcome) => Outcome::deferred(Reply {
+            message: format!("MTA-STS policy of {domain} (enforce): {}", reply.message),
+            ..reply.clone()
+        }),
+        _ => outcome,
     }
-    let mut parts = outcome.text().splitn(3, ' ');
-    let (code, enhanced, rest) =
-        (parts.next().unwrap_or("451"), parts.next().unwrap_or("4.7.5"), parts.next());
-    let rest = rest.unwrap_or("TLS failed");
-    Outcome::deferred(format!("{code} {enhanced} MTA-STS policy of {domain} (enforce): {rest}"))
-}
-
-/// The enhanced status code after the reply code ("451 4.7.5 ..." gives "4.7.5").
-fn enhanced(text: &str) -> Option<&str> {
-    let mut words = text.split(' ');
-    words.next()?;
-    words.next().filter(|w| w.split('.').count() == 3)
 }
 
 #[cfg(test)]
@@ -106,7 +103,11 @@ mod tests {
 
     #[test]
     fn only_tls_refusals_are_reworded() {
-        let tls = Outcome::deferred("451 4.7.5 TLS handshake with mx failed: bad certificate");
+        let tls = Outcome::deferred(Reply::new(
+            451,
+            [4, 7, 5],
+            "TLS handshake with mx failed: bad certificate",
+        ));
         assert!(tls_refused(&tls));
         let out = enforced(tls, "example.test");
         assert_eq!(
@@ -114,7 +115,7 @@ mod tests {
             "451 4.7.5 MTA-STS policy of example.test (enforce): TLS handshake with mx failed: \
              bad certificate"
         );
-        let refused = Outcome::deferred("451 4.4.1 connection refused by mx");
+        let refused = Outcome::deferred(Reply::new(451, [4, 4, 1], "connection refused by mx"));
         assert_eq!(enforced(refused.clone(), "example.test"), refused);
     }
 }

@@ -10,6 +10,7 @@ use postern_store::model::{
     BOUNCE_REPORTED, BOUNCED_BY_ADMIN, DeliveryResult, DsnRet, Outcome, QueueId, QueuedMessage,
     RecipientStatus,
 };
+use postern_store::now;
 
 use super::{Entry, Rcpt, Recorded, Scheduler, bounce_owed, log_attempt};
 use crate::queue::Queue;
@@ -291,6 +292,7 @@ pub(super) fn fail_the_rest(
             "none",
             at - entry.received_at,
             "bounced",
+            [5, 0, 0],
             BOUNCED_BY_ADMIN,
         );
         failures.push(failure(rcpt, BOUNCED_BY_ADMIN, None, at));
@@ -301,11 +303,4 @@ pub(super) fn fail_the_rest(
             outcome: Recorded::Failed { reply: BOUNCE_REPORTED.into() },
         });
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

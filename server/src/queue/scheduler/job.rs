@@ -1,5 +1,5 @@
 //! One attempt at one message, run as its own task: its recipients grouped by route, each
-//! group handed to its delivery agent, after a turn at a busy destination.
+//! group handed to the courier, after a turn at a busy destination.
 
 use std::sync::Arc;
 
@@ -8,11 +8,9 @@ use postern_store::model::{Notify, QueueId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{Attempt, Entry, SchedulerConfig};
-use crate::delivery::{
-    self, ClientOptions, Delivery, Handoff, Maildir, Outcome, Pool, Protocol, RcptDsn,
-};
+use crate::delivery::{Delivery, Outcome, Pool, RcptDsn, Reply};
 use crate::engine::Snapshot;
-use crate::queue::local;
+use crate::queue::courier::{self, Context, Courier};
 use crate::queue::outbound::{self, Slot};
 use crate::queue::route::{Route, route};
 
@@ -20,7 +18,7 @@ use crate::queue::route::{Route, route};
 pub(super) struct Shared {
     pub(super) store: Store,
     pub(super) snapshot: Arc<Snapshot>,
-    pub(super) maildir: Maildir,
+    pub(super) courier: Arc<dyn Courier>,
     pub(super) config: Arc<SchedulerConfig>,
     pub(super) pool: Arc<Pool>,
 }
@@ -41,7 +39,7 @@ pub(super) struct Job {
     recovered: bool,
     store: Store,
     snapshot: Arc<Snapshot>,
-    maildir: Maildir,
+    courier: Arc<dyn Courier>,
     config: Arc<SchedulerConfig>,
     pool: Arc<Pool>,
     slot: Slot,
@@ -79,7 +77,7 @@ impl Job {
             recovered: entry.recovered,
             store: s.store.clone(),
             snapshot: s.snapshot.clone(),
-            maildir: s.maildir.clone(),
+            courier: s.courier.clone(),
             config: s.config.clone(),
             pool: s.pool.clone(),
             slot: Slot::new(slots, permit),
@@ -112,14 +110,26 @@ impl Job {
 
     /// The message, read from the store when the attempt first needs it: after any wait for
     /// a busy destination, so that waiting attempts do not all hold their bodies.
-    async fn body(&mut self) -> Result<Arc<Vec<u8>>, String> {
+    async fn body(&mut self) -> Result<Arc<Vec<u8>>, Reply> {
         if let Some(body) = &self.body {
             return Ok(body.clone());
         }
         let body = match self.store.queue_body(self.id).await {
             Ok(Some(body)) => Arc::new(body),
-            Ok(None) => return Err("451 4.3.0 the message body is missing from the queue".into()),
-            Err(e) => return Err(format!("451 4.3.0 cannot read the message body: {e}")),
+            Ok(None) => {
+                return Err(Reply::new(
+                    451,
+                    [4, 3, 0],
+                    "the message body is missing from the queue",
+                ));
+            }
+            Err(e) => {
+                return Err(Reply::new(
+                    451,
+                    [4, 3, 0],
+                    format!("cannot read the message body: {e}"),
+                ));
+            }
         };
         self.body = Some(body.clone());
         Ok(body)
@@ -128,23 +138,16 @@ impl Job {
     async fn deliver(&mut self, route: &Route, members: &[(u32, String)]) -> Vec<Outcome> {
         let addresses: Vec<String> = members.iter().map(|(_, a)| a.clone()).collect();
         let n = addresses.len();
-        match route {
-            Route::Discard => {
-                let discarded =
-                    Outcome::Delivered { detail: "discarded".into(), handoff: Handoff::Discarded };
-                return vec![discarded; n];
-            }
-            Route::Refuse(reply) => return vec![Outcome::failed(reply.clone()); n],
-            _ => {}
+        if let Some(outcomes) = courier::settled(route, n) {
+            return outcomes;
         }
-        let next = match route {
+        // A fixed next hop is a destination with a limit on sessions: wait for its turn
+        // before reading the body, so that waiting attempts do not all hold theirs.
+        let _permit = match route {
             Route::Next { protocol, target, tls, credentials } => {
-                let mut options = ClientOptions::new(*protocol, self.config.hostname.clone());
-                options.tls = *tls;
-                options.credentials = credentials.clone();
-                options.extra_roots = self.config.extra_roots.clone();
-                let permit = outbound::turn(&self.pool, &mut self.slot, target, &options).await;
-                Some((target, options, permit))
+                let options =
+                    courier::next_hop_options(&self.config, *protocol, *tls, credentials.as_ref());
+                Some(outbound::turn(&self.pool, &mut self.slot, target, &options).await)
             }
             _ => None,
         };
@@ -173,43 +176,7 @@ impl Job {
             ret_full: self.ret_full,
             rcpt_dsn: &rcpt_dsn,
         };
-        if let Some((target, options, _permit)) = next {
-            let connector = self.config.connector.as_ref();
-            return self.pool.deliver(connector, target, &options, &delivery).await;
-        }
-        match route {
-            Route::Mx { domain, port, tls, mta_sts } => {
-                let mut options = ClientOptions::new(Protocol::Smtp, self.config.hostname.clone());
-                options.tls = *tls;
-                options.extra_roots = self.config.extra_roots.clone();
-                let (resolver, connector) = (&*self.config.resolver, &*self.config.connector);
-                let pool = Some(self.pool.as_ref());
-                match self.config.mta_sts.as_ref().filter(|_| *mta_sts) {
-                    Some(sts) => {
-                        let policy = sts.policy(domain.as_str()).await;
-                        delivery::mx::deliver_mx_sts(
-                            resolver,
-                            connector,
-                            pool,
-                            domain,
-                            policy.as_deref(),
-                            &options,
-                            &delivery,
-                        )
-                        .await
-                    }
-                    None => {
-                        delivery::mx::deliver_mx_on(
-                            resolver, connector, pool, domain, *port, &options, &delivery,
-                        )
-                        .await
-                    }
-                }
-            }
-            _ => {
-                let config = &self.snapshot.config;
-                local::deliver(config, &self.maildir, self.recovered, &addresses, delivery).await
-            }
-        }
+        let context = Context { config: &self.snapshot.config, recovered: self.recovered };
+        self.courier.deliver(route, &delivery, context).await
     }
 }

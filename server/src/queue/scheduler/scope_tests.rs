@@ -114,6 +114,7 @@ impl Running {
             resolver: Arc::new(crate::dns::ScriptedResolver::new()),
             mta_sts: None,
             bounces,
+            courier: None,
         };
         let (_fresh, fresh_rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(Scheduler::run(

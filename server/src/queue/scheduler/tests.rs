@@ -62,6 +62,7 @@ where
         resolver: Arc::new(crate::dns::ScriptedResolver::new()),
         mta_sts: None,
         bounces,
+        courier: None,
     };
     let (_fresh, fresh_rx) = mpsc::unbounded_channel();
     let task =

@@ -3,6 +3,7 @@
 
 mod auth_tls;
 mod clients;
+mod dialog;
 mod dsn;
 mod hostile;
 mod protocol;
@@ -19,10 +20,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::io::Io;
 use super::session::Session;
-use postern_store::model::NewMessage;
+use postern_store::model::{NewMessage, QueueId};
 
 use super::{Limits, ListenerKind, MessageSink, SessionContext};
 use crate::engine::Engine;
+use crate::queue::QueueError;
 
 pub const PASSWORD: &str = "correct horse battery";
 
@@ -35,17 +37,22 @@ impl MessageSink for Collect {
     fn accept(
         &self,
         message: NewMessage,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<QueueId, QueueError>> + Send + '_>>
     {
         Box::pin(async move {
             if self.1.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err("disk I/O error".into());
+                return Err(QueueError::Closed);
             }
             let mut all = self.0.lock().unwrap();
             all.push(message);
-            Ok(format!("Q{}", all.len()))
+            Ok(queue_id(all.len()))
         })
     }
+}
+
+/// The ID [`Collect`] gives its `n`th message: `0000000000000001` for the first.
+pub fn queue_id(n: usize) -> QueueId {
+    format!("{n:016}").parse().expect("digits make a queue ID")
 }
 
 pub trait Rw: AsyncRead + AsyncWrite + Unpin + Send {}

@@ -63,19 +63,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// domain unless the client may relay anyway. Source routes were already dropped (RFC 5321
     /// §3.6.1 tells us to ignore them).
     fn route(&self, address: &str) -> Result<Vec<String>, Reply> {
-        let denied = || Reply::new(554, "5.7.1", format!("<{address}>: Relay access denied"));
+        // Replies name the address as it is spelled on the wire, quotes and all.
+        let shown = crate::delivery::wire::mailbox(address);
+        let denied = || Reply::new(554, "5.7.1", format!("<{shown}>: Relay access denied"));
         let Some((local, domain)) = address.rsplit_once('@') else {
             return Err(Reply::new(501, "5.1.3", "Bad recipient address syntax"));
         };
         let Ok(domain) = domain.parse::<DomainName>() else {
-            return Err(Reply::new(501, "5.1.2", format!("<{address}>: bad destination domain")));
+            return Err(Reply::new(501, "5.1.2", format!("<{shown}>: bad destination domain")));
         };
         let snapshot = self.ctx.engine.snapshot();
         let config = &snapshot.config;
         if let Some(rule) = config.transport_for(&domain)
             && let Transport::Error(text) = &rule.transport
         {
-            return Err(Reply::new(550, "5.0.0", format!("<{address}>: {text}")));
+            return Err(Reply::new(550, "5.0.0", format!("<{shown}>: {text}")));
         }
         let kind = config.domain_kind(&domain);
         let trusted = self.auth.is_some() || config.is_trusted(self.peer.ip());
@@ -90,11 +92,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Err(denied());
         }
         let unknown = || {
-            Reply::new(
-                550,
-                "5.1.1",
-                format!("<{address}>: Recipient address rejected: User unknown"),
-            )
+            Reply::new(550, "5.1.1", format!("<{shown}>: Recipient address rejected: User unknown"))
         };
         // A local part that is not a dot-atom cannot name a mailbox or an alias of ours.
         let Ok(parsed) = Address::new(local, domain.clone()) else {
@@ -108,7 +106,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "alias resolution failed");
-                return Err(Reply::new(554, "5.4.6", format!("<{address}>: mail forwarding loop")));
+                return Err(Reply::new(554, "5.4.6", format!("<{shown}>: mail forwarding loop")));
             }
         };
         let disabled = |d: &Destination| matches!(d, Destination::Mailbox(m) if config.mailboxes.get(m).is_some_and(|m| !m.enabled));
@@ -123,7 +121,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Err(unknown());
         }
         if destinations.iter().all(disabled) {
-            return Err(Reply::new(550, "5.2.1", format!("<{address}>: mailbox disabled")));
+            return Err(Reply::new(550, "5.2.1", format!("<{shown}>: mailbox disabled")));
         }
         Ok(destinations
             .into_iter()
