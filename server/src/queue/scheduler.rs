@@ -558,4 +558,6 @@ mod courier_tests;
 #[cfg(test)]
 mod scope_tests;
 #[cfg(test)]
+mod testing;
+#[cfg(test)]
 mod tests;

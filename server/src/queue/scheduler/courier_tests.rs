@@ -8,16 +8,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 
-use postern_store::model::{
-    NewRecipient, QueueAction, QueueActor, QueueFilter, QueueId, Selection,
-};
+use postern_store::model::{QueueAction, QueueActor, QueueId, Selection};
 
+use super::testing::{NODE, dsns, message, until};
 use super::*;
 use crate::delivery::{Delivery, DirectConnector, Reply};
 use crate::queue::courier::{Context, Courier};
 use crate::queue::route::Route;
-
-const NODE: &str = "mx1.example.test";
 
 /// Answers each recipient with the next outcome scripted for it, or delivers when none is left,
 /// and keeps the recipients it was handed, in order.
@@ -67,22 +64,7 @@ fn deferred() -> Outcome {
 }
 
 fn to(address: &str) -> NewMessage {
-    NewMessage {
-        sender: "ann@example.org".into(),
-        recipients: vec![NewRecipient {
-            address: address.into(),
-            orcpt: Some(format!("rfc822;{address}")),
-            notify: Notify::default(),
-        }],
-        envid: None,
-        ret: None,
-        smtputf8: false,
-        eight_bit: false,
-        received_at: now(),
-        client: "client.example.org [192.0.2.7]".into(),
-        auth_user: None,
-        body: format!("Subject: to {address}\r\n\r\nbody\r\n").into_bytes(),
-    }
+    message("ann@example.org", &[address], &format!("to {address}"))
 }
 
 /// Retries after a second, gives up after an hour: a test never waits long.
@@ -136,33 +118,8 @@ impl Running {
     }
 }
 
-/// Waits up to 10 s for `done`.
-async fn until<F, Fut>(what: &str, done: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = std::time::Instant::now();
-    while !done().await {
-        assert!(start.elapsed() < Duration::from_secs(10), "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn gone(store: &Store, id: QueueId) -> bool {
     store.queue_show(id).await.unwrap().is_none()
-}
-
-/// The DSNs queued so far (for the other node), their bodies.
-async fn dsns(store: &Store) -> Vec<String> {
-    let filter = QueueFilter { sender: Some(String::new()), ..QueueFilter::default() };
-    let page = store.queue_list(&filter, Default::default()).await.unwrap();
-    let mut bodies = Vec::new();
-    for m in page.messages {
-        let body = store.queue_body(m.id).await.unwrap().unwrap();
-        bodies.push(String::from_utf8(body).unwrap());
-    }
-    bodies
 }
 
 postern_store::store_tests! {

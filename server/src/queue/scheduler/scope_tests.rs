@@ -6,36 +6,17 @@
 use std::path::Path;
 
 use postern_store::model::{
-    DomainKind, NewMailbox, NewRecipient, PasswordHash, QueueAction, QueueActor, QueueFilter,
-    QueueId, RecipientStatus, Selection, TlsPolicy, TransportPattern,
+    DomainKind, NewMailbox, PasswordHash, QueueAction, QueueActor, QueueFilter, QueueId,
+    RecipientStatus, Selection, TlsPolicy, TransportPattern,
 };
 
+use super::testing::{NODE, dsns, message, until};
 use super::*;
 use crate::delivery::DirectConnector;
 use crate::queue::route::{Route, route};
 
-const NODE: &str = "mx1.example.test";
-
 fn to_both(subject: &str) -> NewMessage {
-    NewMessage {
-        sender: "zed@example.org".into(),
-        recipients: ["u@a.test", "v@b.test"]
-            .iter()
-            .map(|a| NewRecipient {
-                address: (*a).into(),
-                orcpt: Some(format!("rfc822;{a}")),
-                notify: Notify::default(),
-            })
-            .collect(),
-        envid: None,
-        ret: None,
-        smtputf8: false,
-        eight_bit: false,
-        received_at: now(),
-        client: "client.example.org [192.0.2.7]".into(),
-        auth_user: None,
-        body: format!("Subject: {subject}\r\n\r\nbody\r\n").into_bytes(),
-    }
+    message("zed@example.org", &["u@a.test", "v@b.test"], subject)
 }
 
 fn dora() -> QueueActor {
@@ -142,34 +123,9 @@ impl Running {
     }
 }
 
-/// Waits up to 10 s for `done`.
-async fn until<F, Fut>(what: &str, done: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = std::time::Instant::now();
-    while !done().await {
-        assert!(start.elapsed() < Duration::from_secs(10), "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn status(store: &Store, id: QueueId) -> Option<Vec<(String, RecipientStatus)>> {
     let m = store.queue_show(id).await.unwrap()?;
     Some(m.recipients.into_iter().map(|r| (r.address, r.status)).collect())
-}
-
-/// The DSNs queued so far (for the other node), their bodies.
-async fn dsns(store: &Store) -> Vec<String> {
-    let filter = QueueFilter { sender: Some(String::new()), ..QueueFilter::default() };
-    let page = store.queue_list(&filter, Default::default()).await.unwrap();
-    let mut bodies = Vec::new();
-    for m in page.messages {
-        let body = store.queue_body(m.id).await.unwrap().unwrap();
-        bodies.push(String::from_utf8(body).unwrap());
-    }
-    bodies
 }
 
 postern_store::store_tests! {

@@ -7,28 +7,12 @@ use postern_store::model::{
     RecipientStatus, Selection, TlsPolicy, TransportPattern,
 };
 
+use super::testing::{self, NODE, dsns};
 use super::*;
 use crate::delivery::DirectConnector;
 
-const NODE: &str = "mx1.example.test";
-
 fn to_refused(sender: &str) -> NewMessage {
-    NewMessage {
-        sender: sender.into(),
-        recipients: vec![NewRecipient {
-            address: "bob@refused.test".into(),
-            orcpt: Some("rfc822;bob@refused.test".into()),
-            notify: Notify::default(),
-        }],
-        envid: None,
-        ret: None,
-        smtputf8: false,
-        eight_bit: false,
-        received_at: now(),
-        client: "client.example.org [192.0.2.7]".into(),
-        auth_user: None,
-        body: b"Subject: doomed\r\n\r\nbody\r\n".to_vec(),
-    }
+    testing::message(sender, &["bob@refused.test"], "doomed")
 }
 
 /// Runs a scheduler over the store's queue until `done` holds (or 10 s pass), then stops it.
@@ -141,19 +125,7 @@ fn dsn_queue(store: &Store) -> (Queue, CancellationToken, tokio::task::JoinHandl
     (queue, shutdown, writer)
 }
 
-/// The bodies of the DSNs queued so far.
-async fn dsns(store: &Store) -> Vec<String> {
-    let filter = QueueFilter { sender: Some(String::new()), ..QueueFilter::default() };
-    let page = store.queue_list(&filter, Page::default()).await.unwrap();
-    let mut bodies = Vec::new();
-    for m in page.messages.into_iter().filter(|m| m.client == "bounce") {
-        let body = store.queue_body(m.id).await.unwrap().unwrap();
-        bodies.push(String::from_utf8(body).unwrap());
-    }
-    bodies
-}
-
-fn message(sender: &str, to: &str, notify: Notify, received_at: i64) -> NewMessage {
+fn message_to(sender: &str, to: &str, notify: Notify, received_at: i64) -> NewMessage {
     NewMessage {
         recipients: vec![NewRecipient {
             address: to.into(),
@@ -182,9 +154,9 @@ postern_store::store_tests! {
         // Five hours in the queue, with warnings after four; retries every second.
         let arrived = now() - 5 * 3600;
         let batch = [
-            message("ann@example.org", "bob@slow.test", Notify::default(), arrived),
-            message("cat@example.org", "dan@slow.test", Notify::FAILURE, arrived),
-            message("", "eve@slow.test", Notify::default(), arrived),
+            message_to("ann@example.org", "bob@slow.test", Notify::default(), arrived),
+            message_to("cat@example.org", "dan@slow.test", Notify::FAILURE, arrived),
+            message_to("", "eve@slow.test", Notify::default(), arrived),
         ];
         let ids = store.queue_insert(NODE, &batch).await.unwrap();
         let retry = RetryPolicy {
@@ -237,9 +209,9 @@ postern_store::store_tests! {
         };
         store.add_mailbox("test", new).await.unwrap();
         let batch = [
-            message("zed@example.org", "ann@example.test", Notify::SUCCESS, now()),
-            message("yan@example.org", "ann@example.test", Notify::default(), now()),
-            message("", "ann@example.test", Notify::SUCCESS, now()),
+            message_to("zed@example.org", "ann@example.test", Notify::SUCCESS, now()),
+            message_to("yan@example.org", "ann@example.test", Notify::default(), now()),
+            message_to("", "ann@example.test", Notify::SUCCESS, now()),
         ];
         let ids = store.queue_insert(NODE, &batch).await.unwrap();
         let (queue, stop, writer) = dsn_queue(&store);
