@@ -301,6 +301,7 @@ mod tests {
                     enabled: true,
                     quota_bytes: None,
                     password_hash: hash.clone(),
+                    send_as: Vec::new(),
                     created_at: 0,
                     updated_at: 0,
                 },
