@@ -33,6 +33,30 @@ fn administration(db: &TestDb) {
     let err = String::from_utf8(s.run(&["mailbox", "add", "bob@example.test"], "short\n").stderr)
         .unwrap();
     assert!(err.contains("password: must be at least 8 characters"), "{err}");
+    // The most common passwords and the mailbox's own name are refused.
+    for (typed, expected) in
+        [("Password123\n", "most common passwords"), ("bob@example.test\n", "own name")]
+    {
+        let out = s.run(&["mailbox", "add", "bob@example.test"], typed);
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(!out.status.success() && err.contains(expected), "{err}");
+    }
+    let err =
+        String::from_utf8(s.run(&["mailbox", "passwd", "ann@example.test"], "iloveyou1\n").stderr)
+            .unwrap();
+    assert!(err.contains("most common passwords"), "{err}");
+
+    // The send-as list: set, shown, cleared, and refused when malformed.
+    let out =
+        s.ok(&["mailbox", "set", "ann@example.test", "--send-as", "ceo@example.test, @relay.test"]);
+    assert!(out.contains("send as: ceo@example.test,@relay.test"), "{out}");
+    let listed = json(&s.ok(&["mailbox", "list", "--json"]));
+    assert_eq!(listed[0]["send_as"], serde_json::json!(["ceo@example.test", "@relay.test"]));
+    let err = s.fails(&["mailbox", "set", "ann@example.test", "--send-as", "not an address"]);
+    assert!(err.contains("send_as"), "{err}");
+    s.ok(&["mailbox", "set", "ann@example.test", "--send-as", ""]);
+    assert_eq!(json(&s.ok(&["mailbox", "list", "--json"]))[0]["send_as"], serde_json::json!([]));
+
     let err = s.fails(&["mailbox", "add", "bob@nowhere.test"]);
     assert!(err.contains("domain nowhere.test does not exist"), "{err}");
     let err = s.fails(&["mailbox", "add", "bob@relay.test"]);
@@ -141,6 +165,13 @@ fn help_lists_every_command() {
 /// `postern admin create` then `postern token create`: the printed bearer authenticates as the
 /// new administrator, with the scope asked for, and no list shows a hash or a secret.
 fn admin_and_token(s: &Setup) -> String {
+    for (typed, expected) in
+        [("qwerty123\n", "most common passwords"), ("ALICE-ADMIN\n", "own name")]
+    {
+        let out = s.run(&["admin", "create", "alice-admin", "--role", "admin"], typed);
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(!out.status.success() && err.contains(expected), "{err}");
+    }
     let out = s.run(&["admin", "create", "alice", "--role", "admin"], "correct horse battery\n");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let admins = s.ok(&["admin", "list", "--json"]);

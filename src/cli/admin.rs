@@ -46,7 +46,7 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode
             let role: Role = role.parse()?;
             let domains = parse_domain_list(&domains)?;
             let store = open_store(config).await?;
-            let password = PasswordHash::create(&read_password("Password")?)?;
+            let password = PasswordHash::create_for(name.as_str(), &read_password("Password")?)?;
             store.create_admin(&actor(), &name, role, &domains, &password, temporary).await?;
             println!("administrator {name} ({role}) created");
         }
@@ -69,7 +69,8 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode
         Command::Passwd { name, temporary } => {
             let name: AdminName = name.parse()?;
             let store = open_store(config).await?;
-            let password = PasswordHash::create(&read_password("New password")?)?;
+            let password =
+                PasswordHash::create_for(name.as_str(), &read_password("New password")?)?;
             store.set_admin_password(&actor(), &name, &password, temporary).await?;
             println!("password of {name} changed; their console sessions have ended");
         }

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::Subcommand;
-use postern_store::model::{Address, DomainName, MailboxUpdate, NewMailbox, PasswordHash};
+use postern_store::model::{
+    Address, DomainName, MailboxUpdate, NewMailbox, PasswordHash, SendAs, parse_send_as,
+};
 
 use super::{actor, open_store, output, secret};
 
@@ -32,11 +34,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Change a mailbox's name, quota, or whether it is enabled.
+    /// Change a mailbox's name, quota, send-as list, or whether it is enabled.
     Set {
         address: String,
         #[arg(long)]
         name: Option<String>,
+        /// The addresses it may send as beyond its own and its aliases (MAIL FROM, From:,
+        /// Sender:), separated by commas or spaces; `@domain` for every address of a domain;
+        /// "" for none. Replaces the whole list.
+        #[arg(long, value_parser = parse_send_as_arg)]
+        send_as: Option<SendAsList>,
         /// Storage limit: a size such as 500M or 2G, or "none".
         #[arg(long, value_parser = parse_quota)]
         quota: Option<Quota>,
@@ -49,6 +56,14 @@ pub enum Command {
     Passwd { address: String },
     /// Delete a mailbox (its mail on disk stays).
     Remove { address: String },
+}
+
+/// A send-as list as given on the command line.
+#[derive(Debug, Clone)]
+pub struct SendAsList(Vec<SendAs>);
+
+fn parse_send_as_arg(text: &str) -> Result<SendAsList, String> {
+    parse_send_as(text).map(SendAsList).map_err(|e| e.to_string())
 }
 
 /// A storage limit in bytes; `None` for no limit.
@@ -88,9 +103,17 @@ fn show_quota(q: Option<u64>) -> String {
     }
 }
 
+fn show_send_as(list: &[SendAs]) -> String {
+    if list.is_empty() {
+        return "-".into();
+    }
+    list.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+}
+
 /// Hashing costs tens of milliseconds of CPU: keep it off the async workers.
-async fn hash(password: String) -> anyhow::Result<PasswordHash> {
-    Ok(tokio::task::spawn_blocking(move || PasswordHash::create(&password)).await??)
+async fn hash(address: &Address, password: String) -> anyhow::Result<PasswordHash> {
+    let user = address.to_string();
+    Ok(tokio::task::spawn_blocking(move || PasswordHash::create_for(&user, &password)).await??)
 }
 
 pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode> {
@@ -101,7 +124,7 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode
             // Refuse a bad address before asking for a password.
             store.check_new_mailbox(&address).await?;
             let password_hash =
-                hash(secret::read_password(&format!("password for {address}"))?).await?;
+                hash(&address, secret::read_password(&format!("password for {address}"))?).await?;
             let new = NewMailbox {
                 address,
                 display_name: name.unwrap_or_default(),
@@ -115,37 +138,41 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode
         Command::List { domain, json } => {
             let domain: Option<DomainName> = domain.map(|d| d.parse()).transpose()?;
             let mailboxes = open_store(config).await?.list_mailboxes(domain.as_ref()).await?;
-            output::list(json, &mailboxes, &["address", "name", "enabled", "quota"], |m| {
+            let columns = ["address", "name", "enabled", "quota", "send as"];
+            output::list(json, &mailboxes, &columns, |m| {
                 vec![
                     m.address.to_string(),
                     m.display_name.clone(),
                     if m.enabled { "yes" } else { "no" }.into(),
                     show_quota(m.quota_bytes),
+                    show_send_as(&m.send_as),
                 ]
             });
         }
-        Command::Set { address, name, quota, enable, disable } => {
+        Command::Set { address, name, quota, send_as, enable, disable } => {
             let address: Address = address.parse()?;
             let enabled = match (enable, disable) {
                 (true, _) => Some(true),
                 (_, true) => Some(false),
                 _ => None,
             };
-            if name.is_none() && quota.is_none() && enabled.is_none() {
-                bail!("nothing to change: give --name, --quota, --enable or --disable");
+            if name.is_none() && quota.is_none() && enabled.is_none() && send_as.is_none() {
+                bail!("nothing to change: give --name, --quota, --send-as, --enable or --disable");
             }
             let update = MailboxUpdate {
                 display_name: name,
                 enabled,
                 quota_bytes: quota.map(|q| q.0),
                 password_hash: None,
+                send_as: send_as.map(|s| s.0),
             };
             let m = open_store(config).await?.update_mailbox(&actor(), &address, update).await?;
             println!(
-                "updated mailbox {} (enabled: {}, quota: {})",
+                "updated mailbox {} (enabled: {}, quota: {}, send as: {})",
                 m.address,
                 if m.enabled { "yes" } else { "no" },
-                show_quota(m.quota_bytes)
+                show_quota(m.quota_bytes),
+                show_send_as(&m.send_as)
             );
         }
         Command::Passwd { address } => {
@@ -155,7 +182,8 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode
                 bail!("mailbox {address} does not exist");
             }
             let password_hash =
-                hash(secret::read_password(&format!("new password for {address}"))?).await?;
+                hash(&address, secret::read_password(&format!("new password for {address}"))?)
+                    .await?;
             let update =
                 MailboxUpdate { password_hash: Some(password_hash), ..MailboxUpdate::default() };
             store.update_mailbox(&actor(), &address, update).await?;

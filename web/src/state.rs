@@ -26,13 +26,12 @@ pub struct Settings {
     pub hostname: String,
     /// Served over HTTPS: the session cookie gets `Secure` and the `__Host-` prefix.
     pub https: bool,
-    /// How long a console session lasts without a new login.
-    pub session_lifetime: Duration,
     /// How long a change waits for the engine before the page says "pending".
     pub live_wait: Duration,
     pub certificate: Option<CertificateInfo>,
-    /// The listeners' connection cap and timeouts, the Host names answered to, and whether
-    /// plain HTTP redirects to HTTPS (`[console]` in postern.toml).
+    /// The listeners' connection cap and timeouts, the Host names answered to, whether plain
+    /// HTTP redirects to HTTPS, and the sessions' idle and absolute limits (`[console]` in
+    /// postern.toml).
     pub options: ConsoleOptions,
     /// The HTTPS listener's port, when there is one: where plain HTTP redirects to.
     pub https_port: Option<u16>,
@@ -43,7 +42,6 @@ impl Default for Settings {
         Settings {
             hostname: "localhost".into(),
             https: false,
-            session_lifetime: Duration::from_secs(12 * 3600),
             live_wait: Duration::from_millis(1500),
             certificate: None,
             options: ConsoleOptions::default(),

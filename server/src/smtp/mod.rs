@@ -2,6 +2,7 @@
 //! session that speaks ESMTP on each connection.
 
 mod anvil;
+mod authors;
 mod body;
 mod data;
 mod dsn;

@@ -54,6 +54,10 @@ pub struct ConsoleOptions {
     /// With `tls_listen` set, the plain HTTP listener redirects every request to HTTPS; false
     /// keeps it serving the console (for a reverse proxy that terminates TLS in front of it).
     pub redirect_http: bool,
+    /// A console session unused for this long ends (the administrator signs in again).
+    pub session_idle: Duration,
+    /// A console session ends this long after its sign-in, however busy.
+    pub session_lifetime: Duration,
 }
 
 impl Default for ConsoleOptions {
@@ -65,6 +69,8 @@ impl Default for ConsoleOptions {
             idle_timeout: Duration::from_secs(30),
             hosts: Vec::new(),
             redirect_http: true,
+            session_idle: Duration::from_secs(30 * 60),
+            session_lifetime: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -89,6 +95,8 @@ pub(super) struct RawConnections {
     pub console_idle_timeout: Option<Scalar>,
     pub console_hosts: Option<Vec<String>>,
     pub console_redirect_http: Option<Flag>,
+    pub console_session_idle: Option<Scalar>,
+    pub console_session_lifetime: Option<Scalar>,
 }
 
 impl RawConnections {
@@ -103,6 +111,8 @@ impl RawConnections {
             "POSTERN_CONSOLE_MAX_CONNECTIONS_PER_ADDRESS" => &mut self.console_per_address,
             "POSTERN_CONSOLE_HEADER_TIMEOUT" => &mut self.console_header_timeout,
             "POSTERN_CONSOLE_IDLE_TIMEOUT" => &mut self.console_idle_timeout,
+            "POSTERN_CONSOLE_SESSION_IDLE" => &mut self.console_session_idle,
+            "POSTERN_CONSOLE_SESSION_LIFETIME" => &mut self.console_session_lifetime,
             "POSTERN_CONSOLE_REDIRECT_HTTP" => {
                 self.console_redirect_http = Some(Flag::Text(value));
                 return true;
@@ -216,6 +226,18 @@ impl RawConnections {
                 ));
             }
         };
+        let session_idle =
+            duration("console.session_idle", self.console_session_idle, c.session_idle)?;
+        let session_lifetime = duration(
+            "console.session_lifetime",
+            self.console_session_lifetime,
+            c.session_lifetime,
+        )?;
+        // Below a minute the once-a-minute record of use would end busy sessions.
+        if session_idle < Duration::from_secs(60) {
+            let shown = Scalar::Text(super::format_duration(session_idle));
+            return Err(invalid("console.session_idle", &shown, "must be at least 1m".into()));
+        }
         let console = ConsoleOptions {
             max_connections,
             max_connections_per_address,
@@ -223,6 +245,8 @@ impl RawConnections {
             idle_timeout,
             hosts,
             redirect_http,
+            session_idle,
+            session_lifetime,
         };
         Ok((smtp, console))
     }
@@ -243,7 +267,8 @@ mod tests {
             "[smtp]\nmax_sessions_per_address = 5\nmax_sessions_per_network = 0\n\
              idle_timeout = \"20s\"\n[console]\nmax_connections = 40\n\
              max_connections_per_address = 0\nheader_timeout = \"5s\"\nidle_timeout = \"1m\"\n\
-             hosts = [\"Console.Example.com\"]\nredirect_http = false",
+             hosts = [\"Console.Example.com\"]\nredirect_http = false\n\
+             session_idle = \"10m\"\nsession_lifetime = \"8h\"",
             Profile::Standard,
         )
         .unwrap();
@@ -263,6 +288,10 @@ mod tests {
         );
         assert_eq!(o.hosts, vec!["console.example.com".parse::<DomainName>().unwrap()]);
         assert!(!o.redirect_http);
+        assert_eq!(
+            (o.session_idle, o.session_lifetime),
+            (Duration::from_secs(600), Duration::from_secs(8 * 3600))
+        );
 
         let c = BootConfig::load(
             None,
@@ -277,6 +306,8 @@ mod tests {
                 ("POSTERN_CONSOLE_IDLE_TIMEOUT", "4s"),
                 ("POSTERN_CONSOLE_HOSTS", "a.example.com, b.example.com"),
                 ("POSTERN_CONSOLE_REDIRECT_HTTP", "false"),
+                ("POSTERN_CONSOLE_SESSION_IDLE", "5m"),
+                ("POSTERN_CONSOLE_SESSION_LIFETIME", "1d"),
             ]),
         )
         .unwrap();
@@ -296,6 +327,8 @@ mod tests {
         );
         assert_eq!(o.hosts.len(), 2);
         assert!(!o.redirect_http);
+        assert_eq!(o.session_idle, Duration::from_secs(300));
+        assert_eq!(o.session_lifetime, Duration::from_secs(86400));
     }
 
     #[test]
@@ -308,6 +341,8 @@ mod tests {
             ("[console]\nheader_timeout = \"0s\"", "at least 1s"),
             ("[console]\nhosts = [\"bad host\"]", "console.hosts = \"bad host\""),
             ("[console]\nredirect_http = \"yes\"", "console.redirect_http"),
+            ("[console]\nsession_idle = \"30s\"", "at least 1m"),
+            ("[console]\nsession_lifetime = \"0s\"", "console.session_lifetime"),
         ];
         for (text, expected) in cases {
             let err = BootConfig::from_toml(text, Profile::Standard).unwrap_err().to_string();

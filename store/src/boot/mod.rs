@@ -81,6 +81,8 @@ struct RawConsole {
     idle_timeout: Option<delivery::Scalar>,
     hosts: Option<Vec<String>>,
     redirect_http: Option<connections::Flag>,
+    session_idle: Option<delivery::Scalar>,
+    session_lifetime: Option<delivery::Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -236,6 +238,8 @@ impl BootConfig {
             console_idle_timeout: raw.console.idle_timeout.take(),
             console_hosts: raw.console.hosts.take(),
             console_redirect_http: raw.console.redirect_http.take(),
+            console_session_idle: raw.console.session_idle.take(),
+            console_session_lifetime: raw.console.session_lifetime.take(),
         };
         let split = |v: &str| -> Vec<String> {
             v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()

@@ -102,6 +102,7 @@ mod tests {
                     enabled: *enabled,
                     quota_bytes: None,
                     password_hash: hash.clone(),
+                    send_as: Vec::new(),
                     created_at: i as i64,
                     updated_at: 0,
                 },

@@ -311,6 +311,7 @@ mod tests {
                     enabled: true,
                     quota_bytes: None,
                     password_hash: hash.clone(),
+                    send_as: Vec::new(),
                     created_at: 0,
                     updated_at: 0,
                 },

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{Address, PasswordHash};
+use super::{Address, PasswordHash, SendAs};
 
 /// A mailbox as the store holds it. Serialising it leaves the password hash out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -14,6 +14,8 @@ pub struct Mailbox {
     pub quota_bytes: Option<u64>,
     #[serde(skip)]
     pub password_hash: PasswordHash,
+    /// Addresses and `@domain`s it may send as beyond its own and its aliases.
+    pub send_as: Vec<SendAs>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -36,6 +38,8 @@ pub struct MailboxUpdate {
     /// `Some(None)` removes the limit.
     pub quota_bytes: Option<Option<u64>>,
     pub password_hash: Option<PasswordHash>,
+    /// Replaces the whole send-as list.
+    pub send_as: Option<Vec<SendAs>>,
 }
 
 /// Display names end up in headers and pages: keep them to one printable line.

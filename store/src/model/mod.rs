@@ -12,6 +12,7 @@ mod network;
 mod password;
 mod postmaster;
 mod queue;
+mod send_as;
 mod transport;
 
 pub(crate) use admin::join_domains;
@@ -26,7 +27,7 @@ pub(crate) use mailbox::check_display_name;
 pub use mailbox::{Mailbox, MailboxUpdate, NewMailbox};
 pub use name::{Address, DomainName};
 pub use network::{TrustedNetwork, parse_cidr};
-pub use password::{MIN_PASSWORD_LEN, PasswordHash};
+pub use password::{MIN_PASSWORD_LEN, PasswordHash, check_new_password};
 pub use postmaster::Postmaster;
 pub use queue::{
     BOUNCE_REPORTED, BOUNCED_BY_ADMIN, BadQueueId, DamagedEntry, DeliveryResult, DsnRet,
@@ -34,6 +35,8 @@ pub use queue::{
     QueueFilter, QueueId, QueuePage, QueuedMessage, QueuedRecipient, RecipientStatus, Selection,
     WorkSet,
 };
+pub use send_as::{MAX_SEND_AS, SendAs, parse_send_as};
+pub(crate) use send_as::{check_send_as, join_send_as};
 pub use transport::{
     Host, LmtpTarget, SmtpCredentials, TlsPolicy, Transport, TransportPattern, TransportRule,
 };

@@ -1,6 +1,8 @@
 //! Mailbox and administrator passwords: argon2id hashes, never shown.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::OnceLock;
 
 use argon2::password_hash::phc::PasswordHash as PhcHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -10,6 +12,41 @@ use crate::error::StoreError;
 
 /// Shortest password we accept when one is set.
 pub const MIN_PASSWORD_LEN: usize = 8;
+
+/// The most common passwords, lower-cased: the first ones a guesser tries, so never accepted.
+const COMMON: &str = include_str!("common_passwords.txt");
+
+fn is_common(password: &str) -> bool {
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    let set = SET.get_or_init(|| {
+        COMMON.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect()
+    });
+    set.contains(password.trim().to_lowercase().as_str())
+}
+
+/// The rules a new password must meet: long enough, not one of the most common passwords, and
+/// not the account's own name (for a mailbox, neither the address nor its local part). `user`
+/// is empty when there is no name to compare.
+pub fn check_new_password(user: &str, password: &str) -> Result<(), StoreError> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(StoreError::invalid(
+            "password",
+            format!("must be at least {MIN_PASSWORD_LEN} characters long"),
+        ));
+    }
+    if is_common(password) {
+        return Err(StoreError::invalid(
+            "password",
+            "is one of the most common passwords, the first ones an attacker tries; choose another",
+        ));
+    }
+    let local = user.rsplit_once('@').map_or(user, |(local, _)| local);
+    let typed = password.trim();
+    if !user.is_empty() && (typed.eq_ignore_ascii_case(user) || typed.eq_ignore_ascii_case(local)) {
+        return Err(StoreError::invalid("password", "may not be the account's own name"));
+    }
+    Ok(())
+}
 
 /// A PHC-format argon2id hash. Its `Debug` hides the value, and it has no `Serialize`, so it cannot
 /// leak into a log line, an API response or an audit record.
@@ -32,12 +69,13 @@ impl PasswordHash {
     /// Hashes `password` with a fresh salt. Costs tens of milliseconds: call it off the async
     /// executor (`spawn_blocking`) on hot paths.
     pub fn create(password: &str) -> Result<Self, StoreError> {
-        if password.chars().count() < MIN_PASSWORD_LEN {
-            return Err(StoreError::invalid(
-                "password",
-                format!("must be at least {MIN_PASSWORD_LEN} characters long"),
-            ));
-        }
+        Self::create_for("", password)
+    }
+
+    /// [`PasswordHash::create`] for the account `user` (an administrator's name or a mailbox's
+    /// address), whose name the password may not be.
+    pub fn create_for(user: &str, password: &str) -> Result<Self, StoreError> {
+        check_new_password(user, password)?;
         let hash = hasher()
             .hash_password(password.as_bytes())
             .map_err(|e| StoreError::Password(e.to_string()))?;
@@ -78,5 +116,20 @@ mod tests {
         assert!(!hash.verify("wrong horse"));
         assert_eq!(format!("{hash:?}"), "PasswordHash(<redacted>)");
         assert!(PasswordHash::create("short").is_err());
+    }
+
+    #[test]
+    fn common_passwords_and_own_names_are_refused() {
+        for common in ["password", "Password1", "QWERTY123", "iloveyou", "12345678", "p@ssw0rd"] {
+            let err = check_new_password("", common).unwrap_err().to_string();
+            assert!(err.contains("most common passwords"), "{common}: {err}");
+        }
+        let err = check_new_password("dora-admin", "DORA-ADMIN").unwrap_err().to_string();
+        assert!(err.contains("own name"), "{err}");
+        assert!(check_new_password("annabelle@example.com", "Annabelle@example.com").is_err());
+        let err = check_new_password("annabelle@example.com", "AnnaBelle").unwrap_err();
+        assert!(err.to_string().contains("own name"), "{err}");
+        check_new_password("annabelle@example.com", "correct horse battery").unwrap();
+        assert!(COMMON.lines().filter(|l| !l.starts_with('#')).count() > 500);
     }
 }

@@ -22,7 +22,7 @@ pub(crate) async fn load(conn: &mut AnyConnection) -> Result<Config> {
         config.domains.insert(domain.name.clone(), domain);
     }
     for row in sqlx::query(
-        "SELECT address, password_hash, display_name, enabled, quota_bytes, created_at, updated_at \
+        "SELECT address, password_hash, display_name, enabled, quota_bytes, send_as, created_at, updated_at \
          FROM mailboxes",
     )
     .fetch_all(&mut *conn)

@@ -1,4 +1,4 @@
-//! Mailboxes: add, list, update (password, name, quota, enabled), remove.
+//! Mailboxes: add, list, update (password, name, quota, enabled, send-as list), remove.
 
 use sqlx::AnyConnection;
 
@@ -6,12 +6,13 @@ use super::{domains, matching, rows};
 use crate::error::{Result, StoreError};
 use crate::model::{
     Address, DomainKind, DomainName, Mailbox, MailboxUpdate, NewMailbox, check_display_name,
+    check_send_as, join_send_as,
 };
 use crate::store::{Store, now};
 
 async fn get(conn: &mut AnyConnection, address: &Address) -> Result<Option<Mailbox>> {
     sqlx::query(
-        "SELECT address, password_hash, display_name, enabled, quota_bytes, created_at, updated_at \
+        "SELECT address, password_hash, display_name, enabled, quota_bytes, send_as, created_at, updated_at \
          FROM mailboxes WHERE address = $1",
     )
     .bind(address.to_string())
@@ -95,6 +96,7 @@ impl Store {
                 enabled: new.enabled,
                 quota_bytes: new.quota_bytes,
                 password_hash: new.password_hash,
+                send_as: Vec::new(),
                 created_at: at,
                 updated_at: at,
             };
@@ -111,21 +113,22 @@ impl Store {
 
     /// All mailboxes, or those of one domain, by address.
     pub async fn list_mailboxes(&self, domain: Option<&DomainName>) -> Result<Vec<Mailbox>> {
-        let rows = match domain {
-            Some(d) => sqlx::query(
-                "SELECT address, password_hash, display_name, enabled, quota_bytes, created_at, \
-                     updated_at FROM mailboxes WHERE domain = $1 ORDER BY address",
-            )
-            .bind(d.as_str())
-            .fetch_all(self.pool())
-            .await?,
-            None => sqlx::query(
-                "SELECT address, password_hash, display_name, enabled, quota_bytes, created_at, \
-                     updated_at FROM mailboxes ORDER BY address",
-            )
-            .fetch_all(self.pool())
-            .await?,
-        };
+        let rows =
+            match domain {
+                Some(d) => sqlx::query(
+                    "SELECT address, password_hash, display_name, enabled, quota_bytes, send_as, \
+                     created_at, updated_at FROM mailboxes WHERE domain = $1 ORDER BY address",
+                )
+                .bind(d.as_str())
+                .fetch_all(self.pool())
+                .await?,
+                None => sqlx::query(
+                    "SELECT address, password_hash, display_name, enabled, quota_bytes, send_as, \
+                     created_at, updated_at FROM mailboxes ORDER BY address",
+                )
+                .fetch_all(self.pool())
+                .await?,
+            };
         rows.iter().map(rows::mailbox).collect()
     }
 
@@ -138,8 +141,8 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Mailbox>> {
         let rows = sqlx::query(
-            "SELECT address, password_hash, display_name, enabled, quota_bytes, created_at, \
-                 updated_at FROM mailboxes \
+            "SELECT address, password_hash, display_name, enabled, quota_bytes, send_as, \
+                 created_at, updated_at FROM mailboxes \
              WHERE address > $1 \
              AND ($2 IS NULL OR $2 LIKE '% ' || domain || ' %') \
              AND ($3 IS NULL OR address LIKE $3 ESCAPE '\\' OR LOWER(display_name) LIKE $3 ESCAPE '\\') \
@@ -163,6 +166,9 @@ impl Store {
         if let Some(name) = &update.display_name {
             check_display_name(name)?;
         }
+        if let Some(send_as) = &update.send_as {
+            check_send_as(send_as)?;
+        }
         let mut change = self.change(actor).await?;
         let result: Result<_> = async {
             let before = get(change.conn(), address)
@@ -171,6 +177,11 @@ impl Store {
             let mut after = before.clone();
             if let Some(name) = update.display_name {
                 after.display_name = name;
+            }
+            if let Some(mut send_as) = update.send_as {
+                send_as.sort();
+                send_as.dedup();
+                after.send_as = send_as;
             }
             if let Some(enabled) = update.enabled {
                 after.enabled = enabled;
@@ -185,7 +196,7 @@ impl Store {
             after.updated_at = now();
             sqlx::query(
                 "UPDATE mailboxes SET password_hash = $2, display_name = $3, enabled = $4, quota_bytes = $5, \
-                 updated_at = $6 WHERE address = $1",
+                 updated_at = $6, send_as = $7 WHERE address = $1",
             )
             .bind(address.to_string())
             .bind(after.password_hash.as_phc())
@@ -193,6 +204,7 @@ impl Store {
             .bind(i64::from(after.enabled))
             .bind(quota_column(after.quota_bytes)?)
             .bind(after.updated_at)
+            .bind(join_send_as(&after.send_as))
             .execute(change.conn())
             .await?;
             // The hash itself is never serialised; say in the record that it changed.

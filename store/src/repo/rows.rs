@@ -34,6 +34,11 @@ pub(crate) fn mailbox(row: &AnyRow) -> Result<Mailbox> {
         enabled: row.try_get::<i64, _>("enabled")? != 0,
         quota_bytes: quota.map(|q| q as u64),
         password_hash: PasswordHash::from_phc(row.try_get("password_hash")?)?,
+        send_as: row
+            .try_get::<String, _>("send_as")?
+            .split_ascii_whitespace()
+            .map(|s| parse("mailboxes", s))
+            .collect::<Result<_>>()?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })

@@ -33,12 +33,31 @@ crate::store_tests! {
     async fn sessions_end_with_a_password_change(store: Store) {
         let alice = "alice".parse().unwrap();
         store.create_admin(ACTOR, &alice, Role::Admin, &[], &hash(), false).await.unwrap();
-        store.create_session(&secret_hash("s1"), &alice, "csrf", 3600).await.unwrap();
-        store.create_session(&secret_hash("old"), &alice, "csrf", -1).await.unwrap();
-        assert_eq!(store.session(&secret_hash("s1")).await.unwrap().unwrap().csrf, "csrf");
-        assert!(store.session(&secret_hash("old")).await.unwrap().is_none(), "expired");
+        store.create_session(&secret_hash("s1"), &alice, "csrf", 3600, 1800).await.unwrap();
+        store.create_session(&secret_hash("old"), &alice, "csrf", -1, 1800).await.unwrap();
+        assert_eq!(store.session(&secret_hash("s1"), 1800).await.unwrap().unwrap().csrf, "csrf");
+        assert!(store.session(&secret_hash("old"), 1800).await.unwrap().is_none(), "expired");
         store.set_admin_password(ACTOR, &alice, &hash(), false).await.unwrap();
-        assert!(store.session(&secret_hash("s1")).await.unwrap().is_none());
+        assert!(store.session(&secret_hash("s1"), 1800).await.unwrap().is_none());
+    }
+
+    async fn idle_sessions_end_and_use_is_recorded_sparingly(store: Store) {
+        let alice = "alice".parse().unwrap();
+        store.create_admin(ACTOR, &alice, Role::Admin, &[], &hash(), false).await.unwrap();
+        store.create_session(&secret_hash("s1"), &alice, "csrf", 3600, 1800).await.unwrap();
+        let first = store.session(&secret_hash("s1"), 1800).await.unwrap().unwrap().last_seen;
+        // Used 10 s ago: not written again. Used 5 minutes ago: written now.
+        crate::testing::hand_edit(&store, "UPDATE console_sessions SET last_seen = last_seen - 10").await;
+        let seen = store.session(&secret_hash("s1"), 1800).await.unwrap().unwrap().last_seen;
+        assert_eq!(seen, first - 10, "a use within a minute of the last is not written");
+        crate::testing::hand_edit(&store, "UPDATE console_sessions SET last_seen = last_seen - 300").await;
+        let seen = store.session(&secret_hash("s1"), 1800).await.unwrap().unwrap().last_seen;
+        assert!(seen >= first, "written again after a minute: {seen} < {first}");
+        // Idle for 31 minutes: gone, and deleted.
+        crate::testing::hand_edit(&store, "UPDATE console_sessions SET last_seen = last_seen - 1860").await;
+        assert!(store.session(&secret_hash("s1"), 1800).await.unwrap().is_none(), "idle");
+        crate::testing::hand_edit(&store, "UPDATE console_sessions SET last_seen = last_seen + 100000").await;
+        assert!(store.session(&secret_hash("s1"), 1800).await.unwrap().is_none(), "deleted");
     }
 
     async fn tokens_are_kept_hashed_and_scoped(store: Store) {

@@ -16,10 +16,16 @@ crate::store_tests! {
             enabled: Some(false),
             quota_bytes: Some(Some(1 << 30)),
             password_hash: Some(PasswordHash::create("another password").unwrap()),
+            send_as: Some(crate::model::parse_send_as("@other.test, boss@example.com").unwrap()),
         };
         store.update_mailbox(ACTOR, &a("ann@example.com"), update).await.unwrap();
         let got = store.get_mailbox(&a("ann@example.com")).await.unwrap().unwrap();
         assert_eq!((got.display_name.as_str(), got.enabled, got.quota_bytes), ("Ann Example", false, Some(1 << 30)));
+        let send_as: Vec<String> = got.send_as.iter().map(ToString::to_string).collect();
+        assert_eq!(send_as, ["boss@example.com", "@other.test"]);
+        let config = store.load_config().await.unwrap();
+        assert!(config.may_send_as(&a("ann@example.com"), &a("x@other.test")));
+        assert!(!config.may_send_as(&a("ann@example.com"), &a("x@example.com")));
         assert!(got.password_hash.verify("another password"));
         assert!(!got.password_hash.verify("a long enough password"));
 

@@ -4,7 +4,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use postern_store::MailboxFilter;
-use postern_store::model::{Address, DomainName, Mailbox, MailboxUpdate, NewMailbox};
+use postern_store::model::{
+    Address, DomainName, Mailbox, MailboxUpdate, NewMailbox, parse_send_as,
+};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -30,6 +32,9 @@ pub struct MailboxView {
     pub enabled: bool,
     /// The size limit in bytes; absent or null for none.
     pub quota_bytes: Option<u64>,
+    /// Addresses (or `@domain` for a whole domain) it may send as beyond its own and the aliases
+    /// that deliver to it, in MAIL FROM and in the From: and Sender: headers.
+    pub send_as: Vec<String>,
     /// Seconds since the Unix epoch.
     pub created_at: i64,
     pub updated_at: i64,
@@ -42,6 +47,7 @@ impl From<Mailbox> for MailboxView {
             display_name: m.display_name,
             enabled: m.enabled,
             quota_bytes: m.quota_bytes,
+            send_as: m.send_as.iter().map(ToString::to_string).collect(),
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
@@ -94,6 +100,9 @@ pub struct MailboxChange {
     pub quota_bytes: Option<Option<u64>>,
     /// A new password (at least 8 characters).
     pub password: Option<String>,
+    /// Replaces the send-as list: addresses, or `@domain` for a whole domain; a domain-admin
+    /// may name only its own domains.
+    pub send_as: Option<Vec<String>>,
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one not sent at all (`None`).
@@ -160,7 +169,7 @@ async fn create(
     user.require_domain(address.domain())?;
     // Refuse a taken address or a relay domain before paying for a password hash.
     state.store.check_new_mailbox(&address).await?;
-    let password_hash = login::hash(new.password).await?;
+    let password_hash = login::hash(&address.to_string(), new.password).await?;
     let new = NewMailbox {
         address,
         display_name: new.display_name.trim().to_string(),
@@ -186,7 +195,7 @@ async fn show(
     Ok(Json(find(&state, &user, &address).await?.into()))
 }
 
-/// Change a mailbox: display name, quota, enabled, password.
+/// Change a mailbox: display name, quota, enabled, password, send-as list.
 #[utoipa::path(patch, path = "/mailboxes/{address}", request_body = MailboxChange,
     tag = "mailboxes", params(("address" = String, Path, description = "The mailbox address")),
     responses((status = 200, body = MailboxView), (status = 401, body = ErrorBody),
@@ -200,8 +209,16 @@ async fn update(
 ) -> Result<Json<MailboxView>, WebError> {
     user.require_write()?;
     let mailbox = find(&state, &user, &address).await?;
+    let send_as = match change.send_as {
+        Some(list) => {
+            let list = parse_send_as(&list.join(" "))?;
+            user.require_send_as(&list)?;
+            Some(list)
+        }
+        None => None,
+    };
     let password_hash = match change.password {
-        Some(password) => Some(login::hash(password).await?),
+        Some(password) => Some(login::hash(&mailbox.address.to_string(), password).await?),
         None => None,
     };
     let update = MailboxUpdate {
@@ -209,6 +226,7 @@ async fn update(
         enabled: change.enabled,
         quota_bytes: change.quota_bytes,
         password_hash,
+        send_as,
     };
     let mailbox = state.store.update_mailbox(&user.actor, &mailbox.address, update).await?;
     Ok(Json(mailbox.into()))

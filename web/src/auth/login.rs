@@ -56,9 +56,11 @@ pub async fn verify(
     }
 }
 
-/// Hashes a new password off the async executor (argon2id costs tens of milliseconds).
-pub async fn hash(password: String) -> Result<PasswordHash, WebError> {
-    tokio::task::spawn_blocking(move || PasswordHash::create(&password))
+/// Checks a new password for the account `user` (not too short, not a common one, not the
+/// name) and hashes it off the async executor (argon2id costs tens of milliseconds).
+pub async fn hash(user: &str, password: String) -> Result<PasswordHash, WebError> {
+    let user = user.to_string();
+    tokio::task::spawn_blocking(move || PasswordHash::create_for(&user, &password))
         .await
         .map_err(|e| WebError::Internal(format!("password hashing panicked: {e}")))?
         .map_err(WebError::from)

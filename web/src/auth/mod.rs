@@ -10,7 +10,7 @@ pub mod session;
 pub mod throttle;
 pub mod token;
 
-use postern_store::model::{Access, Admin, AdminName, ApiToken, DomainName, Role};
+use postern_store::model::{Access, Admin, AdminName, ApiToken, DomainName, Role, SendAs};
 
 use crate::error::WebError;
 
@@ -93,6 +93,20 @@ impl Principal {
         } else {
             Err(WebError::Forbidden(format!("you do not manage the domain {domain}")))
         }
+    }
+
+    /// Refuses a send-as entry outside this principal's domains: a domain-admin must not let
+    /// its mailboxes pose as another tenant's (or anyone else's) addresses.
+    pub fn require_send_as(&self, list: &[SendAs]) -> Result<(), WebError> {
+        for entry in list {
+            if !self.sees(entry.domain()) {
+                return Err(WebError::Forbidden(format!(
+                    "you do not manage the domain {}, so its addresses cannot be given to a mailbox",
+                    entry.domain()
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub fn is_global(&self) -> bool {

@@ -1,7 +1,8 @@
 //! Console sessions: a random ID in a cookie (`__Host-` and `Secure` over HTTPS, always
 //! `HttpOnly` and `SameSite=Strict`), its hash in the store, a new one at every login, gone at
-//! logout and at a password change. Every form carries the session's CSRF token, checked here
-//! before any handler runs.
+//! logout and at a password change, and refused (and deleted) once idle for `session_idle` or
+//! older than `session_lifetime` (`[console]` settings). Every form carries the session's CSRF
+//! token, checked here before any handler runs.
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{FromRequestParts, Request, State};
@@ -45,8 +46,13 @@ pub fn cookie_name(settings: &Settings) -> &'static str {
 /// Starts a session for `admin`; returns the `Set-Cookie` value.
 pub async fn start(state: &AppState, admin: &Admin) -> Result<String, WebError> {
     let id = new_secret();
-    let lifetime = state.settings.session_lifetime.as_secs() as i64;
-    state.store.create_session(&secret_hash(&id), &admin.name, &new_secret(), lifetime).await?;
+    let options = &state.settings.options;
+    let lifetime = options.session_lifetime.as_secs() as i64;
+    let idle = options.session_idle.as_secs() as i64;
+    state
+        .store
+        .create_session(&secret_hash(&id), &admin.name, &new_secret(), lifetime, idle)
+        .await?;
     let secure = if state.settings.https { "; Secure" } else { "" };
     Ok(format!(
         "{}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={lifetime}{secure}",
@@ -74,7 +80,8 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 async fn load(state: &AppState, headers: &HeaderMap) -> Result<Option<ConsoleUser>, WebError> {
     let Some(id) = cookie(headers, cookie_name(&state.settings)) else { return Ok(None) };
     let id_hash = secret_hash(id);
-    let Some(session) = state.store.session(&id_hash).await? else { return Ok(None) };
+    let idle = state.settings.options.session_idle.as_secs() as i64;
+    let Some(session) = state.store.session(&id_hash, idle).await? else { return Ok(None) };
     Ok(Some(ConsoleUser {
         principal: Principal::from_admin(&session.admin),
         admin: session.admin,

@@ -156,10 +156,11 @@ async fn password_submit(
                 other => other,
             }
         })?;
-        let hash = login::hash(form.new.clone()).await.map_err(|e| match e {
-            WebError::Invalid { message, .. } => WebError::invalid("new", message),
-            other => other,
-        })?;
+        let hash =
+            login::hash(user.admin.name.as_str(), form.new.clone()).await.map_err(|e| match e {
+                WebError::Invalid { message, .. } => WebError::invalid("new", message),
+                other => other,
+            })?;
         state
             .store
             .set_admin_password(&user.principal.actor, &user.admin.name, &hash, false)

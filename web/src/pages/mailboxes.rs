@@ -1,5 +1,5 @@
 //! The mailboxes pages: a list filtered by domain and a search, the add form, and one page per
-//! mailbox to change its name, quota and state, reset its password, or remove it.
+//! mailbox to change its name, quota, state and send-as list, reset its password, or remove it.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -8,7 +8,9 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use postern_store::MailboxFilter;
-use postern_store::model::{Address, DomainKind, DomainName, Mailbox, MailboxUpdate, NewMailbox};
+use postern_store::model::{
+    Address, DomainKind, DomainName, Mailbox, MailboxUpdate, NewMailbox, SendAs, parse_send_as,
+};
 use serde::Deserialize;
 
 use super::link::encode;
@@ -41,6 +43,8 @@ struct Row {
     display_name: String,
     enabled: bool,
     quota: String,
+    /// The send-as list, comma-separated; empty for none.
+    send_as: String,
     created: String,
     updated: String,
 }
@@ -53,10 +57,15 @@ impl From<&Mailbox> for Row {
             display_name: m.display_name.clone(),
             enabled: m.enabled,
             quota: show_quota(m.quota_bytes),
+            send_as: send_as_value(&m.send_as),
             created: time::format(m.created_at),
             updated: time::format(m.updated_at),
         }
     }
+}
+
+fn send_as_value(list: &[SendAs]) -> String {
+    list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// A quota typed in the console: whole MB (MiB, as quota tools count), empty for no limit.
@@ -215,7 +224,7 @@ async fn add(
         let quota_bytes = parse_quota(&form.quota)?;
         // Refuse a taken address or a relay domain before paying for a password hash.
         state.store.check_new_mailbox(&address).await?;
-        let password_hash = login::hash(form.password.clone()).await?;
+        let password_hash = login::hash(&address.to_string(), form.password.clone()).await?;
         let new = NewMailbox {
             address,
             display_name: form.display_name.trim().to_string(),
@@ -285,6 +294,7 @@ async fn show_page(
         FormState::with(&[
             ("display_name", &mailbox.display_name),
             ("quota", &quota_value(mailbox.quota_bytes)),
+            ("send_as", &send_as_value(&mailbox.send_as)),
             ("enabled", enabled),
         ])
     });
@@ -340,6 +350,9 @@ struct DetailsForm {
     /// A checkbox: present when ticked.
     #[serde(default)]
     enabled: Option<String>,
+    /// Absent (a form without the field) leaves the list as it is.
+    #[serde(default)]
+    send_as: Option<String>,
 }
 
 async fn update(
@@ -351,11 +364,22 @@ async fn update(
 ) -> Response {
     let result = async {
         let mailbox = find(&state, &user, &address).await?;
+        let send_as = match &form.send_as {
+            Some(text) => {
+                let list = parse_send_as(text)?;
+                user.principal
+                    .require_send_as(&list)
+                    .map_err(|e| WebError::invalid("send_as", e.to_string()))?;
+                Some(list)
+            }
+            None => None,
+        };
         let update = MailboxUpdate {
             display_name: Some(form.display_name.trim().to_string()),
             enabled: Some(form.enabled.is_some()),
             quota_bytes: Some(parse_quota(&form.quota)?),
             password_hash: None,
+            send_as,
         };
         state.store.update_mailbox(&user.principal.actor, &mailbox.address, update).await?;
         Ok(format!("Mailbox {} saved", mailbox.address))
@@ -364,9 +388,11 @@ async fn update(
     let typed = FormState::with(&[
         ("display_name", &form.display_name),
         ("quota", &form.quota),
+        ("send_as", form.send_as.as_deref().unwrap_or_default()),
         ("enabled", form.enabled.as_deref().map_or("", |_| "on")),
     ]);
-    after_change(&state, &user, &headers, &address, result, typed, &["display_name", "quota"]).await
+    let fields = ["display_name", "quota", "send_as"];
+    after_change(&state, &user, &headers, &address, result, typed, &fields).await
 }
 
 #[derive(Deserialize)]
@@ -384,7 +410,7 @@ async fn password(
 ) -> Response {
     let result = async {
         let mailbox = find(&state, &user, &address).await?;
-        let hash = login::hash(form.password).await?;
+        let hash = login::hash(&mailbox.address.to_string(), form.password).await?;
         let update = MailboxUpdate { password_hash: Some(hash), ..MailboxUpdate::default() };
         state.store.update_mailbox(&user.principal.actor, &mailbox.address, update).await?;
         Ok(format!("New password for {} set", mailbox.address))

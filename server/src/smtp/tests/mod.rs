@@ -6,6 +6,7 @@ mod clients;
 mod dialog;
 mod dsn;
 mod hostile;
+mod identity;
 mod protocol;
 mod relay;
 
@@ -58,7 +59,8 @@ pub fn queue_id(n: usize) -> QueueId {
 pub trait Rw: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Rw for T {}
 
-/// A server configuration with example.test (ann, bob; sales -> ann, bob), relay.test as a relay
+/// A server configuration with example.test (ann, bob; sales -> ann, bob; bob may also send as
+/// boss@elsewhere.test and @relay.test), catchall.test (everything -> ann), relay.test as a relay
 /// domain, gone.test refused by an `error:` transport, and a self-signed certificate for
 /// mail.example.test.
 pub struct Server {
@@ -93,6 +95,17 @@ impl Server {
         }
         let dests = ["ann@example.test".parse().unwrap(), "bob@example.test".parse().unwrap()];
         store.add_alias(actor, &"sales@example.test".parse().unwrap(), &dests).await.unwrap();
+        // bob may also send as boss@elsewhere.test and anything at relay.test; a catch-all that
+        // delivers to ann gives her nothing to send as.
+        let send_as = postern_store::model::parse_send_as("boss@elsewhere.test @relay.test").ok();
+        let update = postern_store::model::MailboxUpdate { send_as, ..Default::default() };
+        store.update_mailbox(actor, &"bob@example.test".parse().unwrap(), update).await.unwrap();
+        store
+            .add_domain(actor, &"catchall.test".parse().unwrap(), DomainKind::Local)
+            .await
+            .unwrap();
+        let ann = ["ann@example.test".parse().unwrap()];
+        store.add_alias(actor, &"@catchall.test".parse().unwrap(), &ann).await.unwrap();
         let moved = "error:this domain has moved".parse().unwrap();
         store
             .set_transport(actor, &"gone.test".parse().unwrap(), moved, Default::default(), None)

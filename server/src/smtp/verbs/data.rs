@@ -2,6 +2,7 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::smtp::authors;
 use crate::smtp::body::{Body, BodyError};
 use crate::smtp::data::read_data;
 use crate::smtp::reply::Reply;
@@ -39,6 +40,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Ok(body) => body,
             Err(e) => return body_error(e),
         };
+        if let Some(user) = &self.auth
+            && let Some(reply) = authors::check(&self.ctx.engine.snapshot().config, user, &body)
+        {
+            tracing::info!(%user, client = %self.client_description(), %reply, "submission refused");
+            return reply;
+        }
         let message = self.add_headers(&tx, body);
         self.accept_message(tx, message).await
     }

@@ -1,7 +1,7 @@
 //! MAIL FROM (RFC 5321 §4.1.1.2) with SIZE (RFC 1870), BODY=8BITMIME (RFC 6152), SMTPUTF8
 //! (RFC 6531) and the DSN parameters RET and ENVID (RFC 3461).
 
-use postern_store::model::{Address, AliasSource, Destination};
+use postern_store::model::Address;
 use smtp_proto::MailFrom;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -42,6 +42,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Reply::new(553, "5.6.7", "Error: a non-ASCII address needs SMTPUTF8");
         }
         if let Some(user) = &self.auth
+            && sender.is_empty()
+        {
+            return Reply::new(
+                550,
+                "5.7.1",
+                format!("<>: Sender address rejected: the null sender is not for user {user}"),
+            );
+        }
+        if let Some(user) = &self.auth
             && !self.may_send_as(user, &sender)
         {
             return Reply::new(
@@ -63,27 +72,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         Reply::new(250, "2.1.0", "Ok")
     }
 
-    /// An authenticated user may send as its own address (with or without a +tag), as an alias
-    /// that delivers to it, or with the null sender. A catch-all does not count: it would let the
-    /// user send as every address of the domain.
+    /// Whether the authenticated `user` may use `sender` in MAIL FROM. The null sender is for
+    /// bounces (RFC 5321 §4.5.5), which a mail client never sends: refused, so that it cannot
+    /// carry a message past the sender check.
     fn may_send_as(&self, user: &Address, sender: &str) -> bool {
-        if sender.is_empty() {
-            return true;
-        }
         let Ok(sender) = sender.parse::<Address>() else { return false };
-        if &sender == user || sender.without_subaddress().as_ref() == Some(user) {
-            return true;
-        }
-        let snapshot = self.ctx.engine.snapshot();
-        let config = &snapshot.config;
-        let base = sender.without_subaddress();
-        let is_alias = [Some(&sender), base.as_ref()]
-            .into_iter()
-            .flatten()
-            .any(|a| config.aliases.contains_key(&AliasSource::Address(a.clone())));
-        is_alias
-            && config.resolve(&sender).is_ok_and(|dests| {
-                dests.iter().any(|d| matches!(d, Destination::Mailbox(m) if m == user))
-            })
+        self.ctx.engine.snapshot().config.may_send_as(user, &sender)
     }
 }
