@@ -128,7 +128,7 @@ async fn check(config: Option<&Path>) -> anyhow::Result<ExitCode> {
 fn check_data_dir(report: &mut Report, dir: &Path) {
     let probe = dir.join(".postern-check");
     let existing = dir.exists();
-    let result = std::fs::create_dir_all(dir)
+    let result = postern_store::files::private_dir(dir)
         .and_then(|()| std::fs::write(&probe, b"check"))
         .and_then(|()| std::fs::remove_file(&probe));
     match result {

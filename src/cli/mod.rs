@@ -17,6 +17,7 @@ pub mod transport;
 
 use std::path::Path;
 
+use anyhow::Context;
 use postern_store::Store;
 use postern_store::boot::{self, BootConfig, Profile};
 
@@ -29,6 +30,8 @@ pub fn load_boot(explicit: Option<&Path>, profile: Profile) -> anyhow::Result<Bo
 /// Opens the store the boot configuration names (creating and migrating it if need be).
 pub async fn open_store(explicit: Option<&Path>) -> anyhow::Result<Store> {
     let boot = load_boot(explicit, Profile::Standard)?;
+    postern_store::files::private_dir(&boot.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", boot.data_dir.display()))?;
     Ok(Store::open(&boot.database).await?)
 }
 

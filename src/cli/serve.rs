@@ -248,14 +248,16 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The data directory holds mail and keys: owner and group only.
+/// The data directory holds the store, mail and keys: the owner's alone. One
+/// left open by an earlier version is tightened (and logged).
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(dir)
-        .with_context(|| format!("cannot create the data directory {}: set data_dir in postern.toml to a folder you can write", dir.display()))
+    postern_store::files::private_dir(dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}: set data_dir in postern.toml to a folder you \
+             can write",
+            dir.display()
+        )
+    })
 }
 
 fn init_logging(boot: &BootConfig) -> anyhow::Result<()> {

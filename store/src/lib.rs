@@ -5,6 +5,7 @@ pub mod boot;
 mod changes;
 mod database;
 mod error;
+pub mod files;
 pub mod model;
 mod postgres;
 pub(crate) mod repo;

@@ -2,6 +2,7 @@
 //! feed. Every configuration change goes through a [`Change`], which bumps the revision, writes an
 //! audit record and announces itself on commit, all in one transaction.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,7 +14,7 @@ use tokio::sync::watch;
 use crate::database::Database;
 use crate::error::{Result, StoreError};
 use crate::model::{Config, QueueId};
-use crate::{postgres, repo, sqlite};
+use crate::{files, postgres, repo, sqlite};
 
 /// A cheap, cloneable handle on the store.
 #[derive(Clone)]
@@ -68,19 +69,27 @@ pub(crate) fn now() -> i64 {
 }
 
 impl Store {
-    /// Connects, creating the SQLite file if needed, and brings the schema up to date.
+    /// Connects, creating the SQLite file if needed (mode 0600), and brings the schema up to date.
     pub async fn open(database: &Database) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let pool = match database {
             Database::Sqlite { path } => {
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent).map_err(|e| StoreError::Connect {
-                        url: database.to_string(),
-                        message: format!("cannot create {}: {e}", parent.display()),
-                    })?;
-                }
+                let fail = |e: std::io::Error| StoreError::Connect {
+                    url: database.to_string(),
+                    message: format!("cannot create or chmod {} (mode 0600): {e}", path.display()),
+                };
+                // Created by us with mode 0600 before SQLite sees it: SQLite would create it
+                // 0644 (less the umask), and gives the -wal and -shm files it makes the
+                // database file's mode.
+                files::private_file(path).map_err(fail)?;
                 let pool = sqlite::connect(path).await?;
                 sqlite::MIGRATOR.run(&pool).await?;
+                // Ones an earlier version left behind may be looser.
+                for suffix in ["-wal", "-shm"] {
+                    let mut name = path.clone().into_os_string();
+                    name.push(suffix);
+                    files::tighten_file(Path::new(&name)).map_err(fail)?;
+                }
                 pool
             }
             Database::Postgres { url } => {

@@ -5,6 +5,7 @@ mod audit;
 mod changes;
 mod console;
 mod domains;
+mod files;
 mod mailboxes;
 mod queue;
 mod queue_scope;
