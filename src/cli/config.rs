@@ -88,7 +88,11 @@ async fn check(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     check_data_dir(&mut report, &boot.data_dir);
     check_ports(&report, &boot.listeners());
 
-    match Store::open(&boot.database).await {
+    match Store::open(&boot.database, &boot.secret_key_file).await {
+        Err(e @ postern_store::StoreError::SecretKey { .. }) => report.problem(
+            &format!("store {}: {e}", boot.database),
+            "restore the key file backed up with this database, or point secret_key_file at it",
+        ),
         Err(e) => report.problem(
             &format!("store {}: {e}", boot.database),
             "check `database` in postern.toml, that the server is reachable and the credentials work",

@@ -32,7 +32,7 @@ pub async fn open_store(explicit: Option<&Path>) -> anyhow::Result<Store> {
     let boot = load_boot(explicit, Profile::Standard)?;
     postern_store::files::private_dir(&boot.data_dir)
         .with_context(|| format!("cannot create the data directory {}", boot.data_dir.display()))?;
-    Ok(Store::open(&boot.database).await?)
+    Ok(Store::open(&boot.database, &boot.secret_key_file).await?)
 }
 
 /// Who the audit log says made a change from the command line.

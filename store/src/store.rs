@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::database::Database;
 use crate::error::{Result, StoreError};
 use crate::model::{Config, QueueId};
+use crate::secrets::SecretKey;
 use crate::{files, postgres, repo, sqlite};
 
 /// A cheap, cloneable handle on the store.
@@ -25,6 +26,8 @@ pub struct Store {
 pub(crate) struct Inner {
     pub(crate) pool: AnyPool,
     pub(crate) database: Database,
+    /// Seals and opens the secrets the store must give back (smarthost passwords).
+    pub(crate) secrets: SecretKey,
     /// The newest revision this process knows of: set by local commits at once, and by the
     /// watcher for commits made elsewhere.
     pub(crate) revision: watch::Sender<i64>,
@@ -69,8 +72,10 @@ pub(crate) fn now() -> i64 {
 }
 
 impl Store {
-    /// Connects, creating the SQLite file if needed (mode 0600), and brings the schema up to date.
-    pub async fn open(database: &Database) -> Result<Store> {
+    /// Connects, creating the SQLite file if needed, brings the schema up to date, and loads the
+    /// key that seals stored secrets from `key_file` (created if the database holds none yet;
+    /// refused, naming the file, if it does not open what is sealed).
+    pub async fn open(database: &Database, key_file: &Path) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let pool = match database {
             Database::Sqlite { path } => {
@@ -98,6 +103,7 @@ impl Store {
                 pool
             }
         };
+        let secrets = repo::sealed::prepare(&pool, key_file).await?;
         let current = read_revision(&pool).await?;
         let (revision, _) = watch::channel(current);
         // Where an engine's tail of queue events starts: what exists already is history.
@@ -109,6 +115,7 @@ impl Store {
             inner: Arc::new(Inner {
                 pool,
                 database: database.clone(),
+                secrets,
                 revision,
                 queue_event,
                 last_queue_id: std::sync::Mutex::new(None),
@@ -118,6 +125,11 @@ impl Store {
 
     pub fn database(&self) -> &Database {
         &self.inner.database
+    }
+
+    /// The file the key to sealed secrets came from.
+    pub fn key_file(&self) -> &Path {
+        self.inner.secrets.path()
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {
@@ -142,7 +154,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let config = repo::config::load(&mut tx).await?;
+        let config = repo::config::load(&mut tx, &self.inner.secrets).await?;
         tx.rollback().await?;
         Ok(config)
     }
@@ -217,7 +229,7 @@ impl Change {
     /// Refuses the change if the configuration it leaves behind breaks a cross-resource rule,
     /// reporting the problem of `object` (the thing being changed) when it has one.
     pub(crate) async fn check_consistency(&mut self, object: &str) -> Result<()> {
-        let config = repo::config::load(&mut self.tx).await?;
+        let config = repo::config::load(&mut self.tx, &self.store.inner.secrets).await?;
         let mut problems = config.problems();
         problems.sort_by_key(|p| p.object != object);
         if let Some(problem) = problems.into_iter().next() {

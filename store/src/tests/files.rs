@@ -21,6 +21,7 @@ async fn sqlite_files_are_the_owners_alone() {
     let store = db.open().await;
     domain(&store, "example.com").await;
     assert_eq!(modes(), [0o600; 3]);
+    assert_eq!(std::fs::metadata(db.key_file()).unwrap().permissions().mode() & 0o777, 0o600);
     for f in &files {
         std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
     }

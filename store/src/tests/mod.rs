@@ -10,6 +10,7 @@ mod mailboxes;
 mod queue;
 mod queue_scope;
 mod schema;
+mod sealed;
 mod transports_networks;
 
 use crate::Store;
