@@ -207,9 +207,9 @@ async fn admin_and_token_from_the_cli_sqlite() {
     .await
     .unwrap();
     // The CLI used the store of its config: `data/postern.db` next to it.
-    let path = s.dir.path().join("data").join("postern.db");
-    let store =
-        postern_store::Store::open(&postern_store::Database::Sqlite { path }).await.unwrap();
+    let data = s.dir.path().join("data");
+    let database = postern_store::Database::Sqlite { path: data.join("postern.db") };
+    let store = postern_store::Store::open(&database, &data.join("secret.key")).await.unwrap();
     token_authenticates(&store, &bearer).await;
     store.close().await;
 }

@@ -4,12 +4,12 @@
 mod common;
 
 use common::Setup;
+use postern_store::Database;
 use postern_store::model::{
     DeliveryResult, NewMessage, NewRecipient, Notify, Outcome, QueueAction, QueueId,
     RecipientStatus,
 };
 use postern_store::testing::TestDb;
-use postern_store::{Database, Store};
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
@@ -43,7 +43,7 @@ fn setup(db: &TestDb) -> Setup {
 }
 
 async fn queue_commands(db: TestDb) {
-    let store = Store::open(&db.database).await.unwrap();
+    let store = db.open().await;
     let mut s = setup(&db);
     s.env.push(("SUDO_USER".into(), "ops".into()));
     let ids = store

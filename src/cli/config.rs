@@ -88,7 +88,11 @@ async fn check(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     check_data_dir(&mut report, &boot.data_dir);
     check_ports(&report, &boot.listeners());
 
-    match Store::open(&boot.database).await {
+    match Store::open(&boot.database, &boot.secret_key_file).await {
+        Err(e @ postern_store::StoreError::SecretKey { .. }) => report.problem(
+            &format!("store {}: {e}", boot.database),
+            "restore the key file backed up with this database, or point secret_key_file at it",
+        ),
         Err(e) => report.problem(
             &format!("store {}: {e}", boot.database),
             "check `database` in postern.toml, that the server is reachable and the credentials work",
@@ -128,7 +132,7 @@ async fn check(config: Option<&Path>) -> anyhow::Result<ExitCode> {
 fn check_data_dir(report: &mut Report, dir: &Path) {
     let probe = dir.join(".postern-check");
     let existing = dir.exists();
-    let result = std::fs::create_dir_all(dir)
+    let result = postern_store::files::private_dir(dir)
         .and_then(|()| std::fs::write(&probe, b"check"))
         .and_then(|()| std::fs::remove_file(&probe));
     match result {

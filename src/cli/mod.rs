@@ -17,6 +17,7 @@ pub mod transport;
 
 use std::path::Path;
 
+use anyhow::Context;
 use postern_store::Store;
 use postern_store::boot::{self, BootConfig, Profile};
 
@@ -29,7 +30,9 @@ pub fn load_boot(explicit: Option<&Path>, profile: Profile) -> anyhow::Result<Bo
 /// Opens the store the boot configuration names (creating and migrating it if need be).
 pub async fn open_store(explicit: Option<&Path>) -> anyhow::Result<Store> {
     let boot = load_boot(explicit, Profile::Standard)?;
-    Ok(Store::open(&boot.database).await?)
+    postern_store::files::private_dir(&boot.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", boot.data_dir.display()))?;
+    Ok(Store::open(&boot.database, &boot.secret_key_file).await?)
 }
 
 /// Who the audit log says made a change from the command line.

@@ -36,7 +36,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     let consoles = bind_console(&boot.console).await?;
     let consoles_tls = bind_console(&boot.console_tls).await?;
     create_private_dir(&boot.data_dir)?;
-    let store = Store::open(&boot.database).await?;
+    let store = Store::open(&boot.database, &boot.secret_key_file).await?;
     let cert = tls::ensure_self_signed(&boot.data_dir.join("tls"), &boot.hostname)?;
 
     let shutdown = CancellationToken::new();
@@ -111,6 +111,11 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     }
     writeln!(out, "  data         {}", boot.data_dir.display())?;
     writeln!(out, "  store        {} (revision {})", boot.database, store.revision().await?)?;
+    writeln!(
+        out,
+        "  secret key   {} (back it up, apart from the store)",
+        store.key_file().display()
+    )?;
     let how = if cert.created { "self-signed, created now" } else { "existing" };
     writeln!(out, "  certificate  {} ({how})", cert.cert.display())?;
     for (name, addr) in &bound {
@@ -248,14 +253,16 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The data directory holds mail and keys: owner and group only.
+/// The data directory holds the store, mail, keys and the secret key: the owner's alone. One
+/// left open by an earlier version is tightened (and logged).
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(dir)
-        .with_context(|| format!("cannot create the data directory {}: set data_dir in postern.toml to a folder you can write", dir.display()))
+    postern_store::files::private_dir(dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}: set data_dir in postern.toml to a folder you \
+             can write",
+            dir.display()
+        )
+    })
 }
 
 fn init_logging(boot: &BootConfig) -> anyhow::Result<()> {

@@ -37,6 +37,11 @@ pub enum StoreError {
     #[error("corrupt row in {table}: {message}")]
     Corrupt { table: &'static str, message: String },
 
+    /// The key that seals stored secrets is missing, unreadable, or not the one they were
+    /// sealed with.
+    #[error("secret key {path}: {message}")]
+    SecretKey { path: String, message: String },
+
     #[error("password hashing failed: {0}")]
     Password(String),
 }

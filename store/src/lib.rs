@@ -6,9 +6,11 @@ mod changes;
 pub mod clock;
 mod database;
 mod error;
+pub mod files;
 pub mod model;
 mod postgres;
 pub(crate) mod repo;
+pub mod secrets;
 mod sqlite;
 mod store;
 #[cfg(any(test, feature = "testing"))]
@@ -26,4 +28,5 @@ pub use repo::mailboxes::MailboxFilter;
 pub use repo::maintenance::{Retention, Trimmed};
 pub use repo::sessions::ConsoleSession;
 pub use repo::tokens::{new_secret, secret_hash};
+pub use secrets::SecretKey;
 pub use store::Store;

@@ -2,6 +2,7 @@
 //! feed. Every configuration change goes through a [`Change`], which bumps the revision, writes an
 //! audit record and announces itself on commit, all in one transaction.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -12,7 +13,8 @@ use tokio::sync::watch;
 use crate::database::Database;
 use crate::error::{Result, StoreError};
 use crate::model::{Config, QueueId};
-use crate::{postgres, repo, sqlite};
+use crate::secrets::SecretKey;
+use crate::{files, postgres, repo, sqlite};
 
 /// A cheap, cloneable handle on the store.
 #[derive(Clone)]
@@ -23,6 +25,8 @@ pub struct Store {
 pub(crate) struct Inner {
     pub(crate) pool: AnyPool,
     pub(crate) database: Database,
+    /// Seals and opens the secrets the store must give back (smarthost passwords).
+    pub(crate) secrets: SecretKey,
     /// The newest revision this process knows of: set by local commits at once, and by the
     /// watcher for commits made elsewhere.
     pub(crate) revision: watch::Sender<i64>,
@@ -65,19 +69,29 @@ impl Inner {
 pub(crate) use crate::clock::now;
 
 impl Store {
-    /// Connects, creating the SQLite file if needed, and brings the schema up to date.
-    pub async fn open(database: &Database) -> Result<Store> {
+    /// Connects, creating the SQLite file if needed, brings the schema up to date, and loads the
+    /// key that seals stored secrets from `key_file` (created if the database holds none yet;
+    /// refused, naming the file, if it does not open what is sealed).
+    pub async fn open(database: &Database, key_file: &Path) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let pool = match database {
             Database::Sqlite { path } => {
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent).map_err(|e| StoreError::Connect {
-                        url: database.to_string(),
-                        message: format!("cannot create {}: {e}", parent.display()),
-                    })?;
-                }
+                let fail = |e: std::io::Error| StoreError::Connect {
+                    url: database.to_string(),
+                    message: format!("cannot create or chmod {} (mode 0600): {e}", path.display()),
+                };
+                // Created by us with mode 0600 before SQLite sees it: SQLite would create it
+                // 0644 (less the umask), and gives the -wal and -shm files it makes the
+                // database file's mode.
+                files::private_file(path).map_err(fail)?;
                 let pool = sqlite::connect(path).await?;
                 sqlite::MIGRATOR.run(&pool).await?;
+                // Ones an earlier version left behind may be looser.
+                for suffix in ["-wal", "-shm"] {
+                    let mut name = path.clone().into_os_string();
+                    name.push(suffix);
+                    files::tighten_file(Path::new(&name)).map_err(fail)?;
+                }
                 pool
             }
             Database::Postgres { url } => {
@@ -86,6 +100,7 @@ impl Store {
                 pool
             }
         };
+        let secrets = repo::sealed::prepare(&pool, key_file).await?;
         let current = read_revision(&pool).await?;
         let (revision, _) = watch::channel(current);
         // Where an engine's tail of queue events starts: what exists already is history.
@@ -97,6 +112,7 @@ impl Store {
             inner: Arc::new(Inner {
                 pool,
                 database: database.clone(),
+                secrets,
                 revision,
                 queue_event,
                 last_queue_id: std::sync::Mutex::new(None),
@@ -106,6 +122,11 @@ impl Store {
 
     pub fn database(&self) -> &Database {
         &self.inner.database
+    }
+
+    /// The file the key to sealed secrets came from.
+    pub fn key_file(&self) -> &Path {
+        self.inner.secrets.path()
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {
@@ -130,7 +151,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let config = repo::config::load(&mut tx).await?;
+        let config = repo::config::load(&mut tx, &self.inner.secrets).await?;
         tx.rollback().await?;
         Ok(config)
     }
@@ -205,7 +226,7 @@ impl Change {
     /// Refuses the change if the configuration it leaves behind breaks a cross-resource rule,
     /// reporting the problem of `object` (the thing being changed) when it has one.
     pub(crate) async fn check_consistency(&mut self, object: &str) -> Result<()> {
-        let config = repo::config::load(&mut self.tx).await?;
+        let config = repo::config::load(&mut self.tx, &self.store.inner.secrets).await?;
         let mut problems = config.problems();
         problems.sort_by_key(|p| p.object != object);
         if let Some(problem) = problems.into_iter().next() {

@@ -107,8 +107,13 @@ impl TestDb {
         self.dir.path().to_path_buf()
     }
 
+    /// The key file of this database's sealed secrets, in the test's directory.
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.path().join(crate::secrets::KEY_FILE_NAME)
+    }
+
     pub async fn open(&self) -> Store {
-        Store::open(&self.database).await.expect("open the test store")
+        Store::open(&self.database, &self.key_file()).await.expect("open the test store")
     }
 }
 

@@ -44,7 +44,7 @@ async fn enqueue_many(queue: &Queue, n: usize) -> Vec<(usize, Result<QueueId, Qu
 }
 
 async fn reopen(store: &Store) -> Store {
-    Store::open(store.database()).await.unwrap()
+    Store::open(store.database(), store.key_file()).await.unwrap()
 }
 
 postern_store::store_tests! {

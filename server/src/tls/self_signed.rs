@@ -32,7 +32,7 @@ pub fn ensure_self_signed(
         path: path.display().to_string(),
         message,
     };
-    std::fs::create_dir_all(dir)
+    postern_store::files::private_dir(dir)
         .map_err(|e| fail(dir, format!("cannot create the directory: {e}")))?;
 
     let mut params = rcgen::CertificateParams::new(vec![hostname.to_string()])

@@ -48,6 +48,7 @@ struct RawFile {
     hostname: Option<String>,
     data_dir: Option<PathBuf>,
     database: Option<String>,
+    secret_key_file: Option<PathBuf>,
     #[serde(default)]
     smtp: RawSmtp,
     #[serde(default)]
@@ -102,6 +103,8 @@ pub struct BootConfig {
     pub hostname_is_fallback: bool,
     pub data_dir: PathBuf,
     pub database: Database,
+    /// The key that seals stored secrets: `<data_dir>/secret.key` unless configured.
+    pub secret_key_file: PathBuf,
     pub smtp: Vec<SocketAddr>,
     pub submission: Vec<SocketAddr>,
     pub submissions: Vec<SocketAddr>,
@@ -127,6 +130,7 @@ impl fmt::Debug for BootConfig {
             .field("hostname", &self.hostname)
             .field("data_dir", &self.data_dir)
             .field("database", &self.database)
+            .field("secret_key_file", &self.secret_key_file)
             .field("smtp", &self.smtp)
             .field("submission", &self.submission)
             .field("submissions", &self.submissions)
@@ -249,6 +253,7 @@ impl BootConfig {
                 "POSTERN_HOSTNAME" => raw.hostname = Some(value),
                 "POSTERN_DATA_DIR" => raw.data_dir = Some(value.into()),
                 "POSTERN_DATABASE" => raw.database = Some(value),
+                "POSTERN_SECRET_KEY_FILE" => raw.secret_key_file = Some(value.into()),
                 "POSTERN_SMTP_LISTEN" => raw.smtp.listen = Some(split(&value)),
                 "POSTERN_SUBMISSION_LISTEN" => raw.smtp.submission = Some(split(&value)),
                 "POSTERN_SUBMISSIONS_LISTEN" => raw.smtp.submissions = Some(split(&value)),
@@ -308,6 +313,15 @@ impl BootConfig {
             invalid("database", &crate::database::redact_url(&database_text), e.to_string())
         })?;
 
+        // Relative to the data directory, like a relative SQLite file.
+        let secret_key_file = match raw.secret_key_file {
+            Some(path) if path.as_os_str().is_empty() => {
+                return Err(invalid("secret_key_file", "", "is empty".into()));
+            }
+            Some(path) => data_dir.join(path),
+            None => data_dir.join(crate::secrets::KEY_FILE_NAME),
+        };
+
         let defaults = profile.listeners();
         let listen = |field: &'static str, given: Option<Vec<String>>, default: &str| {
             let list = given.unwrap_or_else(|| vec![default.to_string()]);
@@ -352,6 +366,7 @@ impl BootConfig {
             hostname_is_fallback,
             data_dir,
             database,
+            secret_key_file,
             smtp,
             submission,
             submissions,
@@ -418,6 +433,7 @@ mod tests {
         let dir = std::path::absolute(default_data_dir()).unwrap();
         assert_eq!(c.data_dir, dir);
         assert_eq!(c.database, Database::Sqlite { path: dir.join("postern.db") });
+        assert_eq!(c.secret_key_file, dir.join("secret.key"));
         assert_eq!(c.smtp, vec!["0.0.0.0:25".parse().unwrap()]);
         let dev = BootConfig::load(None, Profile::Dev, env(&[])).unwrap();
         assert_eq!(dev.smtp, vec!["127.0.0.1:2525".parse().unwrap()]);
@@ -461,6 +477,7 @@ mod tests {
                 ("POSTERN_SUBMISSIONS_LISTEN", ""),
                 ("POSTERN_LOG_FORMAT", "json"),
                 ("POSTERN_DATABASE", "postgres://u:pw@h/db"),
+                ("POSTERN_SECRET_KEY_FILE", "/etc/postern/secret.key"),
             ]),
         )
         .unwrap();
@@ -469,7 +486,10 @@ mod tests {
         assert_eq!(c.smtp.len(), 2);
         assert!(c.submissions.is_empty());
         assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.secret_key_file, PathBuf::from("/etc/postern/secret.key"));
         assert!(!format!("{c:?}").contains(":pw@"), "the password stays out of Debug");
+        let c = BootConfig::from_toml("data_dir = \"/d\"\nsecret_key_file = \"k\"", Profile::Dev);
+        assert_eq!(c.unwrap().secret_key_file, PathBuf::from("/d/k"), "relative to data_dir");
     }
 
     #[test]

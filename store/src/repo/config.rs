@@ -8,8 +8,10 @@ use sqlx::Row;
 use super::rows;
 use crate::error::Result;
 use crate::model::{Alias, AliasSource, Config};
+use crate::secrets::SecretKey;
 
-pub(crate) async fn load(conn: &mut AnyConnection) -> Result<Config> {
+/// Reads every resource; sealed secrets are opened with `key`.
+pub(crate) async fn load(conn: &mut AnyConnection, key: &SecretKey) -> Result<Config> {
     let revision: i64 = sqlx::query_scalar("SELECT revision FROM config_revision WHERE id = 1")
         .fetch_one(&mut *conn)
         .await?;
@@ -38,7 +40,7 @@ pub(crate) async fn load(conn: &mut AnyConnection) -> Result<Config> {
     .fetch_all(&mut *conn)
     .await?
     {
-        config.transports.push(rows::transport(&row)?);
+        config.transports.push(rows::transport(&row, key)?);
     }
     for row in sqlx::query("SELECT cidr, description, created_at FROM trusted_networks")
         .fetch_all(&mut *conn)

@@ -15,6 +15,7 @@ pub(crate) mod queue;
 mod queue_act;
 mod queue_rows;
 mod rows;
+pub(crate) mod sealed;
 pub mod sessions;
 pub mod tokens;
 pub(crate) mod transports;

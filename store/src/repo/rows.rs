@@ -10,6 +10,7 @@ use crate::error::{Result, StoreError};
 use crate::model::{
     Domain, Mailbox, PasswordHash, SmtpCredentials, TransportRule, TrustedNetwork, parse_cidr,
 };
+use crate::secrets::{SecretKey, transport_password_context};
 
 pub(crate) fn parse<T: FromStr>(table: &'static str, value: &str) -> Result<T>
 where
@@ -44,15 +45,19 @@ pub(crate) fn mailbox(row: &AnyRow) -> Result<Mailbox> {
     })
 }
 
-pub(crate) fn transport(row: &AnyRow) -> Result<TransportRule> {
+/// A transport rule, its smarthost password opened with `key`.
+pub(crate) fn transport(row: &AnyRow, key: &SecretKey) -> Result<TransportRule> {
+    let pattern: String = row.try_get("pattern")?;
     let username: Option<String> = row.try_get("auth_username")?;
-    let password: Option<String> = row.try_get("auth_password")?;
+    let password = match row.try_get::<Option<String>, _>("auth_password")? {
+        Some(stored) => key.open_text(&transport_password_context(&pattern), &stored)?,
+        None => String::new(),
+    };
     Ok(TransportRule {
-        pattern: parse("transports", &row.try_get::<String, _>("pattern")?)?,
+        pattern: parse("transports", &pattern)?,
         transport: parse("transports", &row.try_get::<String, _>("transport")?)?,
         tls: parse("transports", &row.try_get::<String, _>("tls")?)?,
-        auth: username
-            .map(|username| SmtpCredentials { username, password: password.unwrap_or_default() }),
+        auth: username.map(|username| SmtpCredentials { username, password }),
         updated_at: row.try_get("updated_at")?,
     })
 }

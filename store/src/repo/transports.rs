@@ -5,10 +5,12 @@ use sqlx::AnyConnection;
 use super::rows;
 use crate::error::{Result, StoreError};
 use crate::model::{SmtpCredentials, TlsPolicy, Transport, TransportPattern, TransportRule};
+use crate::secrets::{SecretKey, transport_password_context};
 use crate::store::{Store, now};
 
 async fn get(
     conn: &mut AnyConnection,
+    key: &SecretKey,
     pattern: &TransportPattern,
 ) -> Result<Option<TransportRule>> {
     sqlx::query(
@@ -18,7 +20,7 @@ async fn get(
     .bind(pattern.to_string())
     .fetch_optional(conn)
     .await?
-    .map(|row| rows::transport(&row))
+    .map(|row| rows::transport(&row, key))
     .transpose()
 }
 
@@ -51,7 +53,8 @@ impl Store {
         }
         let mut change = self.change(actor).await?;
         let result: Result<_> = async {
-            let before = get(change.conn(), pattern).await?;
+            let key = &self.inner.secrets;
+            let before = get(change.conn(), key, pattern).await?;
             let rule = TransportRule { pattern: pattern.clone(), transport, tls, auth, updated_at: now() };
             sqlx::query(
                 "INSERT INTO transports (pattern, transport, tls, auth_username, auth_password, updated_at) \
@@ -64,12 +67,15 @@ impl Store {
             .bind(rule.transport.to_string())
             .bind(rule.tls.as_str())
             .bind(rule.auth.as_ref().map(|a| a.username.clone()))
-            .bind(rule.auth.as_ref().map(|a| a.password.clone()))
+            // Sealed for this pattern's row: the value does not open anywhere else.
+            .bind(rule.auth.as_ref().map(|a| {
+                key.seal(&transport_password_context(&pattern.to_string()), a.password.as_bytes())
+            }))
             .bind(rule.updated_at)
             .execute(change.conn())
             .await?;
             change.audit("transport.set", &pattern.to_string(), before.as_ref(), Some(&rule)).await?;
-                    Ok(rule)
+            Ok(rule)
         }
         .await;
         change.finish(result).await
@@ -82,7 +88,7 @@ impl Store {
         .fetch_all(self.pool())
         .await?
         .iter()
-        .map(rows::transport)
+        .map(|row| rows::transport(row, &self.inner.secrets))
         .collect::<Result<Vec<_>>>()?;
         rules.sort_by(|a, b| a.pattern.cmp(&b.pattern));
         Ok(rules)
@@ -95,10 +101,10 @@ impl Store {
     ) -> Result<TransportRule> {
         let mut change = self.change(actor).await?;
         let result: Result<_> = async {
-            let rule = get(change.conn(), pattern).await?.ok_or_else(|| StoreError::NotFound {
-                what: "transport for",
-                name: pattern.to_string(),
-            })?;
+            let rule =
+                get(change.conn(), &self.inner.secrets, pattern).await?.ok_or_else(|| {
+                    StoreError::NotFound { what: "transport for", name: pattern.to_string() }
+                })?;
             sqlx::query("DELETE FROM transports WHERE pattern = $1")
                 .bind(pattern.to_string())
                 .execute(change.conn())

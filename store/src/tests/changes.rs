@@ -16,7 +16,7 @@ crate::store_tests! {
     async fn a_commit_by_another_handle_reaches_the_watcher(store: Store) {
         // A second handle on the same database plays the other process: its commit reaches
         // this one only through the watcher (revision poll or LISTEN/NOTIFY).
-        let other = Store::open(store.database()).await.unwrap();
+        let other = Store::open(store.database(), store.key_file()).await.unwrap();
         let shutdown = CancellationToken::new();
         let watcher = store.spawn_watcher(shutdown.clone());
         let mut changes = store.subscribe();

@@ -5,10 +5,12 @@ mod audit;
 mod changes;
 mod console;
 mod domains;
+mod files;
 mod mailboxes;
 mod queue;
 mod queue_scope;
 mod schema;
+mod sealed;
 mod transports_networks;
 
 use crate::Store;

@@ -336,7 +336,7 @@ crate::store_tests! {
     }
 
     async fn actions_from_another_process_reach_the_watcher(store: Store) {
-        let other = crate::Store::open(store.database()).await.unwrap();
+        let other = crate::Store::open(store.database(), store.key_file()).await.unwrap();
         let ids = other.queue_insert(NODE, &[message("a@x.test", &["b@y.test"])]).await.unwrap();
         let shutdown = tokio_util::sync::CancellationToken::new();
         let watcher = store.spawn_queue_watcher(shutdown.clone());
