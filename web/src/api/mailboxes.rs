@@ -160,7 +160,7 @@ async fn create(
     user.require_domain(address.domain())?;
     // Refuse a taken address or a relay domain before paying for a password hash.
     state.store.check_new_mailbox(&address).await?;
-    let password_hash = login::hash(new.password).await?;
+    let password_hash = login::hash(&state, &new.password).await?;
     let new = NewMailbox {
         address,
         display_name: new.display_name.trim().to_string(),
@@ -201,7 +201,7 @@ async fn update(
     user.require_write()?;
     let mailbox = find(&state, &user, &address).await?;
     let password_hash = match change.password {
-        Some(password) => Some(login::hash(password).await?),
+        Some(password) => Some(login::hash(&state, &password).await?),
         None => None,
     };
     let update = MailboxUpdate {

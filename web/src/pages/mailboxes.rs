@@ -215,7 +215,7 @@ async fn add(
         let quota_bytes = parse_quota(&form.quota)?;
         // Refuse a taken address or a relay domain before paying for a password hash.
         state.store.check_new_mailbox(&address).await?;
-        let password_hash = login::hash(form.password.clone()).await?;
+        let password_hash = login::hash(&state, &form.password).await?;
         let new = NewMailbox {
             address,
             display_name: form.display_name.trim().to_string(),
@@ -384,7 +384,7 @@ async fn password(
 ) -> Response {
     let result = async {
         let mailbox = find(&state, &user, &address).await?;
-        let hash = login::hash(form.password).await?;
+        let hash = login::hash(&state, &form.password).await?;
         let update = MailboxUpdate { password_hash: Some(hash), ..MailboxUpdate::default() };
         state.store.update_mailbox(&user.principal.actor, &mailbox.address, update).await?;
         Ok(format!("New password for {} set", mailbox.address))
