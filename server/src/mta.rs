@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use postern_store::Store;
+use postern_store::auth::PasswordChecks;
 use postern_store::boot::DeliveryConfig;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +26,8 @@ pub struct MtaOptions {
     pub limits: Limits,
     /// Concurrency, connection reuse and the retry schedule (the boot config's `[delivery]`).
     pub delivery: DeliveryConfig,
+    /// Shared with the console, so that guesses count the same on both.
+    pub passwords: PasswordChecks,
 }
 
 /// A running MTA: its tasks end after `shutdown` is cancelled.
@@ -87,6 +90,7 @@ impl Mta {
             limits: options.limits,
             data_dir: options.data_dir,
             signer: Arc::new(crate::mailauth::Unsigned),
+            passwords: options.passwords,
         });
         tasks.spawn(smtp::serve(listeners, ctx, shutdown));
         Ok(Mta { engine, queue, tasks })

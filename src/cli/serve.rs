@@ -43,6 +43,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     let watcher = store.spawn_watcher(shutdown.clone());
     let bound: Vec<(&'static str, std::net::SocketAddr)> =
         listeners.iter().map(|l| (l.kind.name(), l.local_addr())).collect();
+    // One limiter and one hashing bound for SMTP AUTH and the console's logins.
+    let passwords = postern_store::auth::PasswordChecks::default();
     let options = MtaOptions {
         hostname: boot.hostname.to_string(),
         data_dir: boot.data_dir.clone(),
@@ -55,6 +57,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
             ..Limits::default()
         },
         delivery: boot.delivery.clone(),
+        passwords: passwords.clone(),
     };
     let mta = Mta::start(store.clone(), listeners, options, shutdown.clone()).await?;
     let first_admin = ensure_admin(&store).await?;
@@ -67,7 +70,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         https_port: consoles_tls.first().and_then(|l| l.local_addr().ok()).map(|a| a.port()),
         ..Default::default()
     };
-    let mut console_state = postern_web::AppState::new(store.clone(), settings);
+    let mut console_state =
+        postern_web::AppState::new(store.clone(), settings).with_passwords(passwords);
     if let Some(dns) = super::console::ConsoleDns::from_system() {
         console_state = console_state.with_dns(dns);
     }

@@ -1,6 +1,7 @@
 //! Postern's configuration store: the model, its SQLite and Postgres backends, the change feed
 //! that tells every process about a committed change, and the boot configuration file.
 
+pub mod auth;
 pub mod boot;
 mod changes;
 pub mod clock;

@@ -28,6 +28,9 @@ pub enum WebError {
     Forbidden(String),
     #[error("too many failed attempts; try again in {0} seconds")]
     TooMany(u64),
+    /// Too many password checks at once (see `postern_store::auth::HashGate`); worth retrying.
+    #[error("too many sign-ins at once; try again in a moment")]
+    Busy,
     /// The store cannot be reached; worth retrying.
     #[error("the store is unavailable; try again shortly")]
     Unavailable,
@@ -45,7 +48,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid`, `not_found`, `duplicate`, `conflict`,
-    /// `unauthenticated`, `forbidden`, `too_many_attempts`, `unavailable`, `internal`.
+    /// `unauthenticated`, `forbidden`, `too_many_attempts`, `unavailable`, `busy`, `internal`.
     pub code: &'static str,
     /// For a person.
     pub message: String,
@@ -67,7 +70,7 @@ impl WebError {
             WebError::Unauthenticated => StatusCode::UNAUTHORIZED,
             WebError::Forbidden(_) => StatusCode::FORBIDDEN,
             WebError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
-            WebError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            WebError::Unavailable | WebError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -82,6 +85,7 @@ impl WebError {
             WebError::Forbidden(_) => "forbidden",
             WebError::TooMany(_) => "too_many_attempts",
             WebError::Unavailable => "unavailable",
+            WebError::Busy => "busy",
             WebError::Internal(_) => "internal",
         }
     }
@@ -90,6 +94,22 @@ impl WebError {
         match self {
             WebError::Invalid { field, .. } => field.as_deref(),
             _ => None,
+        }
+    }
+
+    /// Seconds to wait before trying again, for a `Retry-After` header (RFC 9110 §10.2.3).
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            WebError::TooMany(seconds) => Some(*seconds),
+            WebError::Busy => Some(1),
+            _ => None,
+        }
+    }
+
+    /// Adds `Retry-After` to `response` when this error has one.
+    pub fn add_retry_after(&self, response: &mut Response) {
+        if let Some(seconds) = self.retry_after() {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
     }
 
@@ -125,6 +145,7 @@ impl IntoResponse for WebError {
             tracing::error!(error = %detail, "console request failed");
         }
         let mut response = (self.status(), Json(self.body())).into_response();
+        self.add_retry_after(&mut response);
         if matches!(self, WebError::Unauthenticated) {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

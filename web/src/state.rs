@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postern_store::Store;
+use postern_store::auth::PasswordChecks;
 use postern_store::boot::ConsoleOptions;
 
-use crate::auth::throttle::LoginThrottle;
 use crate::conn::ConnectionCap;
 use crate::dns::{DnsWatch, MxLookup};
 
@@ -54,7 +54,8 @@ impl Default for Settings {
 pub struct AppState {
     pub store: Store,
     pub settings: Arc<Settings>,
-    pub(crate) logins: Arc<LoginThrottle>,
+    /// Login attempts and password hashing, shared with SMTP AUTH when both run in one process.
+    pub(crate) passwords: PasswordChecks,
     /// Looks up MX records for the dashboard's DNS check; `None` turns the check off.
     pub(crate) dns: Option<Arc<dyn MxLookup>>,
     pub(crate) dns_watch: Arc<DnsWatch>,
@@ -71,10 +72,17 @@ impl AppState {
             connections,
             store,
             settings: Arc::new(settings),
-            logins: Arc::default(),
+            passwords: PasswordChecks::default(),
             dns: None,
             dns_watch: Arc::default(),
         }
+    }
+
+    /// Counts login failures and bounds password hashing with these, shared with the SMTP
+    /// engine, instead of the console's own.
+    pub fn with_passwords(mut self, passwords: PasswordChecks) -> AppState {
+        self.passwords = passwords;
+        self
     }
 
     /// Turns on the dashboard's DNS check with this lookup.

@@ -4,7 +4,9 @@ mod support;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use postern_store::auth::{HashGate, PasswordChecks, Policy};
 use postern_store::model::{DomainKind, Role};
+use postern_web::{AppState, Settings};
 use support::*;
 
 postern_store::store_tests! {
@@ -29,6 +31,52 @@ postern_store::store_tests! {
         let right = post_form(&app, "/login", None, &[("name", "alice"), ("password", PASSWORD)]).await;
         assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS, "{}", right.body);
         assert!(session_cookie(&right).is_none());
+    }
+
+    async fn simultaneous_guesses_get_few_checks_and_lock_no_one_out(store: Store) {
+        add_admin(&store, "alice", Role::Admin, &[]).await;
+        let app = console(&store);
+        let guesses = (0..100).map(|n| login_from(&app, "192.0.2.1", "alice", format!("guess {n}")));
+        let replies = futures_util::future::join_all(guesses).await;
+        let checked = replies.iter().filter(|r| r.status == StatusCode::UNAUTHORIZED).count();
+        let refused: Vec<_> = replies.iter().filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS).collect();
+        assert_eq!(checked + refused.len(), 100);
+        assert!(checked <= 5, "{checked} passwords checked: counted before the check");
+        assert!(refused.iter().all(|r| r.headers.get(header::RETRY_AFTER).is_some()));
+        assert!(refused[0].body.contains("try again in"), "{}", refused[0].body);
+        // The address that guessed waits, even with the right password…
+        let right = login_from(&app, "192.0.2.1", "alice", PASSWORD.into()).await;
+        assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
+        // …but alice, from where she has not failed, signs in.
+        let right = login_from(&app, "192.0.2.2", "alice", PASSWORD.into()).await;
+        assert_eq!(right.status, StatusCode::SEE_OTHER, "{}", right.body);
+        assert!(session_cookie(&right).is_some());
+    }
+
+    async fn a_login_flood_is_refused_past_the_hashing_bound(store: Store) {
+        // One check at a time and one waiting: the rest of a burst is refused at once.
+        let gate = HashGate::new(1, 1, std::time::Duration::from_secs(1));
+        let passwords = PasswordChecks::new(gate.clone(), Policy::default());
+        let settings = Settings { live_wait: std::time::Duration::ZERO, ..Settings::default() };
+        let app = postern_web::app(AppState::new(store.clone(), settings).with_passwords(passwords));
+        // Unknown names from as many addresses: nothing for the attempt limiter to slow down.
+        let guesses = (0..200u32).map(|n| {
+            let app = app.clone();
+            async move {
+                let ip = format!("198.51.100.{}", n % 250);
+                login_from(&app, &ip, &format!("nobody{n}"), "guess guess".into()).await
+            }
+        });
+        let replies = futures_util::future::join_all(guesses).await;
+        let checked = replies.iter().filter(|r| r.status == StatusCode::UNAUTHORIZED).count();
+        let busy: Vec<_> =
+            replies.iter().filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE).collect();
+        assert_eq!(checked + busy.len(), 200);
+        assert_eq!(checked as u64, gate.checks_run());
+        assert_eq!(gate.peak_running(), 1, "never more checks at once than permits");
+        assert!(!busy.is_empty(), "200 at once through one permit: some are refused");
+        assert!(busy[0].headers.get(header::RETRY_AFTER).is_some());
+        assert!(busy[0].body.contains("too many sign-ins at once"), "{}", busy[0].body);
     }
 
     async fn sessions_are_new_at_login_and_end_at_logout(store: Store) {
@@ -174,4 +222,15 @@ fn flash(reply: &Reply) -> String {
         .find(|c| c.starts_with("postern_flash="))
         .map(|c| c.split(';').next().unwrap().to_string())
         .expect("a flash cookie")
+}
+
+/// A login form posted from `ip`, as the listener would pass the client's address.
+async fn login_from(app: &axum::Router, ip: &str, name: &str, password: String) -> Reply {
+    let mut request = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(form_body(&[("name", name), ("password", &password)])))
+        .unwrap();
+    let peer: std::net::SocketAddr = format!("{ip}:50000").parse().unwrap();
+    request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+    send(app, request).await
 }

@@ -27,7 +27,7 @@ pub(crate) use mailbox::check_display_name;
 pub use mailbox::{Mailbox, MailboxUpdate, NewMailbox};
 pub use name::{Address, DomainName};
 pub use network::{TrustedNetwork, parse_cidr};
-pub use password::{MIN_PASSWORD_LEN, PasswordHash, check_new_password};
+pub use password::{MEMORY_BLOCKS, MIN_PASSWORD_LEN, PasswordHash, check_new_password};
 pub use postmaster::Postmaster;
 pub use queue::{
     BOUNCE_REPORTED, BOUNCED_BY_ADMIN, BadQueueId, DamagedEntry, DeliveryResult, DsnRet,

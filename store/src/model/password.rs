@@ -4,9 +4,9 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::OnceLock;
 
-use argon2::password_hash::phc::PasswordHash as PhcHash;
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash as PhcHash, Salt};
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::error::StoreError;
 
@@ -59,11 +59,23 @@ impl fmt::Debug for PasswordHash {
     }
 }
 
-/// OWASP's argon2id minimum (m = 19 MiB, t = 2, p = 1); issue 5 asks for at least this.
-fn hasher() -> Argon2<'static> {
-    let params = Params::new(19_456, 2, 1, None).expect("constant argon2 parameters are valid");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+/// Memory cost in KiB blocks: OWASP's argon2id minimum (m = 19 MiB, t = 2, p = 1); issue 5 asks
+/// for at least this.
+pub const MEMORY_BLOCKS: usize = 19_456;
+
+fn params() -> Params {
+    Params::new(MEMORY_BLOCKS as u32, 2, 1, None).expect("constant argon2 parameters are valid")
 }
+
+fn hasher() -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params())
+}
+
+/// A hash that no password matches (its output was never computed from one), with our
+/// parameters: verifying against it costs exactly what verifying a real one does, so an unknown
+/// account takes as long as a wrong password.
+const DECOY: &str = "$argon2id$v=19$m=19456,t=2,p=1$cG9zdGVybiBkZWNveSBzYWx0$\
+                     AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
 
 impl PasswordHash {
     /// Hashes `password` with a fresh salt. Costs tens of milliseconds: call it off the async
@@ -99,6 +111,68 @@ impl PasswordHash {
         }
     }
 
+    /// What to verify against when the account does not exist (see [`DECOY`]).
+    pub fn decoy() -> Self {
+        PasswordHash(DECOY.to_string())
+    }
+
+    /// [`create`](Self::create), with argon2's working memory taken from `blocks` (at least
+    /// [`MEMORY_BLOCKS`] long) rather than allocated: see `auth::HashGate`.
+    pub fn create_in(password: &str, blocks: &mut [Block]) -> Result<Self, StoreError> {
+        if password.chars().count() < MIN_PASSWORD_LEN {
+            return Err(StoreError::invalid(
+                "password",
+                format!("must be at least {MIN_PASSWORD_LEN} characters long"),
+            ));
+        }
+        let failed = |e: argon2::Error| StoreError::Password(e.to_string());
+        let phc_failed = |e: argon2::password_hash::Error| StoreError::Password(e.to_string());
+        let salt = argon2::password_hash::generate_salt();
+        let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+        let params = params();
+        let memory = blocks.get_mut(..params.block_count()).ok_or_else(|| {
+            StoreError::Password("the working memory is smaller than the hash needs".into())
+        })?;
+        hasher()
+            .hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, memory)
+            .map_err(failed)?;
+        let phc = PhcHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&params).map_err(phc_failed)?,
+            salt: Some(Salt::new(&salt).map_err(|e| StoreError::Password(e.to_string()))?),
+            hash: Some(Output::new(&out).map_err(|e| StoreError::Password(e.to_string()))?),
+        };
+        Ok(PasswordHash(phc.to_string()))
+    }
+
+    /// [`verify`](Self::verify), with argon2's working memory taken from `blocks` when the hash
+    /// fits in them. A hash with a larger memory cost (none of ours) gets its own allocation.
+    pub fn verify_in(&self, password: &str, blocks: &mut [Block]) -> bool {
+        let Ok(parsed) = PhcHash::new(&self.0) else { return false };
+        let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else { return false };
+        let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else { return false };
+        let version = match parsed.version.map(Version::try_from).transpose() {
+            Ok(v) => v.unwrap_or_default(),
+            Err(_) => return false,
+        };
+        let Ok(params) = Params::try_from(&parsed) else { return false };
+        let needed = params.block_count();
+        let argon = Argon2::new(algorithm, version, params);
+        let mut out = vec![0u8; expected.len()];
+        let done = match blocks.get_mut(..needed) {
+            Some(memory) => argon.hash_password_into_with_memory(
+                password.as_bytes(),
+                salt.as_ref(),
+                &mut out,
+                memory,
+            ),
+            None => argon.hash_password_into(password.as_bytes(), salt.as_ref(), &mut out),
+        };
+        // `Output`'s equality is constant-time.
+        done.is_ok() && Output::new(&out).is_ok_and(|computed| computed == *expected)
+    }
+
     pub fn as_phc(&self) -> &str {
         &self.0
     }
@@ -131,5 +205,30 @@ mod tests {
         assert!(err.to_string().contains("own name"), "{err}");
         check_new_password("annabelle@example.com", "correct horse battery").unwrap();
         assert!(COMMON.lines().filter(|l| !l.starts_with('#')).count() > 500);
+    }
+
+    #[test]
+    fn preallocated_memory_gives_the_same_hashes() {
+        let mut blocks = vec![Block::default(); MEMORY_BLOCKS];
+        let made_here = PasswordHash::create_in("correct horse", &mut blocks).unwrap();
+        assert!(made_here.as_phc().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(made_here.verify("correct horse"), "the allocating verifier agrees");
+        assert!(!made_here.verify_in("wrong horse", &mut blocks));
+        let made_there = PasswordHash::create("correct horse").unwrap();
+        assert!(made_there.verify_in("correct horse", &mut blocks));
+        assert!(!made_there.verify_in("correct horsf", &mut blocks));
+        assert!(made_there.verify_in("correct horse", &mut []), "too small: it allocates");
+        assert!(PasswordHash::create_in("short", &mut blocks).is_err());
+    }
+
+    #[test]
+    fn the_decoy_costs_as_much_and_matches_nothing() {
+        let decoy = PasswordHash::decoy();
+        assert!(PasswordHash::from_phc(decoy.as_phc().to_string()).is_ok());
+        let parsed = PhcHash::new(decoy.as_phc()).unwrap();
+        assert_eq!(Params::try_from(&parsed).unwrap().block_count(), MEMORY_BLOCKS);
+        let mut blocks = vec![Block::default(); MEMORY_BLOCKS];
+        assert!(!decoy.verify_in("decoy", &mut blocks));
+        assert!(!decoy.verify_in("", &mut blocks));
     }
 }

@@ -169,7 +169,7 @@ async fn create(
     user.require_domain(address.domain())?;
     // Refuse a taken address or a relay domain before paying for a password hash.
     state.store.check_new_mailbox(&address).await?;
-    let password_hash = login::hash(&address.to_string(), new.password).await?;
+    let password_hash = login::hash(&state, &address.to_string(), &new.password).await?;
     let new = NewMailbox {
         address,
         display_name: new.display_name.trim().to_string(),
@@ -218,7 +218,7 @@ async fn update(
         None => None,
     };
     let password_hash = match change.password {
-        Some(password) => Some(login::hash(&mailbox.address.to_string(), password).await?),
+        Some(password) => Some(login::hash(&state, &mailbox.address.to_string(), &password).await?),
         None => None,
     };
     let update = MailboxUpdate {

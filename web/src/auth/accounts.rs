@@ -37,7 +37,7 @@ pub async fn create(
         Some(typed) => (typed, false, new.must_change_password),
         None => (one_time_password(), true, true),
     };
-    let hash = login::hash(name.as_str(), password.clone()).await.map_err(|e| match e {
+    let hash = login::hash(state, name.as_str(), &password).await.map_err(|e| match e {
         WebError::Invalid { message, .. } => WebError::invalid("password", message),
         other => other,
     })?;
@@ -58,7 +58,7 @@ pub async fn reset_password(
     caller.require_write()?;
     caller.require_global()?;
     let password = one_time_password();
-    let hash = login::hash(name.as_str(), password.clone()).await?;
+    let hash = login::hash(state, name.as_str(), &password).await?;
     state.store.set_admin_password(&caller.actor, name, &hash, true).await?;
     tracing::info!(admin = %name, actor = %caller.actor, "administrator password reset");
     Ok(password)

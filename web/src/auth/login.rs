@@ -1,10 +1,11 @@
-//! Checking a name and password: throttled, and alike in message and cost whether or not the
-//! account exists.
+//! Checking a name and password: slowed per account and address, bounded in how many run at
+//! once, and alike in message and cost whether or not the account exists (see
+//! `postern_store::auth`).
 
 use std::net::IpAddr;
-use std::sync::OnceLock;
 
-use postern_store::model::{Admin, AdminName, PasswordHash};
+use postern_store::auth::Refused;
+use postern_store::model::{Admin, AdminName, PasswordHash, check_new_password};
 
 use crate::error::WebError;
 use crate::state::AppState;
@@ -12,14 +13,13 @@ use crate::state::AppState;
 /// The one message for every wrong name or password.
 pub const WRONG: &str = "wrong name or password";
 
-/// A hash to verify against when the account does not exist, so that an unknown name costs as
-/// much as a wrong password.
-fn decoy() -> &'static PasswordHash {
-    static DECOY: OnceLock<PasswordHash> = OnceLock::new();
-    DECOY.get_or_init(|| {
-        PasswordHash::create("decoy password, never accepted")
-            .expect("a constant password of valid length hashes")
-    })
+impl From<Refused> for WebError {
+    fn from(refused: Refused) -> WebError {
+        match refused {
+            Refused::Wait(_) => WebError::TooMany(refused.retry_after()),
+            Refused::Busy => WebError::Busy,
+        }
+    }
 }
 
 pub async fn verify(
@@ -28,28 +28,20 @@ pub async fn verify(
     name: &str,
     password: &str,
 ) -> Result<Admin, WebError> {
-    if let Some(wait) = state.logins.blocked(ip, name) {
-        return Err(WebError::TooMany(wait));
-    }
+    // Counted before anything else, so that simultaneous attempts cannot all pass a check made
+    // before the first of them fails; a refused one does not reach the store.
+    let check = state.passwords.begin(name, ip)?;
     let credentials = match name.parse::<AdminName>() {
         Ok(parsed) => state.store.admin_credentials(&parsed).await?,
         Err(_) => None,
     };
-    let password = password.to_string();
     let (admin, hash) = match credentials {
-        Some((admin, hash)) => (Some(admin), hash),
-        None => (None, decoy().clone()),
+        Some((admin, hash)) => (Some(admin), Some(hash)),
+        None => (None, None),
     };
-    let ok = tokio::task::spawn_blocking(move || hash.verify(&password))
-        .await
-        .map_err(|e| WebError::Internal(format!("password check panicked: {e}")))?;
-    match admin {
-        Some(admin) if ok => {
-            state.logins.succeeded(name);
-            Ok(admin)
-        }
+    match (check.verify(hash, password).await?, admin) {
+        (true, Some(admin)) => Ok(admin),
         _ => {
-            state.logins.failed(ip, name);
             tracing::info!(%ip, "console login refused");
             Err(WebError::Invalid { field: None, message: WRONG.into() })
         }
@@ -57,11 +49,10 @@ pub async fn verify(
 }
 
 /// Checks a new password for the account `user` (not too short, not a common one, not the
-/// name) and hashes it off the async executor (argon2id costs tens of milliseconds).
-pub async fn hash(user: &str, password: String) -> Result<PasswordHash, WebError> {
-    let user = user.to_string();
-    tokio::task::spawn_blocking(move || PasswordHash::create_for(&user, &password))
-        .await
-        .map_err(|e| WebError::Internal(format!("password hashing panicked: {e}")))?
-        .map_err(WebError::from)
+/// name), then hashes it off the async executor and through the same bound as the checks
+/// (argon2id costs tens of milliseconds and 19 MiB).
+pub async fn hash(state: &AppState, user: &str, password: &str) -> Result<PasswordHash, WebError> {
+    check_new_password(user, password)?;
+    let made = state.passwords.hash(password).await.map_err(|_| WebError::Busy)?;
+    made.map_err(WebError::from)
 }

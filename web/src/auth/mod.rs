@@ -1,5 +1,5 @@
 //! Who is asking, and what they may do: console sessions (cookie), API tokens (bearer), the
-//! login with its throttle, and the cross-site refusal in front of every state change.
+//! login (slowed per account and address, see `postern_store::auth`), and the cross-site refusal in front of every state change.
 
 pub mod accounts;
 pub mod issue;
@@ -7,7 +7,6 @@ pub mod login;
 pub mod manage;
 pub mod origin;
 pub mod session;
-pub mod throttle;
 pub mod token;
 
 use postern_store::model::{Access, Admin, AdminName, ApiToken, DomainName, Role, SendAs};

@@ -81,7 +81,7 @@ async fn login_submit(
         },
         Err(e) => {
             let status = match e {
-                WebError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+                WebError::TooMany(_) | WebError::Busy => e.status(),
                 WebError::Invalid { .. } => StatusCode::UNAUTHORIZED,
                 _ => return super::error_page(e),
             };
@@ -90,7 +90,9 @@ async fn login_submit(
                 name: form.name,
                 error: Some(e.to_string()),
             };
-            render(status, &page)
+            let mut response = render(status, &page);
+            e.add_retry_after(&mut response);
+            response
         }
     }
 }
@@ -157,10 +159,12 @@ async fn password_submit(
             }
         })?;
         let hash =
-            login::hash(user.admin.name.as_str(), form.new.clone()).await.map_err(|e| match e {
-                WebError::Invalid { message, .. } => WebError::invalid("new", message),
-                other => other,
-            })?;
+            login::hash(&state, user.admin.name.as_str(), &form.new).await.map_err(
+                |e| match e {
+                    WebError::Invalid { message, .. } => WebError::invalid("new", message),
+                    other => other,
+                },
+            )?;
         state
             .store
             .set_admin_password(&user.principal.actor, &user.admin.name, &hash, false)
@@ -180,13 +184,15 @@ async fn password_submit(
                 .redirect("/"),
             &cookie,
         ),
-        Err(e @ (WebError::Invalid { .. } | WebError::TooMany(_))) => {
+        Err(e @ (WebError::Invalid { .. } | WebError::TooMany(_) | WebError::Busy)) => {
             let page = PasswordPage {
                 must_change: user.admin.must_change_password,
                 layout: Layout::new(&user, "", "Change your password", &headers),
                 form: FormState::default().fail(&e, &["current", "new", "repeat"]),
             };
-            render(e.status(), &page)
+            let mut response = render(e.status(), &page);
+            e.add_retry_after(&mut response);
+            response
         }
         Err(e) => super::error_page(e),
     }

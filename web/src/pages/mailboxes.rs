@@ -224,7 +224,7 @@ async fn add(
         let quota_bytes = parse_quota(&form.quota)?;
         // Refuse a taken address or a relay domain before paying for a password hash.
         state.store.check_new_mailbox(&address).await?;
-        let password_hash = login::hash(&address.to_string(), form.password.clone()).await?;
+        let password_hash = login::hash(&state, &address.to_string(), &form.password).await?;
         let new = NewMailbox {
             address,
             display_name: form.display_name.trim().to_string(),
@@ -410,7 +410,7 @@ async fn password(
 ) -> Response {
     let result = async {
         let mailbox = find(&state, &user, &address).await?;
-        let hash = login::hash(&mailbox.address.to_string(), form.password).await?;
+        let hash = login::hash(&state, &mailbox.address.to_string(), &form.password).await?;
         let update = MailboxUpdate { password_hash: Some(hash), ..MailboxUpdate::default() };
         state.store.update_mailbox(&user.principal.actor, &mailbox.address, update).await?;
         Ok(format!("New password for {} set", mailbox.address))

@@ -296,7 +296,10 @@ pub fn error_page(e: WebError) -> Response {
         s if s.is_client_error() => "Cannot do that",
         _ => "Something went wrong",
     };
-    render(e.status(), &ErrorPage { layout: Layout::anonymous(title), message: e.to_string() })
+    let mut response =
+        render(e.status(), &ErrorPage { layout: Layout::anonymous(title), message: e.to_string() });
+    e.add_retry_after(&mut response);
+    response
 }
 
 fn percent_encode(text: &str) -> String {

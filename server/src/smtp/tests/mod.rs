@@ -1,6 +1,7 @@
 //! SMTP sessions over in-memory streams, against a real store and engine: the protocol, the relay
 //! decision, and every hostile-client case of the MTA core issue.
 
+mod auth_limits;
 mod auth_tls;
 mod clients;
 mod dialog;
@@ -14,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use postern_store::auth::PasswordChecks;
 use postern_store::model::{DomainKind, NewMailbox, PasswordHash};
 use postern_store::testing::TestDb;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
@@ -77,6 +79,10 @@ impl Server {
     }
 
     pub async fn with_limits(limits: Limits) -> Server {
+        Server::with(limits, PasswordChecks::default()).await
+    }
+
+    pub async fn with(limits: Limits, passwords: PasswordChecks) -> Server {
         let db = TestDb::sqlite();
         let store = db.open().await;
         let actor = "test";
@@ -139,6 +145,7 @@ impl Server {
             limits,
             data_dir: db.dir(),
             signer: Arc::new(TestSigner),
+            passwords,
         });
         Server {
             ctx,

@@ -1,11 +1,12 @@
 //! AUTH (RFC 4954) with PLAIN (RFC 4616) and LOGIN, only under TLS and only on the submission
-//! ports, checked against the mailboxes' argon2id hashes.
-
-use std::sync::OnceLock;
+//! ports, checked against the mailboxes' argon2id hashes: slowed per account and client address
+//! across sessions, and bounded in how many run at once, with the console's logins (see
+//! `postern_store::auth`).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use postern_store::model::{Address, PasswordHash};
+use postern_store::auth::Refused;
+use postern_store::model::Address;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::smtp::line::{Line, read_line};
@@ -35,13 +36,16 @@ fn invalid() -> Reply {
     Reply::new(535, "5.7.8", "Error: authentication failed")
 }
 
-/// A hash to verify against when the user does not exist, so that an unknown user takes as long
-/// as a wrong password and the reply cannot tell them apart.
-fn decoy() -> &'static PasswordHash {
-    static DECOY: OnceLock<PasswordHash> = OnceLock::new();
-    DECOY.get_or_init(|| {
-        PasswordHash::create("postern decoy password").expect("hashing a constant works")
-    })
+/// RFC 4954 §6: 454 4.7.0 is a temporary failure; the client may try again later. Sent when
+/// this account or address has failed too often lately, or too many checks are running.
+fn refused(why: Refused, peer: std::net::SocketAddr) -> Reply {
+    let seconds = why.retry_after();
+    tracing::warn!(%peer, retry_after = seconds, ?why, "authentication not checked");
+    Reply::new(
+        454,
+        "4.7.0",
+        format!("Temporary authentication failure, try again in {seconds} seconds"),
+    )
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -77,34 +81,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Err(Abort::Reply(reply)) => return Ok(reply),
             Err(Abort::Io(e)) => return Err(e),
         };
-        let Ok(address) = user.parse::<Address>() else {
-            self.verify(None, password).await;
-            return Ok(invalid());
+        // Counted per account and address before the check, across sessions: reconnecting
+        // does not start again (issue 9, item 4).
+        let check = match self.ctx.passwords.begin(&user, self.peer.ip()) {
+            Ok(check) => check,
+            Err(why) => return Ok(refused(why, self.peer)),
         };
-        let hash = {
+        let address = user.parse::<Address>().ok();
+        let hash = address.as_ref().and_then(|address| {
             let snapshot = self.ctx.engine.snapshot();
             snapshot
                 .config
                 .mailboxes
-                .get(&address)
+                .get(address)
                 .filter(|m| m.enabled)
                 .map(|m| m.password_hash.clone())
-        };
-        if self.verify(hash, password).await {
-            tracing::info!(peer = %self.peer, user = %address, "authenticated");
-            self.auth = Some(address);
-            Ok(Reply::new(235, "2.7.0", "Authentication successful"))
-        } else {
-            tracing::warn!(peer = %self.peer, user = %address, "authentication failed");
-            Ok(invalid())
+        });
+        // An unknown or malformed user is checked against a decoy, at the same cost.
+        match (check.verify(hash, &password).await, address) {
+            (Err(why), _) => Ok(refused(why, self.peer)),
+            (Ok(true), Some(address)) => {
+                tracing::info!(peer = %self.peer, user = %address, "authenticated");
+                self.auth = Some(address);
+                Ok(Reply::new(235, "2.7.0", "Authentication successful"))
+            }
+            (Ok(_), address) => {
+                let user = address.map(|a| a.to_string()).unwrap_or_default();
+                tracing::warn!(peer = %self.peer, %user, "authentication failed");
+                Ok(invalid())
+            }
         }
-    }
-
-    async fn verify(&self, hash: Option<PasswordHash>, password: String) -> bool {
-        let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| decoy().clone());
-        let ok = tokio::task::spawn_blocking(move || hash.verify(&password)).await.unwrap_or(false);
-        ok && known
     }
 
     /// Sends a 334 challenge and reads the client's base64 answer.
