@@ -139,22 +139,26 @@ impl Drop for TestDb {
     }
 }
 
-/// Runs each `async fn name(store: Store)` body twice: as `name::sqlite` and `name::postgres`.
+/// Runs each named `async fn name(store: Store)` twice, as the tests `name::sqlite` and
+/// `name::postgres`. The functions are ordinary items beside the macro, so that rustfmt formats
+/// them:
+///
+/// ```ignore
+/// postern_store::store_tests!(adds_a_domain, refuses_a_duplicate);
+///
+/// async fn adds_a_domain(store: Store) { /* … */ }
+/// ```
 #[macro_export]
 macro_rules! store_tests {
-    ($(async fn $name:ident($store:ident: Store) $body:block)*) => {
+    ($($name:ident),* $(,)?) => {
         $(
+            // A module and a function may share a name: they live in different namespaces.
             mod $name {
-                #[allow(unused_imports)]
-                use super::*;
-
-                async fn run($store: $crate::Store) $body
-
                 #[tokio::test]
                 async fn sqlite() {
                     let db = $crate::testing::TestDb::sqlite();
                     let store = db.open().await;
-                    run(store.clone()).await;
+                    super::$name(store.clone()).await;
                     store.close().await;
                 }
 
@@ -163,7 +167,7 @@ macro_rules! store_tests {
                     let test = concat!(module_path!(), "::postgres");
                     if let Some(db) = $crate::testing::TestDb::postgres(test).await {
                         let store = db.open().await;
-                        run(store.clone()).await;
+                        super::$name(store.clone()).await;
                         store.close().await;
                     }
                 }

@@ -2,6 +2,7 @@
 
 mod support;
 
+use postern_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,35 +24,51 @@ impl MxLookup for Fixed {
     }
 }
 
-postern_store::store_tests! {
-    async fn the_dashboard_shows_certificate_expiry_and_domains_needing_dns_work(store: Store) {
-        for d in ["good.test", "bad.test", "hidden.test"] {
-            store.add_domain("test", &d.parse().unwrap(), DomainKind::Local).await.unwrap();
-        }
-        add_admin(&store, "alice", Role::Admin, &[]).await;
-        add_admin(&store, "dora", Role::DomainAdmin, &["good.test", "bad.test"]).await;
-        let soon = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 + 5 * 86_400 + 60;
-        let settings = Settings {
-            hostname: "mail.example.test".into(),
-            live_wait: Duration::ZERO,
-            certificate: Some(CertificateInfo { path: "/data/tls/mail.crt".into(), not_after: soon, self_signed: true }),
-            ..Settings::default()
-        };
-        let app = app(AppState::new(store.clone(), settings).with_dns(Arc::new(Fixed)));
-        let admin = Browser::login(&app, "alice").await;
-        let first = admin.get("/").await.body;
-        assert!(first.contains("(in 5 days)") && first.contains("self-signed"), "{first}");
-        let mut page = first;
-        for _ in 0..50 {
-            if !page.contains("Checking the domains") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            page = admin.get("/").await.body;
-        }
-        assert!(page.contains("<strong>bad.test</strong>: its MX points to mx.elsewhere.test"), "{page}");
-        assert!(page.contains("<strong>hidden.test</strong>") && !page.contains("<strong>good.test</strong>"));
-        let dora = Browser::login(&app, "dora").await.get("/").await.body;
-        assert!(dora.contains("<strong>bad.test</strong>") && !dora.contains("hidden.test"), "a domain-admin sees only its own");
+postern_store::store_tests!(the_dashboard_shows_certificate_expiry_and_domains_needing_dns_work);
+
+async fn the_dashboard_shows_certificate_expiry_and_domains_needing_dns_work(store: Store) {
+    for d in ["good.test", "bad.test", "hidden.test"] {
+        store.add_domain("test", &d.parse().unwrap(), DomainKind::Local).await.unwrap();
     }
+    add_admin(&store, "alice", Role::Admin, &[]).await;
+    add_admin(&store, "dora", Role::DomainAdmin, &["good.test", "bad.test"]).await;
+    let soon = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+        as i64
+        + 5 * 86_400
+        + 60;
+    let settings = Settings {
+        hostname: "mail.example.test".into(),
+        live_wait: Duration::ZERO,
+        certificate: Some(CertificateInfo {
+            path: "/data/tls/mail.crt".into(),
+            not_after: soon,
+            self_signed: true,
+        }),
+        ..Settings::default()
+    };
+    let app = app(AppState::new(store.clone(), settings).with_dns(Arc::new(Fixed)));
+    let admin = Browser::login(&app, "alice").await;
+    let first = admin.get("/").await.body;
+    assert!(first.contains("(in 5 days)") && first.contains("self-signed"), "{first}");
+    let mut page = first;
+    for _ in 0..50 {
+        if !page.contains("Checking the domains") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        page = admin.get("/").await.body;
+    }
+    assert!(
+        page.contains("<strong>bad.test</strong>: its MX points to mx.elsewhere.test"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<strong>hidden.test</strong>")
+            && !page.contains("<strong>good.test</strong>")
+    );
+    let dora = Browser::login(&app, "dora").await.get("/").await.body;
+    assert!(
+        dora.contains("<strong>bad.test</strong>") && !dora.contains("hidden.test"),
+        "a domain-admin sees only its own"
+    );
 }

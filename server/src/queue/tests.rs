@@ -47,70 +47,74 @@ async fn reopen(store: &Store) -> Store {
     Store::open(store.database(), store.key_file()).await.unwrap()
 }
 
-postern_store::store_tests! {
-    async fn concurrent_messages_share_transactions(store: Store) {
-        let shutdown = CancellationToken::new();
-        let (queue, task) = Queue::start(store.clone(), NODE.into(), None, shutdown.clone());
-        let results = enqueue_many(&queue, 300).await;
-        let batches = queue.batches();
-        assert!(batches >= 2, "300 messages cannot fit one batch of {MAX_BATCH_MESSAGES}");
-        assert!(batches <= 30, "300 messages took {batches} transactions");
-        let mut ids = HashSet::new();
-        for (i, result) in results {
-            let id = result.unwrap();
-            assert!(ids.insert(id));
-            // Answered, so it must be in the store, body and all.
-            let m = store.queue_show(id).await.unwrap().unwrap();
-            assert_eq!(m.sender, format!("sender{i}@example.org"));
-            assert_eq!(m.node, NODE);
-            let body = store.queue_body(id).await.unwrap().unwrap();
-            assert_eq!(body, format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes());
-        }
-        assert_eq!(queue.stats().messages.load(Ordering::Relaxed), 300);
-        shutdown.cancel();
-        task.await.unwrap();
-        assert!(matches!(queue.enqueue(message(0)).await, Err(QueueError::Closed)));
-    }
+postern_store::store_tests!(
+    concurrent_messages_share_transactions,
+    a_failed_commit_answers_every_waiter_and_leaves_nothing,
+    a_bad_message_fails_alone
+);
 
-    async fn a_failed_commit_answers_every_waiter_and_leaves_nothing(store: Store) {
-        // The envelope and body inserts succeed, the recipients' fail: the whole batch must go.
-        sqlx_rename(&store, true).await;
-        let shutdown = CancellationToken::new();
-        let (queue, task) = Queue::start(store.clone(), NODE.into(), None, shutdown.clone());
-        let results = enqueue_many(&queue, 50).await;
-        for (_, result) in &results {
-            assert!(matches!(result, Err(QueueError::Store(_))), "{result:?}");
-        }
-        assert!(queue.stats().failed_batches.load(Ordering::Relaxed) >= 1);
-        assert_eq!(queue.batches(), 0);
-        sqlx_rename(&store, false).await;
-        let page = store.queue_list(&QueueFilter::default(), Page::default()).await.unwrap();
-        assert_eq!(page.total, 0);
-        assert!(store.queue_body(QueueId::next_after(None)).await.unwrap().is_none());
-
-        // A closed store fails every waiter too.
-        store.close().await;
-        let results = enqueue_many(&queue, 20).await;
-        assert!(results.iter().all(|(_, r)| matches!(r, Err(QueueError::Store(_)))));
-        shutdown.cancel();
-        task.await.unwrap();
-        let store = reopen(&store).await;
-        assert_eq!(store.queue_list(&QueueFilter::default(), Page::default()).await.unwrap().total, 0);
-        store.close().await;
+async fn concurrent_messages_share_transactions(store: Store) {
+    let shutdown = CancellationToken::new();
+    let (queue, task) = Queue::start(store.clone(), NODE.into(), None, shutdown.clone());
+    let results = enqueue_many(&queue, 300).await;
+    let batches = queue.batches();
+    assert!(batches >= 2, "300 messages cannot fit one batch of {MAX_BATCH_MESSAGES}");
+    assert!(batches <= 30, "300 messages took {batches} transactions");
+    let mut ids = HashSet::new();
+    for (i, result) in results {
+        let id = result.unwrap();
+        assert!(ids.insert(id));
+        // Answered, so it must be in the store, body and all.
+        let m = store.queue_show(id).await.unwrap().unwrap();
+        assert_eq!(m.sender, format!("sender{i}@example.org"));
+        assert_eq!(m.node, NODE);
+        let body = store.queue_body(id).await.unwrap().unwrap();
+        assert_eq!(body, format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes());
     }
+    assert_eq!(queue.stats().messages.load(Ordering::Relaxed), 300);
+    shutdown.cancel();
+    task.await.unwrap();
+    assert!(matches!(queue.enqueue(message(0)).await, Err(QueueError::Closed)));
+}
 
-    async fn a_bad_message_fails_alone(store: Store) {
-        let shutdown = CancellationToken::new();
-        let (queue, task) = Queue::start(store.clone(), NODE.into(), None, shutdown.clone());
-        let mut bad = message(1);
-        bad.recipients.clear();
-        let (good, bad) = tokio::join!(queue.enqueue(message(0)), queue.enqueue(bad));
-        assert!(good.is_ok());
-        let err = bad.unwrap_err();
-        assert!(err.to_string().contains("recipients"), "{err}");
-        shutdown.cancel();
-        task.await.unwrap();
+async fn a_failed_commit_answers_every_waiter_and_leaves_nothing(store: Store) {
+    // The envelope and body inserts succeed, the recipients' fail: the whole batch must go.
+    sqlx_rename(&store, true).await;
+    let shutdown = CancellationToken::new();
+    let (queue, task) = Queue::start(store.clone(), NODE.into(), None, shutdown.clone());
+    let results = enqueue_many(&queue, 50).await;
+    for (_, result) in &results {
+        assert!(matches!(result, Err(QueueError::Store(_))), "{result:?}");
     }
+    assert!(queue.stats().failed_batches.load(Ordering::Relaxed) >= 1);
+    assert_eq!(queue.batches(), 0);
+    sqlx_rename(&store, false).await;
+    let page = store.queue_list(&QueueFilter::default(), Page::default()).await.unwrap();
+    assert_eq!(page.total, 0);
+    assert!(store.queue_body(QueueId::next_after(None)).await.unwrap().is_none());
+
+    // A closed store fails every waiter too.
+    store.close().await;
+    let results = enqueue_many(&queue, 20).await;
+    assert!(results.iter().all(|(_, r)| matches!(r, Err(QueueError::Store(_)))));
+    shutdown.cancel();
+    task.await.unwrap();
+    let store = reopen(&store).await;
+    assert_eq!(store.queue_list(&QueueFilter::default(), Page::default()).await.unwrap().total, 0);
+    store.close().await;
+}
+
+async fn a_bad_message_fails_alone(store: Store) {
+    let shutdown = CancellationToken::new();
+    let (queue, task) = Queue::start(store.clone(), NODE.into(), None, shutdown.clone());
+    let mut bad = message(1);
+    bad.recipients.clear();
+    let (good, bad) = tokio::join!(queue.enqueue(message(0)), queue.enqueue(bad));
+    assert!(good.is_ok());
+    let err = bad.unwrap_err();
+    assert!(err.to_string().contains("recipients"), "{err}");
+    shutdown.cancel();
+    task.await.unwrap();
 }
 
 /// Hides the recipients table (or brings it back), as a broken disk might fail one write.

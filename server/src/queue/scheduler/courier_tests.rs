@@ -122,57 +122,63 @@ async fn gone(store: &Store, id: QueueId) -> bool {
     store.queue_show(id).await.unwrap().is_none()
 }
 
-postern_store::store_tests! {
-    async fn a_deferral_is_tried_again_until_it_is_delivered(store: Store) {
-        let id = store.queue_insert(NODE, &[to("bob@remote.test")]).await.unwrap()[0];
-        let fake = Fake::scripted(&[("bob@remote.test", vec![deferred(), deferred()])]);
-        let run = Running::start(&store, quick_retries(), fake.clone()).await;
-        until("the third attempt delivers", || gone(&store, id)).await;
-        run.stop().await;
-        assert_eq!(fake.calls(), ["bob@remote.test"; 3]);
-        assert!(dsns(&store).await.is_empty(), "no DSN for a delivery");
-    }
+postern_store::store_tests!(
+    a_deferral_is_tried_again_until_it_is_delivered,
+    a_failure_gives_up_at_once_and_bounces,
+    a_recipient_deferred_past_the_queue_lifetime_is_given_up,
+    a_held_message_waits_for_its_release
+);
 
-    async fn a_failure_gives_up_at_once_and_bounces(store: Store) {
-        let id = store.queue_insert(NODE, &[to("bob@remote.test")]).await.unwrap()[0];
-        let refused = Outcome::failed(Reply::new(550, [5, 1, 1], "<bob@remote.test>: no such user"));
-        let fake = Fake::scripted(&[("bob@remote.test", vec![refused])]);
-        let run = Running::start(&store, quick_retries(), fake.clone()).await;
-        until("the message is done", || gone(&store, id)).await;
-        run.stop().await;
-        assert_eq!(fake.calls(), ["bob@remote.test"], "never tried again");
-        let dsns = dsns(&store).await;
-        assert_eq!(dsns.len(), 1);
-        assert!(dsns[0].contains("Final-Recipient: rfc822; bob@remote.test"), "{}", dsns[0]);
-        assert!(dsns[0].contains("Status: 5.1.1"), "{}", dsns[0]);
-    }
+async fn a_deferral_is_tried_again_until_it_is_delivered(store: Store) {
+    let id = store.queue_insert(NODE, &[to("bob@remote.test")]).await.unwrap()[0];
+    let fake = Fake::scripted(&[("bob@remote.test", vec![deferred(), deferred()])]);
+    let run = Running::start(&store, quick_retries(), fake.clone()).await;
+    until("the third attempt delivers", || gone(&store, id)).await;
+    run.stop().await;
+    assert_eq!(fake.calls(), ["bob@remote.test"; 3]);
+    assert!(dsns(&store).await.is_empty(), "no DSN for a delivery");
+}
 
-    async fn a_recipient_deferred_past_the_queue_lifetime_is_given_up(store: Store) {
-        let id = store.queue_insert(NODE, &[to("bob@remote.test")]).await.unwrap()[0];
-        let fake = Fake::scripted(&[("bob@remote.test", vec![deferred()])]);
-        let expired = RetryPolicy { give_up: Duration::ZERO, ..quick_retries() };
-        let run = Running::start(&store, expired, fake.clone()).await;
-        until("the message is done", || gone(&store, id)).await;
-        run.stop().await;
-        assert_eq!(fake.calls(), ["bob@remote.test"]);
-        let dsns = dsns(&store).await;
-        assert_eq!(dsns.len(), 1);
-        assert!(dsns[0].contains("gave up: in the queue too long"), "{}", dsns[0]);
-    }
+async fn a_failure_gives_up_at_once_and_bounces(store: Store) {
+    let id = store.queue_insert(NODE, &[to("bob@remote.test")]).await.unwrap()[0];
+    let refused = Outcome::failed(Reply::new(550, [5, 1, 1], "<bob@remote.test>: no such user"));
+    let fake = Fake::scripted(&[("bob@remote.test", vec![refused])]);
+    let run = Running::start(&store, quick_retries(), fake.clone()).await;
+    until("the message is done", || gone(&store, id)).await;
+    run.stop().await;
+    assert_eq!(fake.calls(), ["bob@remote.test"], "never tried again");
+    let dsns = dsns(&store).await;
+    assert_eq!(dsns.len(), 1);
+    assert!(dsns[0].contains("Final-Recipient: rfc822; bob@remote.test"), "{}", dsns[0]);
+    assert!(dsns[0].contains("Status: 5.1.1"), "{}", dsns[0]);
+}
 
-    async fn a_held_message_waits_for_its_release(store: Store) {
-        let ids = store.queue_insert(NODE, &[to("held@remote.test"), to("free@remote.test")]).await.unwrap();
-        let (held, free) = (ids[0], ids[1]);
-        let root = QueueActor::global("test");
-        store.queue_act(&root, QueueAction::Hold, &Selection::Ids(vec![held])).await.unwrap();
-        let fake = Fake::scripted(&[]);
-        let run = Running::start(&store, quick_retries(), fake.clone()).await;
-        until("the other message is delivered", || gone(&store, free)).await;
-        assert_eq!(fake.calls(), ["free@remote.test"], "the held message is not handed over");
+async fn a_recipient_deferred_past_the_queue_lifetime_is_given_up(store: Store) {
+    let id = store.queue_insert(NODE, &[to("bob@remote.test")]).await.unwrap()[0];
+    let fake = Fake::scripted(&[("bob@remote.test", vec![deferred()])]);
+    let expired = RetryPolicy { give_up: Duration::ZERO, ..quick_retries() };
+    let run = Running::start(&store, expired, fake.clone()).await;
+    until("the message is done", || gone(&store, id)).await;
+    run.stop().await;
+    assert_eq!(fake.calls(), ["bob@remote.test"]);
+    let dsns = dsns(&store).await;
+    assert_eq!(dsns.len(), 1);
+    assert!(dsns[0].contains("gave up: in the queue too long"), "{}", dsns[0]);
+}
 
-        store.queue_act(&root, QueueAction::Release, &Selection::Ids(vec![held])).await.unwrap();
-        until("the released message is delivered", || gone(&store, held)).await;
-        run.stop().await;
-        assert_eq!(fake.calls(), ["free@remote.test", "held@remote.test"]);
-    }
+async fn a_held_message_waits_for_its_release(store: Store) {
+    let ids =
+        store.queue_insert(NODE, &[to("held@remote.test"), to("free@remote.test")]).await.unwrap();
+    let (held, free) = (ids[0], ids[1]);
+    let root = QueueActor::global("test");
+    store.queue_act(&root, QueueAction::Hold, &Selection::Ids(vec![held])).await.unwrap();
+    let fake = Fake::scripted(&[]);
+    let run = Running::start(&store, quick_retries(), fake.clone()).await;
+    until("the other message is delivered", || gone(&store, free)).await;
+    assert_eq!(fake.calls(), ["free@remote.test"], "the held message is not handed over");
+
+    store.queue_act(&root, QueueAction::Release, &Selection::Ids(vec![held])).await.unwrap();
+    until("the released message is delivered", || gone(&store, held)).await;
+    run.stop().await;
+    assert_eq!(fake.calls(), ["free@remote.test", "held@remote.test"]);
 }
