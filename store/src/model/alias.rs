@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::name::{AddressOrDomain, parse_address_or_domain};
 use super::{Address, DomainName};
 use crate::error::StoreError;
 
@@ -29,17 +30,10 @@ impl AliasSource {
 impl FromStr for AliasSource {
     type Err = StoreError;
     fn from_str(input: &str) -> Result<Self, StoreError> {
-        let input = input.trim();
-        match input.strip_prefix('@') {
-            Some(domain) => domain
-                .parse()
-                .map(AliasSource::CatchAll)
-                .map_err(|e| StoreError::invalid("source", format!("catch-all {input:?}: {e}"))),
-            None => input
-                .parse()
-                .map(AliasSource::Address)
-                .map_err(|e| StoreError::invalid("source", e.to_string())),
-        }
+        Ok(match parse_address_or_domain(input, "source", "catch-all ")? {
+            AddressOrDomain::Address(a) => AliasSource::Address(a),
+            AddressOrDomain::Domain(d) => AliasSource::CatchAll(d),
+        })
     }
 }
 

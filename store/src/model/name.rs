@@ -194,6 +194,33 @@ impl fmt::Debug for Address {
     }
 }
 
+/// An address, or a whole domain written `@domain`: the two spellings alias sources and send-as
+/// entries take.
+pub(crate) enum AddressOrDomain {
+    Address(Address),
+    Domain(DomainName),
+}
+
+/// Parses either spelling of [`AddressOrDomain`]; a refusal names `field`, and for a domain
+/// says it was taken as `domain_label` (a "catch-all", say).
+pub(crate) fn parse_address_or_domain(
+    input: &str,
+    field: &'static str,
+    domain_label: &str,
+) -> Result<AddressOrDomain, StoreError> {
+    let input = input.trim();
+    match input.strip_prefix('@') {
+        Some(domain) => domain
+            .parse()
+            .map(AddressOrDomain::Domain)
+            .map_err(|e| StoreError::invalid(field, format!("{domain_label}{input:?}: {e}"))),
+        None => input
+            .parse()
+            .map(AddressOrDomain::Address)
+            .map_err(|e: StoreError| StoreError::invalid(field, e.to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

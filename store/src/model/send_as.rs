@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::name::{AddressOrDomain, parse_address_or_domain};
 use super::{Address, AliasSource, Config, Destination, DomainName};
 use crate::error::StoreError;
 
@@ -41,17 +42,10 @@ impl SendAs {
 impl FromStr for SendAs {
     type Err = StoreError;
     fn from_str(input: &str) -> Result<Self, StoreError> {
-        let input = input.trim();
-        match input.strip_prefix('@') {
-            Some(domain) => domain
-                .parse()
-                .map(SendAs::Domain)
-                .map_err(|e| StoreError::invalid("send_as", format!("{input:?}: {e}"))),
-            None => input
-                .parse()
-                .map(SendAs::Address)
-                .map_err(|e| StoreError::invalid("send_as", e.to_string())),
-        }
+        Ok(match parse_address_or_domain(input, "send_as", "")? {
+            AddressOrDomain::Address(a) => SendAs::Address(a),
+            AddressOrDomain::Domain(d) => SendAs::Domain(d),
+        })
     }
 }
 
