@@ -30,70 +30,13 @@ import asyncio
 import base64
 import json
 import multiprocessing
-import os
-import shutil
 import ssl
-import subprocess
-import tempfile
 import time
+
+from postern_serve import start_server, stop_server
 
 WORKERS = 200
 SAMPLES = 5
-
-
-def start_server(binary):
-    """Starts `postern serve` on loopback ports; returns (process, {name: (host, port)}, dir)."""
-    work = tempfile.mkdtemp(prefix="postern-auth-flood-")
-    with open(os.path.join(work, "postern.toml"), "w") as config:
-        config.write(
-            'hostname = "bench.example.test"\n'
-            'data_dir = "data"\n'
-            "[smtp]\n"
-            'listen = ["127.0.0.1:0"]\n'
-            "submission = []\n"
-            'submissions = ["127.0.0.1:0"]\n'
-            "[console]\n"
-            'listen = ["127.0.0.1:0"]\n'
-            "[log]\n"
-            'format = "json"\n'
-            'level = "error"\n'
-        )
-    log = open(os.path.join(work, "serve.log"), "w")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTERN_")}
-    proc = subprocess.Popen(
-        [os.path.abspath(binary), "--config", os.path.join(work, "postern.toml"), "serve"],
-        cwd=work,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        env=env,
-        text=True,
-    )
-    addrs = {}
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"serve exited early; see {work}/serve.log")
-        words = line.split()
-        if len(words) == 2 and words[0] in ("smtp", "submissions", "console"):
-            host, port = words[1].rsplit(":", 1)
-            addrs[words[0]] = (host, int(port))
-        if line.startswith("ready"):
-            break
-    else:
-        raise RuntimeError("serve was not ready within 30 s")
-    return proc, addrs, work
-
-
-def stop_server(proc, work):
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    shutil.rmtree(work, ignore_errors=True)
 
 
 def memory_kib(pid, field):
@@ -239,7 +182,9 @@ async def sample_rss(pid, stop):
 
 
 async def run_scenario(name, binary, seconds):
-    proc, addrs, work = start_server(binary)
+    proc, addrs, work = start_server(
+        binary, "postern-auth-flood-", submissions=True, log_level="error"
+    )
     try:
         await asyncio.sleep(1)
         idle = memory_kib(proc.pid, "VmRSS")

@@ -26,74 +26,13 @@ import asyncio
 import json
 import os
 import resource
-import shutil
-import subprocess
-import tempfile
 import time
+
+from postern_serve import start_server, stop_server
 
 CONSOLE_FLOOD = 1200
 SMTP_FLOOD = 520
 SAMPLES = 5
-
-
-def start_server(binary, nofile):
-    """Starts `postern serve` on loopback ports; returns (process, {name: (host, port)}, dir)."""
-    work = tempfile.mkdtemp(prefix="postern-flood-")
-    with open(os.path.join(work, "postern.toml"), "w") as config:
-        config.write(
-            'hostname = "bench.example.test"\n'
-            'data_dir = "data"\n'
-            "[smtp]\n"
-            'listen = ["127.0.0.1:0"]\n'
-            "submission = []\n"
-            "submissions = []\n"
-            "[console]\n"
-            'listen = ["127.0.0.1:0"]\n'
-            "[log]\n"
-            'format = "json"\n'
-            'level = "warn"\n'
-        )
-
-    def limit():
-        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
-    log = open(os.path.join(work, "serve.log"), "w")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTERN_")}
-    proc = subprocess.Popen(
-        [os.path.abspath(binary), "--config", os.path.join(work, "postern.toml"), "serve"],
-        cwd=work,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        preexec_fn=limit,
-        env=env,
-        text=True,
-    )
-    addrs = {}
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"serve exited early; see {work}/serve.log")
-        words = line.split()
-        if len(words) == 2 and words[0] in ("smtp", "console"):
-            host, port = words[1].rsplit(":", 1)
-            addrs[words[0]] = (host, int(port))
-        if line.startswith("ready"):
-            break
-    else:
-        raise RuntimeError("serve was not ready within 30 s")
-    return proc, addrs, work
-
-
-def stop_server(proc, work):
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    shutil.rmtree(work, ignore_errors=True)
 
 
 def descriptors(pid):
@@ -223,7 +162,7 @@ def close_all(conns):
 
 
 async def run_scenario(name, binary, nofile):
-    proc, addrs, work = start_server(binary, nofile)
+    proc, addrs, work = start_server(binary, "postern-flood-", nofile=nofile)
     try:
         baseline = descriptors(proc.pid)
         if name == "smtp":
