@@ -188,7 +188,7 @@ fn require_acme(config: Option<&Path>) -> anyhow::Result<BootConfig> {
 
 /// Whether the boot configuration has an `[acme]` section.
 // TODO(acme merge): `boot.acme.is_some()` once `[acme]` is part of `BootConfig`.
-fn acme_enabled(boot: &BootConfig) -> bool {
+pub(super) fn acme_enabled(boot: &BootConfig) -> bool {
     let Some(path) = &boot.source else { return false };
     std::fs::read_to_string(path)
         .ok()
