@@ -117,6 +117,7 @@ async fn orders_show_their_progress_and_the_cas_error(store: Store) {
         .unwrap();
     let page = browser.get("/certificates").await.body;
     assert!(page.contains("id=\"order-1\"") && page.contains(ca_error), "{page}");
+    assert!(page.contains("id=\"auto-refresh\""), "the page follows open orders: {page}");
 
     // A renewal from the certificate's row, which then shows the order's state.
     let ca = TestCa::new("Console Test CA");
