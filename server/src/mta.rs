@@ -28,6 +28,8 @@ pub struct MtaOptions {
     pub delivery: DeliveryConfig,
     /// Shared with the console, so that guesses count the same on both.
     pub passwords: PasswordChecks,
+    /// The process's one resolver (the boot configuration's `[dns] servers`); see [`resolver`].
+    pub resolver: Arc<dyn Resolver>,
 }
 
 /// A running MTA: its tasks end after `shutdown` is cancelled.
@@ -58,7 +60,7 @@ impl Mta {
         tasks.spawn(async move {
             let _ = writer.await;
         });
-        let resolver = system_resolver();
+        let resolver = options.resolver.clone();
         let mta_sts = match MtaSts::new(resolver.clone(), StsSettings::default()) {
             Ok(sts) => Some(Arc::new(sts)),
             Err(why) => {
@@ -102,14 +104,15 @@ impl Mta {
     }
 }
 
-/// The system's DNS (/etc/resolv.conf). Without a usable configuration the MTA still starts, so
-/// that local mail and fixed transports work, and MX deliveries wait in the queue.
-fn system_resolver() -> Arc<dyn Resolver> {
-    match HickoryResolver::from_system() {
-        Ok(resolver) => Arc::new(resolver),
+/// The process's resolver: `servers` (the boot configuration's `[dns] servers`), or the
+/// system's (/etc/resolv.conf) when empty. Without a usable configuration the MTA still starts,
+/// so that local mail and fixed transports work, and MX deliveries wait in the queue.
+pub fn resolver(servers: &[std::net::SocketAddr]) -> (Arc<dyn Resolver>, Option<HickoryResolver>) {
+    match HickoryResolver::new(servers) {
+        Ok(resolver) => (Arc::new(resolver.clone()), Some(resolver)),
         Err(why) => {
             tracing::error!(error = %why, "cannot read the DNS configuration; MX delivery waits");
-            Arc::new(UnconfiguredResolver { why: format!("no DNS configuration: {why}") })
+            (Arc::new(UnconfiguredResolver { why: format!("no DNS configuration: {why}") }), None)
         }
     }
 }

@@ -37,11 +37,12 @@ pub fn certificate_info(path: &Path) -> Option<CertificateInfo> {
 pub struct ConsoleDns(HickoryResolver);
 
 impl ConsoleDns {
-    pub fn from_system() -> Option<Arc<dyn MxLookup>> {
-        match HickoryResolver::from_system() {
-            Ok(resolver) => Some(Arc::new(ConsoleDns(resolver))),
-            Err(e) => {
-                tracing::warn!(error = %e, "no DNS resolver: the dashboard's MX check is off");
+    /// The engine's resolver, if it has one (the failure was logged when it was built).
+    pub fn new(resolver: Option<HickoryResolver>) -> Option<Arc<dyn MxLookup>> {
+        match resolver {
+            Some(resolver) => Some(Arc::new(ConsoleDns(resolver))),
+            None => {
+                tracing::warn!("no DNS resolver: the dashboard's MX check is off");
                 None
             }
         }

@@ -45,6 +45,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         listeners.iter().map(|l| (l.kind.name(), l.local_addr())).collect();
     // One limiter and one hashing bound for SMTP AUTH and the console's logins.
     let passwords = postern_store::auth::PasswordChecks::default();
+    // One resolver for the process (`[dns] servers`): delivery, MTA-STS, DKIM and the console.
+    let (resolver, hickory) = postern_server::mta::resolver(&boot.dns_servers);
     let options = MtaOptions {
         hostname: boot.hostname.to_string(),
         data_dir: boot.data_dir.clone(),
@@ -58,6 +60,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         },
         delivery: boot.delivery.clone(),
         passwords: passwords.clone(),
+        resolver,
     };
     let mta = Mta::start(store.clone(), listeners, options, shutdown.clone()).await?;
     let first_admin = ensure_admin(&store).await?;
@@ -72,7 +75,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     };
     let mut console_state =
         postern_web::AppState::new(store.clone(), settings).with_passwords(passwords);
-    if let Some(dns) = super::console::ConsoleDns::from_system() {
+    if let Some(dns) = super::console::ConsoleDns::new(hickory) {
         console_state = console_state.with_dns(dns);
     }
     let mut console_bound = Vec::new();
