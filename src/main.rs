@@ -51,6 +51,9 @@ enum Command {
     /// API tokens for scripts.
     #[command(subcommand)]
     Token(cli::token::Command),
+    /// DKIM keys: generate, list, rotate, activate; the records to publish.
+    #[command(subcommand)]
+    Dkim(cli::dkim::Command),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
             Command::Admin(cmd) => cli::admin::run(config, cmd).await,
             Command::Token(cmd) => cli::token::run(config, cmd).await,
             Command::Queue(cmd) => cli::queue::run(config, cmd).await,
+            Command::Dkim(cmd) => cli::dkim::run(config, cmd).await,
         }
     });
     match result {

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod alias;
 pub mod config;
 mod console;
+pub mod dkim;
 pub mod domain;
 pub mod mailbox;
 pub mod network;

@@ -5,6 +5,7 @@ mod advice;
 mod alias;
 mod audit;
 mod config;
+mod dkim;
 mod domain;
 mod mailbox;
 mod name;
@@ -21,6 +22,12 @@ pub use alias::{Alias, AliasSource, MAX_DESTINATIONS};
 pub use audit::AuditEntry;
 pub use config::{
     Config, Destination, MAX_ALIAS_DEPTH, MAX_EXPANSION, Problem, ResolveError, Summary,
+};
+pub use dkim::generate as dkim_generate;
+pub use dkim::{
+    DEFAULT_RSA_BITS, DkimAlgorithm, DkimKey, DkimPrivateKey, DkimState, DnsCheck, GeneratedKey,
+    RSA_BITS, TXT_STRING_MAX, check_bits, check_selector, dated_selector, is_dkim_record,
+    record_name, split_txt,
 };
 pub use domain::{Domain, DomainKind};
 pub(crate) use mailbox::check_display_name;

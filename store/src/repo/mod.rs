@@ -5,6 +5,7 @@ pub(crate) mod aliases;
 pub(crate) mod audit;
 pub(crate) mod config;
 pub mod delivery_log;
+pub mod dkim;
 pub mod domains;
 pub mod engine_status;
 pub(crate) mod mailboxes;

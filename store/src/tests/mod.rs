@@ -4,6 +4,7 @@ mod aliases;
 mod audit;
 mod changes;
 mod console;
+mod dkim;
 mod domains;
 mod files;
 mod mailboxes;
