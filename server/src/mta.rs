@@ -61,6 +61,17 @@ impl Mta {
             let _ = writer.await;
         });
         let resolver = options.resolver.clone();
+        // Pending keys become active once their record is seen; retiring ones retire.
+        let checker = crate::mailauth::DkimChecker {
+            store: store.clone(),
+            resolver: resolver.clone(),
+            actor: format!("engine:{}", options.hostname),
+        };
+        tasks.spawn(crate::mailauth::run_schedule(
+            checker,
+            crate::mailauth::CHECK_EVERY,
+            shutdown.clone(),
+        ));
         let mta_sts = match MtaSts::new(resolver.clone(), StsSettings::default()) {
             Ok(sts) => Some(Arc::new(sts)),
             Err(why) => {
@@ -91,7 +102,7 @@ impl Mta {
             tls: Some(tls),
             limits: options.limits,
             data_dir: options.data_dir,
-            signer: Arc::new(crate::mailauth::Unsigned),
+            signer: Arc::new(crate::mailauth::DkimSigner::new(engine.clone())),
             passwords: options.passwords,
         });
         tasks.spawn(smtp::serve(listeners, ctx, shutdown));

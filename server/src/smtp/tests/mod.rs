@@ -10,6 +10,7 @@ mod hostile;
 mod identity;
 mod protocol;
 mod relay;
+mod signing;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
