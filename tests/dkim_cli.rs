@@ -54,3 +54,59 @@ async fn dkim_keys_postgres() {
     let Some(db) = TestDb::postgres("dkim_cli::dkim_keys_postgres").await else { return };
     tokio::task::spawn_blocking(move || dkim_keys(&db)).await.unwrap();
 }
+
+/// `postern dkim check` asks the servers in `[dns] servers` (here pebble-challtestsrv) and
+/// activates the key once its record is there.
+#[tokio::test(flavor = "multi_thread")]
+async fn dkim_check_activates_a_published_key() {
+    use std::process::{Command, Stdio};
+    let test = "dkim_cli::dkim_check_activates_a_published_key";
+    let exists = Command::new("sh").args(["-c", "command -v pebble-challtestsrv"]).status();
+    if !exists.is_ok_and(|s| s.success()) {
+        postern_store::testing::missing_peer(test, "pebble-challtestsrv is not installed (Debian package pebble)");
+        return;
+    }
+    let port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (dns, management) = (port(), port());
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Killed(Command::new("pebble-challtestsrv")
+        .args(["-dns01", &format!("127.0.0.1:{dns}"), "-management", &format!("127.0.0.1:{management}")])
+        .args(["-http01", "", "-https01", "", "-tlsalpn01", "", "-defaultIPv6", ""])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", management)).is_err() {
+        assert!(start.elapsed().as_secs() < 15, "pebble-challtestsrv did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let db = TestDb::sqlite();
+    let mut s = Setup::new(&db.database);
+    s.env.push(("POSTERN_DNS_SERVERS".into(), format!("127.0.0.1:{dns}")));
+    s.ok(&["domain", "add", "example.test"]);
+    s.ok(&["dkim", "generate", "example.test", "--algorithm", "ed25519", "--selector", "k1"]);
+    let out = s.ok(&["dkim", "check", "example.test"]);
+    assert!(out.contains("pending") && out.contains("missing at "), "{out}");
+    let key = &json(&s.ok(&["dkim", "list", "--json"]))[0];
+    let body = serde_json::json!({
+        "host": "k1._domainkey.example.test.",
+        "value": key["record_value"].as_str().unwrap(),
+    });
+    let set = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{management}/set-txt"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(set.status().is_success());
+    let checked = json(&s.ok(&["dkim", "check", "--json"]));
+    assert_eq!(checked[0]["state"], "active");
+    assert_eq!(checked[0]["dns"]["status"], "published");
+}

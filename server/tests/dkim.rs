@@ -158,3 +158,117 @@ async fn ed25519_and_rsa_signatures_verify_with_dkimpy() {
     assert_eq!(dkimpy(test, tampered.as_bytes(), &published(&keys)).unwrap(), [false, false]);
     shutdown.cancel();
 }
+
+fn key_named<'a>(keys: &'a [DkimKey], selector: &str) -> &'a DkimKey {
+    keys.iter().find(|k| k.selector == selector).unwrap_or_else(|| panic!("no key {selector}"))
+}
+
+/// The whole rollout against pebble-challtestsrv: pending while the record is missing or
+/// different, active once published (and only then signing), the next key pending beside it,
+/// the switch once the next record is seen, the old key retiring with a date to keep its record
+/// until, then retired.
+#[tokio::test]
+async fn a_rotation_goes_through_every_state_against_a_real_dns_server() {
+    let test = "a_rotation_goes_through_every_state_against_a_real_dns_server";
+    let Some(dns) = challtestsrv(test) else { return };
+    let db = TestDb::sqlite();
+    let store = store_with_domain(&db).await;
+    let domain = "example.test".parse().unwrap();
+    let shutdown = CancellationToken::new();
+    let (engine, _task) = Engine::start(store.clone(), "test", shutdown.clone()).await.unwrap();
+    let signer = DkimSigner::new(engine.clone());
+    let resolver: Arc<dyn Resolver> = Arc::new(HickoryResolver::new(&[dns.dns]).unwrap());
+    let checker = DkimChecker { store: store.clone(), resolver, actor: ACTOR.into() };
+
+    let one =
+        store.generate_dkim_key(ACTOR, &domain, DkimAlgorithm::Ed25519, None, Some("one")).await.unwrap();
+    let keys = checker.check(None).await.unwrap();
+    assert_eq!(key_named(&keys, "one").state, DkimState::Pending);
+    assert_eq!(key_named(&keys, "one").dns, Some(DnsCheck::Missing));
+
+    // Another key at the name: still pending, and the check says what it found.
+    let stale = "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+    dns.set_txt(&one.record_name(), stale).await;
+    let keys = checker.check(Some(&domain)).await.unwrap();
+    assert_eq!(key_named(&keys, "one").state, DkimState::Pending);
+    assert_eq!(key_named(&keys, "one").dns, Some(DnsCheck::Different(stale.into())));
+    caught_up(&engine, &store).await;
+    assert!(signer.sign("example.test", MESSAGE.as_bytes()).is_empty(), "pending keys do not sign");
+
+    // Published: active, and signing.
+    dns.clear_txt(&one.record_name()).await;
+    dns.set_txt(&one.record_name(), &one.record_value()).await;
+    let keys = checker.check(Some(&domain)).await.unwrap();
+    assert_eq!(key_named(&keys, "one").state, DkimState::Active);
+    assert_eq!(key_named(&keys, "one").dns, Some(DnsCheck::Published));
+    caught_up(&engine, &store).await;
+    let message = signed(&signer, MESSAGE);
+    assert!(String::from_utf8_lossy(&message).contains("s=one;"));
+    if let Some(results) = dkimpy(test, &message, &[(one.record_name(), one.record_value())]) {
+        assert_eq!(results, [true]);
+    }
+
+    // Rotation: the next key waits for its record; the current one keeps signing.
+    let two = store.rotate_dkim_key(ACTOR, &domain, None).await.unwrap();
+    let keys = checker.check(Some(&domain)).await.unwrap();
+    assert_eq!(key_named(&keys, &two.selector).state, DkimState::Pending);
+    assert_eq!(key_named(&keys, "one").state, DkimState::Active);
+    caught_up(&engine, &store).await;
+    let text = String::from_utf8(signed(&signer, MESSAGE)).unwrap();
+    assert!(text.contains("s=one;") && !text.contains(&format!("s={};", two.selector)), "{text}");
+
+    // The next record is seen: signing switches, the old key retires after the grace period.
+    dns.set_txt(&two.record_name(), &two.record_value()).await;
+    let before = postern_store::now();
+    let keys = checker.check(Some(&domain)).await.unwrap();
+    assert_eq!(key_named(&keys, &two.selector).state, DkimState::Active);
+    let old = key_named(&keys, "one");
+    assert_eq!(old.state, DkimState::Retiring);
+    assert!(old.retire_after.unwrap() >= before + 7 * 86_400, "kept published for 7 days");
+    caught_up(&engine, &store).await;
+    let message = signed(&signer, MESSAGE);
+    let text = String::from_utf8_lossy(&message);
+    assert!(text.contains(&format!("s={};", two.selector)) && !text.contains("s=one;"), "{text}");
+    let records = [(one.record_name(), one.record_value()), (two.record_name(), two.record_value())];
+    if let Some(results) = dkimpy(test, &message, &records) {
+        assert_eq!(results, [true]);
+    }
+
+    // The grace period over (aged in the database rather than waited for), the next check
+    // retires the old key: its record may go.
+    postern_store::testing::hand_edit(
+        &store,
+        "UPDATE dkim_keys SET retire_after = 1 WHERE state = 'retiring'",
+    )
+    .await;
+    let keys = checker.check(Some(&domain)).await.unwrap();
+    assert_eq!(key_named(&keys, "one").state, DkimState::Retired);
+    assert_eq!(key_named(&keys, &two.selector).state, DkimState::Active);
+    shutdown.cancel();
+}
+
+/// RSA records are longer than one DNS string (and than pebble-challtestsrv serves): the check
+/// matches the joined strings, through the scripted resolver.
+#[tokio::test]
+async fn a_long_rsa_record_is_seen_through_the_scripted_resolver() {
+    let db = TestDb::sqlite();
+    let store = store_with_domain(&db).await;
+    let domain = "example.test".parse().unwrap();
+    let key = store.generate_dkim_key(ACTOR, &domain, DkimAlgorithm::Rsa, None, Some("r")).await.unwrap();
+    assert_eq!(key.record_strings().len(), 2);
+    let scripted = Arc::new(ScriptedResolver::new().exists(&key.record_name()));
+    let checker =
+        DkimChecker { store: store.clone(), resolver: scripted.clone(), actor: ACTOR.into() };
+    assert_eq!(checker.check(None).await.unwrap()[0].dns, Some(DnsCheck::Missing));
+    scripted.set_txt(&key.record_name(), &["v=spf1 -all"]);
+    assert_eq!(checker.check(None).await.unwrap()[0].dns, Some(DnsCheck::Missing), "not DKIM");
+    scripted.set_txt(&key.record_name(), &[&key.record_strings().concat()]);
+    let keys = checker.check(None).await.unwrap();
+    assert_eq!((keys[0].state, keys[0].dns.clone()), (DkimState::Active, Some(DnsCheck::Published)));
+    // A failed lookup is no verdict: nothing changes but the recorded failure.
+    let failing = Arc::new(ScriptedResolver::new().temporary(&key.record_name()));
+    let checker = DkimChecker { store, resolver: failing, actor: ACTOR.into() };
+    let keys = checker.check(None).await.unwrap();
+    assert_eq!(keys[0].state, DkimState::Active);
+    assert!(matches!(keys[0].dns, Some(DnsCheck::Failed(_))), "{:?}", keys[0].dns);
+}

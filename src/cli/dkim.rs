@@ -7,7 +7,7 @@ use clap::Subcommand;
 use postern_store::model::{DkimAlgorithm, DkimKey, DkimState, DomainName};
 use serde::Serialize;
 
-use super::{actor, open_store, output};
+use super::{actor, load_boot, open_store, output};
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -48,6 +48,14 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Look up the records of DOMAIN's keys (or every domain's) through `[dns] servers`: a
+    /// pending key whose record is seen becomes active (the key it replaces starts retiring),
+    /// and retiring keys past their grace period are retired. The engine does this hourly.
+    Check {
+        domain: Option<DomainName>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A key as listed: its public fields and the record to publish (never the private key).
@@ -70,30 +78,19 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode
         }
         Command::List { domain, json } => {
             let keys = open_store(config).await?.list_dkim_keys(domain.as_ref()).await?;
-            let listed: Vec<Listed> = keys
-                .iter()
-                .map(|key| Listed {
-                    key,
-                    record_name: key.record_name(),
-                    record_value: key.record_value(),
-                })
-                .collect();
-            output::list(
-                json,
-                &listed,
-                &["domain", "selector", "algorithm", "state", "record", "value", "last check"],
-                |l| {
-                    vec![
-                        l.key.domain.to_string(),
-                        l.key.selector.clone(),
-                        format!("{}-{}", l.key.algorithm, l.key.bits),
-                        state_text(l.key),
-                        l.record_name.clone(),
-                        l.key.record_zone(),
-                        check_text(l.key),
-                    ]
-                },
-            );
+            print_keys(&keys, json);
+        }
+        Command::Check { domain, json } => {
+            let boot = load_boot(config, postern_store::boot::Profile::Standard)?;
+            let resolver = postern_server::dns::HickoryResolver::new(&boot.dns_servers)
+                .map_err(|e| anyhow::anyhow!("no DNS resolver ({e}): set [dns] servers"))?;
+            let checker = postern_server::mailauth::DkimChecker {
+                store: open_store(config).await?,
+                resolver: std::sync::Arc::new(resolver),
+                actor: actor(),
+            };
+            let keys = checker.check(domain.as_ref()).await?;
+            print_keys(&keys, json);
         }
         Command::Rotate { domain, algorithm } => {
             let key = open_store(config).await?.rotate_dkim_key(&actor(), &domain, algorithm).await?;
@@ -113,6 +110,30 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Keys as a table, or as JSON with their records (never the private key).
+fn print_keys(keys: &[DkimKey], json: bool) {
+    let listed: Vec<Listed> = keys
+        .iter()
+        .map(|key| Listed { key, record_name: key.record_name(), record_value: key.record_value() })
+        .collect();
+    output::list(
+        json,
+        &listed,
+        &["domain", "selector", "algorithm", "state", "record", "value", "last check"],
+        |l| {
+            vec![
+                l.key.domain.to_string(),
+                l.key.selector.clone(),
+                format!("{}-{}", l.key.algorithm, l.key.bits),
+                state_text(l.key),
+                l.record_name.clone(),
+                l.key.record_zone(),
+                check_text(l.key),
+            ]
+        },
+    );
 }
 
 fn print_new(key: &DkimKey) {

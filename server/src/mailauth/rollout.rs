@@ -48,10 +48,8 @@ impl DkimChecker {
     pub async fn check(&self, domain: Option<&DomainName>) -> Result<Vec<DkimKey>, StoreError> {
         self.store.retire_due_dkim_keys(&self.actor, postern_store::now()).await?;
         let keys = self.store.list_dkim_keys(domain).await?;
-        let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             if key.state == DkimState::Retired {
-                out.push(key);
                 continue;
             }
             let found = check_key(self.resolver.as_ref(), &key).await;
@@ -68,9 +66,9 @@ impl DkimChecker {
             if key.state == DkimState::Pending && after.state == DkimState::Active {
                 tracing::info!(record = %after.record_name(), "DKIM record seen: the key signs from now on");
             }
-            out.push(after);
         }
-        Ok(out)
+        // Read again: activating one key moves the one it replaces too.
+        self.store.list_dkim_keys(domain).await
     }
 }
 
