@@ -60,3 +60,24 @@ impl MxLookup for ConsoleDns {
         })
     }
 }
+
+/// The engine's DKIM checker, for the console's and the API's "check now".
+pub struct ConsoleDkim(pub postern_server::mailauth::DkimChecker);
+
+impl postern_web::dns::DkimCheck for ConsoleDkim {
+    fn check<'a>(
+        &'a self,
+        actor: &'a str,
+        domain: &'a postern_store::model::DomainName,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = postern_store::Result<Vec<postern_store::model::DkimKey>>,
+                > + Send
+                + 'a,
+        >,
+    > {
+        let checker = postern_server::mailauth::DkimChecker { actor: actor.to_string(), ..self.0.clone() };
+        Box::pin(async move { checker.check(Some(domain)).await })
+    }
+}

@@ -60,7 +60,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         },
         delivery: boot.delivery.clone(),
         passwords: passwords.clone(),
-        resolver,
+        resolver: resolver.clone(),
     };
     let mta = Mta::start(store.clone(), listeners, options, shutdown.clone()).await?;
     let first_admin = ensure_admin(&store).await?;
@@ -75,6 +75,13 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     };
     let mut console_state =
         postern_web::AppState::new(store.clone(), settings).with_passwords(passwords);
+    console_state = console_state.with_dkim_check(std::sync::Arc::new(super::console::ConsoleDkim(
+        postern_server::mailauth::DkimChecker {
+            store: store.clone(),
+            resolver,
+            actor: format!("engine:{}", boot.hostname),
+        },
+    )));
     if let Some(dns) = super::console::ConsoleDns::new(hickory) {
         console_state = console_state.with_dns(dns);
     }
