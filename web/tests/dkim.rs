@@ -34,7 +34,10 @@ impl DkimCheck for AllPublished {
     }
 }
 
-postern_store::store_tests!(keys_are_managed_through_the_api);
+postern_store::store_tests!(
+    keys_are_managed_through_the_api,
+    the_console_shows_what_to_publish_and_what_may_go
+);
 
 async fn keys_are_managed_through_the_api(store: Store) {
     add_test_domains(&store).await;
@@ -97,4 +100,46 @@ async fn keys_are_managed_through_the_api(store: Store) {
     let other = dora.call("POST", "/domains/b.test/dkim", Some(json!({}))).await;
     assert_eq!(other.status, StatusCode::FORBIDDEN, "{}", other.body);
     assert_eq!(dora.call("GET", "/domains/b.test/dkim", None).await.status, StatusCode::FORBIDDEN);
+}
+
+async fn the_console_shows_what_to_publish_and_what_may_go(store: Store) {
+    add_test_domains(&store).await;
+    add_admin(&store, "alice", Role::Admin, &[]).await;
+    add_admin(&store, "dora", Role::DomainAdmin, &["a.test"]).await;
+    let app = console(&store);
+    let browser = Browser::login(&app, "alice").await;
+    assert!(browser.get("/domains").await.body.contains("href=\"/domains/a.test/dkim\""));
+    let page = browser.get("/domains/a.test/dkim").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("No DKIM keys"), "{}", page.body);
+
+    let reply = browser
+        .post("/domains/a.test/dkim", &[("algorithm", "ed25519"), ("bits", ""), ("selector", "one")])
+        .await;
+    assert_eq!(reply.location(), "/domains/a.test/dkim", "{}", reply.body);
+    assert!(flash_text(&reply).starts_with("Key one._domainkey.a.test generated"), "{}", flash_text(&reply));
+    let weak = browser.post("/domains/a.test/dkim", &[("algorithm", "rsa"), ("bits", "1024")]).await;
+    assert!(flash_text(&weak).contains("too weak"), "{}", flash_text(&weak));
+    let page = browser.get("/domains/a.test/dkim").await.body;
+    assert!(page.contains("one._domainkey.a.test") && page.contains("&#34;v=DKIM1; k=ed25519; p="), "{page}");
+    assert!(page.contains("pending: publish it") && page.contains("not checked yet"), "{page}");
+
+    browser.post("/domains/a.test/dkim/activate", &[("selector", "one")]).await;
+    let rotated = browser.post("/domains/a.test/dkim/rotate", &[("algorithm", "")]).await;
+    assert!(flash_text(&rotated).starts_with("Next key"), "{}", flash_text(&rotated));
+    let next = store.list_dkim_keys(Some(&"a.test".parse().unwrap())).await.unwrap()[1].selector.clone();
+    browser.post("/domains/a.test/dkim/activate", &[("selector", next.as_str())]).await;
+    let page = browser.get("/domains/a.test/dkim").await.body;
+    assert!(page.contains("retiring: keep it published until"), "{page}");
+    assert!(!page.contains("sealed:") && !page.contains("PRIVATE"), "{page}");
+    let no_dns = browser.post("/domains/a.test/dkim/check", &[]).await;
+    assert!(flash_text(&no_dns).contains("no DNS resolver"), "{}", flash_text(&no_dns));
+
+    // A domain-admin sees its own domain's keys only.
+    let dora = Browser::login(&app, "dora").await;
+    assert_eq!(dora.get("/domains/a.test/dkim").await.status, StatusCode::OK);
+    assert_eq!(dora.get("/domains/b.test/dkim").await.status, StatusCode::FORBIDDEN);
+    let other = dora.post("/domains/b.test/dkim", &[("algorithm", "ed25519")]).await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN);
+    assert_eq!(store.list_dkim_keys(Some(&"b.test".parse().unwrap())).await.unwrap().len(), 0);
 }

@@ -17,6 +17,7 @@ mod aliases;
 mod auth;
 mod chart;
 mod dashboard;
+mod dkim;
 mod domains;
 mod link;
 mod log;
@@ -52,6 +53,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(log::router())
         .merge(tokens::router())
         .merge(admins::router())
+        .merge(dkim::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::session::require_csrf,
