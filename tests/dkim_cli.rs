@@ -13,7 +13,8 @@ fn json(text: &str) -> serde_json::Value {
 fn dkim_keys(db: &TestDb) {
     let s = Setup::new(&db.database);
     s.ok(&["domain", "add", "example.test"]);
-    let out = s.ok(&["dkim", "generate", "example.test", "--algorithm", "ed25519", "--selector", "ed1"]);
+    let out =
+        s.ok(&["dkim", "generate", "example.test", "--algorithm", "ed25519", "--selector", "ed1"]);
     assert!(out.contains("name   ed1._domainkey.example.test"), "{out}");
     assert!(out.contains("value  \"v=DKIM1; k=ed25519; p="), "{out}");
     let out = s.ok(&["dkim", "generate", "example.test"]);
@@ -40,7 +41,8 @@ fn dkim_keys(db: &TestDb) {
     let out = s.ok(&["dkim", "rotate", "example.test", "--algorithm", "ed25519"]);
     assert!(out.contains("pending until its record is published"), "{out}");
     let listed = json(&s.ok(&["dkim", "list", "example.test", "--json"]));
-    let states: Vec<&str> = listed.as_array().unwrap().iter().map(|k| k["state"].as_str().unwrap()).collect();
+    let states: Vec<&str> =
+        listed.as_array().unwrap().iter().map(|k| k["state"].as_str().unwrap()).collect();
     assert_eq!(states, ["active", "pending", "pending"]);
 }
 
@@ -63,7 +65,10 @@ async fn dkim_check_activates_a_published_key() {
     let test = "dkim_cli::dkim_check_activates_a_published_key";
     let exists = Command::new("sh").args(["-c", "command -v pebble-challtestsrv"]).status();
     if !exists.is_ok_and(|s| s.success()) {
-        postern_store::testing::missing_peer(test, "pebble-challtestsrv is not installed (Debian package pebble)");
+        postern_store::testing::missing_peer(
+            test,
+            "pebble-challtestsrv is not installed (Debian package pebble)",
+        );
         return;
     }
     let port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -75,13 +80,20 @@ async fn dkim_check_activates_a_published_key() {
             let _ = self.0.wait();
         }
     }
-    let _child = Killed(Command::new("pebble-challtestsrv")
-        .args(["-dns01", &format!("127.0.0.1:{dns}"), "-management", &format!("127.0.0.1:{management}")])
-        .args(["-http01", "", "-https01", "", "-tlsalpn01", "", "-defaultIPv6", ""])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+    let _child = Killed(
+        Command::new("pebble-challtestsrv")
+            .args([
+                "-dns01",
+                &format!("127.0.0.1:{dns}"),
+                "-management",
+                &format!("127.0.0.1:{management}"),
+            ])
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", "", "-defaultIPv6", ""])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let start = std::time::Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", management)).is_err() {
         assert!(start.elapsed().as_secs() < 15, "pebble-challtestsrv did not start");

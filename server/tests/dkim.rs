@@ -118,10 +118,8 @@ async fn ed25519_and_rsa_signatures_verify_with_dkimpy() {
         ("rsa2048", DkimAlgorithm::Rsa, None),
         ("rsa4096", DkimAlgorithm::Rsa, Some(4096)),
     ] {
-        let key = store
-            .generate_dkim_key(ACTOR, &domain, algorithm, bits, Some(selector))
-            .await
-            .unwrap();
+        let key =
+            store.generate_dkim_key(ACTOR, &domain, algorithm, bits, Some(selector)).await.unwrap();
         keys.push(key);
     }
     // Pending keys sign nothing.
@@ -180,8 +178,10 @@ async fn a_rotation_goes_through_every_state_against_a_real_dns_server() {
     let resolver: Arc<dyn Resolver> = Arc::new(HickoryResolver::new(&[dns.dns]).unwrap());
     let checker = DkimChecker { store: store.clone(), resolver, actor: ACTOR.into() };
 
-    let one =
-        store.generate_dkim_key(ACTOR, &domain, DkimAlgorithm::Ed25519, None, Some("one")).await.unwrap();
+    let one = store
+        .generate_dkim_key(ACTOR, &domain, DkimAlgorithm::Ed25519, None, Some("one"))
+        .await
+        .unwrap();
     let keys = checker.check(None).await.unwrap();
     assert_eq!(key_named(&keys, "one").state, DkimState::Pending);
     assert_eq!(key_named(&keys, "one").dns, Some(DnsCheck::Missing));
@@ -229,7 +229,8 @@ async fn a_rotation_goes_through_every_state_against_a_real_dns_server() {
     let message = signed(&signer, MESSAGE);
     let text = String::from_utf8_lossy(&message);
     assert!(text.contains(&format!("s={};", two.selector)) && !text.contains("s=one;"), "{text}");
-    let records = [(one.record_name(), one.record_value()), (two.record_name(), two.record_value())];
+    let records =
+        [(one.record_name(), one.record_value()), (two.record_name(), two.record_value())];
     if let Some(results) = dkimpy(test, &message, &records) {
         assert_eq!(results, [true]);
     }
@@ -254,7 +255,8 @@ async fn a_long_rsa_record_is_seen_through_the_scripted_resolver() {
     let db = TestDb::sqlite();
     let store = store_with_domain(&db).await;
     let domain = "example.test".parse().unwrap();
-    let key = store.generate_dkim_key(ACTOR, &domain, DkimAlgorithm::Rsa, None, Some("r")).await.unwrap();
+    let key =
+        store.generate_dkim_key(ACTOR, &domain, DkimAlgorithm::Rsa, None, Some("r")).await.unwrap();
     assert_eq!(key.record_strings().len(), 2);
     let scripted = Arc::new(ScriptedResolver::new().exists(&key.record_name()));
     let checker =
@@ -264,7 +266,10 @@ async fn a_long_rsa_record_is_seen_through_the_scripted_resolver() {
     assert_eq!(checker.check(None).await.unwrap()[0].dns, Some(DnsCheck::Missing), "not DKIM");
     scripted.set_txt(&key.record_name(), &[&key.record_strings().concat()]);
     let keys = checker.check(None).await.unwrap();
-    assert_eq!((keys[0].state, keys[0].dns.clone()), (DkimState::Active, Some(DnsCheck::Published)));
+    assert_eq!(
+        (keys[0].state, keys[0].dns.clone()),
+        (DkimState::Active, Some(DnsCheck::Published))
+    );
     // A failed lookup is no verdict: nothing changes but the recorded failure.
     let failing = Arc::new(ScriptedResolver::new().temporary(&key.record_name()));
     let checker = DkimChecker { store, resolver: failing, actor: ACTOR.into() };

@@ -38,7 +38,7 @@ pub struct ConsoleDns(HickoryResolver);
 
 impl ConsoleDns {
     /// The engine's resolver, if it has one (the failure was logged when it was built).
-    pub fn new(resolver: Option<HickoryResolver>) -> Option<Arc<dyn MxLookup>> {
+    pub fn lookup(resolver: Option<HickoryResolver>) -> Option<Arc<dyn MxLookup>> {
         match resolver {
             Some(resolver) => Some(Arc::new(ConsoleDns(resolver))),
             None => {
@@ -77,7 +77,8 @@ impl postern_web::dns::DkimCheck for ConsoleDkim {
                 + 'a,
         >,
     > {
-        let checker = postern_server::mailauth::DkimChecker { actor: actor.to_string(), ..self.0.clone() };
+        let checker =
+            postern_server::mailauth::DkimChecker { actor: actor.to_string(), ..self.0.clone() };
         Box::pin(async move { checker.check(Some(domain)).await })
     }
 }

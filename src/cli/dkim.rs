@@ -93,7 +93,8 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode
             print_keys(&keys, json);
         }
         Command::Rotate { domain, algorithm } => {
-            let key = open_store(config).await?.rotate_dkim_key(&actor(), &domain, algorithm).await?;
+            let key =
+                open_store(config).await?.rotate_dkim_key(&actor(), &domain, algorithm).await?;
             print_new(&key);
         }
         Command::Activate { domain, selector, force } => {
@@ -106,7 +107,10 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode
             }
             let key =
                 open_store(config).await?.activate_dkim_key(&actor(), &domain, &selector).await?;
-            println!("{} is active: it signs {domain}'s mail from the next message", key.record_name());
+            println!(
+                "{} is active: it signs {domain}'s mail from the next message",
+                key.record_name()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

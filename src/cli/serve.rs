@@ -75,14 +75,14 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     };
     let mut console_state =
         postern_web::AppState::new(store.clone(), settings).with_passwords(passwords);
-    console_state = console_state.with_dkim_check(std::sync::Arc::new(super::console::ConsoleDkim(
-        postern_server::mailauth::DkimChecker {
+    console_state = console_state.with_dkim_check(std::sync::Arc::new(
+        super::console::ConsoleDkim(postern_server::mailauth::DkimChecker {
             store: store.clone(),
             resolver,
             actor: format!("engine:{}", boot.hostname),
-        },
-    )));
-    if let Some(dns) = super::console::ConsoleDns::new(hickory) {
+        }),
+    ));
+    if let Some(dns) = super::console::ConsoleDns::lookup(hickory) {
         console_state = console_state.with_dns(dns);
     }
     let mut console_bound = Vec::new();

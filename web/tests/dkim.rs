@@ -27,7 +27,9 @@ impl DkimCheck for AllPublished {
     > {
         Box::pin(async move {
             for key in self.0.list_dkim_keys(Some(domain)).await? {
-                self.0.record_dkim_check(actor, domain, &key.selector, &DnsCheck::Published).await?;
+                self.0
+                    .record_dkim_check(actor, domain, &key.selector, &DnsCheck::Published)
+                    .await?;
             }
             self.0.list_dkim_keys(Some(domain)).await
         })
@@ -45,14 +47,16 @@ async fn keys_are_managed_through_the_api(store: Store) {
     add_admin(&store, "dora", Role::DomainAdmin, &["a.test"]).await;
     let settings = Settings { live_wait: Duration::ZERO, ..Settings::default() };
     let plain = console(&store);
-    let checking = app(
-        AppState::new(store.clone(), settings)
-            .with_dkim_check(Arc::new(AllPublished(store.clone()))),
-    );
+    let checking = app(AppState::new(store.clone(), settings)
+        .with_dkim_check(Arc::new(AllPublished(store.clone()))));
     let api = Api::new(&store, &plain, "alice", Access::Write, &[]).await;
 
     let made = api
-        .call("POST", "/domains/a.test/dkim", Some(json!({"algorithm": "ed25519", "selector": "one"})))
+        .call(
+            "POST",
+            "/domains/a.test/dkim",
+            Some(json!({"algorithm": "ed25519", "selector": "one"})),
+        )
         .await;
     assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
     let key = made.json();
@@ -62,7 +66,9 @@ async fn keys_are_managed_through_the_api(store: Store) {
     let rsa = api.call("POST", "/domains/a.test/dkim", Some(json!({}))).await;
     assert_eq!(rsa.status, StatusCode::CREATED, "{}", rsa.body);
     assert_eq!(rsa.json()["record_strings"].as_array().unwrap().len(), 2, "RSA: two strings");
-    let weak = api.call("POST", "/domains/a.test/dkim", Some(json!({"algorithm": "rsa", "bits": 1024}))).await;
+    let weak = api
+        .call("POST", "/domains/a.test/dkim", Some(json!({"algorithm": "rsa", "bits": 1024})))
+        .await;
     assert_eq!(weak.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", weak.body);
     assert!(weak.body.contains("too weak"), "{}", weak.body);
     let odd = api.call("POST", "/domains/a.test/dkim", Some(json!({"algorithm": "dsa"}))).await;
@@ -114,20 +120,32 @@ async fn the_console_shows_what_to_publish_and_what_may_go(store: Store) {
     assert!(page.body.contains("No DKIM keys"), "{}", page.body);
 
     let reply = browser
-        .post("/domains/a.test/dkim", &[("algorithm", "ed25519"), ("bits", ""), ("selector", "one")])
+        .post(
+            "/domains/a.test/dkim",
+            &[("algorithm", "ed25519"), ("bits", ""), ("selector", "one")],
+        )
         .await;
     assert_eq!(reply.location(), "/domains/a.test/dkim", "{}", reply.body);
-    assert!(flash_text(&reply).starts_with("Key one._domainkey.a.test generated"), "{}", flash_text(&reply));
-    let weak = browser.post("/domains/a.test/dkim", &[("algorithm", "rsa"), ("bits", "1024")]).await;
+    assert!(
+        flash_text(&reply).starts_with("Key one._domainkey.a.test generated"),
+        "{}",
+        flash_text(&reply)
+    );
+    let weak =
+        browser.post("/domains/a.test/dkim", &[("algorithm", "rsa"), ("bits", "1024")]).await;
     assert!(flash_text(&weak).contains("too weak"), "{}", flash_text(&weak));
     let page = browser.get("/domains/a.test/dkim").await.body;
-    assert!(page.contains("one._domainkey.a.test") && page.contains("&#34;v=DKIM1; k=ed25519; p="), "{page}");
+    assert!(
+        page.contains("one._domainkey.a.test") && page.contains("&#34;v=DKIM1; k=ed25519; p="),
+        "{page}"
+    );
     assert!(page.contains("pending: publish it") && page.contains("not checked yet"), "{page}");
 
     browser.post("/domains/a.test/dkim/activate", &[("selector", "one")]).await;
     let rotated = browser.post("/domains/a.test/dkim/rotate", &[("algorithm", "")]).await;
     assert!(flash_text(&rotated).starts_with("Next key"), "{}", flash_text(&rotated));
-    let next = store.list_dkim_keys(Some(&"a.test".parse().unwrap())).await.unwrap()[1].selector.clone();
+    let next =
+        store.list_dkim_keys(Some(&"a.test".parse().unwrap())).await.unwrap()[1].selector.clone();
     browser.post("/domains/a.test/dkim/activate", &[("selector", next.as_str())]).await;
     let page = browser.get("/domains/a.test/dkim").await.body;
     assert!(page.contains("retiring: keep it published until"), "{page}");

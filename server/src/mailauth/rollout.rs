@@ -61,8 +61,10 @@ impl DkimChecker {
                      receivers cannot verify its signatures"
                 );
             }
-            let after =
-                self.store.record_dkim_check(&self.actor, &key.domain, &key.selector, &found).await?;
+            let after = self
+                .store
+                .record_dkim_check(&self.actor, &key.domain, &key.selector, &found)
+                .await?;
             if key.state == DkimState::Pending && after.state == DkimState::Active {
                 tracing::info!(record = %after.record_name(), "DKIM record seen: the key signs from now on");
             }

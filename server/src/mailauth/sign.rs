@@ -108,10 +108,12 @@ impl Signer for DkimSigner {
                 }
             }
         }
-        let active: Vec<String> =
-            config.dkim.iter().filter(|k| k.state == postern_store::model::DkimState::Active)
-                .map(DkimKey::record_name)
-                .collect();
+        let active: Vec<String> = config
+            .dkim
+            .iter()
+            .filter(|k| k.state == postern_store::model::DkimState::Active)
+            .map(DkimKey::record_name)
+            .collect();
         self.prune(&active);
         fields
     }

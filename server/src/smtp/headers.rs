@@ -75,12 +75,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         // Ours to vouch for: what our users submit and what trusted networks relay, signed for
         // the author domain (RFC 7489 §3.1.1 aligns DKIM with From:; without one, the envelope
         // sender's). Mail relayed for others is not ours to sign.
-        let ours = self.auth.is_some()
-            || self.ctx.engine.snapshot().config.is_trusted(self.peer.ip());
+        let ours =
+            self.auth.is_some() || self.ctx.engine.snapshot().config.is_trusted(self.peer.ip());
         if ours {
             let mut domains = super::authors::from_domains(&message);
             if domains.is_empty() {
-                domains.push(tx.sender.rsplit_once('@').map_or("", |(_, d)| d).to_ascii_lowercase());
+                domains
+                    .push(tx.sender.rsplit_once('@').map_or("", |(_, d)| d).to_ascii_lowercase());
             }
             let mut fields = String::new();
             for domain in domains {

@@ -512,11 +512,17 @@ mod tests {
             Profile::Standard,
         )
         .unwrap();
-        let expected: Vec<SocketAddr> =
-            ["127.0.0.1:5353", "[::1]:53", "192.0.2.1:53"].iter().map(|s| s.parse().unwrap()).collect();
+        let expected: Vec<SocketAddr> = ["127.0.0.1:5353", "[::1]:53", "192.0.2.1:53"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
         assert_eq!(c.dns_servers, expected);
-        let c = BootConfig::load(None, Profile::Dev, env(&[("POSTERN_DNS_SERVERS", "10.0.0.1:53, 10.0.0.2")]))
-            .unwrap();
+        let c = BootConfig::load(
+            None,
+            Profile::Dev,
+            env(&[("POSTERN_DNS_SERVERS", "10.0.0.1:53, 10.0.0.2")]),
+        )
+        .unwrap();
         assert_eq!(c.dns_servers.len(), 2);
         for bad in ["ns.example.com", "127.0.0.1:0", "1.2.3.4:99999"] {
             let err = BootConfig::from_toml(&format!("[dns]\nservers = [\"{bad}\"]"), Profile::Dev)

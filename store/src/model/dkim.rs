@@ -247,7 +247,11 @@ pub fn record_name(selector: &str, domain: &DomainName) -> String {
 
 /// Splits a TXT value into strings of at most 255 octets (the value is ASCII).
 pub fn split_txt(value: &str) -> Vec<String> {
-    value.as_bytes().chunks(TXT_STRING_MAX).map(|c| String::from_utf8_lossy(c).into_owned()).collect()
+    value
+        .as_bytes()
+        .chunks(TXT_STRING_MAX)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect()
 }
 
 /// `tag=value; …` (RFC 6376 §3.2), or `None` if it is not a tag list.

@@ -3,8 +3,8 @@
 //! the new active keys from the next message on. The DNS lookups themselves are the engine's
 //! (`postern_server::mailauth::rollout`); the store only records their outcome.
 
-use sqlx::{AnyConnection, Row};
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use crate::error::{Result, StoreError};
 use crate::model::{
@@ -118,12 +118,17 @@ impl Store {
         selector: Option<&str>,
     ) -> Result<DkimKey> {
         let bits = check_bits(algorithm, bits).map_err(|m| StoreError::invalid("bits", m))?;
-        let selector =
-            selector.map(check_selector).transpose().map_err(|m| StoreError::invalid("selector", m))?;
-        let made = tokio::task::spawn_blocking(move || crate::model::dkim_generate(algorithm, bits))
-            .await
-            .map_err(|e| StoreError::invalid("algorithm", format!("key generation failed: {e}")))?
-            .map_err(|m| StoreError::invalid("algorithm", m))?;
+        let selector = selector
+            .map(check_selector)
+            .transpose()
+            .map_err(|m| StoreError::invalid("selector", m))?;
+        let made =
+            tokio::task::spawn_blocking(move || crate::model::dkim_generate(algorithm, bits))
+                .await
+                .map_err(|e| {
+                    StoreError::invalid("algorithm", format!("key generation failed: {e}"))
+                })?
+                .map_err(|m| StoreError::invalid("algorithm", m))?;
         let mut change = self.change(actor).await?;
         let result: Result<_> = async {
             let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM domains WHERE name = $1")
@@ -264,7 +269,9 @@ impl Store {
             }
             let at = now();
             for old in keys.iter().filter(|k| {
-                k.state == DkimState::Active && k.algorithm == key.algorithm && k.selector != selector
+                k.state == DkimState::Active
+                    && k.algorithm == key.algorithm
+                    && k.selector != selector
             }) {
                 let before = old.clone();
                 let mut old = old.clone();
@@ -272,7 +279,9 @@ impl Store {
                 old.retiring_at = Some(at);
                 old.retire_after = Some(at + RETIRE_GRACE_SECS);
                 set_state(change.conn(), &old).await?;
-                change.audit("dkim.retiring", &old.record_name(), Some(&before), Some(&old)).await?;
+                change
+                    .audit("dkim.retiring", &old.record_name(), Some(&before), Some(&old))
+                    .await?;
             }
             let before = key.clone();
             key.state = DkimState::Active;

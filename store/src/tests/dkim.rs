@@ -74,8 +74,10 @@ async fn keys_are_generated_sealed_and_reach_the_configuration(store: Store) {
 async fn a_key_rolls_out_through_every_state(store: Store) {
     domain(&store, "example.test").await;
     let dom = d("example.test");
-    let first =
-        store.generate_dkim_key(ACTOR, &dom, DkimAlgorithm::Ed25519, None, Some("one")).await.unwrap();
+    let first = store
+        .generate_dkim_key(ACTOR, &dom, DkimAlgorithm::Ed25519, None, Some("one"))
+        .await
+        .unwrap();
     assert_eq!(store.load_config().await.unwrap().active_dkim_keys(&dom).count(), 0);
     let err = store.rotate_dkim_key(ACTOR, &dom, None).await.unwrap_err().to_string();
     assert!(err.contains("no active DKIM key"), "{err}");
@@ -112,7 +114,7 @@ async fn a_key_rolls_out_through_every_state(store: Store) {
     assert!(until >= before + RETIRE_GRACE_SECS && until <= crate::now() + RETIRE_GRACE_SECS);
     let config = store.load_config().await.unwrap();
     let signing: Vec<_> = config.active_dkim_keys(&dom).map(|k| k.selector.clone()).collect();
-    assert_eq!(signing, [next.selector.clone()]);
+    assert_eq!(signing, std::slice::from_ref(&next.selector));
     let err = store.activate_dkim_key(ACTOR, &dom, "one").await.unwrap_err().to_string();
     assert!(err.contains("does not come back"), "{err}");
 

@@ -65,7 +65,9 @@ impl From<&DkimKey> for DkimKeyView {
             record_name: k.record_name(),
             record_value: k.record_value(),
             record_strings: k.record_strings(),
-            keep_published_until: (k.state == DkimState::Retiring).then_some(k.retire_after).flatten(),
+            keep_published_until: (k.state == DkimState::Retiring)
+                .then_some(k.retire_after)
+                .flatten(),
             may_remove_record: k.state == DkimState::Retired,
             created_at: k.created_at,
             activated_at: k.activated_at,
@@ -113,8 +115,9 @@ fn domain(user: &crate::auth::Principal, name: &str) -> Result<DomainName, WebEr
 
 fn algorithm(text: Option<&str>) -> Result<Option<DkimAlgorithm>, WebError> {
     text.map(|a| {
-        a.parse::<DkimAlgorithm>()
-            .map_err(|m| WebError::from(postern_store::StoreError::Invalid { field: "algorithm", message: m }))
+        a.parse::<DkimAlgorithm>().map_err(|m| {
+            WebError::from(postern_store::StoreError::Invalid { field: "algorithm", message: m })
+        })
     })
     .transpose()
 }

@@ -49,10 +49,15 @@ impl_page!(DkimPage);
 
 fn row(k: &DkimKey) -> Row {
     let publish = match (k.state, k.retire_after) {
-        (DkimState::Pending, _) => "publish it: signing switches to this key once it is seen".into(),
+        (DkimState::Pending, _) => {
+            "publish it: signing switches to this key once it is seen".into()
+        }
         (DkimState::Active, _) => "keep it published".into(),
         (DkimState::Retiring, Some(at)) => {
-            format!("keep it published until {} (mail in flight still refers to it)", time::format(at))
+            format!(
+                "keep it published until {} (mail in flight still refers to it)",
+                time::format(at)
+            )
         }
         (DkimState::Retiring, None) => "keep it published".into(),
         (DkimState::Retired, _) => "may be removed".into(),
@@ -143,7 +148,9 @@ async fn generate(
         };
         let bits = match form.bits.trim() {
             "" => None,
-            b => Some(b.parse::<u32>().map_err(|_| invalid("bits", format!("{b:?} is not a number")))?),
+            b => Some(
+                b.parse::<u32>().map_err(|_| invalid("bits", format!("{b:?} is not a number")))?,
+            ),
         };
         let selector = Some(form.selector.trim()).filter(|s| !s.is_empty());
         let key = state
@@ -168,7 +175,10 @@ async fn rotate(
         let algorithm = match form.algorithm.trim() {
             "" => None,
             a => Some(a.parse::<DkimAlgorithm>().map_err(|m| {
-                WebError::from(postern_store::StoreError::Invalid { field: "algorithm", message: m })
+                WebError::from(postern_store::StoreError::Invalid {
+                    field: "algorithm",
+                    message: m,
+                })
             })?),
         };
         let key = state.store.rotate_dkim_key(&user.principal.actor, &domain, algorithm).await?;
@@ -178,7 +188,11 @@ async fn rotate(
     done(&state, &name, result).await
 }
 
-async fn check(State(state): State<AppState>, user: ConsoleUser, Path(name): Path<String>) -> Response {
+async fn check(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path(name): Path<String>,
+) -> Response {
     let result = async {
         user.principal.require_write()?;
         let domain = domain(&user, &name)?;
@@ -186,7 +200,10 @@ async fn check(State(state): State<AppState>, user: ConsoleUser, Path(name): Pat
             WebError::Conflict("this process has no DNS resolver: the engine checks hourly".into())
         })?;
         let keys = checker.check(&user.principal.actor, &domain).await?;
-        let published = keys.iter().filter(|k| k.dns == Some(postern_store::model::DnsCheck::Published)).count();
+        let published = keys
+            .iter()
+            .filter(|k| k.dns == Some(postern_store::model::DnsCheck::Published))
+            .count();
         Ok(format!("Records checked: {published} of {} published", keys.len()))
     }
     .await;
@@ -208,8 +225,10 @@ async fn activate(
     let result = async {
         user.principal.require_write()?;
         let domain = domain(&user, &name)?;
-        let key =
-            state.store.activate_dkim_key(&user.principal.actor, &domain, form.selector.trim()).await?;
+        let key = state
+            .store
+            .activate_dkim_key(&user.principal.actor, &domain, form.selector.trim())
+            .await?;
         Ok(format!("Key {} signs from now on", key.record_name()))
     }
     .await;

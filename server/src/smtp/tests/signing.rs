@@ -17,7 +17,11 @@ async fn mail_from_elsewhere_is_not_signed() {
     let mut c = server.connect(ListenerKind::Smtp, "192.0.2.9").await;
     c.expect("EHLO outside.test", "250").await;
     let reply = c
-        .mail("someone@outside.test", &["ann@example.test"], "From: <ann@example.test>\r\n\r\nhi\r\n")
+        .mail(
+            "someone@outside.test",
+            &["ann@example.test"],
+            "From: <ann@example.test>\r\n\r\nhi\r\n",
+        )
         .await;
     assert!(reply.starts_with("250"), "{reply}");
     assert_eq!(signed_for(&server.accepted()[0]), None, "a forged From: is not ours to sign");
