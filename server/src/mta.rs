@@ -30,6 +30,9 @@ pub struct MtaOptions {
     pub passwords: PasswordChecks,
     /// The process's one resolver (the boot configuration's `[dns] servers`); see [`resolver`].
     pub resolver: Arc<dyn Resolver>,
+    /// The same resolver as hickory's own, for SPF/DKIM/ARC/DMARC on inbound mail; `None`
+    /// leaves inbound mail unchecked.
+    pub hickory: Option<HickoryResolver>,
 }
 
 /// A running MTA: its tasks end after `shutdown` is cancelled.
@@ -95,6 +98,9 @@ impl Mta {
             courier: None,
         };
         tasks.spawn(Scheduler::run(store, engine.clone(), scheduler, fresh_rx, shutdown.clone()));
+        let verifier = options.hickory.as_ref().map(|h| {
+            Arc::new(crate::mailauth::Verifier::new(h.hickory().clone(), &options.hostname))
+        });
         let ctx = Arc::new(SessionContext {
             hostname: options.hostname,
             engine: engine.clone(),
@@ -103,6 +109,7 @@ impl Mta {
             limits: options.limits,
             data_dir: options.data_dir,
             signer: Arc::new(crate::mailauth::DkimSigner::new(engine.clone())),
+            verifier,
             passwords: options.passwords,
         });
         tasks.spawn(smtp::serve(listeners, ctx, shutdown));

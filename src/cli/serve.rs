@@ -61,6 +61,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         delivery: boot.delivery.clone(),
         passwords: passwords.clone(),
         resolver: resolver.clone(),
+        hickory: hickory.clone(),
     };
     let mta = Mta::start(store.clone(), listeners, options, shutdown.clone()).await?;
     let first_admin = ensure_admin(&store).await?;

@@ -1,5 +1,6 @@
 //! Mail authentication: DKIM signing (RFC 6376, RFC 8463) of what our users and trusted networks
-//! send, and the DKIM key rollout's DNS checks.
+//! send, the DKIM key rollout's DNS checks, and the SPF/DKIM/ARC/DMARC checks of inbound mail
+//! (`verify.rs`).
 //!
 //! Signing's place in the pipeline (RFC 6376 §5): a message is signed once, as it is queued,
 //! after every header we add: every delivery attempt and every next hop then carries the same
@@ -8,9 +9,11 @@
 
 mod rollout;
 mod sign;
+mod verify;
 
 pub use rollout::{CHECK_EVERY, DkimChecker, check_key, run_schedule};
 pub use sign::DkimSigner;
+pub use verify::{Verdict, Verifier, strip_ours};
 
 /// Signs submitted messages.
 pub trait Signer: Send + Sync {

@@ -8,6 +8,7 @@ mod dialog;
 mod dsn;
 mod hostile;
 mod identity;
+mod inbound_auth;
 mod protocol;
 mod relay;
 mod signing;
@@ -146,6 +147,7 @@ impl Server {
             limits,
             data_dir: db.dir(),
             signer: Arc::new(TestSigner),
+            verifier: None,
             passwords,
         });
         Server {
