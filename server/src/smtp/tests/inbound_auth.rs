@@ -211,3 +211,61 @@ async fn a_dns_failure_never_refuses_permanently() {
     assert!(results.contains("spf=temperror"), "{results}");
     assert!(!results.contains("dmarc=fail"), "{results}");
 }
+
+/// A message forwarded by a list that changed it (the author's DKIM signature breaks) and sealed
+/// it with ARC: `arc=pass`; the same with the sealed message changed again: `arc=fail`.
+#[tokio::test]
+async fn an_arc_sealed_forward_passes_and_a_broken_seal_fails() {
+    use mail_auth::arc::ArcSealer;
+    use mail_auth::{AuthenticatedMessage, AuthenticationResults, MessageAuthenticator};
+    let test = "smtp::tests::inbound_auth::an_arc_sealed_forward_passes_and_a_broken_seal_fails";
+    let Some(dns) = challtestsrv(test) else { return };
+    let author = Ed25519Key::generate_pkcs8().unwrap();
+    let list = Ed25519Key::generate_pkcs8().unwrap();
+    for (name, key) in [("k1._domainkey.sender.test", &author), ("k1._domainkey.list.test", &list)]
+    {
+        let public = Ed25519Key::from_pkcs8_der(key).unwrap().public_key();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(public);
+        dns.txt(name, &format!("v=DKIM1; k=ed25519; p={b64}")).await;
+    }
+    // The author's domain asks for reports only, so that the test sees the results delivered.
+    dns.txt("_dmarc.sender.test", "v=DMARC1; p=none").await;
+    dns.txt("list.test", "v=spf1 ip4:203.0.113.0/24 -all").await;
+
+    // The list receives the signed message, tags the subject and seals what it saw.
+    let original = sign(
+        &author,
+        "From: Bob <bob@sender.test>\r\nTo: list@list.test\r\nSubject: hi\r\n\r\nhello\r\n",
+    );
+    let forwarded = original.replace("Subject: hi", "Subject: [list] hi");
+    let resolver = HickoryResolver::new(&[([127, 0, 0, 1], dns.port).into()]).unwrap();
+    let at_list = MessageAuthenticator(resolver.hickory().clone());
+    let parsed = AuthenticatedMessage::parse(original.as_bytes()).unwrap();
+    let dkim = at_list.verify_dkim(&parsed).await;
+    let results = AuthenticationResults::new("list.test").with_dkim_results(&dkim, "sender.test");
+    let parsed_fwd = AuthenticatedMessage::parse(forwarded.as_bytes()).unwrap();
+    let arc = at_list.verify_arc(&parsed_fwd).await;
+    let set = ArcSealer::from_key(Ed25519Key::from_pkcs8_der(&list).unwrap())
+        .domain("list.test")
+        .selector("k1")
+        .headers(["From", "To", "Subject"])
+        .seal(&parsed_fwd, &results, &arc)
+        .unwrap();
+    let sealed = format!("{}{forwarded}", set.to_header());
+    assert!(sealed.contains("ARC-Seal: i=1;"), "{sealed}");
+
+    let server = checking_server(dns.port).await;
+    let mut c = server.connect(ListenerKind::Smtp, "203.0.113.5").await;
+    c.expect("EHLO mx.list.test", "250").await;
+    let reply = c.mail("list-bounces@list.test", &["ann@example.test"], &sealed).await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let results = auth_results(&server.accepted()[0]);
+    assert!(results.contains("arc=pass"), "{results}");
+    assert!(results.contains("dkim=fail") && results.contains("spf=pass"), "{results}");
+
+    let broken = sealed.replace("hello", "hell0");
+    let reply = c.mail("list-bounces@list.test", &["ann@example.test"], &broken).await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let results = auth_results(&server.accepted()[1]);
+    assert!(results.contains("arc=fail"), "{results}");
+}
