@@ -54,6 +54,9 @@ enum Command {
     /// DKIM keys: generate, list, rotate, activate; the records to publish.
     #[command(subcommand)]
     Dkim(cli::dkim::Command),
+    /// A domain's DNS health: MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, with what to publish.
+    #[command(subcommand)]
+    Dns(cli::dns::Command),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
             Command::Token(cmd) => cli::token::run(config, cmd).await,
             Command::Queue(cmd) => cli::queue::run(config, cmd).await,
             Command::Dkim(cmd) => cli::dkim::run(config, cmd).await,
+            Command::Dns(cmd) => cli::dns::run(config, cmd).await,
         }
     });
     match result {

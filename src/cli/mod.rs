@@ -6,6 +6,7 @@ pub mod alias;
 pub mod config;
 mod console;
 pub mod dkim;
+pub mod dns;
 pub mod domain;
 pub mod mailbox;
 pub mod network;

@@ -7,10 +7,12 @@
 //! bytes and the same signature, and nothing later in the pipeline may change the message (the
 //! outbound writer only dot-stuffs, see `delivery::wire`).
 
+mod health;
 mod rollout;
 mod sign;
 mod verify;
 
+pub use health::{Health, HealthRow, check_domain};
 pub use rollout::{CHECK_EVERY, DkimChecker, check_key, run_schedule};
 pub use sign::DkimSigner;
 pub use verify::{Verdict, Verifier, strip_ours};

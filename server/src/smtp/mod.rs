@@ -83,7 +83,8 @@ pub struct SessionContext {
     pub limits: Limits,
     /// Free space here is checked before MAIL.
     pub data_dir: PathBuf,
-    /// Signs what authenticated users submit (DKIM), as it is queued.
+    /// Signs what authenticated users submit and trusted networks relay (DKIM), as it is
+    /// queued.
     pub signer: std::sync::Arc<dyn crate::mailauth::Signer>,
     /// Checks SPF, DKIM, ARC and DMARC of what arrives on port 25 from elsewhere; `None`
     /// leaves inbound mail unchecked (no resolver).
