@@ -84,11 +84,15 @@ impl DkimSigner {
         }
     }
 
-    /// Forgets the prepared keys that no longer sign.
-    fn prune(&self, active: &[String]) {
+    /// Forgets the prepared keys that no longer sign; names are built only when the cache
+    /// holds more keys than sign now, so the common case costs a count.
+    fn prune(&self, config: &postern_store::model::Config) {
+        let active = |k: &&DkimKey| k.state == postern_store::model::DkimState::Active;
         let mut cache = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() > active.len() {
-            cache.retain(|name, _| active.contains(name));
+        if cache.len() > config.dkim.iter().filter(active).count() {
+            let names: Vec<String> =
+                config.dkim.iter().filter(active).map(DkimKey::record_name).collect();
+            cache.retain(|name, _| names.contains(name));
         }
     }
 }
@@ -108,13 +112,7 @@ impl Signer for DkimSigner {
                 }
             }
         }
-        let active: Vec<String> = config
-            .dkim
-            .iter()
-            .filter(|k| k.state == postern_store::model::DkimState::Active)
-            .map(DkimKey::record_name)
-            .collect();
-        self.prune(&active);
+        self.prune(config);
         fields
     }
 }
