@@ -54,6 +54,12 @@ enum Command {
     /// TLS certificates: list, import, remove, and ACME order and renew.
     #[command(subcommand)]
     Cert(cli::cert::Command),
+    /// DKIM keys: generate, list, rotate, activate; the records to publish.
+    #[command(subcommand)]
+    Dkim(cli::dkim::Command),
+    /// A domain's DNS health: MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, with what to publish.
+    #[command(subcommand)]
+    Dns(cli::dns::Command),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +82,8 @@ fn main() -> ExitCode {
             Command::Token(cmd) => cli::token::run(config, cmd).await,
             Command::Cert(cmd) => cli::cert::run(config, cmd).await,
             Command::Queue(cmd) => cli::queue::run(config, cmd).await,
+            Command::Dkim(cmd) => cli::dkim::run(config, cmd).await,
+            Command::Dns(cmd) => cli::dns::run(config, cmd).await,
         }
     });
     match result {

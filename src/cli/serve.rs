@@ -53,6 +53,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         listeners.iter().map(|l| (l.kind.name(), l.local_addr())).collect();
     // One limiter and one hashing bound for SMTP AUTH and the console's logins.
     let passwords = postern_store::auth::PasswordChecks::default();
+    // One resolver for the process (`[dns] servers`): delivery, MTA-STS, DKIM and the console.
+    let (resolver, hickory) = postern_server::mta::resolver(&boot.dns_servers);
     let options = MtaOptions {
         hostname: boot.hostname.to_string(),
         data_dir: boot.data_dir.clone(),
@@ -66,6 +68,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         },
         delivery: boot.delivery.clone(),
         passwords: passwords.clone(),
+        resolver: resolver.clone(),
+        hickory: hickory.clone(),
     };
     let mta = Mta::start(store.clone(), listeners, options, shutdown.clone()).await?;
     let first_admin = ensure_admin(&store).await?;
@@ -92,7 +96,14 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     };
     let mut console_state =
         postern_web::AppState::new(store.clone(), settings).with_passwords(passwords);
-    if let Some(dns) = super::console::ConsoleDns::from_system() {
+    console_state = console_state.with_dkim_check(std::sync::Arc::new(
+        super::console::ConsoleDkim(postern_server::mailauth::DkimChecker {
+            store: store.clone(),
+            resolver,
+            actor: format!("engine:{}", boot.hostname),
+        }),
+    ));
+    if let Some(dns) = super::console::ConsoleDns::lookup(hickory) {
         console_state = console_state.with_dns(dns);
     }
     let mut console_bound = Vec::new();

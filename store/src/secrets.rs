@@ -175,6 +175,12 @@ pub(crate) fn acme_account_context(directory: &str) -> String {
     format!("acme_accounts/{directory}/credentials")
 }
 
+/// Where a DKIM private key lives: the key's record name (`<selector>._domainkey.<domain>`) is
+/// the row's identity, so a sealed key opens only for its own domain and selector.
+pub(crate) fn dkim_private_key_context(record_name: &str) -> String {
+    format!("dkim_keys/{record_name}/private_key")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

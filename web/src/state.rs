@@ -8,7 +8,7 @@ use postern_store::auth::PasswordChecks;
 use postern_store::boot::ConsoleOptions;
 
 use crate::conn::ConnectionCap;
-use crate::dns::{DnsWatch, MxLookup};
+use crate::dns::{DkimCheck, DnsWatch, MxLookup};
 
 /// The appliance's TLS certificate, as the dashboard shows it.
 #[derive(Debug, Clone)]
@@ -67,6 +67,9 @@ pub struct AppState {
     /// Looks up MX records for the dashboard's DNS check; `None` turns the check off.
     pub(crate) dns: Option<Arc<dyn MxLookup>>,
     pub(crate) dns_watch: Arc<DnsWatch>,
+    /// Looks up DKIM records on demand (the API's and the console's "check now"); `None`
+    /// when this process has no resolver.
+    pub(crate) dkim_check: Option<Arc<dyn DkimCheck>>,
     /// Connections held over every listener of this console.
     pub(crate) connections: Arc<ConnectionCap>,
 }
@@ -83,6 +86,7 @@ impl AppState {
             passwords: PasswordChecks::default(),
             dns: None,
             dns_watch: Arc::default(),
+            dkim_check: None,
         }
     }
 
@@ -90,6 +94,12 @@ impl AppState {
     /// engine, instead of the console's own.
     pub fn with_passwords(mut self, passwords: PasswordChecks) -> AppState {
         self.passwords = passwords;
+        self
+    }
+
+    /// Lets the DKIM pages and API check records now, with this checker.
+    pub fn with_dkim_check(mut self, check: Arc<dyn DkimCheck>) -> AppState {
+        self.dkim_check = Some(check);
         self
     }
 

@@ -57,6 +57,14 @@ struct RawFile {
     log: RawLog,
     #[serde(default)]
     delivery: delivery::RawDelivery,
+    #[serde(default)]
+    dns: RawDns,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    servers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,6 +128,9 @@ pub struct BootConfig {
     pub log_format: LogFormat,
     pub log_level: String,
     pub delivery: DeliveryConfig,
+    /// The DNS servers every lookup goes to (MX, MTA-STS, DKIM, SPF, DMARC); empty means the
+    /// system's (/etc/resolv.conf).
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl fmt::Debug for BootConfig {
@@ -142,6 +153,7 @@ impl fmt::Debug for BootConfig {
             .field("log_format", &self.log_format)
             .field("log_level", &self.log_level)
             .field("delivery", &self.delivery)
+            .field("dns_servers", &self.dns_servers)
             .finish()
     }
 }
@@ -270,6 +282,7 @@ impl BootConfig {
                 "POSTERN_CONSOLE_TLS_LISTEN" => raw.console.tls_listen = Some(split(&value)),
                 "POSTERN_LOG_FORMAT" => raw.log.format = Some(value),
                 "POSTERN_LOG_LEVEL" => raw.log.level = Some(value),
+                "POSTERN_DNS_SERVERS" => raw.dns.servers = Some(split(&value)),
                 _ if connections.set_from_env(&key, value.clone()) => {}
                 _ => {
                     raw.delivery.set_from_env(&key, value);
@@ -358,6 +371,22 @@ impl BootConfig {
         };
         let log_level = raw.log.level.unwrap_or_else(|| "info".into());
         let delivery = DeliveryConfig::build(raw.delivery, origin)?;
+        let dns_servers = raw
+            .dns
+            .servers
+            .unwrap_or_default()
+            .iter()
+            .map(|s| {
+                parse_dns_server(s).ok_or_else(|| {
+                    invalid(
+                        "dns.servers",
+                        s,
+                        "is not a DNS server address (like 127.0.0.1:53, [::1]:53 or 192.0.2.1)"
+                            .into(),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let (smtp_clients, console_options) = connections.build(origin)?;
 
         let config = BootConfig {
@@ -378,6 +407,7 @@ impl BootConfig {
             log_format,
             log_level,
             delivery,
+            dns_servers,
         };
         config.check_unique_listeners(origin)?;
         Ok(config)
@@ -413,6 +443,16 @@ impl BootConfig {
         }
         Ok(())
     }
+}
+
+/// `IP:PORT`, `[IPv6]:PORT`, or a bare address on port 53. Port 0 is nobody's.
+fn parse_dns_server(text: &str) -> Option<SocketAddr> {
+    let text = text.trim();
+    let addr = match text.parse::<SocketAddr>() {
+        Ok(addr) => addr,
+        Err(_) => SocketAddr::new(text.parse::<std::net::IpAddr>().ok()?, 53),
+    };
+    (addr.port() != 0).then_some(addr)
 }
 
 fn system_hostname() -> Option<String> {
@@ -461,6 +501,35 @@ mod tests {
         assert_eq!(example.smtp_clients, SmtpClientLimits::default());
         assert_eq!(example.console_options, defaults.console_options);
         assert_eq!(example.console_options, ConsoleOptions::default());
+        assert_eq!(example.dns_servers, defaults.dns_servers);
+        assert!(defaults.dns_servers.is_empty(), "the system's resolvers unless configured");
+    }
+
+    #[test]
+    fn dns_servers_are_addresses_with_a_port() {
+        let c = BootConfig::from_toml(
+            "[dns]\nservers = [\"127.0.0.1:5353\", \"[::1]:53\", \"192.0.2.1\"]",
+            Profile::Standard,
+        )
+        .unwrap();
+        let expected: Vec<SocketAddr> = ["127.0.0.1:5353", "[::1]:53", "192.0.2.1:53"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(c.dns_servers, expected);
+        let c = BootConfig::load(
+            None,
+            Profile::Dev,
+            env(&[("POSTERN_DNS_SERVERS", "10.0.0.1:53, 10.0.0.2")]),
+        )
+        .unwrap();
+        assert_eq!(c.dns_servers.len(), 2);
+        for bad in ["ns.example.com", "127.0.0.1:0", "1.2.3.4:99999"] {
+            let err = BootConfig::from_toml(&format!("[dns]\nservers = [\"{bad}\"]"), Profile::Dev)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("dns.servers = \"{bad}\"")), "{err}");
+        }
     }
 
     #[test]

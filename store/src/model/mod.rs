@@ -6,6 +6,7 @@ mod alias;
 mod audit;
 mod certificate;
 mod config;
+mod dkim;
 mod domain;
 mod mailbox;
 mod mta_sts;
@@ -28,6 +29,12 @@ pub use certificate::{
 };
 pub use config::{
     Config, Destination, MAX_ALIAS_DEPTH, MAX_EXPANSION, Problem, ResolveError, Summary,
+};
+pub use dkim::generate as dkim_generate;
+pub use dkim::{
+    DEFAULT_RSA_BITS, DkimAlgorithm, DkimKey, DkimPrivateKey, DkimState, DnsCheck, GeneratedKey,
+    RSA_BITS, TXT_STRING_MAX, check_bits, check_selector, dated_selector, is_dkim_record,
+    record_name, split_txt,
 };
 pub use domain::{Domain, DomainKind};
 pub(crate) use mailbox::check_display_name;

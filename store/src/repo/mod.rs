@@ -6,6 +6,7 @@ pub(crate) mod audit;
 pub mod certificates;
 pub(crate) mod config;
 pub mod delivery_log;
+pub mod dkim;
 pub mod domains;
 pub mod engine_status;
 pub(crate) mod mailboxes;

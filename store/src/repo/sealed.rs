@@ -16,7 +16,7 @@ struct SealedColumn {
     context: fn(&str) -> String,
 }
 
-/// Every sealed column. DKIM keys join this list when the store holds them.
+/// Every sealed column.
 const SEALED_COLUMNS: &[SealedColumn] = &[
     SealedColumn {
         table: "transports",
@@ -36,6 +36,12 @@ const SEALED_COLUMNS: &[SealedColumn] = &[
         id: "directory",
         column: "credentials",
         context: secrets::acme_account_context,
+    },
+    SealedColumn {
+        table: "dkim_keys",
+        id: "name",
+        column: "private_key",
+        context: secrets::dkim_private_key_context,
     },
 ];
 

@@ -5,6 +5,7 @@ mod admins;
 mod aliases;
 pub(crate) mod audit;
 pub(crate) mod certificates;
+mod dkim;
 mod domains;
 pub(crate) mod log;
 mod mailboxes;
@@ -66,6 +67,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(admins::router())
         .merge(certificates::router())
         .merge(mta_sts::router())
+        .merge(dkim::router())
 }
 
 /// The document as served, for tests and tools.

@@ -18,6 +18,7 @@ mod auth;
 mod certificates;
 mod chart;
 mod dashboard;
+mod dkim;
 mod domains;
 mod link;
 mod log;
@@ -56,6 +57,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(admins::router())
         .merge(certificates::router())
         .merge(mta_sts::router())
+        .merge(dkim::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::session::require_csrf,
