@@ -132,6 +132,7 @@ async fn certificates_are_issued_over_both_challenges_and_failures_carry_the_ca_
             &account,
             &names,
             Challenge::Http01,
+            None,
             &responders,
             &mut acme::order::Quiet,
         )
@@ -145,6 +146,7 @@ async fn certificates_are_issued_over_both_challenges_and_failures_carry_the_ca_
         &account,
         &names,
         Challenge::TlsAlpn01,
+        None,
         &responders,
         &mut acme::order::Quiet,
     )
@@ -160,6 +162,7 @@ async fn certificates_are_issued_over_both_challenges_and_failures_carry_the_ca_
         &account,
         &names,
         Challenge::Http01,
+        None,
         &responders,
         &mut acme::order::Quiet,
     )

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, OrderStatus, Problem,
-    RetryPolicy,
+    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder,
+    OrderStatus, Problem, RetryPolicy,
 };
 
 use super::challenge::{AlpnChallenges, Http01Tokens, tls_alpn01_certificate};
@@ -69,6 +69,9 @@ pub struct OrderError {
     /// A stale nonce the CA refused (RFC 8555 §6.5) more times in a row than the client
     /// retries by itself: nothing wrong with the order, so it is tried again at once.
     pub bad_nonce: bool,
+    /// The problem type without its URN prefix (`connection`, `rejectedIdentifier`…), when
+    /// the CA sent a problem document.
+    pub kind: Option<String>,
 }
 
 impl std::fmt::Display for OrderError {
@@ -79,7 +82,7 @@ impl std::fmt::Display for OrderError {
 
 impl OrderError {
     fn new(message: impl Into<String>) -> OrderError {
-        OrderError { message: message.into(), bad_nonce: false }
+        OrderError { message: message.into(), bad_nonce: false, kind: None }
     }
 }
 
@@ -89,6 +92,7 @@ impl From<instant_acme::Error> for OrderError {
             instant_acme::Error::Api(problem) => OrderError {
                 bad_nonce: problem.r#type.as_deref() == Some(BAD_NONCE),
                 message: problem_text(&problem),
+                kind: problem.r#type.as_deref().map(|t| short_type(t).to_string()),
             },
             instant_acme::Error::Timeout(_) => {
                 OrderError::new("the CA did not finish in time; the order will be tried again")
@@ -100,13 +104,34 @@ impl From<instant_acme::Error> for OrderError {
 
 const BAD_NONCE: &str = "urn:ietf:params:acme:error:badNonce";
 
+fn short_type(kind: &str) -> &str {
+    kind.strip_prefix("urn:ietf:params:acme:error:").unwrap_or(kind)
+}
+
+impl OrderError {
+    /// True when trying the same order again cannot help (RFC 8555 §6.7): the CA will not
+    /// issue for the name, or the request itself is wrong. Everything else (a validation
+    /// that failed, a rate limit, a CA that is down) may succeed later.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self.kind.as_deref(),
+            Some("rejectedIdentifier" | "unsupportedIdentifier" | "malformed" | "badCSR")
+        )
+    }
+
+    /// True when the CA does not know the account (its database was reset): a new account
+    /// is registered.
+    pub fn unknown_account(&self) -> bool {
+        self.kind.as_deref() == Some("accountDoesNotExist")
+    }
+}
+
 /// A problem document (RFC 8555 §6.7) as the administrator should read it: the CA's detail,
 /// its type without the URN prefix, and the detail of each subproblem.
 pub fn problem_text(problem: &Problem) -> String {
     let mut text = problem.detail.clone().unwrap_or_else(|| "the CA refused".into());
     if let Some(kind) = &problem.r#type {
-        let short = kind.strip_prefix("urn:ietf:params:acme:error:").unwrap_or(kind);
-        text.push_str(&format!(" ({short})"));
+        text.push_str(&format!(" ({})", short_type(kind)));
     }
     for sub in &problem.subproblems {
         if let Some(detail) = &sub.detail {
@@ -130,10 +155,13 @@ impl Progress for Quiet {
 }
 
 /// Orders a certificate for `names` from the CA, proving control over each with `challenge`.
+/// `replaces` names the certificate this one renews, for a CA with renewal information
+/// (RFC 9773 §5); pass it only to such a CA.
 pub async fn order_certificate(
     account: &Account,
     names: &[String],
     challenge: Challenge,
+    replaces: Option<CertificateIdentifier<'static>>,
     responders: &Responders,
     progress: &mut impl Progress,
 ) -> Result<Issued, OrderError> {
@@ -154,7 +182,11 @@ pub async fn order_certificate(
         Challenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
     };
     let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
-    let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
+    let mut new = NewOrder::new(&identifiers);
+    if let Some(replaces) = replaces {
+        new = new.replaces(replaces);
+    }
+    let mut order = account.new_order(&new).await?;
 
     // Whatever happens next, the challenge responses go away with this guard.
     let mut cleanup = Cleanup { responders: responders.clone(), tokens: vec![], names: vec![] };
@@ -272,6 +304,13 @@ mod tests {
         )
         .unwrap();
         let error = OrderError::from(instant_acme::Error::Api(nonce));
-        assert!(error.bad_nonce, "{error:?}");
+        assert!(error.bad_nonce && !error.is_permanent(), "{error:?}");
+        let refused: Problem = serde_json::from_str(
+            r#"{"type":"urn:ietf:params:acme:error:rejectedIdentifier","detail":"no"}"#,
+        )
+        .unwrap();
+        let error = OrderError::from(instant_acme::Error::Api(refused));
+        assert_eq!(error.kind.as_deref(), Some("rejectedIdentifier"));
+        assert!(error.is_permanent() && !error.unknown_account(), "{error:?}");
     }
 }
