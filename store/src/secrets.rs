@@ -165,6 +165,16 @@ pub(crate) fn transport_password_context(pattern: &str) -> String {
     format!("transports/{pattern}/auth_password")
 }
 
+/// Where a stored certificate's private key lives: the certificate's id is the row's identity.
+pub(crate) fn certificate_key_context(id: &str) -> String {
+    format!("certificates/{id}/key_pem")
+}
+
+/// Where an ACME account's credentials live: one account per directory URL.
+pub(crate) fn acme_account_context(directory: &str) -> String {
+    format!("acme_accounts/{directory}/credentials")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

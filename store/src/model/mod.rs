@@ -4,6 +4,7 @@ mod admin;
 mod advice;
 mod alias;
 mod audit;
+mod certificate;
 mod config;
 mod domain;
 mod mailbox;
@@ -19,6 +20,10 @@ pub(crate) use admin::join_domains;
 pub use admin::{Access, Admin, AdminName, ApiToken, IssuedToken, Role, parse_domain_list};
 pub use alias::{Alias, AliasSource, MAX_DESTINATIONS};
 pub use audit::AuditEntry;
+pub use certificate::{
+    AcmeOrder, CertificateError, CertificateInfo, CertificateSource, Challenge, OrderState,
+    ParsedCertificate, PrivateKeyPem, ServingCertificate, name_matches, parse_certificate,
+};
 pub use config::{
     Config, Destination, MAX_ALIAS_DEPTH, MAX_EXPANSION, Problem, ResolveError, Summary,
 };

@@ -3,6 +3,7 @@
 pub(crate) mod admins;
 pub(crate) mod aliases;
 pub(crate) mod audit;
+pub mod certificates;
 pub(crate) mod config;
 pub mod delivery_log;
 pub mod domains;

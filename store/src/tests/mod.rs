@@ -2,6 +2,7 @@
 
 mod aliases;
 mod audit;
+mod certificates;
 mod changes;
 mod console;
 mod domains;
