@@ -174,3 +174,141 @@ async fn certificates_are_issued_over_both_challenges_and_failures_carry_the_ca_
     assert!(err.message.to_lowercase().contains("connection refused"), "{err}");
     shutdown.cancel();
 }
+
+/// Polls `check` every 50 ms until it gives a value, for at most `within`.
+async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    within: std::time::Duration,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+fn worker_config(pebble: &Pebble) -> AcmeConfig {
+    AcmeConfig {
+        retry_first: std::time::Duration::from_secs(1),
+        retry_max: std::time::Duration::from_secs(2),
+        ..config(pebble)
+    }
+}
+
+fn start_worker(
+    store: &postern_store::Store,
+    pebble: &Pebble,
+    responders: &Responders,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let shutdown = CancellationToken::new();
+    let options = acme::WorkerOptions {
+        config: worker_config(pebble),
+        hostname: Some("mail.example.test".parse().unwrap()),
+        responders: responders.clone(),
+    };
+    let task = tokio::spawn(acme::run(store.clone(), options, shutdown.clone()));
+    (shutdown, task)
+}
+
+/// The first certificate covering `name`, once there is one.
+async fn certificate_for(
+    store: &postern_store::Store,
+    name: &str,
+    other_than: Option<i64>,
+) -> postern_store::model::CertificateInfo {
+    wait_for(std::time::Duration::from_secs(30), &format!("a certificate for {name}"), || async {
+        let list = store.list_certificates().await.unwrap();
+        list.into_iter().find(|c| c.covers(name) && Some(c.id) != other_than)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_worker_orders_stores_retries_and_keeps_its_account() {
+    use postern_store::model::{Challenge as OrderChallenge, OrderState};
+    let Some(pebble) = Pebble::start("acme_worker", PebbleOptions::free()) else { return };
+    let shutdown = CancellationToken::new();
+    let (responders, _alpn) = responders(&pebble, &shutdown).await;
+    let db = postern_store::testing::TestDb::sqlite();
+    let store = db.open().await;
+    let (stop, task) = start_worker(&store, &pebble, &responders);
+
+    // The host name's certificate, over HTTP-01, with no order asked for.
+    let host = certificate_for(&store, "mail.example.test", None).await;
+    assert_eq!(host.source, postern_store::model::CertificateSource::Acme);
+    assert_eq!(host.acme_directory.as_deref(), Some(pebble.directory.as_str()));
+    let serving = store.serving_certificates().await.unwrap();
+    verify(&pebble, &serving[0].chain_pem, "mail.example.test");
+    let credentials = store.acme_account(&pebble.directory).await.unwrap().expect("stored");
+
+    // Another name over TLS-ALPN-01, as `postern cert order` asks for it.
+    let name: postern_store::model::DomainName = "alpn.example.test".parse().unwrap();
+    store.request_acme_order("admin", &[name], OrderChallenge::TlsAlpn01, None).await.unwrap();
+    certificate_for(&store, "alpn.example.test", None).await;
+    let orders = store.list_acme_orders().await.unwrap();
+    assert!(
+        orders.iter().all(|o| o.state == OrderState::Issued && o.error.is_none()),
+        "{orders:?}"
+    );
+
+    // Nothing answers for this one: the CA's words are recorded and the order tried again.
+    pebble.add_a("broken.example.test", "127.0.0.2");
+    let name: postern_store::model::DomainName = "broken.example.test".parse().unwrap();
+    let order =
+        store.request_acme_order("admin", &[name], OrderChallenge::Http01, None).await.unwrap();
+    let retried =
+        wait_for(std::time::Duration::from_secs(30), "a second failed attempt", || async {
+            let orders = store.list_acme_orders().await.unwrap();
+            orders.into_iter().find(|o| o.id == order.id && o.attempts >= 2)
+        })
+        .await;
+    assert_eq!(retried.state, OrderState::Pending, "{retried:?}");
+    let error = retried.error.unwrap();
+    assert!(error.contains("connection refused") && error.contains("127.0.0.2"), "{error}");
+
+    // After a restart the stored account is used again.
+    stop.cancel();
+    task.await.unwrap();
+    let (stop, task) = start_worker(&store, &pebble, &responders);
+    let name: postern_store::model::DomainName = "again.example.test".parse().unwrap();
+    store.request_acme_order("admin", &[name], OrderChallenge::Http01, None).await.unwrap();
+    certificate_for(&store, "again.example.test", None).await;
+    assert_eq!(store.acme_account(&pebble.directory).await.unwrap().unwrap(), credentials);
+    stop.cancel();
+    task.await.unwrap();
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_short_lived_certificate_is_renewed_on_its_own() {
+    let options = PebbleOptions {
+        validity: Some(std::time::Duration::from_secs(9)),
+        ..PebbleOptions::free()
+    };
+    let Some(pebble) = Pebble::start("acme_renewal", options) else { return };
+    let shutdown = CancellationToken::new();
+    let (responders, _alpn) = responders(&pebble, &shutdown).await;
+    let db = postern_store::testing::TestDb::sqlite();
+    let store = db.open().await;
+    let (stop, task) = start_worker(&store, &pebble, &responders);
+    let first = certificate_for(&store, "mail.example.test", None).await;
+    let lifetime = first.not_after - first.not_before;
+    assert!(lifetime <= 10, "pebble issued for {lifetime} s");
+    // Renewed with a third of the lifetime left, and the old one removed.
+    let second = certificate_for(&store, "mail.example.test", Some(first.id)).await;
+    assert!(second.not_after > first.not_after);
+    let orders = store.list_acme_orders().await.unwrap();
+    assert!(orders.iter().any(|o| o.replaces == Some(first.id)), "{orders:?}");
+    wait_for(std::time::Duration::from_secs(10), "the old certificate removed", || async {
+        let list = store.list_certificates().await.unwrap();
+        (!list.iter().any(|c| c.id == first.id)).then_some(())
+    })
+    .await;
+    stop.cancel();
+    task.await.unwrap();
+    shutdown.cancel();
+}

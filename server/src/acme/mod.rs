@@ -6,6 +6,8 @@ pub mod challenge;
 pub mod http01;
 pub mod order;
 pub mod schedule;
+pub mod worker;
 
 pub use challenge::{ACME_TLS_ALPN, AlpnChallenges, Http01Tokens, tls_alpn01_certificate};
 pub use order::{Challenge, Issued, OrderError, Responders, order_certificate};
+pub use worker::{WorkerOptions, run};
