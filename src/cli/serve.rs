@@ -35,6 +35,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     let listeners = smtp::bind_all(&boot.listeners()).await?;
     let consoles = bind_console(&boot.console).await?;
     let consoles_tls = bind_console(&boot.console_tls).await?;
+    let acme_http = postern_server::acme::bind_http(boot.acme.as_ref()).await?;
     create_private_dir(&boot.data_dir)?;
     let store = Store::open(&boot.database, &boot.secret_key_file).await?;
     let cert = tls::ensure_self_signed(&boot.data_dir.join("tls"), &boot.hostname)?;
@@ -102,6 +103,20 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         }
     }
 
+    // Certificates from the ACME CA of `[acme]`: the host name's at once, more on order.
+    let acme_tasks = boot.acme.clone().map(|config| {
+        let acme_http_bound = acme_http.as_ref().and_then(|l| l.local_addr().ok());
+        let start = postern_server::acme::AcmeStart {
+            config,
+            hostname: (!boot.hostname_is_fallback).then(|| boot.hostname.clone()),
+            redirect_host: boot.hostname.to_string(),
+            http_listener: acme_http,
+            tls_alpn01: None,
+        };
+        let tasks = postern_server::acme::start(store.clone(), start, shutdown.clone());
+        (tasks, acme_http_bound)
+    });
+
     let mut out = std::io::stdout().lock();
     writeln!(out, "postern {} on {}", env!("CARGO_PKG_VERSION"), boot.hostname)?;
     if boot.hostname_is_fallback {
@@ -131,6 +146,12 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     for addr in &console_tls_bound {
         writeln!(out, "  console-tls  {addr}")?;
     }
+    if let (Some(acme), Some((_, http))) = (&boot.acme, &acme_tasks) {
+        writeln!(out, "  acme         {}", acme.directory)?;
+        if let Some(addr) = http {
+            writeln!(out, "  acme-http    {addr}")?;
+        }
+    }
     if let Some(password) = first_admin {
         // Printed, never logged: this is the one time it exists outside the hash.
         writeln!(
@@ -149,6 +170,9 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     let all = async {
         let _ = tokio::join!(mta.join(), watcher);
         let _ = maintenance.await;
+        if let Some((tasks, _)) = acme_tasks {
+            tasks.join_all().await;
+        }
         for task in console_tasks {
             let _ = task.await;
         }

@@ -9,7 +9,6 @@
 //! or `failed` when trying again cannot help (the CA refuses the name).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use instant_acme::{Account, CertificateIdentifier};
@@ -479,15 +478,6 @@ fn renewal_pending(cert: &CertificateInfo, orders: &[AcmeOrder], now: i64) -> bo
             || (o.state == OrderState::Failed && now - o.updated_at < 86_400)
             || (o.state == OrderState::Issued && o.replaces == Some(cert.id)))
     })
-}
-
-/// Marks `Responders` as shareable with the resolver: a helper for `serve`.
-pub fn responders(
-    http01: Arc<super::Http01Tokens>,
-    http01_listening: bool,
-    tls_alpn01: Option<Arc<dyn super::AlpnChallenges>>,
-) -> Responders {
-    Responders { http01, tls_alpn01, http01_listening }
 }
 
 #[cfg(test)]
