@@ -51,6 +51,9 @@ enum Command {
     /// API tokens for scripts.
     #[command(subcommand)]
     Token(cli::token::Command),
+    /// TLS certificates: list, import, remove, and ACME order and renew.
+    #[command(subcommand)]
+    Cert(cli::cert::Command),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
             Command::Network(cmd) => cli::network::run(config, cmd).await,
             Command::Admin(cmd) => cli::admin::run(config, cmd).await,
             Command::Token(cmd) => cli::token::run(config, cmd).await,
+            Command::Cert(cmd) => cli::cert::run(config, cmd).await,
             Command::Queue(cmd) => cli::queue::run(config, cmd).await,
         }
     });

@@ -16,13 +16,15 @@ use crate::engine::Engine;
 use crate::error::ServerError;
 use crate::queue::{Queue, RetryPolicy, Scheduler, SchedulerConfig};
 use crate::smtp::{self, Limits, Listener, SessionContext};
-use crate::tls::CertificateFiles;
+use crate::tls::CertResolver;
 
 /// What the MTA needs besides the store and its sockets.
 pub struct MtaOptions {
     pub hostname: String,
     pub data_dir: PathBuf,
-    pub certificate: CertificateFiles,
+    /// Chooses the certificate of every STARTTLS and port-465 handshake (shared with the
+    /// console's HTTPS; `tls::follow` keeps it current).
+    pub certificates: Arc<CertResolver>,
     pub limits: Limits,
     /// Concurrency, connection reuse and the retry schedule (the boot config's `[delivery]`).
     pub delivery: DeliveryConfig,
@@ -50,8 +52,11 @@ impl Mta {
         tasks.spawn(async move {
             let _ = engine_task.await;
         });
-        let tls =
-            crate::tls::acceptor_from_files(&options.certificate.cert, &options.certificate.key)?;
+        // SMTP offers no ALPN protocol: clients that send some are not refused for it.
+        let tls = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+            options.certificates.clone(),
+            &[],
+        ));
         let (fresh_tx, fresh_rx) = tokio::sync::mpsc::unbounded_channel();
         let (queue, writer) =
             Queue::start(store.clone(), options.hostname.clone(), Some(fresh_tx), shutdown.clone());

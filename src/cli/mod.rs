@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod alias;
+pub mod cert;
 pub mod config;
 mod console;
 pub mod domain;

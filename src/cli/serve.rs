@@ -42,6 +42,14 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
 
     let shutdown = CancellationToken::new();
     let watcher = store.spawn_watcher(shutdown.clone());
+    // One resolver for every TLS listener: the stored certificates by SNI, the self-signed one
+    // until a stored one fits; reloaded on every revision that changes them.
+    let certificates = tls::CertResolver::new(
+        boot.hostname.clone(),
+        tls::certified_key_from_files(&cert.cert, &cert.key)?,
+    );
+    let certificate_task =
+        tokio::spawn(tls::follow(store.clone(), certificates.clone(), shutdown.clone()));
     let bound: Vec<(&'static str, std::net::SocketAddr)> =
         listeners.iter().map(|l| (l.kind.name(), l.local_addr())).collect();
     // One limiter and one hashing bound for SMTP AUTH and the console's logins.
@@ -49,7 +57,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     let options = MtaOptions {
         hostname: boot.hostname.to_string(),
         data_dir: boot.data_dir.clone(),
-        certificate: cert.clone(),
+        certificates: certificates.clone(),
         limits: Limits {
             max_sessions: boot.max_sessions,
             max_sessions_per_address: boot.smtp_clients.per_address,
@@ -87,10 +95,14 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
             }
         }));
     }
-    // The console over HTTPS, with the same certificate as SMTP's STARTTLS and port 465.
+    // The console over HTTPS, with the same certificates as SMTP's STARTTLS and port 465, and
+    // TLS-ALPN-01 challenges (RFC 8737) answered by ALPN `acme-tls/1`.
     let mut console_tls_bound = Vec::new();
     if !consoles_tls.is_empty() {
-        let acceptor = tls::acceptor_from_files(&cert.cert, &cert.key)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(
+            certificates.clone(),
+            &[b"http/1.1", tls::ACME_TLS_ALPN],
+        ));
         for listener in consoles_tls {
             console_tls_bound.push(listener.local_addr()?);
             let (state, shutdown) = (console_state.clone(), shutdown.clone());
@@ -168,7 +180,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     tracing::info!("shutting down");
     shutdown.cancel();
     let all = async {
-        let _ = tokio::join!(mta.join(), watcher);
+        let _ = tokio::join!(mta.join(), watcher, certificate_task);
         let _ = maintenance.await;
         if let Some((tasks, _)) = acme_tasks {
             tasks.join_all().await;

@@ -91,6 +91,37 @@ pub fn name_matches(pattern: &str, name: &str) -> bool {
     pattern.eq_ignore_ascii_case(name)
 }
 
+/// Which certificate a TLS client asking for `sni` gets: one naming it exactly, else one
+/// covering it by a wildcard, else the host name's; among several, the valid one that expires
+/// last. `None`: none fits, and the caller serves its self-signed fallback. Certificates outside
+/// their validity period at `now` are never chosen.
+pub fn choose_certificate<'a, T>(
+    items: &'a [T],
+    info: impl Fn(&T) -> &CertificateInfo,
+    sni: Option<&str>,
+    hostname: &str,
+    now: i64,
+) -> Option<&'a T> {
+    let best = |fits: &dyn Fn(&CertificateInfo) -> bool| {
+        items
+            .iter()
+            .filter(|item| info(item).is_valid_at(now) && fits(info(item)))
+            .max_by_key(|item| (info(item).not_after, info(item).id))
+    };
+    if let Some(name) = sni.map(|n| n.trim_end_matches('.')).filter(|n| !n.is_empty()) {
+        let exact = |c: &CertificateInfo| {
+            c.names.iter().any(|n| !n.starts_with("*.") && n.eq_ignore_ascii_case(name))
+        };
+        let wildcard = |c: &CertificateInfo| {
+            c.names.iter().any(|n| n.starts_with("*.") && name_matches(n, name))
+        };
+        if let Some(found) = best(&exact).or_else(|| best(&wildcard)) {
+            return Some(found);
+        }
+    }
+    best(&|c: &CertificateInfo| c.covers(hostname))
+}
+
 /// A PEM private key. It is never shown: `Debug` redacts it and it has no `Serialize`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PrivateKeyPem(String);
@@ -490,6 +521,43 @@ mod tests {
         assert!(!name_matches("*.example.com", "example.com"));
         assert!(!name_matches("*.example.com", "a.b.example.com"));
         assert!(!name_matches("mail.example.com", "example.com"));
+    }
+
+    fn cert(id: i64, names: &[&str], not_after: i64) -> CertificateInfo {
+        CertificateInfo {
+            id,
+            names: names.iter().map(|n| n.to_string()).collect(),
+            issuer: "CN=Test".into(),
+            not_before: NOW - 100,
+            not_after,
+            source: CertificateSource::Upload,
+            acme_directory: None,
+            created_at: NOW - 100,
+        }
+    }
+
+    #[test]
+    fn the_choice_is_exact_then_wildcard_then_the_host_name() {
+        let host = "mail.example.com";
+        let certs = vec![
+            cert(1, &["mail.example.com"], NOW + 1000),
+            cert(2, &["*.example.org"], NOW + 1000),
+            cert(3, &["www.example.org"], NOW + 500),
+            cert(4, &["mail.example.com"], NOW + 2000),
+            cert(5, &["old.example.org"], NOW - 1),
+        ];
+        let pick =
+            |sni: Option<&str>| choose_certificate(&certs, |c| c, sni, host, NOW).map(|c| c.id);
+        assert_eq!(pick(Some("www.example.org")), Some(3), "exact beats a later wildcard");
+        assert_eq!(pick(Some("WWW.Example.ORG.")), Some(3));
+        assert_eq!(pick(Some("mta-sts.example.org")), Some(2), "then the wildcard");
+        assert_eq!(pick(Some("mail.example.com")), Some(4), "the one expiring last");
+        assert_eq!(pick(Some("other.example.net")), Some(4), "then the host name's");
+        assert_eq!(pick(None), Some(4), "no SNI: the host name's");
+        assert_eq!(pick(Some("old.example.org")), Some(2), "an expired one is never chosen");
+        assert_eq!(choose_certificate(&certs[1..3], |c| c, None, host, NOW), None, "fallback");
+        let later = NOW + 1500;
+        assert_eq!(choose_certificate(&certs, |c| c, None, host, later).map(|c| c.id), Some(4));
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub use alias::{Alias, AliasSource, MAX_DESTINATIONS};
 pub use audit::AuditEntry;
 pub use certificate::{
     AcmeOrder, CertificateError, CertificateInfo, CertificateSource, Challenge, OrderState,
-    ParsedCertificate, PrivateKeyPem, ServingCertificate, name_matches, parse_certificate,
+    ParsedCertificate, PrivateKeyPem, ServingCertificate, choose_certificate, name_matches,
+    parse_certificate,
 };
 pub use config::{
     Config, Destination, MAX_ALIAS_DEPTH, MAX_EXPANSION, Problem, ResolveError, Summary,
