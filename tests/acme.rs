@@ -11,6 +11,9 @@ mod common;
 #[path = "support/pebble.rs"]
 mod pebble;
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Serve, Setup};
@@ -69,6 +72,85 @@ fn issued(serve: &Serve, name: &str, within: Duration) -> serde_json::Value {
         .0
 }
 
+/// The chain a TLS client asking for `sni` gets at `addr`, after STARTTLS when `starttls`;
+/// the handshake itself verifies it against pebble's root (and only that root).
+fn served_chain(
+    addr: SocketAddr,
+    sni: &str,
+    starttls: bool,
+    pebble: &Pebble,
+) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let root = rustls::pki_types::CertificateDer::from_pem_slice(pebble.root_pem.as_bytes());
+    roots.add(root.unwrap()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    if starttls {
+        let mut reader = BufReader::new(tcp.try_clone().unwrap());
+        let mut reply = |expect: &str| loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            assert!(line.starts_with(expect), "{addr}: {line:?}");
+            if line.as_bytes().get(3) == Some(&b' ') {
+                break;
+            }
+        };
+        reply("220");
+        tcp.write_all(b"EHLO client.example.test\r\n").unwrap();
+        reply("250");
+        tcp.write_all(b"STARTTLS\r\n").unwrap();
+        reply("220");
+    }
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp)
+            .unwrap_or_else(|e| panic!("{addr} asking for {sni}: the chain does not verify: {e}"));
+    }
+    conn.peer_certificates().unwrap().to_vec()
+}
+
+/// The chain served once `fits` holds for its leaf: the resolver takes a new certificate from
+/// the revision feed, a moment after the worker stored it.
+fn served_when(
+    addr: SocketAddr,
+    sni: &str,
+    starttls: bool,
+    pebble: &Pebble,
+    fits: impl Fn(&x509_parser::certificate::X509Certificate<'_>) -> bool,
+) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    let start = std::time::Instant::now();
+    loop {
+        let chain = served_chain(addr, sni, starttls, pebble);
+        let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0]).unwrap();
+        if fits(&leaf) {
+            return chain;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{addr} for {sni}: not served");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The DNS names of a certificate.
+fn dns_names(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+    let san = cert.subject_alternative_name().unwrap().unwrap();
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn name(text: &str) -> DomainName {
     text.parse().unwrap()
 }
@@ -92,12 +174,25 @@ async fn the_appliance_gets_and_keeps_certificates(db: TestDb) {
     let cert = certs.iter().find(|c| c.id == host_cert).expect("stored");
     assert!(cert.covers(HOST) && cert.acme_directory.as_deref() == Some(&pebble.directory));
 
-    // Another name over TLS-ALPN-01, answered on the console's HTTPS port.
-    store
-        .request_acme_order("test", &[name("alpn.example.test")], Challenge::TlsAlpn01, None)
-        .await
-        .unwrap();
+    // Another name over TLS-ALPN-01, answered on the console's HTTPS port, once ordered.
+    let out = setup.ok(&["cert", "order", "alpn.example.test", "--challenge", "tls-alpn-01"]);
+    assert!(out.contains("alpn.example.test"), "{out}");
     tokio::task::block_in_place(|| issued(&serve, "alpn.example.test", within));
+
+    // Every TLS listener serves each name's new chain at once, with no restart: STARTTLS on
+    // 25 and 587, implicit TLS on 465.
+    let listeners = [("smtp", true), ("submission", true), ("submissions", false)];
+    for sni in [HOST, "alpn.example.test"] {
+        for (listener, starttls) in listeners {
+            let addr = serve.listeners[listener];
+            let chain = tokio::task::block_in_place(|| {
+                served_when(addr, sni, starttls, &pebble, |leaf| {
+                    dns_names(leaf).contains(&sni.to_string())
+                })
+            });
+            assert!(chain.len() >= 2, "{listener}: leaf and intermediate");
+        }
+    }
 
     // Nothing answers at 127.0.0.2: the CA's error is kept on the order, which is retried.
     pebble.add_a("broken.example.test", "127.0.0.2");
@@ -118,6 +213,12 @@ async fn the_appliance_gets_and_keeps_certificates(db: TestDb) {
     assert_eq!(failed.state, OrderState::Pending, "still open: tried again later");
     let error = failed.error.clone().unwrap();
     assert!(error.contains("127.0.0.2") && error.contains("connection refused"), "{error}");
+    let list = setup.ok(&["cert", "list"]);
+    assert!(list.contains("broken.example.test") && list.contains(&error), "{list}");
+    let json: serde_json::Value =
+        serde_json::from_str(&setup.ok(&["cert", "list", "--json"])).unwrap();
+    let shown = json["orders"].as_array().unwrap().iter().find(|o| o["id"] == order.id);
+    assert_eq!(shown.unwrap()["error"], error.as_str());
 
     // A restart uses the stored account and does not order the host name again.
     assert!(tokio::task::block_in_place(|| serve.terminate()).success());
@@ -148,6 +249,13 @@ async fn the_appliance_gets_and_keeps_certificates_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_appliance_gets_and_keeps_certificates_postgres() {
+    let test = "acme::the_appliance_gets_and_keeps_certificates_postgres";
+    let Some(db) = TestDb::postgres(test).await else { return };
+    the_appliance_gets_and_keeps_certificates(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_short_lived_certificate_is_renewed_on_its_own() {
     let options = PebbleOptions { validity: Some(Duration::from_secs(9)), ..PebbleOptions::free() };
     let Some(pebble) = Pebble::start("acme::renewal", options) else { return };
@@ -165,4 +273,13 @@ async fn a_short_lived_certificate_is_renewed_on_its_own() {
     let orders = store.list_acme_orders().await.unwrap();
     let renewal = orders.iter().find(|o| o.replaces == first["certificate"].as_i64());
     assert!(renewal.is_some_and(|o| o.state == OrderState::Issued), "{orders:?}");
+    // Port 465 serves the renewed certificate, with no restart.
+    let renewed = store.list_certificates().await.unwrap();
+    let renewed = renewed.iter().find(|c| Some(c.id) == second["certificate"].as_i64()).unwrap();
+    let addr = serve.listeners["submissions"];
+    tokio::task::block_in_place(|| {
+        served_when(addr, HOST, false, &pebble, |leaf| {
+            leaf.validity().not_after.timestamp() == renewed.not_after
+        })
+    });
 }

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -123,7 +124,11 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
             hostname: (!boot.hostname_is_fallback).then(|| boot.hostname.clone()),
             redirect_host: boot.hostname.to_string(),
             http_listener: acme_http,
-            tls_alpn01: None,
+            // TLS-ALPN-01 is answered on the console's HTTPS listener (443), by the resolver.
+            tls_alpn01: console_tls_bound.first().map(|addr: &std::net::SocketAddr| {
+                let alpn: Arc<dyn postern_server::acme::AlpnChallenges> = certificates.clone();
+                (alpn, addr.port())
+            }),
         };
         let tasks = postern_server::acme::start(store.clone(), start, shutdown.clone());
         (tasks, acme_http_bound)

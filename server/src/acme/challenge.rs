@@ -58,8 +58,17 @@ impl AlpnChallenges for NoAlpn {
     fn clear(&self, _: &str) {}
 }
 
-/// The ALPN protocol of TLS-ALPN-01 (RFC 8737 §6.2).
-pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+pub use crate::tls::ACME_TLS_ALPN;
+
+/// The resolver every TLS listener shares answers `acme-tls/1` with these.
+impl AlpnChallenges for crate::tls::CertResolver {
+    fn set(&self, name: &str, key: Arc<CertifiedKey>) {
+        self.set_alpn_challenge(name, key);
+    }
+    fn clear(&self, name: &str) {
+        self.clear_alpn_challenge(name);
+    }
+}
 
 /// A self-signed certificate for `name` carrying the critical acmeIdentifier extension with
 /// the SHA-256 digest of the key authorization (RFC 8737 §3).
