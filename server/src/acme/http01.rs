@@ -80,13 +80,15 @@ async fn answer(
         }
         head.extend_from_slice(&buf[..n]);
         if head.len() > MAX_HEAD {
-            return reply(&mut stream, "431 Request Header Fields Too Large", &[], "").await;
+            return reply(&mut stream, "431 Request Header Fields Too Large", &[], "", true).await;
         }
     }
-    let response = respond(&String::from_utf8_lossy(&head), tokens, redirect);
+    let head = String::from_utf8_lossy(&head);
+    let response = respond(&head, tokens, redirect);
     let headers: Vec<(&str, &str)> =
         response.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    reply(&mut stream, response.status, &headers, &response.body).await
+    let with_body = !head.starts_with("HEAD ");
+    reply(&mut stream, response.status, &headers, &response.body, with_body).await
 }
 
 /// What to answer a request whose head is `head`.
@@ -154,12 +156,17 @@ async fn reply(
     status: &str,
     headers: &[(&str, &str)],
     body: &str,
+    with_body: bool,
 ) -> std::io::Result<()> {
     let mut out = format!("HTTP/1.1 {status}\r\nConnection: close\r\n");
     for (name, value) in headers {
         out.push_str(&format!("{name}: {value}\r\n"));
     }
-    out.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    // A HEAD reply says how long the body would be, and sends none (RFC 9110 §9.3.2).
+    out.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    if with_body {
+        out.push_str(body);
+    }
     stream.write_all(out.as_bytes()).await?;
     stream.shutdown().await
 }
@@ -214,6 +221,11 @@ mod tests {
         stream.read_to_string(&mut text).await.unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\nt.k"), "{text}");
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(b"HEAD /.well-known/acme-challenge/t HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.unwrap();
+        assert!(text.ends_with("Content-Length: 3\r\n\r\n"), "no body: {text}");
         shutdown.cancel();
         task.await.unwrap();
     }

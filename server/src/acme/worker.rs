@@ -37,6 +37,10 @@ const LEASE: i64 = 600;
 /// computed due times normally wake it long before).
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
+/// How soon, and how late, a certificate's renewal information is asked for again.
+const ARI_MIN_WAIT: Duration = Duration::from_secs(3600);
+const ARI_MAX_WAIT: Duration = Duration::from_secs(86_400);
+
 /// What the worker needs besides the store.
 pub struct WorkerOptions {
     pub config: AcmeConfig,
@@ -54,6 +58,7 @@ pub async fn run(store: Store, options: WorkerOptions, shutdown: CancellationTok
         responders: options.responders,
         account: None,
         ari: Ari::Unknown,
+        windows: HashMap::new(),
         warned: HashMap::new(),
         shutdown: shutdown.clone(),
     };
@@ -93,6 +98,10 @@ struct Worker {
     responders: Responders,
     account: Option<Account>,
     ari: Ari,
+    /// Certificate id -> its ARI window (if the CA gave one) and when to ask again: the CA's
+    /// Retry-After, kept between an hour and a day (RFC 9773 §4.3), so that the frequent
+    /// rounds (every configuration change) do not each ask the CA.
+    windows: HashMap<i64, (Option<(i64, i64)>, i64)>,
     /// Certificate id -> the day (epoch days) its expiry was last warned about.
     warned: HashMap<i64, i64>,
     shutdown: CancellationToken,
@@ -177,10 +186,18 @@ impl Worker {
         cert: &CertificateInfo,
         orders: &[AcmeOrder],
     ) -> Result<(), Error> {
-        let names: Vec<DomainName> = cert.names.iter().filter_map(|n| n.parse().ok()).collect();
-        if names.is_empty() {
+        let Ok(names) =
+            cert.names.iter().map(|n| n.parse()).collect::<Result<Vec<DomainName>, _>>()
+        else {
+            // A wildcard needs DNS-01, which is not offered here: renewing fewer names would
+            // silently drop some.
+            tracing::warn!(
+                certificate = cert.id,
+                names = %cert.names.join(" "),
+                "cannot renew a certificate with a name ACME here cannot validate"
+            );
             return Ok(());
-        }
+        };
         let challenge = orders
             .iter()
             .find(|o| o.certificate_id == Some(cert.id))
@@ -213,25 +230,41 @@ impl Worker {
         }
     }
 
-    /// The CA's suggested renewal window for `cert`, if it offers ARI.
+    /// The CA's suggested renewal window for `cert`, if it offers ARI: asked again only when
+    /// the last answer says so.
     async fn ari_window(&mut self, cert: &CertificateInfo) -> Option<(i64, i64)> {
-        let account = self.account().await.ok()?;
-        let id = self.certificate_identifier(cert.id).await?;
+        let now = postern_store::now();
+        if let Some((window, again)) = self.windows.get(&cert.id)
+            && *again > now
+        {
+            return *window;
+        }
+        let (window, wait) = self.ask_ari(cert).await;
+        let wait = wait.clamp(ARI_MIN_WAIT, ARI_MAX_WAIT);
+        self.windows.insert(cert.id, (window, now + wait.as_secs() as i64));
+        window
+    }
+
+    async fn ask_ari(&mut self, cert: &CertificateInfo) -> (Option<(i64, i64)>, Duration) {
+        let Ok(account) = self.account().await else { return (None, ARI_MIN_WAIT) };
+        let Some(id) = self.certificate_identifier(cert.id).await else {
+            return (None, ARI_MAX_WAIT);
+        };
         match account.renewal_info(&id).await {
-            Ok((info, _retry_after)) => {
+            Ok((info, retry_after)) => {
                 self.ari = Ari::Offered;
                 let window = info.suggested_window;
-                Some((window.start.unix_timestamp(), window.end.unix_timestamp()))
+                (Some((window.start.unix_timestamp(), window.end.unix_timestamp())), retry_after)
             }
             Err(instant_acme::Error::Unsupported(_)) => {
                 // pebble 2.4, and CAs before RFC 9773: the lifetime rule alone.
                 tracing::debug!("the ACME CA offers no renewal information (ARI)");
                 self.ari = Ari::NotOffered;
-                None
+                (None, ARI_MAX_WAIT)
             }
             Err(e) => {
                 tracing::debug!(error = %e, certificate = cert.id, "no ARI answer");
-                None
+                (None, ARI_MIN_WAIT)
             }
         }
     }
