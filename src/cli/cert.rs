@@ -187,6 +187,6 @@ fn require_acme(config: Option<&Path>) -> anyhow::Result<BootConfig> {
 }
 
 /// Whether the boot configuration has an `[acme]` section.
-fn acme_enabled(boot: &BootConfig) -> bool {
+pub(super) fn acme_enabled(boot: &BootConfig) -> bool {
     boot.acme.is_some()
 }

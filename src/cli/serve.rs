@@ -78,6 +78,18 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         options: boot.console_options.clone(),
         // Plain HTTP redirects to the first HTTPS listener (see `[console] redirect_http`).
         https_port: consoles_tls.first().and_then(|l| l.local_addr().ok()).map(|a| a.port()),
+        acme: super::cert::acme_enabled(&boot),
+        // What presents the stored certificates, as the Certificates page lists it.
+        tls_listeners: bound
+            .iter()
+            .map(|(name, addr)| format!("{name} {addr}"))
+            .chain(
+                consoles_tls
+                    .iter()
+                    .filter_map(|l| l.local_addr().ok())
+                    .map(|a| format!("console-tls {a}")),
+            )
+            .collect(),
         ..Default::default()
     };
     let mut console_state =

@@ -5,6 +5,7 @@
 pub mod api;
 mod assets;
 pub mod auth;
+mod certs;
 mod conn;
 pub mod dns;
 mod edge;

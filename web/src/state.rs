@@ -35,6 +35,12 @@ pub struct Settings {
     pub options: ConsoleOptions,
     /// The HTTPS listener's port, when there is one: where plain HTTP redirects to.
     pub https_port: Option<u16>,
+    /// Whether the boot configuration turns ACME on (`[acme]`): ordering a certificate is
+    /// refused, saying how to turn it on, when it does not.
+    pub acme: bool,
+    /// The listeners that present the stored certificates (`smtp 0.0.0.0:25`, …), as the
+    /// Certificates page lists them.
+    pub tls_listeners: Vec<String>,
 }
 
 impl Default for Settings {
@@ -46,6 +52,8 @@ impl Default for Settings {
             certificate: None,
             options: ConsoleOptions::default(),
             https_port: None,
+            acme: false,
+            tls_listeners: Vec::new(),
         }
     }
 }

@@ -4,6 +4,7 @@
 mod admins;
 mod aliases;
 pub(crate) mod audit;
+pub(crate) mod certificates;
 mod domains;
 pub(crate) mod log;
 mod mailboxes;
@@ -62,6 +63,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(audit::router())
         .merge(tokens::router())
         .merge(admins::router())
+        .merge(certificates::router())
 }
 
 /// The document as served, for tests and tools.

@@ -15,6 +15,7 @@ macro_rules! impl_page {
 mod admins;
 mod aliases;
 mod auth;
+mod certificates;
 mod chart;
 mod dashboard;
 mod domains;
@@ -52,6 +53,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(log::router())
         .merge(tokens::router())
         .merge(admins::router())
+        .merge(certificates::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::session::require_csrf,
@@ -72,7 +74,7 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     ("audit", "/audit", "Audit log", true, true),
     ("tokens", "/tokens", "API tokens", true, false),
     ("admins", "/admins", "Administrators", true, true),
-    ("certificates", "/certificates", "Certificates", false, true),
+    ("certificates", "/certificates", "Certificates", true, true),
     ("dkim", "/dkim", "DKIM keys", false, false),
 ];
 
