@@ -219,6 +219,27 @@ async fn the_appliance_gets_and_keeps_certificates(db: TestDb) {
         serde_json::from_str(&setup.ok(&["cert", "list", "--json"])).unwrap();
     let shown = json["orders"].as_array().unwrap().iter().find(|o| o["id"] == order.id);
     assert_eq!(shown.unwrap()["error"], error.as_str());
+    // And in the API, as the console's Certificates page reads it: over the console's HTTPS,
+    // which presents the host name's issued certificate.
+    let token = setup.ok(&["token", "create", "--owner", "admin", "--name", "acme test"]);
+    let tls_port = pebble.options.tls_port;
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pebble.root_pem.as_bytes()).unwrap()])
+        .resolve(HOST, SocketAddr::from(([127, 0, 0, 1], tls_port)))
+        .build()
+        .unwrap();
+    let api: serde_json::Value = client
+        .get(format!("https://{HOST}:{tls_port}/api/v1/certificates"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let shown = api["orders"].as_array().unwrap().iter().find(|o| o["id"] == order.id);
+    assert_eq!(shown.unwrap()["error"], error.as_str(), "{api}");
+    assert_eq!(api["acme"], true);
 
     // A restart uses the stored account and does not order the host name again.
     assert!(tokio::task::block_in_place(|| serve.terminate()).success());
