@@ -146,6 +146,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         (tasks, acme_http_bound)
     });
 
+    let signals = catch_signals()?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "postern {} on {}", env!("CARGO_PKG_VERSION"), boot.hostname)?;
     if boot.hostname_is_fallback {
@@ -193,7 +194,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     out.flush()?;
     drop(out);
 
-    wait_for_signal().await?;
+    wait_for_signal(signals).await;
     tracing::info!("shutting down");
     shutdown.cancel();
     let all = async {
@@ -300,14 +301,21 @@ async fn trim_history(store: Store, shutdown: CancellationToken) {
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// SIGTERM and SIGINT (Ctrl-C), caught from now on: installed before `ready` is printed, so
+/// that a signal sent right after it stops serve cleanly instead of killing it.
+fn catch_signals() -> anyhow::Result<[tokio::signal::unix::Signal; 2]> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok([term, int])
+}
+
+async fn wait_for_signal(signals: [tokio::signal::unix::Signal; 2]) {
+    let [mut term, mut int] = signals;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = int.recv() => {}
         _ = term.recv() => {}
     }
-    Ok(())
 }
 
 /// The data directory holds the store, mail, keys and the secret key: the owner's alone. One

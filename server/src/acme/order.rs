@@ -84,6 +84,12 @@ impl OrderError {
     fn new(message: impl Into<String>) -> OrderError {
         OrderError { message: message.into(), bad_nonce: false, kind: None }
     }
+
+    /// This appliance cannot answer the challenge as configured: a restart with another
+    /// configuration (which orders anew) is needed, not a retry.
+    fn configuration(message: impl Into<String>) -> OrderError {
+        OrderError { kind: Some(CONFIGURATION.into()), ..OrderError::new(message) }
+    }
 }
 
 impl From<instant_acme::Error> for OrderError {
@@ -103,6 +109,8 @@ impl From<instant_acme::Error> for OrderError {
 }
 
 const BAD_NONCE: &str = "urn:ietf:params:acme:error:badNonce";
+/// Our own kind for a challenge this appliance is not set up to answer.
+const CONFIGURATION: &str = "configuration";
 
 fn short_type(kind: &str) -> &str {
     kind.strip_prefix("urn:ietf:params:acme:error:").unwrap_or(kind)
@@ -115,7 +123,13 @@ impl OrderError {
     pub fn is_permanent(&self) -> bool {
         matches!(
             self.kind.as_deref(),
-            Some("rejectedIdentifier" | "unsupportedIdentifier" | "malformed" | "badCSR")
+            Some(
+                "rejectedIdentifier"
+                    | "unsupportedIdentifier"
+                    | "malformed"
+                    | "badCSR"
+                    | CONFIGURATION
+            )
         )
     }
 
@@ -167,13 +181,13 @@ pub async fn order_certificate(
 ) -> Result<Issued, OrderError> {
     let kind = match challenge {
         Challenge::Http01 if !responders.http01_listening => {
-            return Err(OrderError::new(
+            return Err(OrderError::configuration(
                 "HTTP-01 needs the responder on port 80: set [acme] http_listen, or order with \
                  --challenge tls-alpn-01",
             ));
         }
         Challenge::TlsAlpn01 if responders.tls_alpn01.is_none() => {
-            return Err(OrderError::new(
+            return Err(OrderError::configuration(
                 "TLS-ALPN-01 is answered on the console's HTTPS listener: set [console] \
                  tls_listen (port 443), or order with --challenge http-01",
             ));
@@ -312,5 +326,7 @@ mod tests {
         let error = OrderError::from(instant_acme::Error::Api(refused));
         assert_eq!(error.kind.as_deref(), Some("rejectedIdentifier"));
         assert!(error.is_permanent() && !error.unknown_account(), "{error:?}");
+        assert!(OrderError::configuration("no responder").is_permanent());
+        assert!(!OrderError::new("timed out").is_permanent());
     }
 }

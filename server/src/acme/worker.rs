@@ -69,7 +69,12 @@ pub async fn run(store: Store, options: WorkerOptions, shutdown: CancellationTok
         tracing::warn!(error = %e, "cannot order a certificate for the host name");
     }
     loop {
-        let sleep = match worker.round().await {
+        // An order in progress is dropped at shutdown; its lease makes it due again later.
+        let round = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            round = worker.round() => round,
+        };
+        let sleep = match round {
             Ok(sleep) => sleep,
             Err(e) => {
                 tracing::warn!(error = %e, "ACME: cannot read the store; trying again in a minute");
