@@ -98,16 +98,28 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 }
 
 fn loaded(serve: &Serve) -> serde_json::Value {
-    serve
+    let (line, took) = serve
         .wait_log(Duration::from_secs(15), |l| l["message"] == "TLS certificates loaded")
-        .expect("serve reloads its certificates")
-        .0
+        .expect("serve reloads its certificates");
+    eprintln!("certificates reloaded {} ms after the CLI returned", took.as_millis());
+    line
 }
 
 /// The listeners serve an imported certificate by SNI, on every SMTP port, without a restart.
 #[test]
-fn an_imported_certificate_is_served_by_sni_without_restart() {
-    let db = TestDb::sqlite();
+fn an_imported_certificate_is_served_by_sni_without_restart_sqlite() {
+    served_by_sni_without_restart(&TestDb::sqlite());
+}
+
+/// The same over Postgres, where the CLI's change reaches `serve` by LISTEN/NOTIFY.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_imported_certificate_is_served_by_sni_without_restart_postgres() {
+    let test = "certs::an_imported_certificate_is_served_by_sni_without_restart_postgres";
+    let Some(db) = TestDb::postgres(test).await else { return };
+    tokio::task::spawn_blocking(move || served_by_sni_without_restart(&db)).await.unwrap();
+}
+
+fn served_by_sni_without_restart(db: &TestDb) {
     let setup = Setup::new(&db.database);
     let serve = setup.serve();
     let pid = serve.child.id();
@@ -223,4 +235,91 @@ impl FirstPem for CertificateDer<'static> {
         use rustls::pki_types::pem::PemObject;
         CertificateDer::pem_slice_iter(pem.as_bytes()).next().unwrap().unwrap()
     }
+}
+
+/// The MTA-STS policy of a domain is served over HTTPS for `mta-sts.<domain>` with that name's
+/// certificate, and reads back through the policy parser delivery uses (RFC 8461 §3.2).
+#[test]
+fn the_mta_sts_policy_is_served_over_https_and_verifies() {
+    use postern_server::delivery::mta_sts::policy::{Mode, parse, txt_id};
+
+    let db = TestDb::sqlite();
+    let mut setup = Setup::new(&db.database);
+    setup.env.push(("POSTERN_CONSOLE_TLS_LISTEN".into(), "127.0.0.1:0".into()));
+    let serve = setup.serve();
+    let https: SocketAddr = serve
+        .stdout
+        .iter()
+        .find_map(|line| line.trim().strip_prefix("console-tls"))
+        .expect("a console-tls line")
+        .trim()
+        .parse()
+        .unwrap();
+
+    setup.ok(&["domain", "add", "example.org"]);
+    let out = setup.ok(&[
+        "domain",
+        "mta-sts",
+        "example.org",
+        "--mode",
+        "enforce",
+        "--max-age",
+        "86400",
+        "--mx",
+        "mail.example.test",
+    ]);
+    let txt = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("_mta-sts.example.org. TXT "))
+        .unwrap_or_else(|| panic!("the TXT record to publish: {out}"))
+        .trim_matches('"')
+        .to_string();
+    assert!(
+        out.contains(
+            "_smtp._tls.example.org. TXT \"v=TLSRPTv1; rua=mailto:postmaster@example.org\""
+        ),
+        "{out}"
+    );
+
+    let ca = TestCa::new("Postern MTA-STS CA");
+    let (chain, key) = ca.issue_now(&["mta-sts.example.org"]);
+    let dir = setup.dir.path();
+    setup.ok(&[
+        "cert",
+        "import",
+        "--cert",
+        &write(dir, "sts.crt", &chain),
+        "--key",
+        &write(dir, "sts.key", &key),
+    ]);
+    loaded(&serve);
+
+    // As a sending MTA fetches it (§3.3): HTTPS, SNI and Host mta-sts.<domain>, a certificate
+    // valid for that name.
+    let tcp = connect(https);
+    let name = ServerName::try_from("mta-sts.example.org").unwrap();
+    let conn = rustls::ClientConnection::new(client_config(&ca.der()), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(
+        b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.org\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut reply = Vec::new();
+    // The server may close without close_notify once the reply is sent.
+    let _ = std::io::Read::read_to_end(&mut tls, &mut reply);
+    let reply = String::from_utf8_lossy(&reply);
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(head.to_ascii_lowercase().contains("content-type: text/plain"), "{head}");
+    let policy = parse(body).unwrap_or_else(|e| panic!("{e}: {body:?}"));
+    assert_eq!(policy.mode, Mode::Enforce);
+    assert_eq!(policy.mx, ["mail.example.test"]);
+    assert_eq!(policy.max_age, Duration::from_secs(86_400));
+    assert!(policy.allows("mail.example.test"));
+    let id = txt_id(std::slice::from_ref(&txt)).unwrap();
+
+    // A changed policy gets a new id.
+    let out = setup.ok(&["domain", "mta-sts", "example.org", "--mode", "testing"]);
+    assert!(!out.contains(&txt) && out.contains("v=STSv1; id="), "{out}");
+    assert!(!out.contains(&id));
 }

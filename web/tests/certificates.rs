@@ -32,7 +32,8 @@ postern_store::store_tests!(
     certificates_are_imported_shown_and_deleted_in_the_console,
     orders_show_their_progress_and_the_cas_error,
     the_api_manages_certificates_for_global_admins_only,
-    the_dashboard_warns_of_a_certificate_in_use_expiring_soon
+    the_dashboard_warns_of_a_certificate_in_use_expiring_soon,
+    mta_sts_is_published_from_the_console_and_the_api
 );
 
 async fn certificates_are_imported_shown_and_deleted_in_the_console(store: Store) {
@@ -116,6 +117,7 @@ async fn orders_show_their_progress_and_the_cas_error(store: Store) {
         .unwrap();
     let page = browser.get("/certificates").await.body;
     assert!(page.contains("id=\"order-1\"") && page.contains(ca_error), "{page}");
+    assert!(page.contains("id=\"auto-refresh\""), "the page follows open orders: {page}");
 
     // A renewal from the certificate's row, which then shows the order's state.
     let ca = TestCa::new("Console Test CA");
@@ -281,4 +283,91 @@ async fn the_dashboard_warns_of_a_certificate_in_use_expiring_soon(store: Store)
     assert!(page.contains("The certificate for mail.example.test expires on"), "{page}");
     assert!(page.contains("in 5 days: renew it or import a new one"), "{page}");
     assert!(!page.contains(&format!("The certificate for {}", unused.names[0])), "{page}");
+}
+
+async fn mta_sts_is_published_from_the_console_and_the_api(store: Store) {
+    use axum::body::Body;
+    use axum::http::Request;
+    for d in ["a.test", "b.test"] {
+        store
+            .add_domain("test", &d.parse().unwrap(), postern_store::model::DomainKind::Local)
+            .await
+            .unwrap();
+    }
+    add_admin(&store, "dora", Role::DomainAdmin, &["a.test"]).await;
+    let app = console_with(&store, false);
+    let fetch = |host: &'static str, path: &'static str| {
+        let app = app.clone();
+        async move {
+            send(&app, Request::get(path).header("host", host).body(Body::empty()).unwrap()).await
+        }
+    };
+    assert_eq!(
+        fetch("mta-sts.a.test", "/.well-known/mta-sts.txt").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let browser = Browser::login(&app, "dora").await;
+    let page = browser.get("/domains/a.test/mta-sts").await;
+    assert!(page.body.contains("No policy is published for a.test"), "{}", page.body);
+    assert!(page.body.contains("No stored certificate covers mta-sts.a.test"), "{}", page.body);
+    let bad = browser
+        .post(
+            "/domains/a.test/mta-sts",
+            &[("mode", "enforce"), ("max_age", "0"), ("mx", ""), ("report_to", "")],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains("id=\"e-max_age\">must be between"), "{}", bad.body);
+    let set = browser
+        .post(
+            "/domains/a.test/mta-sts",
+            &[("mode", "enforce"), ("max_age", "86400"), ("mx", ""), ("report_to", "")],
+        )
+        .await;
+    assert_eq!(set.location(), "/domains/a.test/mta-sts", "{}", set.body);
+    let page = browser.get("/domains/a.test/mta-sts").await.body;
+    let policy = store.mta_sts_policy(&"a.test".parse().unwrap()).await.unwrap().unwrap();
+    assert!(page.contains(&format!("v=STSv1; id={}", policy.id)), "{page}");
+    assert!(page.contains("v=TLSRPTv1; rua=mailto:postmaster@a.test"), "{page}");
+    assert_eq!(browser.get("/domains/b.test/mta-sts").await.status, StatusCode::FORBIDDEN);
+
+    // Served for mta-sts.a.test, and that name reaches nothing else of the console.
+    let served = fetch("mta-sts.a.test", "/.well-known/mta-sts.txt").await;
+    assert_eq!(served.status, StatusCode::OK);
+    assert_eq!(
+        served.body,
+        format!("version: STSv1\r\nmode: enforce\r\nmx: {HOST}\r\nmax_age: 86400\r\n")
+    );
+    assert_eq!(fetch("mta-sts.a.test", "/login").await.status, StatusCode::MISDIRECTED_REQUEST);
+    assert_eq!(
+        fetch("mta-sts.b.test", "/.well-known/mta-sts.txt").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let api = Api::new(&store, &app, "dora", Access::Write, &["a.test"]).await;
+    let got = api.call("GET", "/domains/a.test/mta-sts", None).await.json();
+    assert_eq!(got["txt_value"], format!("v=STSv1; id={}", policy.id));
+    let changed = api
+        .call(
+            "PUT",
+            "/domains/a.test/mta-sts",
+            Some(json!({"mode": "testing", "mx": ["mx.a.test"]})),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    assert_ne!(changed.json()["id"], json!(policy.id), "a new id for a new policy");
+    assert_eq!(changed.json()["mx"], json!(["mx.a.test"]));
+    assert_eq!(
+        api.call("PUT", "/domains/b.test/mta-sts", Some(json!({"mode": "testing"}))).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        api.call("DELETE", "/domains/a.test/mta-sts", None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call("GET", "/domains/a.test/mta-sts", None).await.status,
+        StatusCode::NOT_FOUND
+    );
 }

@@ -8,6 +8,7 @@ mod certificate;
 mod config;
 mod domain;
 mod mailbox;
+mod mta_sts;
 mod name;
 mod network;
 mod password;
@@ -31,6 +32,10 @@ pub use config::{
 pub use domain::{Domain, DomainKind};
 pub(crate) use mailbox::check_display_name;
 pub use mailbox::{Mailbox, MailboxUpdate, NewMailbox};
+pub use mta_sts::{
+    DEFAULT_STS_AGE, MAX_STS_AGE, MtaStsPolicy, StsMode, check_report_to, check_sts_age,
+    parse_sts_mx, sts_policy_id,
+};
 pub use name::{Address, DomainName};
 pub use network::{TrustedNetwork, parse_cidr};
 pub use password::{MEMORY_BLOCKS, MIN_PASSWORD_LEN, PasswordHash, check_new_password};

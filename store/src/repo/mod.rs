@@ -11,6 +11,7 @@ pub mod engine_status;
 pub(crate) mod mailboxes;
 pub mod maintenance;
 mod matching;
+pub mod mta_sts;
 pub(crate) mod networks;
 pub(crate) mod queue;
 mod queue_act;

@@ -175,3 +175,38 @@ async fn acme_orders_are_requested_once_and_tracked(store: Store) {
         store.update_acme_order(9999, OrderState::Failed, None, 0, 0, None).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
 }
+
+crate::store_tests!(mta_sts_policies_are_set_changed_and_removed);
+
+async fn mta_sts_policies_are_set_changed_and_removed(store: Store) {
+    use crate::model::StsMode;
+    let example = d("example.com");
+    let err =
+        store.set_mta_sts(ACTOR, &example, StsMode::Testing, 86_400, &[], "").await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    domain(&store, "example.com").await;
+    let first =
+        store.set_mta_sts(ACTOR, &example, StsMode::Testing, 86_400, &[], "").await.unwrap();
+    assert_eq!(first.mx_or("mail.example.net"), ["mail.example.net"]);
+    assert_eq!(store.mta_sts_policy(&example).await.unwrap(), Some(first.clone()));
+    let same = store.set_mta_sts(ACTOR, &example, StsMode::Testing, 86_400, &[], "").await.unwrap();
+    assert_eq!(same.id, first.id, "the same policy keeps its id");
+    let mx = vec!["MX1.example.com".to_string(), "*.example.net".to_string()];
+    let second = store
+        .set_mta_sts(ACTOR, &example, StsMode::Enforce, 604_800, &mx, "mailto:tls@example.com")
+        .await
+        .unwrap();
+    assert_ne!(second.id, first.id, "a changed policy gets a new id");
+    assert_eq!(second.mx, ["mx1.example.com", "*.example.net"]);
+    assert_eq!(second.tlsrpt_record().1, "v=TLSRPTv1; rua=mailto:tls@example.com");
+    assert_eq!(store.list_mta_sts().await.unwrap(), vec![second.clone()]);
+    let err = store.set_mta_sts(ACTOR, &example, StsMode::Enforce, 0, &[], "").await.unwrap_err();
+    assert!(err.to_string().starts_with("max_age:"), "{err}");
+    assert_eq!(store.list_audit(1, None).await.unwrap()[0].action, "mta_sts.set");
+
+    store.remove_mta_sts(ACTOR, &example).await.unwrap();
+    assert_eq!(store.mta_sts_policy(&example).await.unwrap(), None);
+    store.set_mta_sts(ACTOR, &example, StsMode::Testing, 86_400, &[], "").await.unwrap();
+    store.remove_domain(ACTOR, &example, false).await.unwrap();
+    assert!(store.list_mta_sts().await.unwrap().is_empty(), "removed with its domain");
+}

@@ -8,6 +8,7 @@ pub(crate) mod certificates;
 mod domains;
 pub(crate) mod log;
 mod mailboxes;
+mod mta_sts;
 mod networks;
 mod queue;
 mod tokens;
@@ -64,6 +65,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(tokens::router())
         .merge(admins::router())
         .merge(certificates::router())
+        .merge(mta_sts::router())
 }
 
 /// The document as served, for tests and tools.

@@ -65,6 +65,8 @@ struct ListPage {
     layout: Layout,
     rows: Vec<Row>,
     orders: Vec<OrderRow>,
+    /// Some order is pending or validating: the page offers to refresh itself.
+    in_progress: bool,
     fallback: Option<Fallback>,
     listeners: String,
     acme: bool,
@@ -127,6 +129,7 @@ async fn page(
         not_after: time::format(c.not_after),
         in_use: !hostname_covered,
     });
+    let in_progress = orders.iter().any(|o| o.state.is_open());
     let orders = orders
         .iter()
         .filter(|o| o.certificate_id.is_none())
@@ -145,6 +148,7 @@ async fn page(
         layout: Layout::new(user, "certificates", "Certificates", headers),
         rows,
         orders,
+        in_progress,
         fallback,
         listeners,
         acme: state.settings.acme,

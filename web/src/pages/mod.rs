@@ -22,6 +22,7 @@ mod domains;
 mod link;
 mod log;
 mod mailboxes;
+mod mta_sts;
 mod networks;
 mod queue;
 mod refusal;
@@ -54,6 +55,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(tokens::router())
         .merge(admins::router())
         .merge(certificates::router())
+        .merge(mta_sts::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::session::require_csrf,
