@@ -187,11 +187,6 @@ fn require_acme(config: Option<&Path>) -> anyhow::Result<BootConfig> {
 }
 
 /// Whether the boot configuration has an `[acme]` section.
-// TODO(acme merge): `boot.acme.is_some()` once `[acme]` is part of `BootConfig`.
 pub(super) fn acme_enabled(boot: &BootConfig) -> bool {
-    let Some(path) = &boot.source else { return false };
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| text.parse::<toml::Table>().ok())
-        .is_some_and(|table| table.contains_key("acme"))
+    boot.acme.is_some()
 }

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -35,6 +36,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     let listeners = smtp::bind_all(&boot.listeners()).await?;
     let consoles = bind_console(&boot.console).await?;
     let consoles_tls = bind_console(&boot.console_tls).await?;
+    let acme_http = postern_server::acme::bind_http(boot.acme.as_ref()).await?;
     create_private_dir(&boot.data_dir)?;
     let store = Store::open(&boot.database, &boot.secret_key_file).await?;
     let cert = tls::ensure_self_signed(&boot.data_dir.join("tls"), &boot.hostname)?;
@@ -137,6 +139,25 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         }
     }
 
+    // Certificates from the ACME CA of `[acme]`: the host name's at once, more on order.
+    let acme_tasks = boot.acme.clone().map(|config| {
+        let acme_http_bound = acme_http.as_ref().and_then(|l| l.local_addr().ok());
+        let start = postern_server::acme::AcmeStart {
+            config,
+            hostname: (!boot.hostname_is_fallback).then(|| boot.hostname.clone()),
+            redirect_host: boot.hostname.to_string(),
+            http_listener: acme_http,
+            // TLS-ALPN-01 is answered on the console's HTTPS listener (443), by the resolver.
+            tls_alpn01: console_tls_bound.first().map(|addr: &std::net::SocketAddr| {
+                let alpn: Arc<dyn postern_server::acme::AlpnChallenges> = certificates.clone();
+                (alpn, addr.port())
+            }),
+        };
+        let tasks = postern_server::acme::start(store.clone(), start, shutdown.clone());
+        (tasks, acme_http_bound)
+    });
+
+    let signals = catch_signals()?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "postern {} on {}", env!("CARGO_PKG_VERSION"), boot.hostname)?;
     if boot.hostname_is_fallback {
@@ -166,6 +187,12 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     for addr in &console_tls_bound {
         writeln!(out, "  console-tls  {addr}")?;
     }
+    if let (Some(acme), Some((_, http))) = (&boot.acme, &acme_tasks) {
+        writeln!(out, "  acme         {}", acme.directory)?;
+        if let Some(addr) = http {
+            writeln!(out, "  acme-http    {addr}")?;
+        }
+    }
     if let Some(password) = first_admin {
         // Printed, never logged: this is the one time it exists outside the hash.
         writeln!(
@@ -178,12 +205,15 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     out.flush()?;
     drop(out);
 
-    wait_for_signal().await?;
+    wait_for_signal(signals).await;
     tracing::info!("shutting down");
     shutdown.cancel();
     let all = async {
         let _ = tokio::join!(mta.join(), watcher, certificate_task);
         let _ = maintenance.await;
+        if let Some((tasks, _)) = acme_tasks {
+            tasks.join_all().await;
+        }
         for task in console_tasks {
             let _ = task.await;
         }
@@ -282,14 +312,21 @@ async fn trim_history(store: Store, shutdown: CancellationToken) {
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// SIGTERM and SIGINT (Ctrl-C), caught from now on: installed before `ready` is printed, so
+/// that a signal sent right after it stops serve cleanly instead of killing it.
+fn catch_signals() -> anyhow::Result<[tokio::signal::unix::Signal; 2]> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok([term, int])
+}
+
+async fn wait_for_signal(signals: [tokio::signal::unix::Signal; 2]) {
+    let [mut term, mut int] = signals;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = int.recv() => {}
         _ = term.recv() => {}
     }
-    Ok(())
 }
 
 /// The data directory holds the store, mail, keys and the secret key: the owner's alone. One

@@ -11,9 +11,14 @@ use serde::Deserialize;
 use crate::database::Database;
 use crate::model::DomainName;
 
+mod acme;
 mod connections;
 mod delivery;
 
+pub use acme::{
+    AcmeConfig, DEFAULT_HTTP_LISTEN, DEFAULT_RETRY_FIRST, DEFAULT_RETRY_MAX, EabKey,
+    ExternalAccount, LETSENCRYPT, LETSENCRYPT_STAGING,
+};
 pub use connections::{ConsoleOptions, SmtpClientLimits};
 pub use delivery::{DeliveryConfig, format_duration, parse_duration};
 
@@ -57,6 +62,8 @@ struct RawFile {
     log: RawLog,
     #[serde(default)]
     delivery: delivery::RawDelivery,
+    /// Present (even empty) turns ACME on.
+    acme: Option<acme::RawAcme>,
     #[serde(default)]
     dns: RawDns,
 }
@@ -131,6 +138,8 @@ pub struct BootConfig {
     /// The DNS servers every lookup goes to (MX, MTA-STS, DKIM, SPF, DMARC); empty means the
     /// system's (/etc/resolv.conf).
     pub dns_servers: Vec<SocketAddr>,
+    /// Certificates from an ACME CA; `None` (no `[acme]` section) keeps ACME off.
+    pub acme: Option<AcmeConfig>,
 }
 
 impl fmt::Debug for BootConfig {
@@ -154,6 +163,7 @@ impl fmt::Debug for BootConfig {
             .field("log_level", &self.log_level)
             .field("delivery", &self.delivery)
             .field("dns_servers", &self.dns_servers)
+            .field("acme", &self.acme)
             .finish()
     }
 }
@@ -284,6 +294,9 @@ impl BootConfig {
                 "POSTERN_LOG_LEVEL" => raw.log.level = Some(value),
                 "POSTERN_DNS_SERVERS" => raw.dns.servers = Some(split(&value)),
                 _ if connections.set_from_env(&key, value.clone()) => {}
+                _ if acme::is_acme_var(&key) => {
+                    raw.acme.get_or_insert_default().set_from_env(&key, value);
+                }
                 _ => {
                     raw.delivery.set_from_env(&key, value);
                 }
@@ -388,6 +401,8 @@ impl BootConfig {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let (smtp_clients, console_options) = connections.build(origin)?;
+        let base = path.and_then(Path::parent).filter(|d| !d.as_os_str().is_empty());
+        let acme = raw.acme.map(|a| AcmeConfig::build(a, base, origin)).transpose()?;
 
         let config = BootConfig {
             source: path.map(Path::to_path_buf),
@@ -408,6 +423,7 @@ impl BootConfig {
             log_level,
             delivery,
             dns_servers,
+            acme,
         };
         config.check_unique_listeners(origin)?;
         Ok(config)
@@ -422,6 +438,8 @@ impl BootConfig {
         let mut seen: Vec<(&str, SocketAddr)> = Vec::new();
         let all = self.listeners().into_iter().chain([("console", self.console.as_slice())]);
         let all = all.chain([("console-tls", self.console_tls.as_slice())]);
+        let acme_http = self.acme.as_ref().and_then(|a| a.http_listen);
+        let all = all.chain([("acme.http_listen", acme_http.as_slice())]);
         for (name, addrs) in all {
             for addr in addrs {
                 // Port 0 asks the kernel for a free port: several listeners may ask for one.
@@ -503,6 +521,20 @@ mod tests {
         assert_eq!(example.console_options, ConsoleOptions::default());
         assert_eq!(example.dns_servers, defaults.dns_servers);
         assert!(defaults.dns_servers.is_empty(), "the system's resolvers unless configured");
+        assert_eq!((&example.acme, &defaults.acme), (&None, &None), "ACME is off unless asked");
+        // The commented-out [acme] section, uncommented, is valid and says the defaults.
+        let start = EXAMPLE.find("# [acme]").expect("the example documents [acme]");
+        let acme: String = EXAMPLE[start..]
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .filter(|l| !l.starts_with("ca_file") && !l.starts_with("eab_"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let acme = BootConfig::from_toml(&acme, Profile::Standard).unwrap().acme.unwrap();
+        assert_eq!(acme.directory, LETSENCRYPT);
+        assert_eq!(acme.http_listen, Some(DEFAULT_HTTP_LISTEN.parse().unwrap()));
+        assert_eq!((acme.retry_first, acme.retry_max), (DEFAULT_RETRY_FIRST, DEFAULT_RETRY_MAX));
     }
 
     #[test]
