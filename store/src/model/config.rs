@@ -25,6 +25,8 @@ pub struct Config {
     pub aliases: BTreeMap<AliasSource, Alias>,
     pub transports: Vec<TransportRule>,
     pub networks: Vec<TrustedNetwork>,
+    /// Access rules, parsed and in order (`policy.rs`).
+    pub policy: super::Policy,
 }
 
 /// Where one address ends up after alias expansion.

@@ -11,6 +11,7 @@ pub(crate) mod mailboxes;
 pub mod maintenance;
 mod matching;
 pub(crate) mod networks;
+pub(crate) mod policy;
 pub(crate) mod queue;
 mod queue_act;
 mod queue_rows;

@@ -7,6 +7,7 @@ mod console;
 mod domains;
 mod files;
 mod mailboxes;
+mod policy;
 mod queue;
 mod queue_scope;
 mod schema;
