@@ -51,6 +51,9 @@ enum Command {
     /// API tokens for scripts.
     #[command(subcommand)]
     Token(cli::token::Command),
+    /// Access rules: which clients and envelopes are refused, deferred, held or redirected.
+    #[command(subcommand)]
+    Policy(cli::policy::Command),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
             Command::Admin(cmd) => cli::admin::run(config, cmd).await,
             Command::Token(cmd) => cli::token::run(config, cmd).await,
             Command::Queue(cmd) => cli::queue::run(config, cmd).await,
+            Command::Policy(cmd) => cli::policy::run(config, cmd).await,
         }
     });
     match result {

@@ -31,7 +31,7 @@ pub use network::{TrustedNetwork, parse_cidr};
 pub use password::{MEMORY_BLOCKS, MIN_PASSWORD_LEN, PasswordHash, check_new_password};
 pub use policy::{
     Matcher, NewPolicyRule, Policy, PolicyAction, PolicyEnvelope, PolicyHit, PolicyMatch,
-    PolicyReply, PolicyRule, PolicyStage, PolicyStep,
+    PolicyReply, PolicyRule, PolicyRuleText, PolicyStage, PolicyStep,
 };
 pub use postmaster::Postmaster;
 pub use queue::{

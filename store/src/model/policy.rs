@@ -360,6 +360,30 @@ pub struct PolicyMatch {
     pub authenticated: Option<bool>,
 }
 
+impl fmt::Display for PolicyMatch {
+    /// `client=192.0.2.0/24 to=@example.com auth=no`, or `any` with no matcher.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(c) = &self.client {
+            parts.push(format!("client={c}"));
+        }
+        for (key, m) in [
+            ("rdns", &self.rdns),
+            ("helo", &self.helo),
+            ("from", &self.sender),
+            ("to", &self.recipient),
+        ] {
+            if let Some(m) = m {
+                parts.push(format!("{key}={m}"));
+            }
+        }
+        if let Some(a) = self.authenticated {
+            parts.push(format!("auth={}", if a { "yes" } else { "no" }));
+        }
+        if parts.is_empty() { f.write_str("any") } else { f.write_str(&parts.join(" ")) }
+    }
+}
+
 /// A rule as it is added: its stage, matchers and action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewPolicyRule {
@@ -605,6 +629,67 @@ impl fmt::Display for PolicyStep {
             }
             _ => write!(f, ": no rule matched"),
         }
+    }
+}
+
+/// A rule as text fields, as the CLI, the API and the console's form give it; empty fields
+/// match anything.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PolicyRuleText {
+    pub stage: String,
+    #[serde(default)]
+    pub client: Option<String>,
+    #[serde(default)]
+    pub rdns: Option<String>,
+    #[serde(default)]
+    pub helo: Option<String>,
+    #[serde(default)]
+    pub sender: Option<String>,
+    #[serde(default)]
+    pub recipient: Option<String>,
+    /// `yes`, `no`, or empty for either.
+    #[serde(default)]
+    pub authenticated: Option<String>,
+    pub action: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+impl PolicyRuleText {
+    pub fn parse(&self) -> Result<NewPolicyRule, StoreError> {
+        fn given(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+        }
+        let text = |field: &'static str, v: &Option<String>| {
+            given(v).map(|t| Matcher::parse(field, t)).transpose()
+        };
+        let authenticated = match given(&self.authenticated).map(str::to_ascii_lowercase).as_deref()
+        {
+            None | Some("any") => None,
+            Some("yes" | "true") => Some(true),
+            Some("no" | "false") => Some(false),
+            Some(other) => {
+                return Err(StoreError::invalid(
+                    "authenticated",
+                    format!("{other:?}: use yes, no or any"),
+                ));
+            }
+        };
+        let rule = NewPolicyRule {
+            stage: self.stage.parse()?,
+            matches: PolicyMatch {
+                client: given(&self.client).map(super::parse_cidr).transpose()?,
+                rdns: text("rdns", &self.rdns)?,
+                helo: text("helo", &self.helo)?,
+                sender: text("sender", &self.sender)?,
+                recipient: text("recipient", &self.recipient)?,
+                authenticated,
+            },
+            action: self.action.parse()?,
+            description: self.description.trim().to_string(),
+        };
+        rule.check()?;
+        Ok(rule)
     }
 }
 
