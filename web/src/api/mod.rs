@@ -8,6 +8,7 @@ mod domains;
 pub(crate) mod log;
 mod mailboxes;
 mod networks;
+pub(crate) mod policy;
 mod queue;
 mod tokens;
 pub(crate) mod transports;
@@ -62,6 +63,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(audit::router())
         .merge(tokens::router())
         .merge(admins::router())
+        .merge(policy::router())
 }
 
 /// The document as served, for tests and tools.

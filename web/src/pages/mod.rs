@@ -22,6 +22,7 @@ mod link;
 mod log;
 mod mailboxes;
 mod networks;
+mod policy;
 mod queue;
 mod refusal;
 mod tokens;
@@ -47,6 +48,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(mailboxes::router())
         .merge(aliases::router())
         .merge(networks::router())
+        .merge(policy::router())
         .merge(transports::router())
         .merge(queue::router())
         .merge(log::router())
@@ -67,6 +69,7 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     ("aliases", "/aliases", "Aliases", true, false),
     ("transports", "/transports", "Transports & relay", true, true),
     ("networks", "/networks", "Trusted networks", true, true),
+    ("policy", "/policy", "Access policy", true, true),
     ("queue", "/queue", "Queue", true, false),
     ("log", "/log", "Delivery log", true, false),
     ("audit", "/audit", "Audit log", true, true),
