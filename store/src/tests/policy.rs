@@ -2,7 +2,10 @@ use super::*;
 use crate::StoreError;
 use crate::model::{Matcher, NewPolicyRule, PolicyEnvelope, PolicyMatch, PolicyStage};
 
-crate::store_tests!(policy_rules_add_move_remove_and_load);
+crate::store_tests!(
+    policy_rules_add_move_remove_and_load,
+    a_held_message_is_stored_held_with_its_note
+);
 
 fn new(stage: PolicyStage, matches: PolicyMatch, action: &str) -> NewPolicyRule {
     NewPolicyRule { stage, matches, action: action.parse().unwrap(), description: "t".into() }
@@ -73,4 +76,23 @@ async fn policy_rules_add_move_remove_and_load(store: Store) {
 
     let audit = store.list_audit(10, None).await.unwrap();
     assert!(audit.iter().any(|e| e.action == "policy.rule.move"));
+}
+
+/// HOLD and REDIRECT decided in the session reach the queue: the message is stored held, and
+/// the delivery log's "received" lines say which rule did what.
+async fn a_held_message_is_stored_held_with_its_note(store: Store) {
+    let mut m = super::queue::message("a@x.test", &["b@y.test"]);
+    m.held = true;
+    m.note = Some("held by policy rule 7".into());
+    let ids = store.queue_insert("node", &[m]).await.unwrap();
+    let shown = store.queue_show(ids[0]).await.unwrap().unwrap();
+    assert!(shown.held);
+    let log = store
+        .delivery_log(&crate::repo::delivery_log::LogFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(log[0].status, "received");
+    assert_eq!(log[0].reply, "held by policy rule 7");
+    // Nothing held is work to do.
+    assert!(store.queue_load_work("node").await.unwrap().messages.is_empty());
 }
