@@ -251,7 +251,8 @@ async fn move_rule(
     Ok(Json(state.store.move_policy_rule(&user.actor, id, to.position).await?.into()))
 }
 
-/// Say which rule an envelope hits at each stage, and why (nothing is sent or stored).
+/// Say which rule an envelope hits at each stage, and why (nothing is sent or stored). Being a
+/// POST, it needs a token with write access, like every POST.
 #[utoipa::path(post, path = "/policy/test", request_body = PolicyTest, tag = "policy",
     responses((status = 200, body = PolicyTestResult), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
