@@ -45,37 +45,7 @@ pub enum RuleCommand {
     #[command(after_help = "Actions: OK | REJECT [5xx 5.x.x] [text] | DEFER [4xx 4.x.x] [text] | \
         DISCARD | HOLD | REDIRECT address | BCC address\n\nExample:\n  postern policy rule add \
         --stage rcpt --to @example.com --client 192.0.2.0/24 REJECT 550 5.7.1 not from there")]
-    Add {
-        /// connect, helo, mail, rcpt or data.
-        #[arg(long)]
-        stage: String,
-        /// The client's address is in this network (CIDR or one address).
-        #[arg(long)]
-        client: Option<String>,
-        /// The client's reverse DNS name.
-        #[arg(long)]
-        rdns: Option<String>,
-        /// The HELO/EHLO name (from the helo stage on).
-        #[arg(long)]
-        helo: Option<String>,
-        /// The sender (from the mail stage on).
-        #[arg(long)]
-        from: Option<String>,
-        /// The recipient (rcpt and data stages).
-        #[arg(long)]
-        to: Option<String>,
-        /// yes or no: whether the client authenticated.
-        #[arg(long)]
-        auth: Option<String>,
-        /// Where to put it (1 is evaluated first); last by default.
-        #[arg(long)]
-        position: Option<i64>,
-        #[arg(long, default_value = "")]
-        description: String,
-        /// The action, e.g. `REJECT 550 5.7.1 no thanks`.
-        #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
-        action: Vec<String>,
-    },
+    Add(Box<AddArgs>),
     /// List the rules in the order they are evaluated.
     List {
         #[arg(long)]
@@ -87,20 +57,55 @@ pub enum RuleCommand {
     Move { id: i64, position: i64 },
 }
 
+/// The rule `policy rule add` adds (boxed: the other commands are small).
+#[derive(clap::Args)]
+pub struct AddArgs {
+    /// connect, helo, mail, rcpt or data.
+    #[arg(long)]
+    stage: String,
+    /// The client's address is in this network (CIDR or one address).
+    #[arg(long)]
+    client: Option<String>,
+    /// The client's reverse DNS name.
+    #[arg(long)]
+    rdns: Option<String>,
+    /// The HELO/EHLO name (from the helo stage on).
+    #[arg(long)]
+    helo: Option<String>,
+    /// The sender (from the mail stage on).
+    #[arg(long)]
+    from: Option<String>,
+    /// The recipient (rcpt and data stages).
+    #[arg(long)]
+    to: Option<String>,
+    /// yes or no: whether the client authenticated.
+    #[arg(long)]
+    auth: Option<String>,
+    /// Where to put it (1 is evaluated first); last by default.
+    #[arg(long)]
+    position: Option<i64>,
+    #[arg(long, default_value = "")]
+    description: String,
+    /// The action, e.g. `REJECT 550 5.7.1 no thanks`.
+    #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
+    action: Vec<String>,
+}
+
 pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Rule(RuleCommand::Add {
-            stage,
-            client,
-            rdns,
-            helo,
-            from,
-            to,
-            auth,
-            position,
-            description,
-            action,
-        }) => {
+        Command::Rule(RuleCommand::Add(args)) => {
+            let AddArgs {
+                stage,
+                client,
+                rdns,
+                helo,
+                from,
+                to,
+                auth,
+                position,
+                description,
+                action,
+            } = *args;
             let text = PolicyRuleText {
                 stage,
                 client,

@@ -247,7 +247,7 @@ fn refusal(rest: &str, class: char) -> Result<PolicyReply, StoreError> {
         (default_code, default_enh.to_string(), rest.trim().to_string())
     };
     let kind = if class == '5' { "REJECT" } else { "DEFER" };
-    if !(code / 100 == class.to_digit(10).unwrap_or(0) as u16) || code % 100 > 59 {
+    if code / 100 != class.to_digit(10).unwrap_or(0) as u16 || code % 100 > 59 {
         return Err(StoreError::invalid(
             "action",
             format!("{kind} needs a {class}xx code (like {default_code}), not {code}"),
