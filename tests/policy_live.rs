@@ -64,7 +64,9 @@ fn a_rule_added_with_the_cli_is_live_in_serve() {
         "no mail from spam.test",
     ]);
     assert!(out.contains("added rule 1"), "{out}");
-    serve.wait_log(Duration::from_secs(5), applied).expect("the rule is live");
+    serve
+        .wait_log(Duration::from_secs(5), |l| applied(l) && l["policy_rules"] == 1)
+        .expect("the rule is live");
     let reply = rcpt_reply(smtp, "a@spam.test", "info@example.test");
     assert_eq!(reply.trim_end(), "550 5.7.1 no mail from spam.test");
     let (line, _) = serve

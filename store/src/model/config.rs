@@ -254,6 +254,7 @@ impl Config {
             aliases: self.aliases.len(),
             transports: self.transports.len(),
             networks: self.networks.len(),
+            policy_rules: self.policy.rules.len(),
         }
     }
 }
@@ -266,6 +267,7 @@ pub struct Summary {
     pub aliases: usize,
     pub transports: usize,
     pub networks: usize,
+    pub policy_rules: usize,
 }
 
 /// The aliases being expanded, outermost first, and the address that matched each.
