@@ -54,6 +54,15 @@ enum Command {
     /// Access rules: which clients and envelopes are refused, deferred, held or redirected.
     #[command(subcommand)]
     Policy(cli::policy::Command),
+    /// TLS certificates: list, import, remove, and ACME order and renew.
+    #[command(subcommand)]
+    Cert(cli::cert::Command),
+    /// DKIM keys: generate, list, rotate, activate; the records to publish.
+    #[command(subcommand)]
+    Dkim(cli::dkim::Command),
+    /// A domain's DNS health: MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, with what to publish.
+    #[command(subcommand)]
+    Dns(cli::dns::Command),
 }
 
 fn main() -> ExitCode {
@@ -74,8 +83,11 @@ fn main() -> ExitCode {
             Command::Network(cmd) => cli::network::run(config, cmd).await,
             Command::Admin(cmd) => cli::admin::run(config, cmd).await,
             Command::Token(cmd) => cli::token::run(config, cmd).await,
+            Command::Cert(cmd) => cli::cert::run(config, cmd).await,
             Command::Queue(cmd) => cli::queue::run(config, cmd).await,
             Command::Policy(cmd) => cli::policy::run(config, cmd).await,
+            Command::Dkim(cmd) => cli::dkim::run(config, cmd).await,
+            Command::Dns(cmd) => cli::dns::run(config, cmd).await,
         }
     });
     match result {

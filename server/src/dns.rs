@@ -1,15 +1,19 @@
 //! DNS behind a small trait: what delivery needs to know (MX records, host addresses, TXT), with
 //! answers that tell "no such name" from "no such record" from "ask again later". The real
-//! resolver is hickory's with the system configuration; [`ScriptedResolver`] serves tests.
+//! resolver is hickory's, built once per process from the boot configuration's `[dns] servers`
+//! (or /etc/resolv.conf) and shared by delivery, MTA-STS and DKIM; [`ScriptedResolver`] serves
+//! tests.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Mutex;
 
 use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::NetError;
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::RData;
 use thiserror::Error;
@@ -64,7 +68,7 @@ fn normal(name: &str) -> String {
     }
 }
 
-/// hickory-resolver with the system configuration (/etc/resolv.conf).
+/// hickory-resolver, asking the configured servers or the system's (/etc/resolv.conf).
 #[derive(Clone)]
 pub struct HickoryResolver {
     inner: TokioResolver,
@@ -72,8 +76,38 @@ pub struct HickoryResolver {
 
 impl HickoryResolver {
     pub fn from_system() -> Result<HickoryResolver, String> {
-        let builder = TokioResolver::builder_tokio().map_err(|e| e.to_string())?;
-        Ok(HickoryResolver { inner: builder.build().map_err(|e| e.to_string())? })
+        HickoryResolver::new(&[])
+    }
+
+    /// Asks `servers` (UDP, then TCP for truncated answers), in order; none means the system's
+    /// configuration. A name is never completed from a search list (see `records`).
+    pub fn new(servers: &[SocketAddr]) -> Result<HickoryResolver, String> {
+        if servers.is_empty() {
+            let builder = TokioResolver::builder_tokio().map_err(|e| e.to_string())?;
+            return Ok(HickoryResolver { inner: builder.build().map_err(|e| e.to_string())? });
+        }
+        let name_servers = servers
+            .iter()
+            .map(|server| {
+                let mut config = NameServerConfig::udp_and_tcp(server.ip());
+                for connection in &mut config.connections {
+                    connection.port = server.port();
+                }
+                config
+            })
+            .collect();
+        let config = ResolverConfig::from_name_servers(name_servers);
+        let inner = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .with_options(ResolverOpts::default())
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(HickoryResolver { inner })
+    }
+
+    /// The hickory resolver itself, for libraries that take one (mail-auth's
+    /// `MessageAuthenticator`), so that they ask the same servers with the same cache.
+    pub fn hickory(&self) -> &TokioResolver {
+        &self.inner
     }
 
     async fn records(&self, name: &str, kind: &'static str) -> Result<Vec<RData>, DnsError> {

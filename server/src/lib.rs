@@ -1,6 +1,7 @@
 //! Postern's MTA engine: listeners, the live configuration snapshot, and (as they land) SMTP
 //! sessions, the queue and delivery.
 
+pub mod acme;
 pub mod delivery;
 pub mod dns;
 pub mod engine;

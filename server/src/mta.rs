@@ -16,18 +16,25 @@ use crate::engine::Engine;
 use crate::error::ServerError;
 use crate::queue::{Queue, RetryPolicy, Scheduler, SchedulerConfig};
 use crate::smtp::{self, Limits, Listener, SessionContext};
-use crate::tls::CertificateFiles;
+use crate::tls::CertResolver;
 
 /// What the MTA needs besides the store and its sockets.
 pub struct MtaOptions {
     pub hostname: String,
     pub data_dir: PathBuf,
-    pub certificate: CertificateFiles,
+    /// Chooses the certificate of every STARTTLS and port-465 handshake (shared with the
+    /// console's HTTPS; `tls::follow` keeps it current).
+    pub certificates: Arc<CertResolver>,
     pub limits: Limits,
     /// Concurrency, connection reuse and the retry schedule (the boot config's `[delivery]`).
     pub delivery: DeliveryConfig,
     /// Shared with the console, so that guesses count the same on both.
     pub passwords: PasswordChecks,
+    /// The process's one resolver (the boot configuration's `[dns] servers`); see [`resolver`].
+    pub resolver: Arc<dyn Resolver>,
+    /// The same resolver as hickory's own, for SPF/DKIM/ARC/DMARC on inbound mail; `None`
+    /// leaves inbound mail unchecked.
+    pub hickory: Option<HickoryResolver>,
 }
 
 /// A running MTA: its tasks end after `shutdown` is cancelled.
@@ -50,15 +57,29 @@ impl Mta {
         tasks.spawn(async move {
             let _ = engine_task.await;
         });
-        let tls =
-            crate::tls::acceptor_from_files(&options.certificate.cert, &options.certificate.key)?;
+        // SMTP offers no ALPN protocol: clients that send some are not refused for it.
+        let tls = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+            options.certificates.clone(),
+            &[],
+        ));
         let (fresh_tx, fresh_rx) = tokio::sync::mpsc::unbounded_channel();
         let (queue, writer) =
             Queue::start(store.clone(), options.hostname.clone(), Some(fresh_tx), shutdown.clone());
         tasks.spawn(async move {
             let _ = writer.await;
         });
-        let resolver = system_resolver();
+        let resolver = options.resolver.clone();
+        // Pending keys become active once their record is seen; retiring ones retire.
+        let checker = crate::mailauth::DkimChecker {
+            store: store.clone(),
+            resolver: resolver.clone(),
+            actor: format!("engine:{}", options.hostname),
+        };
+        tasks.spawn(crate::mailauth::run_schedule(
+            checker,
+            crate::mailauth::CHECK_EVERY,
+            shutdown.clone(),
+        ));
         let mta_sts = match MtaSts::new(resolver.clone(), StsSettings::default()) {
             Ok(sts) => Some(Arc::new(sts)),
             Err(why) => {
@@ -82,6 +103,9 @@ impl Mta {
             courier: None,
         };
         tasks.spawn(Scheduler::run(store, engine.clone(), scheduler, fresh_rx, shutdown.clone()));
+        let verifier = options.hickory.as_ref().map(|h| {
+            Arc::new(crate::mailauth::Verifier::new(h.hickory().clone(), &options.hostname))
+        });
         let ctx = Arc::new(SessionContext {
             hostname: options.hostname,
             engine: engine.clone(),
@@ -89,7 +113,8 @@ impl Mta {
             tls: Some(tls),
             limits: options.limits,
             data_dir: options.data_dir,
-            signer: Arc::new(crate::mailauth::Unsigned),
+            signer: Arc::new(crate::mailauth::DkimSigner::new(engine.clone())),
+            verifier,
             passwords: options.passwords,
         });
         tasks.spawn(smtp::serve(listeners, ctx, shutdown));
@@ -102,14 +127,15 @@ impl Mta {
     }
 }
 
-/// The system's DNS (/etc/resolv.conf). Without a usable configuration the MTA still starts, so
-/// that local mail and fixed transports work, and MX deliveries wait in the queue.
-fn system_resolver() -> Arc<dyn Resolver> {
-    match HickoryResolver::from_system() {
-        Ok(resolver) => Arc::new(resolver),
+/// The process's resolver: `servers` (the boot configuration's `[dns] servers`), or the
+/// system's (/etc/resolv.conf) when empty. Without a usable configuration the MTA still starts,
+/// so that local mail and fixed transports work, and MX deliveries wait in the queue.
+pub fn resolver(servers: &[std::net::SocketAddr]) -> (Arc<dyn Resolver>, Option<HickoryResolver>) {
+    match HickoryResolver::new(servers) {
+        Ok(resolver) => (Arc::new(resolver.clone()), Some(resolver)),
         Err(why) => {
             tracing::error!(error = %why, "cannot read the DNS configuration; MX delivery waits");
-            Arc::new(UnconfiguredResolver { why: format!("no DNS configuration: {why}") })
+            (Arc::new(UnconfiguredResolver { why: format!("no DNS configuration: {why}") }), None)
         }
     }
 }

@@ -37,11 +37,12 @@ pub fn certificate_info(path: &Path) -> Option<CertificateInfo> {
 pub struct ConsoleDns(HickoryResolver);
 
 impl ConsoleDns {
-    pub fn from_system() -> Option<Arc<dyn MxLookup>> {
-        match HickoryResolver::from_system() {
-            Ok(resolver) => Some(Arc::new(ConsoleDns(resolver))),
-            Err(e) => {
-                tracing::warn!(error = %e, "no DNS resolver: the dashboard's MX check is off");
+    /// The engine's resolver, if it has one (the failure was logged when it was built).
+    pub fn lookup(resolver: Option<HickoryResolver>) -> Option<Arc<dyn MxLookup>> {
+        match resolver {
+            Some(resolver) => Some(Arc::new(ConsoleDns(resolver))),
+            None => {
+                tracing::warn!("no DNS resolver: the dashboard's MX check is off");
                 None
             }
         }
@@ -57,5 +58,27 @@ impl MxLookup for ConsoleDns {
                 Err(e) => MxAnswer::Failed(e.to_string()),
             }
         })
+    }
+}
+
+/// The engine's DKIM checker, for the console's and the API's "check now".
+pub struct ConsoleDkim(pub postern_server::mailauth::DkimChecker);
+
+impl postern_web::dns::DkimCheck for ConsoleDkim {
+    fn check<'a>(
+        &'a self,
+        actor: &'a str,
+        domain: &'a postern_store::model::DomainName,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = postern_store::Result<Vec<postern_store::model::DkimKey>>,
+                > + Send
+                + 'a,
+        >,
+    > {
+        let checker =
+            postern_server::mailauth::DkimChecker { actor: actor.to_string(), ..self.0.clone() };
+        Box::pin(async move { checker.check(Some(domain)).await })
     }
 }

@@ -3,8 +3,11 @@
 
 pub mod admin;
 pub mod alias;
+pub mod cert;
 pub mod config;
 mod console;
+pub mod dkim;
+pub mod dns;
 pub mod domain;
 pub mod mailbox;
 pub mod network;

@@ -227,7 +227,7 @@ fn print_message(m: &QueuedMessage) {
 }
 
 /// Epoch seconds as `YYYY-MM-DD HH:MM:SS` (UTC), by Howard Hinnant's days-to-civil algorithm.
-fn utc(epoch: i64) -> String {
+pub(super) fn utc(epoch: i64) -> String {
     let (days, secs) = (epoch.div_euclid(86_400), epoch.rem_euclid(86_400));
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -35,20 +36,31 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     let listeners = smtp::bind_all(&boot.listeners()).await?;
     let consoles = bind_console(&boot.console).await?;
     let consoles_tls = bind_console(&boot.console_tls).await?;
+    let acme_http = postern_server::acme::bind_http(boot.acme.as_ref()).await?;
     create_private_dir(&boot.data_dir)?;
     let store = Store::open(&boot.database, &boot.secret_key_file).await?;
     let cert = tls::ensure_self_signed(&boot.data_dir.join("tls"), &boot.hostname)?;
 
     let shutdown = CancellationToken::new();
     let watcher = store.spawn_watcher(shutdown.clone());
+    // One resolver for every TLS listener: the stored certificates by SNI, the self-signed one
+    // until a stored one fits; reloaded on every revision that changes them.
+    let certificates = tls::CertResolver::new(
+        boot.hostname.clone(),
+        tls::certified_key_from_files(&cert.cert, &cert.key)?,
+    );
+    let certificate_task =
+        tokio::spawn(tls::follow(store.clone(), certificates.clone(), shutdown.clone()));
     let bound: Vec<(&'static str, std::net::SocketAddr)> =
         listeners.iter().map(|l| (l.kind.name(), l.local_addr())).collect();
     // One limiter and one hashing bound for SMTP AUTH and the console's logins.
     let passwords = postern_store::auth::PasswordChecks::default();
+    // One resolver for the process (`[dns] servers`): delivery, MTA-STS, DKIM and the console.
+    let (resolver, hickory) = postern_server::mta::resolver(&boot.dns_servers);
     let options = MtaOptions {
         hostname: boot.hostname.to_string(),
         data_dir: boot.data_dir.clone(),
-        certificate: cert.clone(),
+        certificates: certificates.clone(),
         limits: Limits {
             max_sessions: boot.max_sessions,
             max_sessions_per_address: boot.smtp_clients.per_address,
@@ -58,6 +70,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         },
         delivery: boot.delivery.clone(),
         passwords: passwords.clone(),
+        resolver: resolver.clone(),
+        hickory: hickory.clone(),
     };
     let mta = Mta::start(store.clone(), listeners, options, shutdown.clone()).await?;
     let first_admin = ensure_admin(&store).await?;
@@ -68,11 +82,30 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         options: boot.console_options.clone(),
         // Plain HTTP redirects to the first HTTPS listener (see `[console] redirect_http`).
         https_port: consoles_tls.first().and_then(|l| l.local_addr().ok()).map(|a| a.port()),
+        acme: super::cert::acme_enabled(&boot),
+        // What presents the stored certificates, as the Certificates page lists it.
+        tls_listeners: bound
+            .iter()
+            .map(|(name, addr)| format!("{name} {addr}"))
+            .chain(
+                consoles_tls
+                    .iter()
+                    .filter_map(|l| l.local_addr().ok())
+                    .map(|a| format!("console-tls {a}")),
+            )
+            .collect(),
         ..Default::default()
     };
     let mut console_state =
         postern_web::AppState::new(store.clone(), settings).with_passwords(passwords);
-    if let Some(dns) = super::console::ConsoleDns::from_system() {
+    console_state = console_state.with_dkim_check(std::sync::Arc::new(
+        super::console::ConsoleDkim(postern_server::mailauth::DkimChecker {
+            store: store.clone(),
+            resolver,
+            actor: format!("engine:{}", boot.hostname),
+        }),
+    ));
+    if let Some(dns) = super::console::ConsoleDns::lookup(hickory) {
         console_state = console_state.with_dns(dns);
     }
     let mut console_bound = Vec::new();
@@ -86,10 +119,14 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
             }
         }));
     }
-    // The console over HTTPS, with the same certificate as SMTP's STARTTLS and port 465.
+    // The console over HTTPS, with the same certificates as SMTP's STARTTLS and port 465, and
+    // TLS-ALPN-01 challenges (RFC 8737) answered by ALPN `acme-tls/1`.
     let mut console_tls_bound = Vec::new();
     if !consoles_tls.is_empty() {
-        let acceptor = tls::acceptor_from_files(&cert.cert, &cert.key)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(
+            certificates.clone(),
+            &[b"http/1.1", tls::ACME_TLS_ALPN],
+        ));
         for listener in consoles_tls {
             console_tls_bound.push(listener.local_addr()?);
             let (state, shutdown) = (console_state.clone(), shutdown.clone());
@@ -102,6 +139,25 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         }
     }
 
+    // Certificates from the ACME CA of `[acme]`: the host name's at once, more on order.
+    let acme_tasks = boot.acme.clone().map(|config| {
+        let acme_http_bound = acme_http.as_ref().and_then(|l| l.local_addr().ok());
+        let start = postern_server::acme::AcmeStart {
+            config,
+            hostname: (!boot.hostname_is_fallback).then(|| boot.hostname.clone()),
+            redirect_host: boot.hostname.to_string(),
+            http_listener: acme_http,
+            // TLS-ALPN-01 is answered on the console's HTTPS listener (443), by the resolver.
+            tls_alpn01: console_tls_bound.first().map(|addr: &std::net::SocketAddr| {
+                let alpn: Arc<dyn postern_server::acme::AlpnChallenges> = certificates.clone();
+                (alpn, addr.port())
+            }),
+        };
+        let tasks = postern_server::acme::start(store.clone(), start, shutdown.clone());
+        (tasks, acme_http_bound)
+    });
+
+    let signals = catch_signals()?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "postern {} on {}", env!("CARGO_PKG_VERSION"), boot.hostname)?;
     if boot.hostname_is_fallback {
@@ -131,6 +187,12 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     for addr in &console_tls_bound {
         writeln!(out, "  console-tls  {addr}")?;
     }
+    if let (Some(acme), Some((_, http))) = (&boot.acme, &acme_tasks) {
+        writeln!(out, "  acme         {}", acme.directory)?;
+        if let Some(addr) = http {
+            writeln!(out, "  acme-http    {addr}")?;
+        }
+    }
     if let Some(password) = first_admin {
         // Printed, never logged: this is the one time it exists outside the hash.
         writeln!(
@@ -143,12 +205,15 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     out.flush()?;
     drop(out);
 
-    wait_for_signal().await?;
+    wait_for_signal(signals).await;
     tracing::info!("shutting down");
     shutdown.cancel();
     let all = async {
-        let _ = tokio::join!(mta.join(), watcher);
+        let _ = tokio::join!(mta.join(), watcher, certificate_task);
         let _ = maintenance.await;
+        if let Some((tasks, _)) = acme_tasks {
+            tasks.join_all().await;
+        }
         for task in console_tasks {
             let _ = task.await;
         }
@@ -247,14 +312,21 @@ async fn trim_history(store: Store, shutdown: CancellationToken) {
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// SIGTERM and SIGINT (Ctrl-C), caught from now on: installed before `ready` is printed, so
+/// that a signal sent right after it stops serve cleanly instead of killing it.
+fn catch_signals() -> anyhow::Result<[tokio::signal::unix::Signal; 2]> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok([term, int])
+}
+
+async fn wait_for_signal(signals: [tokio::signal::unix::Signal; 2]) {
+    let [mut term, mut int] = signals;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = int.recv() => {}
         _ = term.recv() => {}
     }
-    Ok(())
 }
 
 /// The data directory holds the store, mail, keys and the secret key: the owner's alone. One

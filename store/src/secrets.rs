@@ -165,6 +165,22 @@ pub(crate) fn transport_password_context(pattern: &str) -> String {
     format!("transports/{pattern}/auth_password")
 }
 
+/// Where a stored certificate's private key lives: the certificate's id is the row's identity.
+pub(crate) fn certificate_key_context(id: &str) -> String {
+    format!("certificates/{id}/key_pem")
+}
+
+/// Where an ACME account's credentials live: one account per directory URL.
+pub(crate) fn acme_account_context(directory: &str) -> String {
+    format!("acme_accounts/{directory}/credentials")
+}
+
+/// Where a DKIM private key lives: the key's record name (`<selector>._domainkey.<domain>`) is
+/// the row's identity, so a sealed key opens only for its own domain and selector.
+pub(crate) fn dkim_private_key_context(record_name: &str) -> String {
+    format!("dkim_keys/{record_name}/private_key")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

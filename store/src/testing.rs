@@ -9,6 +9,8 @@ use sqlx::postgres::PgConnection;
 
 use crate::{Database, Store};
 
+pub mod certs;
+
 /// The Postgres to test against, e.g. `postgres://postgres@127.0.0.1:5432/test`.
 pub const POSTGRES_URL_VAR: &str = "POSTERN_TEST_POSTGRES_URL";
 /// Set to `1` to make tests that need a peer fail, instead of skip, when it is missing.

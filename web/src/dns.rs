@@ -97,6 +97,23 @@ impl DnsWatch {
     }
 }
 
+/// The DKIM rollout's DNS check (the engine's `DkimChecker`, handed in by `postern serve`):
+/// looks up `domain`'s key records, records what it found, and moves the keys' states on, in
+/// the audit trail as `actor`'s doing.
+pub trait DkimCheck: Send + Sync {
+    fn check<'a>(
+        &'a self,
+        actor: &'a str,
+        domain: &'a postern_store::model::DomainName,
+    ) -> Pin<
+        Box<
+            dyn Future<Output = postern_store::Result<Vec<postern_store::model::DkimKey>>>
+                + Send
+                + 'a,
+        >,
+    >;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

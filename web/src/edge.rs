@@ -26,7 +26,9 @@ pub async fn edge(State(state): State<AppState>, request: Request, next: Next) -
         .flatten();
     let mut response = match host {
         Some(Err(_)) => misdirected(request.uri().path()),
-        Some(Ok(name)) if !allowed(&name, &state, local) => misdirected(request.uri().path()),
+        Some(Ok(name)) if !answers(&name, request.uri().path(), &state, local) => {
+            misdirected(request.uri().path())
+        }
         // No Host at all is not a browser (which always sends one), so not DNS rebinding.
         host => match redirect {
             Some(port) => {
@@ -84,6 +86,13 @@ fn allowed(name: &str, state: &AppState, local: Option<IpAddr>) -> bool {
         (Ok(_), None) => true,
         (Err(_), local) => name == "localhost" && local.is_none_or(|ip| ip.is_loopback()),
     }
+}
+
+/// Whether a request for `path` naming `name` is ours: any path for a name the console answers
+/// to, and the MTA-STS policy file (and nothing else) for `mta-sts.<domain>`.
+fn answers(name: &str, path: &str, state: &AppState, local: Option<IpAddr>) -> bool {
+    allowed(name, state, local)
+        || (path == crate::mta_sts::POLICY_PATH && crate::mta_sts::policy_domain(name).is_some())
 }
 
 /// 421 Misdirected Request (RFC 9110 §15.5.20): this server does not answer for that name.

@@ -5,10 +5,12 @@
 pub mod api;
 mod assets;
 pub mod auth;
+mod certs;
 mod conn;
 pub mod dns;
 mod edge;
 mod error;
+mod mta_sts;
 mod pages;
 mod queue;
 mod state;
@@ -27,6 +29,7 @@ pub fn app(state: AppState) -> Router {
         .merge(pages::router(&state))
         .nest("/api/v1", api::router(&state))
         .merge(assets::router())
+        .route(mta_sts::POLICY_PATH, axum::routing::get(mta_sts::policy))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::origin::refuse_cross_site))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))
         .layer(axum::middleware::from_fn_with_state(state.clone(), edge::edge))

@@ -8,7 +8,7 @@ use postern_store::auth::PasswordChecks;
 use postern_store::boot::ConsoleOptions;
 
 use crate::conn::ConnectionCap;
-use crate::dns::{DnsWatch, MxLookup};
+use crate::dns::{DkimCheck, DnsWatch, MxLookup};
 
 /// The appliance's TLS certificate, as the dashboard shows it.
 #[derive(Debug, Clone)]
@@ -35,6 +35,12 @@ pub struct Settings {
     pub options: ConsoleOptions,
     /// The HTTPS listener's port, when there is one: where plain HTTP redirects to.
     pub https_port: Option<u16>,
+    /// Whether the boot configuration turns ACME on (`[acme]`): ordering a certificate is
+    /// refused, saying how to turn it on, when it does not.
+    pub acme: bool,
+    /// The listeners that present the stored certificates (`smtp 0.0.0.0:25`, …), as the
+    /// Certificates page lists them.
+    pub tls_listeners: Vec<String>,
 }
 
 impl Default for Settings {
@@ -46,6 +52,8 @@ impl Default for Settings {
             certificate: None,
             options: ConsoleOptions::default(),
             https_port: None,
+            acme: false,
+            tls_listeners: Vec::new(),
         }
     }
 }
@@ -59,6 +67,9 @@ pub struct AppState {
     /// Looks up MX records for the dashboard's DNS check; `None` turns the check off.
     pub(crate) dns: Option<Arc<dyn MxLookup>>,
     pub(crate) dns_watch: Arc<DnsWatch>,
+    /// Looks up DKIM records on demand (the API's and the console's "check now"); `None`
+    /// when this process has no resolver.
+    pub(crate) dkim_check: Option<Arc<dyn DkimCheck>>,
     /// Connections held over every listener of this console.
     pub(crate) connections: Arc<ConnectionCap>,
 }
@@ -75,6 +86,7 @@ impl AppState {
             passwords: PasswordChecks::default(),
             dns: None,
             dns_watch: Arc::default(),
+            dkim_check: None,
         }
     }
 
@@ -82,6 +94,12 @@ impl AppState {
     /// engine, instead of the console's own.
     pub fn with_passwords(mut self, passwords: PasswordChecks) -> AppState {
         self.passwords = passwords;
+        self
+    }
+
+    /// Lets the DKIM pages and API check records now, with this checker.
+    pub fn with_dkim_check(mut self, check: Arc<dyn DkimCheck>) -> AppState {
+        self.dkim_check = Some(check);
         self
     }
 

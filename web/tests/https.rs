@@ -33,6 +33,7 @@ fn certificate() -> (tokio_rustls::TlsAcceptor, String) {
 }
 
 postern_store::store_tests!(
+    a_tls_alpn_01_connection_is_closed_after_the_handshake,
     the_console_over_https_sets_a_host_prefixed_secure_cookie,
     the_https_listener_shares_the_connection_cap_and_its_timeouts
 );
@@ -144,4 +145,64 @@ async fn the_https_listener_shares_the_connection_cap_and_its_timeouts(store: St
     let mut silent_tls = tokio::net::TcpStream::connect(secure_addr).await.unwrap();
     assert_eq!(said(&mut silent_tls).await, "");
     assert!(start.elapsed() >= idle, "{:?}", start.elapsed());
+}
+
+/// RFC 8737 §3: a connection that negotiated `acme-tls/1` only shows the CA a certificate; the
+/// console closes it after the handshake and serves it no HTTP. (Choosing the challenge
+/// certificate is the resolver's, tested in server/src/tls/resolver.rs.)
+async fn a_tls_alpn_01_connection_is_closed_after_the_handshake(store: Store) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(cert.der().to_vec())],
+            PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+        )
+        .unwrap();
+    // As `serve` configures it.
+    config.alpn_protocols = vec![b"http/1.1".to_vec(), b"acme-tls/1".to_vec()];
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let state =
+        AppState::new(store.clone(), Settings { live_wait: Duration::ZERO, ..Settings::default() });
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let server = tokio::spawn(postern_web::run_tls(listener, acceptor, state, shutdown.clone()));
+
+    let connect = |alpn: &'static [u8]| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(cert.der().to_vec())).unwrap();
+        let mut client = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.alpn_protocols = vec![alpn.to_vec()];
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+                .connect(name, tcp)
+                .await
+                .unwrap();
+            assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn));
+            let _ = tls
+                .write_all(b"GET /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .await;
+            let mut reply = Vec::new();
+            let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut reply));
+            let _ = read.await.expect("the server answers or closes");
+            String::from_utf8_lossy(&reply).into_owned()
+        }
+    };
+    assert_eq!(connect(b"acme-tls/1").await, "", "closed without an HTTP answer");
+    assert!(connect(b"http/1.1").await.starts_with("HTTP/1.1 200"), "the console itself");
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
 }

@@ -96,6 +96,19 @@ fn authors(message: &[u8]) -> Result<Vec<(&'static str, Address)>, Reply> {
     Ok(out)
 }
 
+/// The distinct domains of the `From:` addresses, lower case; none when there is no `From:` or
+/// it does not parse.
+pub(super) fn from_domains(message: &[u8]) -> Vec<String> {
+    let mut domains: Vec<String> = Vec::new();
+    for (name, address) in authors(message).unwrap_or_default() {
+        let domain = address.domain().as_str().to_ascii_lowercase();
+        if name == "From" && !domains.contains(&domain) {
+            domains.push(domain);
+        }
+    }
+    domains
+}
+
 /// An address from a message, fit to quote in a reply line.
 fn clean(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(200).collect()

@@ -72,11 +72,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let mut message = Vec::with_capacity(head.len() + body.len());
         message.extend_from_slice(head.as_bytes());
         message.extend_from_slice(&body);
-        if self.auth.is_some() {
-            let domain = tx.sender.rsplit_once('@').map_or("", |(_, d)| d);
-            let signature = self.ctx.signer.sign(domain, &message);
-            if !signature.is_empty() {
-                message.splice(0..0, signature.into_bytes());
+        // Ours to vouch for: what our users submit and what trusted networks relay, signed for
+        // the author domain (RFC 7489 §3.1.1 aligns DKIM with From:; without one, the envelope
+        // sender's). Mail relayed for others is not ours to sign.
+        let ours =
+            self.auth.is_some() || self.ctx.engine.snapshot().config.is_trusted(self.peer.ip());
+        if ours {
+            let mut domains = super::authors::from_domains(&message);
+            if domains.is_empty() {
+                domains
+                    .push(tx.sender.rsplit_once('@').map_or("", |(_, d)| d).to_ascii_lowercase());
+            }
+            let mut fields = String::new();
+            for domain in domains {
+                fields.push_str(&self.ctx.signer.sign(&domain, &message));
+            }
+            if !fields.is_empty() {
+                message.splice(0..0, fields.into_bytes());
             }
         }
         message

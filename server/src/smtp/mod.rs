@@ -83,8 +83,12 @@ pub struct SessionContext {
     pub limits: Limits,
     /// Free space here is checked before MAIL.
     pub data_dir: PathBuf,
-    /// Signs what authenticated users submit (DKIM), as it is queued.
+    /// Signs what authenticated users submit and trusted networks relay (DKIM), as it is
+    /// queued.
     pub signer: std::sync::Arc<dyn crate::mailauth::Signer>,
+    /// Checks SPF, DKIM, ARC and DMARC of what arrives on port 25 from elsewhere; `None`
+    /// leaves inbound mail unchecked (no resolver).
+    pub verifier: Option<std::sync::Arc<crate::mailauth::Verifier>>,
     /// AUTH failures per account and address, and the bound on password checks at once:
     /// the console's too when both run in one process.
     pub passwords: postern_store::auth::PasswordChecks,

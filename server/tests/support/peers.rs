@@ -115,3 +115,54 @@ pub fn postfix_uid() -> u32 {
     let out = Command::new("id").args(["-u", "postfix"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
+
+/// `pebble-challtestsrv` as a real DNS server (UDP and TCP on `dns`), whose TXT records the
+/// test sets through its management API. It answers A 127.0.0.1 for every name, times out on
+/// TXT records over 255 octets and fails MX lookups: test those through the scripted resolver.
+pub struct ChallTestSrv {
+    _peer: Peer,
+    pub dns: std::net::SocketAddr,
+    management: u16,
+}
+
+/// `pebble-challtestsrv` on free ports, or `None` when it is not installed (package pebble).
+pub fn challtestsrv(test: &str) -> Option<ChallTestSrv> {
+    if !have("pebble-challtestsrv") {
+        missing_peer(test, "pebble-challtestsrv is not installed (Debian package pebble)");
+        return None;
+    }
+    let (dns, management) = (free_port(), free_port());
+    let child = Command::new("pebble-challtestsrv")
+        .args(["-dns01", &format!("127.0.0.1:{dns}")])
+        .args(["-management", &format!("127.0.0.1:{management}")])
+        .args(["-http01", "", "-https01", "", "-tlsalpn01", "", "-defaultIPv6", ""])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start pebble-challtestsrv");
+    let mut peer = Peer(child);
+    // Its DNS server listens on TCP too; the management port comes up with it.
+    wait_for_port(management, &mut peer, None);
+    wait_for_port(dns, &mut peer, None);
+    Some(ChallTestSrv { _peer: peer, dns: ([127, 0, 0, 1], dns).into(), management })
+}
+
+impl ChallTestSrv {
+    async fn post(&self, path: &str, body: String) {
+        let url = format!("http://127.0.0.1:{}{path}", self.management);
+        let reply = reqwest::Client::new().post(&url).body(body).send().await.expect(path);
+        assert!(reply.status().is_success(), "{path}: {}", reply.status());
+    }
+
+    /// Publishes one TXT record at `name` (replacing none: challtestsrv adds to a list).
+    pub async fn set_txt(&self, name: &str, value: &str) {
+        let body = serde_json::json!({ "host": format!("{name}."), "value": value });
+        self.post("/set-txt", body.to_string()).await;
+    }
+
+    /// Removes every TXT record at `name`.
+    pub async fn clear_txt(&self, name: &str) {
+        self.post("/clear-txt", serde_json::json!({ "host": format!("{name}.") }).to_string())
+            .await;
+    }
+}

@@ -11,9 +11,14 @@ use serde::Deserialize;
 use crate::database::Database;
 use crate::model::DomainName;
 
+mod acme;
 mod connections;
 mod delivery;
 
+pub use acme::{
+    AcmeConfig, DEFAULT_HTTP_LISTEN, DEFAULT_RETRY_FIRST, DEFAULT_RETRY_MAX, EabKey,
+    ExternalAccount, LETSENCRYPT, LETSENCRYPT_STAGING,
+};
 pub use connections::{ConsoleOptions, SmtpClientLimits};
 pub use delivery::{DeliveryConfig, format_duration, parse_duration};
 
@@ -57,6 +62,16 @@ struct RawFile {
     log: RawLog,
     #[serde(default)]
     delivery: delivery::RawDelivery,
+    /// Present (even empty) turns ACME on.
+    acme: Option<acme::RawAcme>,
+    #[serde(default)]
+    dns: RawDns,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    servers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,6 +135,11 @@ pub struct BootConfig {
     pub log_format: LogFormat,
     pub log_level: String,
     pub delivery: DeliveryConfig,
+    /// The DNS servers every lookup goes to (MX, MTA-STS, DKIM, SPF, DMARC); empty means the
+    /// system's (/etc/resolv.conf).
+    pub dns_servers: Vec<SocketAddr>,
+    /// Certificates from an ACME CA; `None` (no `[acme]` section) keeps ACME off.
+    pub acme: Option<AcmeConfig>,
 }
 
 impl fmt::Debug for BootConfig {
@@ -142,6 +162,8 @@ impl fmt::Debug for BootConfig {
             .field("log_format", &self.log_format)
             .field("log_level", &self.log_level)
             .field("delivery", &self.delivery)
+            .field("dns_servers", &self.dns_servers)
+            .field("acme", &self.acme)
             .finish()
     }
 }
@@ -270,7 +292,11 @@ impl BootConfig {
                 "POSTERN_CONSOLE_TLS_LISTEN" => raw.console.tls_listen = Some(split(&value)),
                 "POSTERN_LOG_FORMAT" => raw.log.format = Some(value),
                 "POSTERN_LOG_LEVEL" => raw.log.level = Some(value),
+                "POSTERN_DNS_SERVERS" => raw.dns.servers = Some(split(&value)),
                 _ if connections.set_from_env(&key, value.clone()) => {}
+                _ if acme::is_acme_var(&key) => {
+                    raw.acme.get_or_insert_default().set_from_env(&key, value);
+                }
                 _ => {
                     raw.delivery.set_from_env(&key, value);
                 }
@@ -358,7 +384,25 @@ impl BootConfig {
         };
         let log_level = raw.log.level.unwrap_or_else(|| "info".into());
         let delivery = DeliveryConfig::build(raw.delivery, origin)?;
+        let dns_servers = raw
+            .dns
+            .servers
+            .unwrap_or_default()
+            .iter()
+            .map(|s| {
+                parse_dns_server(s).ok_or_else(|| {
+                    invalid(
+                        "dns.servers",
+                        s,
+                        "is not a DNS server address (like 127.0.0.1:53, [::1]:53 or 192.0.2.1)"
+                            .into(),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let (smtp_clients, console_options) = connections.build(origin)?;
+        let base = path.and_then(Path::parent).filter(|d| !d.as_os_str().is_empty());
+        let acme = raw.acme.map(|a| AcmeConfig::build(a, base, origin)).transpose()?;
 
         let config = BootConfig {
             source: path.map(Path::to_path_buf),
@@ -378,6 +422,8 @@ impl BootConfig {
             log_format,
             log_level,
             delivery,
+            dns_servers,
+            acme,
         };
         config.check_unique_listeners(origin)?;
         Ok(config)
@@ -392,6 +438,8 @@ impl BootConfig {
         let mut seen: Vec<(&str, SocketAddr)> = Vec::new();
         let all = self.listeners().into_iter().chain([("console", self.console.as_slice())]);
         let all = all.chain([("console-tls", self.console_tls.as_slice())]);
+        let acme_http = self.acme.as_ref().and_then(|a| a.http_listen);
+        let all = all.chain([("acme.http_listen", acme_http.as_slice())]);
         for (name, addrs) in all {
             for addr in addrs {
                 // Port 0 asks the kernel for a free port: several listeners may ask for one.
@@ -413,6 +461,16 @@ impl BootConfig {
         }
         Ok(())
     }
+}
+
+/// `IP:PORT`, `[IPv6]:PORT`, or a bare address on port 53. Port 0 is nobody's.
+fn parse_dns_server(text: &str) -> Option<SocketAddr> {
+    let text = text.trim();
+    let addr = match text.parse::<SocketAddr>() {
+        Ok(addr) => addr,
+        Err(_) => SocketAddr::new(text.parse::<std::net::IpAddr>().ok()?, 53),
+    };
+    (addr.port() != 0).then_some(addr)
 }
 
 fn system_hostname() -> Option<String> {
@@ -461,6 +519,49 @@ mod tests {
         assert_eq!(example.smtp_clients, SmtpClientLimits::default());
         assert_eq!(example.console_options, defaults.console_options);
         assert_eq!(example.console_options, ConsoleOptions::default());
+        assert_eq!(example.dns_servers, defaults.dns_servers);
+        assert!(defaults.dns_servers.is_empty(), "the system's resolvers unless configured");
+        assert_eq!((&example.acme, &defaults.acme), (&None, &None), "ACME is off unless asked");
+        // The commented-out [acme] section, uncommented, is valid and says the defaults.
+        let start = EXAMPLE.find("# [acme]").expect("the example documents [acme]");
+        let acme: String = EXAMPLE[start..]
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .filter(|l| !l.starts_with("ca_file") && !l.starts_with("eab_"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let acme = BootConfig::from_toml(&acme, Profile::Standard).unwrap().acme.unwrap();
+        assert_eq!(acme.directory, LETSENCRYPT);
+        assert_eq!(acme.http_listen, Some(DEFAULT_HTTP_LISTEN.parse().unwrap()));
+        assert_eq!((acme.retry_first, acme.retry_max), (DEFAULT_RETRY_FIRST, DEFAULT_RETRY_MAX));
+    }
+
+    #[test]
+    fn dns_servers_are_addresses_with_a_port() {
+        let c = BootConfig::from_toml(
+            "[dns]\nservers = [\"127.0.0.1:5353\", \"[::1]:53\", \"192.0.2.1\"]",
+            Profile::Standard,
+        )
+        .unwrap();
+        let expected: Vec<SocketAddr> = ["127.0.0.1:5353", "[::1]:53", "192.0.2.1:53"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(c.dns_servers, expected);
+        let c = BootConfig::load(
+            None,
+            Profile::Dev,
+            env(&[("POSTERN_DNS_SERVERS", "10.0.0.1:53, 10.0.0.2")]),
+        )
+        .unwrap();
+        assert_eq!(c.dns_servers.len(), 2);
+        for bad in ["ns.example.com", "127.0.0.1:0", "1.2.3.4:99999"] {
+            let err = BootConfig::from_toml(&format!("[dns]\nservers = [\"{bad}\"]"), Profile::Dev)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("dns.servers = \"{bad}\"")), "{err}");
+        }
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct Config {
     pub networks: Vec<TrustedNetwork>,
     /// Access rules, parsed and in order (`policy.rs`).
     pub policy: super::Policy,
+    /// Every DKIM key but the retired ones, by domain then selector.
+    pub dkim: Vec<super::DkimKey>,
 }
 
 /// Where one address ends up after alias expansion.
@@ -52,6 +54,14 @@ pub enum ResolveError {
 }
 
 impl Config {
+    /// The keys that sign `domain`'s mail now.
+    pub fn active_dkim_keys<'a>(
+        &'a self,
+        domain: &'a DomainName,
+    ) -> impl Iterator<Item = &'a super::DkimKey> + 'a {
+        self.dkim.iter().filter(move |k| &k.domain == domain && k.state == super::DkimState::Active)
+    }
+
     pub fn domain_kind(&self, domain: &DomainName) -> Option<DomainKind> {
         self.domains.get(domain).map(|d| d.kind)
     }

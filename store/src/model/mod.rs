@@ -4,9 +4,12 @@ mod admin;
 mod advice;
 mod alias;
 mod audit;
+mod certificate;
 mod config;
+mod dkim;
 mod domain;
 mod mailbox;
+mod mta_sts;
 mod name;
 mod network;
 mod password;
@@ -20,12 +23,27 @@ pub(crate) use admin::join_domains;
 pub use admin::{Access, Admin, AdminName, ApiToken, IssuedToken, Role, parse_domain_list};
 pub use alias::{Alias, AliasSource, MAX_DESTINATIONS};
 pub use audit::AuditEntry;
+pub use certificate::{
+    AcmeOrder, CertificateError, CertificateInfo, CertificateSource, Challenge, OrderState,
+    ParsedCertificate, PrivateKeyPem, ServingCertificate, choose_certificate, name_matches,
+    parse_certificate,
+};
 pub use config::{
     Config, Destination, MAX_ALIAS_DEPTH, MAX_EXPANSION, Problem, ResolveError, Summary,
+};
+pub use dkim::generate as dkim_generate;
+pub use dkim::{
+    DEFAULT_RSA_BITS, DkimAlgorithm, DkimKey, DkimPrivateKey, DkimState, DnsCheck, GeneratedKey,
+    RSA_BITS, TXT_STRING_MAX, check_bits, check_selector, dated_selector, is_dkim_record,
+    record_name, split_txt,
 };
 pub use domain::{Domain, DomainKind};
 pub(crate) use mailbox::check_display_name;
 pub use mailbox::{Mailbox, MailboxUpdate, NewMailbox};
+pub use mta_sts::{
+    DEFAULT_STS_AGE, MAX_STS_AGE, MtaStsPolicy, StsMode, check_report_to, check_sts_age,
+    parse_sts_mx, sts_policy_id,
+};
 pub use name::{Address, DomainName};
 pub use network::{TrustedNetwork, parse_cidr};
 pub use password::{MEMORY_BLOCKS, MIN_PASSWORD_LEN, PasswordHash, check_new_password};

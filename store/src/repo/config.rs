@@ -49,6 +49,12 @@ pub(crate) async fn load(conn: &mut AnyConnection, key: &SecretKey) -> Result<Co
         config.networks.push(rows::network(&row)?);
     }
     config.policy = crate::model::Policy::new(super::policy::load(conn).await?);
+    // Retired keys sign nothing and are no one's business but the key list's.
+    config.dkim = super::dkim::load_all(conn, key)
+        .await?
+        .into_iter()
+        .filter(|k| k.state != crate::model::DkimState::Retired)
+        .collect();
     Ok(config)
 }
 

@@ -3,13 +3,16 @@
 pub(crate) mod admins;
 pub(crate) mod aliases;
 pub(crate) mod audit;
+pub mod certificates;
 pub(crate) mod config;
 pub mod delivery_log;
+pub mod dkim;
 pub mod domains;
 pub mod engine_status;
 pub(crate) mod mailboxes;
 pub mod maintenance;
 mod matching;
+pub mod mta_sts;
 pub(crate) mod networks;
 pub(crate) mod policy;
 pub(crate) mod queue;

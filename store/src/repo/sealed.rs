@@ -16,13 +16,34 @@ struct SealedColumn {
     context: fn(&str) -> String,
 }
 
-/// Every sealed column. DKIM and ACME keys join this list when the store holds them.
-const SEALED_COLUMNS: &[SealedColumn] = &[SealedColumn {
-    table: "transports",
-    id: "pattern",
-    column: "auth_password",
-    context: secrets::transport_password_context,
-}];
+/// Every sealed column.
+const SEALED_COLUMNS: &[SealedColumn] = &[
+    SealedColumn {
+        table: "transports",
+        id: "pattern",
+        column: "auth_password",
+        context: secrets::transport_password_context,
+    },
+    SealedColumn {
+        table: "certificates",
+        // Read as text on both backends, like the other identities.
+        id: "CAST(id AS TEXT)",
+        column: "key_pem",
+        context: secrets::certificate_key_context,
+    },
+    SealedColumn {
+        table: "acme_accounts",
+        id: "directory",
+        column: "credentials",
+        context: secrets::acme_account_context,
+    },
+    SealedColumn {
+        table: "dkim_keys",
+        id: "name",
+        column: "private_key",
+        context: secrets::dkim_private_key_context,
+    },
+];
 
 /// Loads the key at `key_file` (creating it when the database holds nothing sealed yet), checks
 /// that it opens every sealed value, and seals what is still in plaintext.

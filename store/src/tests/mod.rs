@@ -2,8 +2,10 @@
 
 mod aliases;
 mod audit;
+mod certificates;
 mod changes;
 mod console;
+mod dkim;
 mod domains;
 mod files;
 mod mailboxes;

@@ -4,9 +4,12 @@
 mod admins;
 mod aliases;
 pub(crate) mod audit;
+pub(crate) mod certificates;
+mod dkim;
 mod domains;
 pub(crate) mod log;
 mod mailboxes;
+mod mta_sts;
 mod networks;
 pub(crate) mod policy;
 mod queue;
@@ -64,6 +67,9 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(tokens::router())
         .merge(admins::router())
         .merge(policy::router())
+        .merge(certificates::router())
+        .merge(mta_sts::router())
+        .merge(dkim::router())
 }
 
 /// The document as served, for tests and tools.

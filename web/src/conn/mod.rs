@@ -19,6 +19,9 @@ use axum::http::Request;
 use hyper::body::Incoming;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+
+/// The ALPN protocol of TLS-ALPN-01 (RFC 8737 §6.2).
+const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -121,6 +124,12 @@ impl Connection {
                     accepted = acceptor.accept(io) => accepted,
                 };
                 match accepted {
+                    // A TLS-ALPN-01 validation (RFC 8737 §3): the CA only looks at the
+                    // certificate, and the connection carries no HTTP; close it at once.
+                    Ok(mut tls) if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => {
+                        use tokio::io::AsyncWriteExt;
+                        let _ = tls.shutdown().await;
+                    }
                     Ok(tls) => self.http(tls, activity, evicted).await,
                     Err(e) => {
                         tracing::debug!(peer = %self.peer, error = %e, "console TLS handshake failed")

@@ -28,6 +28,8 @@ struct Dashboard {
     engines: Vec<EngineRow>,
     totals: HourCounts,
     certificate: Option<CertificateRow>,
+    /// Certificates in use that expire within 14 days (global administrators only).
+    expiring: Vec<String>,
     /// `None` while the first DNS check runs or when it is off.
     dns: Option<Vec<crate::dns::Attention>>,
     dns_off: bool,
@@ -108,6 +110,22 @@ async fn show(State(state): State<AppState>, user: ConsoleUser, headers: HeaderM
             days_left: (c.not_after - time::now()).div_euclid(86_400),
             self_signed: c.self_signed,
         });
+        let expiring = if user.principal.is_global() {
+            let stored = state.store.list_certificates().await?;
+            crate::certs::expiring(&stored, &state.settings.hostname, time::now())
+                .into_iter()
+                .map(|(c, days)| {
+                    format!(
+                        "The certificate for {} expires on {} UTC, in {days} day{}: renew it or import a new one on the Certificates page",
+                        c.names.join(" "),
+                        time::format(c.not_after),
+                        if days == 1 { "" } else { "s" }
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let dns = match &state.dns {
             Some(lookup) => {
                 let local: Vec<String> = state
@@ -137,6 +155,7 @@ async fn show(State(state): State<AppState>, user: ConsoleUser, headers: HeaderM
             engines,
             totals,
             certificate,
+            expiring,
             dns,
             dns_off: state.dns.is_none(),
             chart,

@@ -15,12 +15,15 @@ macro_rules! impl_page {
 mod admins;
 mod aliases;
 mod auth;
+mod certificates;
 mod chart;
 mod dashboard;
+mod dkim;
 mod domains;
 mod link;
 mod log;
 mod mailboxes;
+mod mta_sts;
 mod networks;
 mod policy;
 mod queue;
@@ -54,6 +57,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(log::router())
         .merge(tokens::router())
         .merge(admins::router())
+        .merge(certificates::router())
+        .merge(mta_sts::router())
+        .merge(dkim::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::session::require_csrf,
@@ -75,7 +81,7 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     ("audit", "/audit", "Audit log", true, true),
     ("tokens", "/tokens", "API tokens", true, false),
     ("admins", "/admins", "Administrators", true, true),
-    ("certificates", "/certificates", "Certificates", false, true),
+    ("certificates", "/certificates", "Certificates", true, true),
     ("dkim", "/dkim", "DKIM keys", false, false),
 ];
 

@@ -8,8 +8,10 @@ mod dialog;
 mod dsn;
 mod hostile;
 mod identity;
+mod inbound_auth;
 mod protocol;
 mod relay;
+mod signing;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -147,6 +149,7 @@ impl Server {
             limits,
             data_dir: db.dir(),
             signer: Arc::new(TestSigner),
+            verifier: None,
             passwords,
         });
         Server {

@@ -4,6 +4,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use postern_store::model::PolicyStage;
 
+use crate::smtp::ListenerKind;
 use crate::smtp::authors;
 use crate::smtp::body::{Body, BodyError};
 use crate::smtp::data::read_data;
@@ -70,8 +71,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             tracing::info!(%user, client = %self.client_description(), %reply, "submission refused");
             return reply;
         }
+        let body = match self.check_inbound(&tx, body).await {
+            Ok(body) => body,
+            Err(reply) => return reply,
+        };
         let message = self.add_headers(&tx, body);
         self.accept_message(tx, message).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    /// SPF, DKIM, ARC and DMARC on what arrives on port 25 from a client that is neither
+    /// signed in nor trusted; the result goes on top as `Authentication-Results:`.
+    async fn check_inbound(&self, tx: &Transaction, body: Vec<u8>) -> Result<Vec<u8>, Reply> {
+        let Some(verifier) = &self.ctx.verifier else { return Ok(body) };
+        if self.kind != ListenerKind::Smtp
+            || self.auth.is_some()
+            || self.ctx.engine.snapshot().config.is_trusted(self.peer.ip())
+        {
+            return Ok(body);
+        }
+        let helo = self.helo.as_ref().map_or("", |(h, _)| h.as_str());
+        let verdict = verifier.verify(self.peer.ip(), helo, &tx.sender, &body).await;
+        tracing::info!(client = %self.client_description(), sender = %tx.sender, "{}", verdict.summary);
+        match verdict.reject {
+            // RFC 7489 §6.6.3 / §10.3: refused at the end of DATA.
+            Some(text) => Err(Reply::new(550, "5.7.1", text)),
+            None => Ok(verdict.message),
+        }
     }
 }
 
