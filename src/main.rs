@@ -51,6 +51,9 @@ enum Command {
     /// API tokens for scripts.
     #[command(subcommand)]
     Token(cli::token::Command),
+    /// Access rules: which clients and envelopes are refused, deferred, held or redirected.
+    #[command(subcommand)]
+    Policy(cli::policy::Command),
     /// TLS certificates: list, import, remove, and ACME order and renew.
     #[command(subcommand)]
     Cert(cli::cert::Command),
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
             Command::Token(cmd) => cli::token::run(config, cmd).await,
             Command::Cert(cmd) => cli::cert::run(config, cmd).await,
             Command::Queue(cmd) => cli::queue::run(config, cmd).await,
+            Command::Policy(cmd) => cli::policy::run(config, cmd).await,
             Command::Dkim(cmd) => cli::dkim::run(config, cmd).await,
             Command::Dns(cmd) => cli::dns::run(config, cmd).await,
         }

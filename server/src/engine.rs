@@ -159,6 +159,7 @@ fn log_applied(config: &Config) {
         aliases = n.aliases,
         transports = n.transports,
         networks = n.networks,
+        policy_rules = n.policy_rules,
         "configuration applied"
     );
 }

@@ -8,6 +8,7 @@ pub mod engine;
 mod error;
 pub mod mailauth;
 pub mod mta;
+pub mod policy;
 pub mod queue;
 pub mod smtp;
 pub mod tls;

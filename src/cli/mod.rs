@@ -12,6 +12,7 @@ pub mod domain;
 pub mod mailbox;
 pub mod network;
 mod output;
+pub mod policy;
 pub mod queue;
 mod secret;
 pub mod serve;

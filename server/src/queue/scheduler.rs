@@ -120,6 +120,9 @@ struct Entry {
 impl Entry {
     fn from_fresh(f: Fresh, now: i64, budget: &Arc<AtomicUsize>) -> Entry {
         let m = f.message;
+        // Held at intake (an access rule's HOLD): in the work list only until the scheduler
+        // sees that nothing is left to try; a release brings it back from the store.
+        let held = m.held;
         let body = CachedBody::keep(m.body, budget);
         Entry {
             id: f.id,
@@ -136,7 +139,7 @@ impl Entry {
                     done: false,
                     next_at: now,
                     warned: false,
-                    held: false,
+                    held,
                     bounced: false,
                 })
                 .collect(),

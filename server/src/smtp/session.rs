@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use postern_store::model::{Address, DsnRet, NewMessage, NewRecipient, Notify};
+use postern_store::model::{
+    Address, DsnRet, NewMessage, NewRecipient, Notify, PolicyEnvelope, PolicyStage,
+};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::body::Body;
@@ -14,6 +16,7 @@ use super::io::Io;
 use super::line::{Line, read_line};
 use super::reply::Reply;
 use super::{ListenerKind, SessionContext};
+use crate::policy::{self, Decision, Effects};
 
 /// Limits of a session. The defaults follow Postfix's.
 #[derive(Debug, Clone)]
@@ -70,6 +73,8 @@ impl Default for Limits {
 /// A recipient accepted by RCPT.
 #[derive(Debug, Clone)]
 pub(super) struct Recipient {
+    /// The address as the client named it (access rules match on it).
+    pub address: String,
     /// Final addresses after alias expansion (one for a plain mailbox or a forward).
     pub destinations: Vec<String>,
     /// ORCPT as given, else `rfc822;` and the address the client named.
@@ -89,6 +94,10 @@ pub(super) struct Transaction {
     pub chunks: Option<Body>,
     /// A BDAT chunk failed: the transaction is dead until RSET or a new MAIL (RFC 3030 §2).
     pub failed: bool,
+    /// What access rules decided for this message (discard, hold, redirect, copies).
+    pub effects: Effects,
+    /// The data-stage rules were evaluated (at DATA or the first BDAT).
+    pub data_checked: bool,
 }
 
 pub(super) struct Session<S> {
@@ -102,6 +111,10 @@ pub(super) struct Session<S> {
     /// The mailbox that authenticated.
     pub auth: Option<Address>,
     pub tx: Option<Transaction>,
+    /// The client's reverse DNS name, looked up only when an access rule needs it.
+    pub rdns: Option<String>,
+    /// What access rules at connect and HELO decided for every message of the session.
+    pub effects: Effects,
     errors: u32,
     /// Set when the session must end after the pending replies are sent.
     pub closing: bool,
@@ -126,6 +139,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             helo: None,
             auth: None,
             tx: None,
+            rdns: None,
+            effects: Effects::default(),
             errors: 0,
             closing: false,
         }
@@ -152,6 +167,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ));
             return self.flush().await;
         }
+        if self.ctx.engine.snapshot().config.policy.needs_rdns() {
+            self.rdns = policy::reverse_name(self.peer.ip()).await;
+        }
+        let mut effects = Effects::default();
+        if let Some(reply) = self.policy(PolicyStage::Connect, None, None, vec![], &mut effects) {
+            // RFC 5321 §3.1: a server that refuses service says so in the greeting and closes.
+            self.reply(reply);
+            return self.flush().await;
+        }
+        self.effects = effects;
         self.reply(Reply::plain(220, vec![format!("{} ESMTP Postern", self.ctx.hostname)]));
         while !self.closing {
             // PIPELINING (RFC 2920 §3.2): replies to a batch of commands go out together, once
@@ -323,6 +348,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.tx = None;
     }
 
+    /// Evaluates the access rules of `stage` against what the session knows (the HELO name and
+    /// sender given here, else the session's), recording what an accepting rule does in
+    /// `effects`; `Some` is the refusal to send instead of going on.
+    pub fn policy(
+        &self,
+        stage: PolicyStage,
+        helo: Option<&str>,
+        sender: Option<&str>,
+        recipients: Vec<&str>,
+        effects: &mut Effects,
+    ) -> Option<Reply> {
+        let snapshot = self.ctx.engine.snapshot();
+        let rules = &snapshot.config.policy;
+        if !rules.has(stage) {
+            return None;
+        }
+        let env = PolicyEnvelope {
+            client: Some(self.peer.ip()),
+            rdns: self.rdns.as_deref(),
+            helo: helo.or(self.helo.as_ref().map(|(h, _)| h.as_str())),
+            sender: sender.or(self.tx.as_ref().map(|t| t.sender.as_str())),
+            recipients,
+            auth: None,
+        };
+        let user = self.auth.as_ref().map(ToString::to_string);
+        let env = PolicyEnvelope { auth: user.as_deref(), ..env };
+        match policy::decide(
+            rules,
+            stage,
+            &env,
+            effects,
+            self.peer.ip(),
+            &self.client_description(),
+        ) {
+            Decision::Continue => None,
+            Decision::Refuse(reply) => Some(reply),
+        }
+    }
+
     /// Hands an accepted message to the queue; `250` only once it is durable.
     pub async fn accept_message(&mut self, tx: Transaction, body: Vec<u8>) -> Reply {
         let received_at = std::time::SystemTime::now()
@@ -343,7 +407,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 })
             })
             .filter(|r| seen.insert(r.address.to_ascii_lowercase()))
-            .collect();
+            .collect::<Vec<_>>();
+        let effects = &tx.effects;
+        if let Some(rule) = effects.discard {
+            tracing::info!(
+                rule,
+                from = %tx.sender,
+                nrcpt = recipients.len(),
+                client = %self.client_description(),
+                "discarded by policy rule"
+            );
+            return Reply::new(250, "2.0.0", "Ok");
+        }
+        // REDIRECT sends the message to one address instead of every recipient (Postfix's
+        // access(5) REDIRECT); BCC adds a copy.
+        let mut recipients = match &effects.redirect {
+            Some((_, to)) => {
+                vec![NewRecipient { address: to.clone(), orcpt: None, notify: Notify::default() }]
+            }
+            None => recipients,
+        };
+        for (_, to) in &effects.bcc {
+            if seen.insert(to.to_ascii_lowercase()) || effects.redirect.is_some() {
+                recipients.push(NewRecipient {
+                    address: to.clone(),
+                    orcpt: None,
+                    notify: Notify::default(),
+                });
+            }
+        }
+        recipients.dedup_by(|a, b| a.address.eq_ignore_ascii_case(&b.address));
         let size = body.len();
         let message = NewMessage {
             sender: tx.sender.clone(),
@@ -355,6 +448,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             received_at,
             client: self.client_description(),
             auth_user: self.auth.as_ref().map(ToString::to_string),
+            held: effects.hold.is_some(),
+            note: effects.note(),
             body,
         };
         let rcpt_count = message.recipients.len();
@@ -364,6 +459,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     queue_id = %id,
                     from = %tx.sender,
                     nrcpt = rcpt_count,
+                    policy = tx.effects.note().as_deref().unwrap_or(""),
                     size,
                     client = %self.client_description(),
                     "accepted"

@@ -25,6 +25,8 @@ pub struct Config {
     pub aliases: BTreeMap<AliasSource, Alias>,
     pub transports: Vec<TransportRule>,
     pub networks: Vec<TrustedNetwork>,
+    /// Access rules, parsed and in order (`policy.rs`).
+    pub policy: super::Policy,
     /// Every DKIM key but the retired ones, by domain then selector.
     pub dkim: Vec<super::DkimKey>,
 }
@@ -262,6 +264,7 @@ impl Config {
             aliases: self.aliases.len(),
             transports: self.transports.len(),
             networks: self.networks.len(),
+            policy_rules: self.policy.rules.len(),
         }
     }
 }
@@ -274,6 +277,7 @@ pub struct Summary {
     pub aliases: usize,
     pub transports: usize,
     pub networks: usize,
+    pub policy_rules: usize,
 }
 
 /// The aliases being expanded, outermost first, and the address that matched each.

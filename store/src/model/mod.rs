@@ -13,6 +13,7 @@ mod mta_sts;
 mod name;
 mod network;
 mod password;
+mod policy;
 mod postmaster;
 mod queue;
 mod send_as;
@@ -46,6 +47,10 @@ pub use mta_sts::{
 pub use name::{Address, DomainName};
 pub use network::{TrustedNetwork, parse_cidr};
 pub use password::{MEMORY_BLOCKS, MIN_PASSWORD_LEN, PasswordHash, check_new_password};
+pub use policy::{
+    Matcher, NewPolicyRule, Policy, PolicyAction, PolicyEnvelope, PolicyHit, PolicyMatch,
+    PolicyReply, PolicyRule, PolicyRuleText, PolicyStage, PolicyStep,
+};
 pub use postmaster::Postmaster;
 pub use queue::{
     BOUNCE_REPORTED, BOUNCED_BY_ADMIN, BadQueueId, DamagedEntry, DeliveryResult, DsnRet,

@@ -48,6 +48,7 @@ pub(crate) async fn load(conn: &mut AnyConnection, key: &SecretKey) -> Result<Co
     {
         config.networks.push(rows::network(&row)?);
     }
+    config.policy = crate::model::Policy::new(super::policy::load(conn).await?);
     // Retired keys sign nothing and are no one's business but the key list's.
     config.dkim = super::dkim::load_all(conn, key)
         .await?

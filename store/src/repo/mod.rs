@@ -14,6 +14,7 @@ pub mod maintenance;
 mod matching;
 pub mod mta_sts;
 pub(crate) mod networks;
+pub(crate) mod policy;
 pub(crate) mod queue;
 mod queue_act;
 mod queue_rows;

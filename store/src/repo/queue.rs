@@ -412,7 +412,7 @@ async fn insert_batch(
         let sql = multi_row(
             "INSERT INTO queue_messages (id, node, sender, envid, ret, smtputf8, eight_bit, size, \
              received_at, client, auth_user, held, updated_at) VALUES ",
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             chunk.len(),
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
@@ -429,6 +429,7 @@ async fn insert_batch(
                 .bind(m.received_at)
                 .bind(m.client.as_str())
                 .bind(m.auth_user.as_deref())
+                .bind(i64::from(m.held))
                 .bind(at);
         }
         query.execute(&mut **tx).await?;
@@ -469,8 +470,9 @@ async fn insert_batch(
         query.execute(&mut **tx).await?;
 
         let sql = multi_row(
-            "INSERT INTO delivery_log (at, message_id, sender, recipient, domain, status) VALUES ",
-            "(?, ?, ?, ?, ?, 'received')",
+            "INSERT INTO delivery_log (at, message_id, sender, recipient, domain, status, reply) \
+             VALUES ",
+            "(?, ?, ?, ?, ?, 'received', ?)",
             chunk.len(),
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
@@ -481,7 +483,8 @@ async fn insert_batch(
                 .bind(*id)
                 .bind(m.sender.as_str())
                 .bind(r.address.as_str())
-                .bind(recipient_domain(&r.address));
+                .bind(recipient_domain(&r.address))
+                .bind(m.note.as_deref().unwrap_or(""));
         }
         query.execute(&mut **tx).await?;
     }

@@ -11,6 +11,7 @@ pub(crate) mod log;
 mod mailboxes;
 mod mta_sts;
 mod networks;
+pub(crate) mod policy;
 mod queue;
 mod tokens;
 pub(crate) mod transports;
@@ -65,6 +66,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(audit::router())
         .merge(tokens::router())
         .merge(admins::router())
+        .merge(policy::router())
         .merge(certificates::router())
         .merge(mta_sts::router())
         .merge(dkim::router())

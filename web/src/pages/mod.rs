@@ -25,6 +25,7 @@ mod log;
 mod mailboxes;
 mod mta_sts;
 mod networks;
+mod policy;
 mod queue;
 mod refusal;
 mod tokens;
@@ -50,6 +51,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(mailboxes::router())
         .merge(aliases::router())
         .merge(networks::router())
+        .merge(policy::router())
         .merge(transports::router())
         .merge(queue::router())
         .merge(log::router())
@@ -73,6 +75,7 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     ("aliases", "/aliases", "Aliases", true, false),
     ("transports", "/transports", "Transports & relay", true, true),
     ("networks", "/networks", "Trusted networks", true, true),
+    ("policy", "/policy", "Access policy", true, true),
     ("queue", "/queue", "Queue", true, false),
     ("log", "/log", "Delivery log", true, false),
     ("audit", "/audit", "Audit log", true, true),

@@ -18,6 +18,12 @@
 //! @starttls                                STARTTLS, then the TLS handshake
 //! @auth ann@example.test                   AUTH PLAIN as that mailbox, with the fixture password
 //! @accepted 1                              the queue holds this many messages now
+//! @rule rcpt to=@x.test -> REJECT 550 5.7.1 no
+//!                                          an access rule, added before the session: stage,
+//!                                          matchers (client= rdns= helo= from= to= auth=yes|no)
+//!                                          and the action (before the first exchange)
+//! @held yes                                the last accepted message is held (yes or no)
+//! @recipients a@x.test b@y.test            the last accepted message's recipients, in order
 //! ```
 //!
 //! In `C:` and `C~` lines `\r`, `\n`, `\t`, `\\` and `\xHH` are escapes, and `{TEXT*N}` is TEXT
@@ -36,6 +42,8 @@ enum Step {
     StartTls,
     Auth(String),
     Accepted(usize),
+    Held(bool),
+    Recipients(Vec<String>),
 }
 
 #[derive(Debug)]
@@ -43,7 +51,32 @@ struct Dialog {
     listener: ListenerKind,
     peer: String,
     limits: Limits,
+    rules: Vec<postern_store::model::NewPolicyRule>,
     steps: Vec<(usize, Step)>,
+}
+
+/// `rcpt to=@x.test auth=no -> REJECT 550 5.7.1 no`: the rule of a `@rule` line.
+fn parse_rule(text: &str) -> Result<postern_store::model::NewPolicyRule, String> {
+    use postern_store::model::{Matcher, NewPolicyRule, PolicyMatch};
+    let (left, action) = text.split_once(" -> ").ok_or("no \" -> \" before the action")?;
+    let mut words = left.split_whitespace();
+    let stage = words.next().ok_or("no stage")?.parse().map_err(|e| format!("{e}"))?;
+    let mut matches = PolicyMatch::default();
+    for word in words {
+        let (key, value) = word.split_once('=').ok_or("a matcher is key=value")?;
+        let text = |field| Matcher::parse(field, value).map(Some).map_err(|e| e.to_string());
+        match key {
+            "client" => matches.client = Some(value.parse().map_err(|_| "bad client")?),
+            "rdns" => matches.rdns = text("rdns")?,
+            "helo" => matches.helo = text("helo")?,
+            "from" => matches.sender = text("sender")?,
+            "to" => matches.recipient = text("recipient")?,
+            "auth" => matches.authenticated = Some(value == "yes"),
+            _ => return Err(format!("unknown matcher {key}")),
+        }
+    }
+    let action = action.parse().map_err(|e| format!("{e}"))?;
+    Ok(NewPolicyRule { stage, matches, action, description: String::new() })
 }
 
 fn parse(text: &str) -> Result<Dialog, String> {
@@ -51,6 +84,7 @@ fn parse(text: &str) -> Result<Dialog, String> {
         listener: ListenerKind::Smtp,
         peer: "192.0.2.10".into(),
         limits: Limits::default(),
+        rules: Vec::new(),
         steps: Vec::new(),
     };
     for (i, line) in text.lines().enumerate() {
@@ -72,6 +106,11 @@ fn parse(text: &str) -> Result<Dialog, String> {
             Step::Closed
         } else if let Some(rest) = trimmed.strip_prefix("S: ") {
             Step::Expect(rest.to_string())
+        } else if let Some(rule) = trimmed.strip_prefix("@rule ") {
+            dialog.rules.push(parse_rule(rule).map_err(|e| bad(&e))?);
+            continue;
+        } else if let Some(list) = trimmed.strip_prefix("@recipients ") {
+            Step::Recipients(list.split_whitespace().map(String::from).collect())
         } else if let Some(directive) = trimmed.strip_prefix('@') {
             let mut words = directive.split_whitespace();
             match (words.next(), words.next(), words.next()) {
@@ -101,6 +140,7 @@ fn parse(text: &str) -> Result<Dialog, String> {
                 }
                 (Some("starttls"), None, None) => Step::StartTls,
                 (Some("auth"), Some(user), None) => Step::Auth(user.to_string()),
+                (Some("held"), Some(yes), None) => Step::Held(yes == "yes"),
                 (Some("accepted"), Some(count), None) => {
                     Step::Accepted(count.parse().map_err(|_| bad("not a number"))?)
                 }
@@ -156,6 +196,9 @@ async fn run(path: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let dialog = parse(&text)?;
     let server = Server::with_limits(dialog.limits).await;
+    for rule in dialog.rules {
+        server.add_rule(rule).await;
+    }
     let mut c = server.connect_silent(dialog.listener, &dialog.peer);
     let mut last_sent = String::from("(the greeting)");
     for (n, step) in dialog.steps {
@@ -183,6 +226,26 @@ async fn run(path: &Path) -> Result<(), String> {
                     c.cmd(&format!("AUTH PLAIN {}", base64_plain("", &user, PASSWORD))).await;
                 if !reply.starts_with("235") {
                     return Err(format!("line {n}: AUTH as {user} got {reply:?}"));
+                }
+            }
+            Step::Held(wanted) => {
+                let held = server.accepted().last().map(|m| m.held);
+                if held != Some(wanted) {
+                    return Err(format!(
+                        "line {n}: the last message held: {held:?}, wanted {wanted}"
+                    ));
+                }
+            }
+            Step::Recipients(wanted) => {
+                let got: Vec<String> = server
+                    .accepted()
+                    .last()
+                    .map(|m| m.recipients.iter().map(|r| r.address.clone()).collect())
+                    .unwrap_or_default();
+                if got != wanted {
+                    return Err(format!(
+                        "line {n}: the last message went to {got:?}, wanted {wanted:?}"
+                    ));
                 }
             }
             Step::Accepted(count) => {

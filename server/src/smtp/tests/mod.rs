@@ -69,6 +69,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Rw for T {}
 /// mail.example.test.
 pub struct Server {
     pub ctx: Arc<SessionContext>,
+    /// The store the engine follows: a change here is live once the snapshot has its revision.
+    pub store: postern_store::Store,
     pub sink: Arc<Collect>,
     pub client_tls: tokio_rustls::TlsConnector,
     _db: TestDb,
@@ -120,7 +122,7 @@ impl Server {
             .await
             .unwrap();
         let shutdown = CancellationToken::new();
-        let (engine, _task) = Engine::start(store, "test", shutdown.clone()).await.unwrap();
+        let (engine, _task) = Engine::start(store.clone(), "test", shutdown.clone()).await.unwrap();
 
         let cert =
             rcgen::generate_simple_self_signed(vec!["mail.example.test".to_string()]).unwrap();
@@ -152,6 +154,7 @@ impl Server {
         });
         Server {
             ctx,
+            store,
             sink,
             client_tls: tokio_rustls::TlsConnector::from(Arc::new(client)),
             _db: db,
@@ -174,6 +177,17 @@ impl Server {
         let greeting = client.reply().await;
         assert!(greeting.starts_with("220 mail.example.test"), "{greeting}");
         client
+    }
+
+    /// Adds an access rule and waits until the engine's snapshot has it.
+    pub async fn add_rule(&self, rule: postern_store::model::NewPolicyRule) {
+        self.store.add_policy_rule("test", rule, None).await.unwrap();
+        let wanted = self.store.load_config().await.unwrap().revision;
+        let start = std::time::Instant::now();
+        while self.ctx.engine.snapshot().revision() < wanted {
+            assert!(start.elapsed() < Duration::from_secs(10), "the rule never became live");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     pub fn accepted(&self) -> Vec<NewMessage> {

@@ -38,6 +38,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ));
         };
         let usable = matches!(&self.tx, Some(tx) if !tx.failed && !tx.recipients.is_empty());
+        // The data-stage access rules, before the first chunk; the chunk is still read, to
+        // stay in step, and the transaction is over (later chunks need a new MAIL).
+        let refusal = if usable { self.data_policy() } else { None };
+        let usable = usable && refusal.is_none();
         let limit = self.ctx.limits.max_message_size;
         let mut body = match self.tx.as_mut() {
             Some(tx) if usable => tx.chunks.take().unwrap_or_else(|| Body::new(limit)),
@@ -49,6 +53,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         )
         .await;
         if let Some(reply) = self.body_read(read)? {
+            return Ok(reply);
+        }
+        if let Some(reply) = refusal {
             return Ok(reply);
         }
         if !usable {

@@ -2,6 +2,8 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use postern_store::model::PolicyStage;
+
 use crate::smtp::ListenerKind;
 use crate::smtp::authors;
 use crate::smtp::body::{Body, BodyError};
@@ -20,6 +22,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if tx.recipients.is_empty() {
             return Ok(Reply::new(554, "5.5.1", "Error: no valid recipients"));
         }
+        if let Some(reply) = self.data_policy() {
+            return Ok(reply);
+        }
         self.answer(Reply::new(354, "2.0.0", "End data with <CR><LF>.<CR><LF>"));
         self.flush().await?;
         let mut body = Body::new(self.ctx.limits.max_message_size);
@@ -33,6 +38,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Ok(reply);
         }
         Ok(self.finish_message(tx, body).await)
+    }
+
+    /// The data-stage access rules, once per transaction (at DATA or the first BDAT), with
+    /// every accepted recipient known. A refusal ends the transaction.
+    pub(in crate::smtp) fn data_policy(&mut self) -> Option<Reply> {
+        let tx = self.tx.as_ref()?;
+        if tx.data_checked {
+            return None;
+        }
+        let mut effects = tx.effects.clone();
+        let recipients: Vec<&str> = tx.recipients.iter().map(|r| r.address.as_str()).collect();
+        let refusal = self.policy(PolicyStage::Data, None, None, recipients, &mut effects);
+        if refusal.is_some() {
+            self.reset();
+        } else if let Some(tx) = &mut self.tx {
+            tx.effects = effects;
+            tx.data_checked = true;
+        }
+        refusal
     }
 
     /// Checks a complete body, adds our headers and queues it. The transaction is over either way.

@@ -2,6 +2,8 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use postern_store::model::PolicyStage;
+
 use crate::smtp::reply::Reply;
 use crate::smtp::session::Session;
 
@@ -14,6 +16,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         {
             return Reply::new(501, "5.5.2", "Error: bad HELO/EHLO name");
         }
+        let mut effects = self.effects.clone();
+        if let Some(reply) = self.policy(PolicyStage::Helo, Some(host), None, vec![], &mut effects)
+        {
+            return reply;
+        }
+        self.effects = effects;
         // §4.1.4: EHLO ends any transaction, like RSET.
         self.reset();
         self.helo = Some((host.to_string(), esmtp));

@@ -1,7 +1,7 @@
 //! MAIL FROM (RFC 5321 §4.1.1.2) with SIZE (RFC 1870), BODY=8BITMIME (RFC 6152), SMTPUTF8
 //! (RFC 6531) and the DSN parameters RET and ENVID (RFC 3461).
 
-use postern_store::model::Address;
+use postern_store::model::{Address, PolicyStage};
 use smtp_proto::MailFrom;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -59,6 +59,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 format!("<{sender}>: Sender address rejected: not owned by user {user}"),
             );
         }
+        let mut effects = self.effects.clone();
+        if let Some(reply) =
+            self.policy(PolicyStage::Mail, None, Some(&sender), vec![], &mut effects)
+        {
+            return reply;
+        }
         self.tx = Some(Transaction {
             sender,
             envid: dsn.envid,
@@ -68,6 +74,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             recipients: Vec::new(),
             chunks: None,
             failed: false,
+            effects,
+            data_checked: false,
         });
         Reply::new(250, "2.1.0", "Ok")
     }

@@ -1,7 +1,9 @@
 //! RCPT TO (RFC 5321 §4.1.1.3): the relay decision and the recipient's destinations, both from one
 //! parse of the address, against the configuration snapshot current now.
 
-use postern_store::model::{Address, Config, Destination, DomainKind, DomainName, Transport};
+use postern_store::model::{
+    Address, Config, Destination, DomainKind, DomainName, PolicyStage, Transport,
+};
 use smtp_proto::RcptTo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -22,10 +24,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Reply::new(452, "4.5.3", "Error: too many recipients");
         }
         let smtputf8 = tx.smtputf8;
+        let mut effects = tx.effects.clone();
         let dsn = match dsn::rcpt(line, smtputf8) {
             Ok(dsn) => dsn,
             Err(reply) => return reply,
         };
+        // Access rules first: a refusal needs no routing, and what an accepting rule does
+        // (REDIRECT, BCC, HOLD, DISCARD) counts only once the recipient is accepted below.
+        let named = if to.address.is_empty() { "postmaster" } else { to.address.as_str() };
+        if let Some(reply) = self.policy(PolicyStage::Rcpt, None, None, vec![named], &mut effects) {
+            return reply;
+        }
         // smtp-proto gives "" both for <> and for the domainless <postmaster> that RFC 5321
         // §4.5.1 requires us to accept.
         let (address, destinations) = if to.address.is_empty() {
@@ -50,7 +59,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         // local part needs it (RFC 5321 §4.1.2), so that a DSN shows it as it was written.
         let orcpt = dsn.orcpt.unwrap_or_else(|| format!("rfc822;{}", wire::mailbox(&address)));
         if let Some(tx) = &mut self.tx {
-            tx.recipients.push(Recipient { destinations, orcpt, notify: dsn.notify });
+            tx.recipients.push(Recipient {
+                address: address.clone(),
+                destinations,
+                orcpt,
+                notify: dsn.notify,
+            });
+            tx.effects = effects;
         }
         Reply::new(250, "2.1.5", "Ok")
     }

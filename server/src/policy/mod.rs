@@ -1,0 +1,111 @@
+//! Access policy in the SMTP session: the stored access rules (`postern_store::model::Policy`,
+//! parsed and compiled once per snapshot) turned into replies and into what happens to an
+//! accepted message. The session asks [`decide`] at each stage; a refusal is a reply with the
+//! rule's enhanced status code (RFC 3463), anything else is an [`Effects`] change that the
+//! session carries to the queue. Every decision is logged with the rule's id.
+
+mod rdns;
+
+use std::net::IpAddr;
+
+use postern_store::model::{Policy, PolicyAction, PolicyEnvelope, PolicyStage};
+
+pub use rdns::reverse_name;
+
+use crate::smtp::Reply;
+
+/// What accepted rules do to a message: set by rules at connect and HELO for every message of
+/// the session, by rules at MAIL, RCPT and DATA for the current one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// Accept and drop, by this rule.
+    pub discard: Option<i64>,
+    /// Accept and hold in the queue, by this rule.
+    pub hold: Option<i64>,
+    /// Deliver to this address instead, by this rule.
+    pub redirect: Option<(i64, String)>,
+    /// Deliver a copy to these addresses too, by these rules.
+    pub bcc: Vec<(i64, String)>,
+}
+
+impl Effects {
+    /// The delivery log's note on a message these effects changed.
+    pub fn note(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(id) = self.hold {
+            parts.push(format!("held by policy rule {id}"));
+        }
+        if let Some((id, to)) = &self.redirect {
+            parts.push(format!("redirected to {to} by policy rule {id}"));
+        }
+        for (id, to) in &self.bcc {
+            parts.push(format!("copy to {to} by policy rule {id}"));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+/// What the session does after a stage's rules were evaluated.
+#[derive(Debug)]
+pub enum Decision {
+    /// No rule matched, or OK: go on as usual.
+    Continue,
+    /// Refuse the command with this reply.
+    Refuse(Reply),
+}
+
+/// Evaluates `stage` for the client at `ip` (`who` names it in the log) and records what an
+/// accepting rule does in `effects`.
+pub fn decide(
+    policy: &Policy,
+    stage: PolicyStage,
+    env: &PolicyEnvelope<'_>,
+    effects: &mut Effects,
+    client: IpAddr,
+    who: &str,
+) -> Decision {
+    let Some(hit) = policy.evaluate(stage, env) else { return Decision::Continue };
+    let rule = hit.rule;
+    tracing::info!(
+        rule = rule.id,
+        %stage,
+        action = %rule.action,
+        %client,
+        client_name = who,
+        why = %hit.why,
+        "policy rule matched"
+    );
+    match &rule.action {
+        PolicyAction::Ok => Decision::Continue,
+        PolicyAction::Reject(r) | PolicyAction::Defer(r) => {
+            // RFC 5321 §3.1 and §3.8: at the greeting a refusal is 554, and a temporary one
+            // is 421 (and the connection closes).
+            let code = match stage {
+                PolicyStage::Connect if r.code >= 500 => 554,
+                PolicyStage::Connect => 421,
+                _ => r.code,
+            };
+            // Reply's status is static; the rule's enhanced code leads the text instead, which
+            // puts the same bytes on the wire.
+            Decision::Refuse(Reply::plain(code, vec![format!("{} {}", r.enhanced, r.text)]))
+        }
+        PolicyAction::Discard => {
+            effects.discard.get_or_insert(rule.id);
+            Decision::Continue
+        }
+        PolicyAction::Hold => {
+            effects.hold.get_or_insert(rule.id);
+            Decision::Continue
+        }
+        PolicyAction::Redirect(to) => {
+            effects.redirect.get_or_insert((rule.id, to.to_string()));
+            Decision::Continue
+        }
+        PolicyAction::Bcc(to) => {
+            if !effects.bcc.iter().any(|(_, a)| a.eq_ignore_ascii_case(&to.to_string())) {
+                effects.bcc.push((rule.id, to.to_string()));
+            }
+            Decision::Continue
+        }
+    }
+}
