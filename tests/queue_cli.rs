@@ -29,6 +29,8 @@ fn message(sender: &str, recipients: &[&str]) -> NewMessage {
         received_at: 1_700_000_000,
         client: "mx.example.org [192.0.2.1]".into(),
         auth_user: None,
+        held: false,
+        auth_results: None,
         body: b"Subject: test\r\n\r\nhello\r\n".to_vec(),
     }
 }

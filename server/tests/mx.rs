@@ -274,6 +274,8 @@ fn message(recipients: &[&str]) -> NewMessage {
             .as_secs() as i64,
         client: "client.example.org [192.0.2.7]".into(),
         auth_user: None,
+        held: false,
+        auth_results: None,
         body: b"Subject: queued\r\n\r\nhello\r\n".to_vec(),
     }
 }

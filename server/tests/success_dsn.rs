@@ -111,6 +111,8 @@ async fn relayed_without_dsn_is_reported_and_with_dsn_is_passed_on() {
         received_at: 0,
         client: "client.example.org [192.0.2.7]".into(),
         auth_user: None,
+        held: false,
+        auth_results: None,
         body: b"Subject: tell me\r\n\r\nhello\r\n".to_vec(),
     };
     let id = queue.enqueue(message).await.unwrap();

@@ -28,6 +28,8 @@ fn message(sender: &str, recipients: &[&str]) -> NewMessage {
         received_at: now(),
         client: "mx.example.org [192.0.2.1]".into(),
         auth_user: None,
+        held: false,
+        auth_results: None,
         body: b"Subject: hi\r\n\r\nhello\r\n".to_vec(),
     }
 }

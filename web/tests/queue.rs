@@ -31,6 +31,8 @@ fn message(sender: &str, recipients: &[&str], subject: &str) -> NewMessage {
         received_at: now() - 3600,
         client: "mx.example.org [192.0.2.1]".into(),
         auth_user: None,
+        held: false,
+        auth_results: None,
         body: format!("Subject: {subject}\r\nFrom: {sender}\r\n\r\nhello\r\n").into_bytes(),
     }
 }

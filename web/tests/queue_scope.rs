@@ -30,6 +30,8 @@ fn message(recipients: &[&str]) -> NewMessage {
         received_at: now() - 60,
         client: "mx.example.org [192.0.2.1]".into(),
         auth_user: None,
+        held: false,
+        auth_results: None,
         body: b"Subject: shared\r\n\r\nhello\r\n".to_vec(),
     }
 }

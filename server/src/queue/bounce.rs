@@ -225,6 +225,8 @@ pub fn build(
         received_at: now,
         client: "bounce".into(),
         auth_user: None,
+        held: false,
+        auth_results: None,
         body: message,
     })
 }

@@ -24,6 +24,8 @@ fn message(n: usize) -> NewMessage {
         received_at: 1_700_000_000,
         client: "client.example.org [192.0.2.7]".into(),
         auth_user: None,
+        held: false,
+        auth_results: None,
         body: format!("Subject: {n}\r\n\r\nbody {n}\r\n").into_bytes(),
     }
 }

@@ -324,7 +324,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// Hands an accepted message to the queue; `250` only once it is durable.
-    pub async fn accept_message(&mut self, tx: Transaction, body: Vec<u8>) -> Reply {
+    pub async fn accept_message(
+        &mut self,
+        tx: Transaction,
+        body: Vec<u8>,
+        inbound: crate::smtp::verbs::data::Inbound,
+    ) -> Reply {
         let received_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -355,9 +360,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             received_at,
             client: self.client_description(),
             auth_user: self.auth.as_ref().map(ToString::to_string),
+            held: inbound.held,
+            auth_results: inbound.auth_results,
             body,
         };
         let rcpt_count = message.recipients.len();
+        let message_held = message.held;
         match self.ctx.sink.accept(message).await {
             Ok(id) => {
                 tracing::info!(
@@ -366,6 +374,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     nrcpt = rcpt_count,
                     size,
                     client = %self.client_description(),
+                    held = message_held,
                     "accepted"
                 );
                 Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))

@@ -175,6 +175,10 @@ pub struct NewMessage {
     /// Free text for logs and the console, e.g. "mx.example.org [192.0.2.1]".
     pub client: String,
     pub auth_user: Option<String>,
+    /// Queued on hold, for an administrator to release (an inbound DMARC quarantine).
+    pub held: bool,
+    /// What the inbound checks found (`spf=pass dkim=pass …`); `None` when none were made.
+    pub auth_results: Option<String>,
     /// The whole message with CRLF line ends, as it will be delivered.
     pub body: Vec<u8>,
 }
@@ -249,6 +253,8 @@ pub struct QueuedMessage {
     pub client: String,
     pub auth_user: Option<String>,
     pub held: bool,
+    /// What the inbound checks found, if they were made.
+    pub auth_results: Option<String>,
     pub recipients: Vec<QueuedRecipient>,
 }
 

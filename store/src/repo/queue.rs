@@ -411,8 +411,8 @@ async fn insert_batch(
     for chunk in messages.chunks(ROWS_PER_INSERT) {
         let sql = multi_row(
             "INSERT INTO queue_messages (id, node, sender, envid, ret, smtputf8, eight_bit, size, \
-             received_at, client, auth_user, held, updated_at) VALUES ",
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+             received_at, client, auth_user, held, auth_results, updated_at) VALUES ",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             chunk.len(),
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
@@ -429,6 +429,8 @@ async fn insert_batch(
                 .bind(m.received_at)
                 .bind(m.client.as_str())
                 .bind(m.auth_user.as_deref())
+                .bind(i64::from(m.held))
+                .bind(m.auth_results.as_deref())
                 .bind(at);
         }
         query.execute(&mut **tx).await?;
@@ -469,8 +471,9 @@ async fn insert_batch(
         query.execute(&mut **tx).await?;
 
         let sql = multi_row(
-            "INSERT INTO delivery_log (at, message_id, sender, recipient, domain, status) VALUES ",
-            "(?, ?, ?, ?, ?, 'received')",
+            "INSERT INTO delivery_log (at, message_id, sender, recipient, domain, status, reply) \
+             VALUES ",
+            "(?, ?, ?, ?, ?, 'received', ?)",
             chunk.len(),
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
@@ -481,9 +484,22 @@ async fn insert_batch(
                 .bind(*id)
                 .bind(m.sender.as_str())
                 .bind(r.address.as_str())
-                .bind(recipient_domain(&r.address));
+                .bind(recipient_domain(&r.address))
+                // The inbound checks' results, so that the log says why mail was held or tagged.
+                .bind(received_note(m));
         }
         query.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// The `reply` of a message's "received" log lines: what the inbound checks found, and whether
+/// the message was queued on hold.
+fn received_note(m: &NewMessage) -> String {
+    match (&m.auth_results, m.held) {
+        (Some(r), true) => format!("{r}; held"),
+        (Some(r), false) => r.clone(),
+        (None, true) => "held".into(),
+        (None, false) => String::new(),
+    }
 }

@@ -25,6 +25,8 @@ pub(crate) fn message(sender: &str, recipients: &[&str]) -> NewMessage {
         received_at: 1_700_000_000,
         client: "mx.example.org [192.0.2.1]".into(),
         auth_user: None,
+        held: false,
+        auth_results: None,
         body: b"Subject: hi\r\n\r\nhello\r\n".to_vec(),
     }
 }

@@ -29,6 +29,8 @@ pub(super) fn message(sender: &str, recipients: &[&str], subject: &str) -> NewMe
         received_at: now(),
         client: "client.example.org [192.0.2.7]".into(),
         auth_user: None,
+        held: false,
+        auth_results: None,
         body: format!("Subject: {subject}\r\n\r\nbody\r\n").into_bytes(),
     }
 }

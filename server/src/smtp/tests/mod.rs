@@ -71,6 +71,8 @@ pub struct Server {
     pub ctx: Arc<SessionContext>,
     pub sink: Arc<Collect>,
     pub client_tls: tokio_rustls::TlsConnector,
+    /// The store behind the engine, for tests that change the configuration live.
+    pub store: postern_store::Store,
     _db: TestDb,
     _shutdown: tokio_util::sync::DropGuard,
 }
@@ -120,7 +122,7 @@ impl Server {
             .await
             .unwrap();
         let shutdown = CancellationToken::new();
-        let (engine, _task) = Engine::start(store, "test", shutdown.clone()).await.unwrap();
+        let (engine, _task) = Engine::start(store.clone(), "test", shutdown.clone()).await.unwrap();
 
         let cert =
             rcgen::generate_simple_self_signed(vec!["mail.example.test".to_string()]).unwrap();
@@ -154,6 +156,7 @@ impl Server {
             ctx,
             sink,
             client_tls: tokio_rustls::TlsConnector::from(Arc::new(client)),
+            store,
             _db: db,
             _shutdown: shutdown.drop_guard(),
         }
