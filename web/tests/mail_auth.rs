@@ -9,7 +9,10 @@ use postern_store::model::{Access, Role};
 use serde_json::json;
 use support::*;
 
-postern_store::store_tests!(the_policy_is_set_globally_and_per_domain);
+postern_store::store_tests!(
+    the_policy_is_set_globally_and_per_domain,
+    the_console_page_sets_and_clears_policies
+);
 
 async fn the_policy_is_set_globally_and_per_domain(store: Store) {
     add_test_domains(&store).await;
@@ -62,4 +65,37 @@ async fn the_policy_is_set_globally_and_per_domain(store: Store) {
     assert!(store.mail_auth_policies().await.unwrap().domains.is_empty());
     let again = dora.call("DELETE", "/domains/a.test/mailauth/policy", None).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
+}
+
+async fn the_console_page_sets_and_clears_policies(store: Store) {
+    add_test_domains(&store).await;
+    add_admin(&store, "alice", Role::Admin, &[]).await;
+    add_admin(&store, "dora", Role::DomainAdmin, &["a.test"]).await;
+    let app = console(&store);
+    let browser = Browser::login(&app, "alice").await;
+    let page = browser.get("/mailauth").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("DMARC fail, p=reject") && page.body.contains("All domains"));
+    let fields = [
+        ("domain", "a.test"),
+        ("dmarc_reject", "quarantine"),
+        ("dmarc_quarantine", "hold"),
+        ("spf_fail", "tag"),
+        ("temperror", "defer"),
+    ];
+    let reply = browser.post("/mailauth", &fields).await;
+    assert_eq!(reply.location(), "/mailauth");
+    let policies = store.mail_auth_policies().await.unwrap();
+    let own = policies.domains.get(&"a.test".parse().unwrap()).expect("an override");
+    assert_eq!((own.dmarc_reject.as_str(), own.temperror.as_str()), ("quarantine", "defer"));
+    let page = browser.get("/mailauth").await.body;
+    assert!(page.contains("action=\"/mailauth/clear\"") && page.contains("hold"), "{page}");
+    let bad = browser.post("/mailauth", &[("dmarc_reject", "bounce")]).await;
+    assert_eq!(bad.location(), "/mailauth");
+    assert!(flash_text(&bad).contains("reject, quarantine, record"), "{}", flash_text(&bad));
+    browser.post("/mailauth/clear", &[("domain", "a.test")]).await;
+    assert!(store.mail_auth_policies().await.unwrap().domains.is_empty());
+
+    let dora = Browser::login(&app, "dora").await;
+    assert_eq!(dora.get("/mailauth").await.status, StatusCode::FORBIDDEN);
 }

@@ -22,6 +22,7 @@ mod dkim;
 mod domains;
 mod link;
 mod log;
+mod mail_auth;
 mod mailboxes;
 mod mta_sts;
 mod networks;
@@ -50,6 +51,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(mailboxes::router())
         .merge(aliases::router())
         .merge(networks::router())
+        .merge(mail_auth::router())
         .merge(transports::router())
         .merge(queue::router())
         .merge(log::router())
@@ -80,6 +82,7 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     ("admins", "/admins", "Administrators", true, true),
     ("certificates", "/certificates", "Certificates", true, true),
     ("dkim", "/dkim", "DKIM keys", false, false),
+    ("mailauth", "/mailauth", "Inbound checks", true, true),
 ];
 
 pub struct NavItem {
