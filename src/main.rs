@@ -63,6 +63,9 @@ enum Command {
     /// A domain's DNS health: MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, with what to publish.
     #[command(subcommand)]
     Dns(cli::dns::Command),
+    /// Inbound mail authentication: what SPF and DMARC failures and DNS failures lead to.
+    #[command(subcommand)]
+    Mailauth(cli::mailauth::Command),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
             Command::Policy(cmd) => cli::policy::run(config, cmd).await,
             Command::Dkim(cmd) => cli::dkim::run(config, cmd).await,
             Command::Dns(cmd) => cli::dns::run(config, cmd).await,
+            Command::Mailauth(cmd) => cli::mailauth::run(config, cmd).await,
         }
     });
     match result {

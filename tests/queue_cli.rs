@@ -31,6 +31,7 @@ fn message(sender: &str, recipients: &[&str]) -> NewMessage {
         auth_user: None,
         held: false,
         note: None,
+        auth_results: None,
         body: b"Subject: test\r\n\r\nhello\r\n".to_vec(),
     }
 }

@@ -412,6 +412,7 @@ fn message(recipients: &[&str]) -> NewMessage {
         auth_user: None,
         held: false,
         note: None,
+        auth_results: None,
         body: b"Subject: queued\r\n\r\nhello\r\n".to_vec(),
     }
 }

@@ -113,6 +113,7 @@ async fn relayed_without_dsn_is_reported_and_with_dsn_is_passed_on() {
         auth_user: None,
         held: false,
         note: None,
+        auth_results: None,
         body: b"Subject: tell me\r\n\r\nhello\r\n".to_vec(),
     };
     let id = queue.enqueue(message).await.unwrap();

@@ -187,6 +187,9 @@ fn print_message(m: &QueuedMessage) {
     if let Some(user) = &m.auth_user {
         println!("auth user: {user}");
     }
+    if let Some(results) = &m.auth_results {
+        println!("checks:    {results}");
+    }
     println!("sender:    {}", sender(&m.sender));
     println!("size:      {} bytes", m.size);
     let mut flags = Vec::new();

@@ -30,6 +30,7 @@ fn message(sender: &str, recipients: &[&str]) -> NewMessage {
         auth_user: None,
         held: false,
         note: None,
+        auth_results: None,
         body: b"Subject: hi\r\n\r\nhello\r\n".to_vec(),
     }
 }

@@ -33,6 +33,7 @@ fn message(sender: &str, recipients: &[&str], subject: &str) -> NewMessage {
         auth_user: None,
         held: false,
         note: None,
+        auth_results: None,
         body: format!("Subject: {subject}\r\nFrom: {sender}\r\n\r\nhello\r\n").into_bytes(),
     }
 }
@@ -48,7 +49,8 @@ postern_store::store_tests!(
     bulk_actions_take_the_checked_or_all_that_match,
     a_domain_admin_sees_and_acts_only_within_its_domains,
     the_api_lists_shows_and_acts,
-    hostile_envelope_and_headers_are_shown_inert
+    hostile_envelope_and_headers_are_shown_inert,
+    inbound_check_results_show_on_the_page_the_api_and_the_log
 );
 
 async fn pages_chain_through_thousands_of_messages(store: Store) {
@@ -509,4 +511,28 @@ async fn hostile_envelope_and_headers_are_shown_inert(store: Store) {
     let one = api.call("GET", &format!("/queue/{id}"), None).await;
     assert!(one.headers["content-type"].to_str().unwrap().starts_with("application/json"));
     assert_eq!(one.json()["sender"], sender);
+}
+
+/// A message that arrived on port 25 and was held by a DMARC quarantine: its check results on
+/// the message page, in the API, and on its "received" lines of the delivery log.
+async fn inbound_check_results_show_on_the_page_the_api_and_the_log(store: Store) {
+    add_admin(&store, "alice", Role::Admin, &[]).await;
+    let results = "spf=fail dkim=none arc=none dmarc=fail (p=quarantine)";
+    let checked = NewMessage {
+        held: true,
+        auth_results: Some(results.into()),
+        ..message("bob@spoof.test", &["b@y.test"], "checked")
+    };
+    let id = store.queue_insert(NODE, &[checked]).await.unwrap()[0];
+    let app = console(&store);
+    let browser = Browser::login(&app, "alice").await;
+    let page = browser.get(&format!("/queue/{id}")).await.body;
+    assert!(page.contains("Inbound checks"), "{page}");
+    assert!(page.contains("dmarc=fail (p=quarantine)") && page.contains("status held"), "{page}");
+    let api = Api::new(&store, &app, "alice", Access::Read, &[]).await;
+    let shown = api.call("GET", &format!("/queue/{id}"), None).await.json();
+    assert_eq!(shown["auth_results"], results);
+    assert_eq!(shown["held"], true);
+    let log = browser.get("/log?status=received").await.body;
+    assert!(log.contains("dmarc=fail (p=quarantine); held"), "{log}");
 }

@@ -32,6 +32,7 @@ fn message(recipients: &[&str]) -> NewMessage {
         auth_user: None,
         held: false,
         note: None,
+        auth_results: None,
         body: b"Subject: shared\r\n\r\nhello\r\n".to_vec(),
     }
 }

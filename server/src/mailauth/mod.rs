@@ -7,15 +7,17 @@
 //! bytes and the same signature, and nothing later in the pipeline may change the message (the
 //! outbound writer only dot-stuffs, see `delivery::wire`).
 
+mod disposition;
 mod health;
 mod rollout;
 mod sign;
 mod verify;
 
+pub use disposition::{Disposition, TAG_FIELD, decide};
 pub use health::{Health, HealthRow, check_domain};
 pub use rollout::{CHECK_EVERY, DkimChecker, check_key, run_schedule};
 pub use sign::DkimSigner;
-pub use verify::{Verdict, Verifier, strip_ours};
+pub use verify::{DmarcVerdict, PublishedPolicy, Verdict, Verifier, strip_ours};
 
 /// Signs submitted messages.
 pub trait Signer: Send + Sync {

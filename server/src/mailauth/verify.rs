@@ -11,7 +11,10 @@ use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dmarc::Policy;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::spf::verify::SpfParameters;
-use mail_auth::{AuthenticatedMessage, AuthenticationResults, DmarcResult, MessageAuthenticator};
+use mail_auth::{
+    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator,
+    SpfResult,
+};
 
 /// Verifies inbound mail with one resolver (the process's, see `dns.rs`).
 pub struct Verifier {
@@ -26,10 +29,33 @@ pub struct Verdict {
     /// The message with foreign claims to our authserv-id removed and our
     /// `Authentication-Results:` on top.
     pub message: Vec<u8>,
-    /// `dmarc=fail` under `p=reject`: the reply text for a `550 5.7.1`.
-    pub reject: Option<String>,
-    /// The results in one line, for the log.
+    /// DMARC's verdict (RFC 7489 §6.6.2).
+    pub dmarc: DmarcVerdict,
+    /// SPF said `fail` (RFC 7208 §8.4): the client is not among the sender's hosts.
+    pub spf_fail: bool,
+    /// A DNS failure left SPF or DMARC without an answer (RFC 7208 §8.6, RFC 7489 §6.6.2), and
+    /// DMARC did not pass otherwise.
+    pub temperror: bool,
+    /// The results in one line (`spf=pass dkim=pass arc=none dmarc=pass`), for the log, the
+    /// queue and the console.
     pub summary: String,
+}
+
+/// DMARC's outcome for the author domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DmarcVerdict {
+    /// It passed, or the domain publishes no policy, or DNS did not say.
+    NoFailure,
+    /// It failed; `domain` publishes `policy`.
+    Fail { domain: String, policy: PublishedPolicy },
+}
+
+/// The `p=` (or `sp=`) the author domain publishes (RFC 7489 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishedPolicy {
+    None,
+    Quarantine,
+    Reject,
 }
 
 impl Verifier {
@@ -57,11 +83,12 @@ impl Verifier {
             // Not a message mail-auth can read (no header block): SPF only.
             let results = AuthenticationResults::new(host)
                 .with_spf_mailfrom_result(&spf, ip, mail_from, helo);
-            let summary = format!("spf={:?}", spf.result());
             return Verdict {
                 message: prepend(results.to_header(), &stripped),
-                reject: None,
-                summary,
+                dmarc: DmarcVerdict::NoFailure,
+                spf_fail: spf.result() == SpfResult::Fail,
+                temperror: spf.result() == SpfResult::TempError,
+                summary: format!("spf={}", spf_word(spf.result())),
             };
         };
         let dkim = self.authenticator.verify_dkim(&parsed).await;
@@ -79,22 +106,80 @@ impl Verifier {
             .with_dmarc_result(&dmarc);
         // DMARC fails only when the domain has a policy and neither identifier passes aligned
         // (RFC 7489 §4.2); a temperror on either side is no verdict (§6.6.2).
-        let dmarc_fails = matches!(dmarc.result(), DmarcResult::Fail(_));
-        let reject = (dmarc_fails && dmarc.policy() == Policy::Reject).then(|| {
-            format!(
-                "Message rejected: it fails DMARC for {} whose owner asks to reject it (p=reject)",
-                dmarc.domain()
-            )
-        });
+        let dmarc_result = dmarc.result();
+        let dmarc_verdict = match dmarc_result {
+            DmarcResult::Fail(_) => DmarcVerdict::Fail {
+                domain: dmarc.domain().to_string(),
+                policy: match dmarc.policy() {
+                    Policy::Reject => PublishedPolicy::Reject,
+                    Policy::Quarantine => PublishedPolicy::Quarantine,
+                    Policy::None | Policy::Unspecified => PublishedPolicy::None,
+                },
+            },
+            _ => DmarcVerdict::NoFailure,
+        };
+        let temperror = matches!(dmarc_result, DmarcResult::TempError(_))
+            || (spf.result() == SpfResult::TempError && dmarc_result != DmarcResult::Pass);
         let summary = format!(
-            "spf={:?} dkim={} arc={:?} dmarc={} policy={:?}",
-            spf.result(),
-            dkim.iter().map(|d| format!("{:?}", d.result())).collect::<Vec<_>>().join(","),
-            arc.result(),
-            if dmarc_fails { "fail" } else { "pass-or-none" },
-            dmarc.policy()
+            "spf={} dkim={} arc={} dmarc={}",
+            spf_word(spf.result()),
+            dkim_word(&dkim),
+            dkim_result_word(arc.result()),
+            match &dmarc_result {
+                DmarcResult::Pass => "pass".to_string(),
+                DmarcResult::Fail(_) => format!("fail (p={})", policy_word(dmarc.policy())),
+                DmarcResult::TempError(_) => "temperror".to_string(),
+                DmarcResult::PermError(_) => "permerror".to_string(),
+                DmarcResult::None => "none".to_string(),
+            }
         );
-        Verdict { message: prepend(results.to_header(), &stripped), reject, summary }
+        Verdict {
+            message: prepend(results.to_header(), &stripped),
+            dmarc: dmarc_verdict,
+            spf_fail: spf.result() == SpfResult::Fail,
+            temperror,
+            summary,
+        }
+    }
+}
+
+fn spf_word(result: SpfResult) -> &'static str {
+    match result {
+        SpfResult::Pass => "pass",
+        SpfResult::Fail => "fail",
+        SpfResult::SoftFail => "softfail",
+        SpfResult::Neutral => "neutral",
+        SpfResult::TempError => "temperror",
+        SpfResult::PermError => "permerror",
+        SpfResult::None => "none",
+    }
+}
+
+fn dkim_result_word(result: &DkimResult) -> &'static str {
+    match result {
+        DkimResult::Pass => "pass",
+        DkimResult::Neutral(_) => "neutral",
+        DkimResult::Fail(_) => "fail",
+        DkimResult::PermError(_) => "permerror",
+        DkimResult::TempError(_) => "temperror",
+        DkimResult::None => "none",
+    }
+}
+
+/// One word for all signatures: `pass` if one passes (RFC 6376 §6.1: each is judged alone),
+/// else the first's result, `none` for no signature.
+fn dkim_word(outputs: &[mail_auth::DkimOutput<'_>]) -> &'static str {
+    if outputs.iter().any(|o| *o.result() == DkimResult::Pass) {
+        return "pass";
+    }
+    outputs.first().map_or("none", |o| dkim_result_word(o.result()))
+}
+
+fn policy_word(policy: Policy) -> &'static str {
+    match policy {
+        Policy::Reject => "reject",
+        Policy::Quarantine => "quarantine",
+        Policy::None | Policy::Unspecified => "none",
     }
 }
 

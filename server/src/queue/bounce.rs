@@ -227,6 +227,7 @@ pub fn build(
         auth_user: None,
         held: false,
         note: None,
+        auth_results: None,
         body: message,
     })
 }

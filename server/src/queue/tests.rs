@@ -26,6 +26,7 @@ fn message(n: usize) -> NewMessage {
         auth_user: None,
         held: false,
         note: None,
+        auth_results: None,
         body: format!("Subject: {n}\r\n\r\nbody {n}\r\n").into_bytes(),
     }
 }

@@ -388,7 +388,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// Hands an accepted message to the queue; `250` only once it is durable.
-    pub async fn accept_message(&mut self, tx: Transaction, body: Vec<u8>) -> Reply {
+    pub async fn accept_message(
+        &mut self,
+        tx: Transaction,
+        body: Vec<u8>,
+        inbound: crate::smtp::verbs::data::Inbound,
+    ) -> Reply {
         let received_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -448,11 +453,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             received_at,
             client: self.client_description(),
             auth_user: self.auth.as_ref().map(ToString::to_string),
-            held: effects.hold.is_some(),
+            held: effects.hold.is_some() || inbound.held,
             note: effects.note(),
+            auth_results: inbound.auth_results,
             body,
         };
         let rcpt_count = message.recipients.len();
+        let message_held = message.held;
         match self.ctx.sink.accept(message).await {
             Ok(id) => {
                 tracing::info!(
@@ -462,6 +469,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     policy = tx.effects.note().as_deref().unwrap_or(""),
                     size,
                     client = %self.client_description(),
+                    held = message_held,
                     "accepted"
                 );
                 Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))

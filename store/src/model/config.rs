@@ -29,6 +29,8 @@ pub struct Config {
     pub policy: super::Policy,
     /// Every DKIM key but the retired ones, by domain then selector.
     pub dkim: Vec<super::DkimKey>,
+    /// What to do with inbound mail that fails SPF or DMARC.
+    pub mail_auth: super::MailAuthPolicies,
 }
 
 /// Where one address ends up after alias expansion.

@@ -8,6 +8,7 @@ mod certificate;
 mod config;
 mod dkim;
 mod domain;
+mod mail_auth;
 mod mailbox;
 mod mta_sts;
 mod name;
@@ -38,6 +39,10 @@ pub use dkim::{
     record_name, split_txt,
 };
 pub use domain::{Domain, DomainKind};
+pub use mail_auth::{
+    DmarcQuarantineAction, DmarcRejectAction, MailAuthPolicies, MailAuthPolicy, SpfFailAction,
+    TempErrorAction,
+};
 pub(crate) use mailbox::check_display_name;
 pub use mailbox::{Mailbox, MailboxUpdate, NewMailbox};
 pub use mta_sts::{

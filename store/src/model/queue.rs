@@ -175,11 +175,14 @@ pub struct NewMessage {
     /// Free text for logs and the console, e.g. "mx.example.org [192.0.2.1]".
     pub client: String,
     pub auth_user: Option<String>,
-    /// Held in the queue from the start (an access rule's HOLD) until an administrator releases it.
+    /// Held in the queue from the start (an access rule's HOLD, an inbound DMARC quarantine)
+    /// until an administrator releases it.
     pub held: bool,
     /// Why the message was received as it was (an access rule's HOLD, REDIRECT or BCC), for the
     /// delivery log's "received" lines.
     pub note: Option<String>,
+    /// What the inbound checks found (`spf=pass dkim=pass …`); `None` when none were made.
+    pub auth_results: Option<String>,
     /// The whole message with CRLF line ends, as it will be delivered.
     pub body: Vec<u8>,
 }
@@ -254,6 +257,8 @@ pub struct QueuedMessage {
     pub client: String,
     pub auth_user: Option<String>,
     pub held: bool,
+    /// What the inbound checks found, if they were made.
+    pub auth_results: Option<String>,
     pub recipients: Vec<QueuedRecipient>,
 }
 

@@ -55,6 +55,7 @@ pub(crate) async fn load(conn: &mut AnyConnection, key: &SecretKey) -> Result<Co
         .into_iter()
         .filter(|k| k.state != crate::model::DkimState::Retired)
         .collect();
+    config.mail_auth = super::mail_auth::load(conn, &config.domains).await?;
     Ok(config)
 }
 

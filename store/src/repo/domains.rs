@@ -100,6 +100,7 @@ impl Store {
                 "DELETE FROM alias_destinations WHERE source IN (SELECT source FROM aliases WHERE domain = $1)",
                 "DELETE FROM aliases WHERE domain = $1",
                 "DELETE FROM mailboxes WHERE domain = $1",
+                "DELETE FROM mail_auth_policies WHERE scope = $1",
                 "DELETE FROM domains WHERE name = $1",
             ] {
                 sqlx::query(sql).bind(name.as_str()).execute(change.conn()).await?;

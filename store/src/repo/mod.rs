@@ -9,6 +9,7 @@ pub mod delivery_log;
 pub mod dkim;
 pub mod domains;
 pub mod engine_status;
+pub(crate) mod mail_auth;
 pub(crate) mod mailboxes;
 pub mod maintenance;
 mod matching;

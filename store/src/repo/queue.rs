@@ -411,8 +411,8 @@ async fn insert_batch(
     for chunk in messages.chunks(ROWS_PER_INSERT) {
         let sql = multi_row(
             "INSERT INTO queue_messages (id, node, sender, envid, ret, smtputf8, eight_bit, size, \
-             received_at, client, auth_user, held, updated_at) VALUES ",
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             received_at, client, auth_user, held, auth_results, updated_at) VALUES ",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             chunk.len(),
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
@@ -430,6 +430,7 @@ async fn insert_batch(
                 .bind(m.client.as_str())
                 .bind(m.auth_user.as_deref())
                 .bind(i64::from(m.held))
+                .bind(m.auth_results.as_deref())
                 .bind(at);
         }
         query.execute(&mut **tx).await?;
@@ -484,9 +485,24 @@ async fn insert_batch(
                 .bind(m.sender.as_str())
                 .bind(r.address.as_str())
                 .bind(recipient_domain(&r.address))
-                .bind(m.note.as_deref().unwrap_or(""));
+                // What the session decided (an access rule's HOLD, REDIRECT or BCC) and what the
+                // inbound checks found, so that the log says why mail was held or tagged.
+                .bind(received_note(m));
         }
         query.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// The `reply` of a message's "received" log lines: what the inbound checks found, what the
+/// session's access rules did (held, redirected, copied), and whether the message was queued on
+/// hold.
+fn received_note(m: &NewMessage) -> String {
+    let mut parts: Vec<&str> =
+        [m.auth_results.as_deref(), m.note.as_deref()].into_iter().flatten().collect();
+    // A rule's note says itself that it held the message; the inbound policy's hold does not.
+    if m.held && !m.note.as_deref().is_some_and(|n| n.contains("held by")) {
+        parts.push("held");
+    }
+    parts.join("; ")
 }

@@ -14,7 +14,7 @@ use crate::model::{
 macro_rules! message_columns {
     () => {
         "m.id, m.node, m.sender, m.envid, m.ret, m.smtputf8, m.eight_bit, m.size, m.received_at, \
-         m.client, m.auth_user, m.held"
+         m.client, m.auth_user, m.held, m.auth_results"
     };
 }
 
@@ -211,6 +211,7 @@ pub(crate) fn message(row: &AnyRow) -> Result<QueuedMessage, Damage> {
         client: get(row, "client")?,
         auth_user: get(row, "auth_user")?,
         held: flag(row, "held")?,
+        auth_results: get(row, "auth_results")?,
         recipients: Vec::new(),
     })
 }

@@ -27,6 +27,7 @@ pub(crate) fn message(sender: &str, recipients: &[&str]) -> NewMessage {
         auth_user: None,
         held: false,
         note: None,
+        auth_results: None,
         body: b"Subject: hi\r\n\r\nhello\r\n".to_vec(),
     }
 }

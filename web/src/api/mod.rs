@@ -8,6 +8,7 @@ pub(crate) mod certificates;
 mod dkim;
 mod domains;
 pub(crate) mod log;
+mod mail_auth;
 mod mailboxes;
 mod mta_sts;
 mod networks;
@@ -70,6 +71,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(certificates::router())
         .merge(mta_sts::router())
         .merge(dkim::router())
+        .merge(mail_auth::router())
 }
 
 /// The document as served, for tests and tools.

@@ -138,6 +138,9 @@ pub struct MessageView {
     /// The client that handed the message over.
     pub client: String,
     pub auth_user: Option<String>,
+    /// What the inbound checks found (`spf=… dkim=… arc=… dmarc=…`), for mail received on
+    /// port 25 from elsewhere; absent when none were made.
+    pub auth_results: Option<String>,
     /// The engine that delivers it.
     pub node: String,
     pub recipients: Vec<RecipientView>,
@@ -156,6 +159,7 @@ impl From<QueuedMessage> for MessageView {
             received_at: m.received_at,
             client: m.client,
             auth_user: m.auth_user,
+            auth_results: m.auth_results,
             node: m.node,
             recipients: m.recipients.into_iter().map(Into::into).collect(),
             headers: None,

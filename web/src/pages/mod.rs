@@ -22,6 +22,7 @@ mod dkim;
 mod domains;
 mod link;
 mod log;
+mod mail_auth;
 mod mailboxes;
 mod mta_sts;
 mod networks;
@@ -52,6 +53,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(aliases::router())
         .merge(networks::router())
         .merge(policy::router())
+        .merge(mail_auth::router())
         .merge(transports::router())
         .merge(queue::router())
         .merge(log::router())
@@ -83,6 +85,7 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     ("admins", "/admins", "Administrators", true, true),
     ("certificates", "/certificates", "Certificates", true, true),
     ("dkim", "/dkim", "DKIM keys", false, false),
+    ("mailauth", "/mailauth", "Inbound checks", true, true),
 ];
 
 pub struct NavItem {

@@ -338,6 +338,8 @@ struct ShowPage {
     age: String,
     client: String,
     auth_user: String,
+    /// What SPF, DKIM, ARC and DMARC found when it arrived; empty when not checked.
+    auth_results: String,
     node: String,
     envid: String,
     size: String,
@@ -374,6 +376,7 @@ async fn show(
             age: time::age(now - m.received_at),
             client: m.client.clone(),
             auth_user: m.auth_user.clone().unwrap_or_default(),
+            auth_results: m.auth_results.clone().unwrap_or_default(),
             node: m.node.clone(),
             envid: m.envid.clone().unwrap_or_default(),
             size: size(m.size),

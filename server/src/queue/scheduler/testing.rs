@@ -31,6 +31,7 @@ pub(super) fn message(sender: &str, recipients: &[&str], subject: &str) -> NewMe
         auth_user: None,
         held: false,
         note: None,
+        auth_results: None,
         body: format!("Subject: {subject}\r\n\r\nbody\r\n").into_bytes(),
     }
 }

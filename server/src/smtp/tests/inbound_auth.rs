@@ -13,6 +13,7 @@ use mail_auth::dkim::DkimSigner;
 use super::*;
 use crate::dns::HickoryResolver;
 use crate::mailauth::Verifier;
+use postern_store::model::MailAuthPolicy;
 
 struct Dns {
     child: std::process::Child,
@@ -268,4 +269,154 @@ async fn an_arc_sealed_forward_passes_and_a_broken_seal_fails() {
     assert!(reply.starts_with("250"), "{reply}");
     let results = auth_results(&server.accepted()[1]);
     assert!(results.contains("arc=fail"), "{results}");
+}
+
+/// Sets the inbound policy (global, or `domain`'s override) and waits until the engine's
+/// snapshot carries it.
+async fn set_policy(server: &Server, domain: Option<&str>, policy: MailAuthPolicy) {
+    let domain: Option<postern_store::model::DomainName> = domain.map(|d| d.parse().unwrap());
+    server.store.set_mail_auth_policy("test", domain.as_ref(), policy).await.unwrap();
+    let wanted = server.store.revision().await.unwrap();
+    let start = std::time::Instant::now();
+    while server.ctx.engine.snapshot().revision() < wanted {
+        assert!(start.elapsed() < Duration::from_secs(10), "the snapshot never took the policy");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Each action of the inbound policy, applied live: DMARC `p=reject` refused, quarantined
+/// (held or tagged) or only recorded; `p=quarantine` held; an SPF `-all` failure refused or
+/// tagged; a domain's override winning over the global policy; the results kept with the
+/// message for the queue and the log.
+#[tokio::test]
+async fn the_inbound_policy_decides_what_a_failure_does() {
+    use postern_store::model::{DmarcQuarantineAction as Q, DmarcRejectAction as R, SpfFailAction};
+    let test = "smtp::tests::inbound_auth::the_inbound_policy_decides_what_a_failure_does";
+    let Some(dns) = challtestsrv(test) else { return };
+    dns.txt("sender.test", "v=spf1 ip4:192.0.2.0/24 -all").await;
+    dns.txt("_dmarc.sender.test", "v=DMARC1; p=reject").await;
+    dns.txt("quiet.test", "v=spf1 ip4:192.0.2.0/24 -all").await;
+    dns.txt("_dmarc.quiet.test", "v=DMARC1; p=quarantine").await;
+    dns.txt("nodmarc.test", "v=spf1 ip4:192.0.2.0/24 -all").await;
+    let server = checking_server(dns.port).await;
+    let spoof = |from: &str| {
+        format!("From: Bob <bob@{from}>\r\nTo: ann@example.test\r\nSubject: hi\r\n\r\nhello\r\n")
+    };
+    let send = async |from: &str, to: &str| {
+        let mut c = server.connect(ListenerKind::Smtp, "198.51.100.9").await;
+        c.expect("EHLO spoof.test", "250").await;
+        c.mail(&format!("bob@{from}"), &[to], &spoof(from)).await
+    };
+    let last = || server.accepted().pop().expect("a message was accepted");
+    let tag_of = |m: &NewMessage| {
+        let body = String::from_utf8_lossy(&m.body).into_owned();
+        body.lines().find(|l| l.starts_with("X-Postern-Auth-Warning:")).map(str::to_string)
+    };
+
+    // The default: p=reject is honoured, p=quarantine is tagged, SPF fail only recorded.
+    let reply = send("sender.test", "ann@example.test").await;
+    assert!(reply.starts_with("550 5.7.1"), "{reply}");
+    let reply = send("quiet.test", "ann@example.test").await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let m = last();
+    assert!(!m.held);
+    assert_eq!(
+        tag_of(&m).as_deref(),
+        Some("X-Postern-Auth-Warning: dmarc=fail header.from=quiet.test")
+    );
+    let results = m.auth_results.clone().unwrap();
+    assert!(
+        results.contains("spf=fail") && results.contains("dmarc=fail (p=quarantine)"),
+        "{results}"
+    );
+    let reply = send("nodmarc.test", "ann@example.test").await;
+    assert!(reply.starts_with("250"), "{reply}");
+    assert_eq!(tag_of(&last()), None);
+
+    // p=reject treated as a quarantine that holds the message in the queue.
+    let hold = MailAuthPolicy {
+        dmarc_reject: R::Quarantine,
+        dmarc_quarantine: Q::Hold,
+        ..MailAuthPolicy::default()
+    };
+    set_policy(&server, None, hold).await;
+    let reply = send("sender.test", "ann@example.test").await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let m = last();
+    assert!(m.held, "held for an administrator");
+    assert!(m.auth_results.unwrap().contains("dmarc=fail (p=reject)"));
+    let reply = send("quiet.test", "ann@example.test").await;
+    assert!(reply.starts_with("250") && last().held, "{reply}");
+
+    // Only recorded: delivered untouched but for Authentication-Results.
+    let record = MailAuthPolicy { dmarc_reject: R::Record, dmarc_quarantine: Q::Record, ..hold };
+    set_policy(&server, None, record).await;
+    let reply = send("sender.test", "ann@example.test").await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let m = last();
+    assert!(!m.held && tag_of(&m).is_none());
+    assert!(auth_results(&m).contains("dmarc=fail"), "{}", auth_results(&m));
+
+    // SPF -all failures: refused, or tagged.
+    set_policy(&server, None, MailAuthPolicy { spf_fail: SpfFailAction::Reject, ..record }).await;
+    let reply = send("nodmarc.test", "ann@example.test").await;
+    assert!(reply.starts_with("550 5.7.23") && reply.contains("SPF"), "{reply}");
+    set_policy(&server, None, MailAuthPolicy { spf_fail: SpfFailAction::Tag, ..record }).await;
+    let reply = send("nodmarc.test", "ann@example.test").await;
+    assert!(reply.starts_with("250"), "{reply}");
+    assert_eq!(tag_of(&last()).as_deref(), Some("X-Postern-Auth-Warning: spf=fail"));
+
+    // example.test overrides the global "record": p=reject is refused there, not elsewhere.
+    set_policy(&server, None, record).await;
+    set_policy(&server, Some("example.test"), MailAuthPolicy::default()).await;
+    let reply = send("sender.test", "ann@example.test").await;
+    assert!(reply.starts_with("550 5.7.1"), "{reply}");
+    let reply = send("sender.test", "someone@catchall.test").await;
+    assert!(reply.starts_with("250"), "{reply}");
+    server.store.clear_mail_auth_policy("test", &"example.test".parse().unwrap()).await.unwrap();
+    let wanted = server.store.revision().await.unwrap();
+    while server.ctx.engine.snapshot().revision() < wanted {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let reply = send("sender.test", "ann@example.test").await;
+    assert!(reply.starts_with("250"), "{reply}");
+}
+
+/// A DNS failure: `451 4.7.24` when the policy says defer, accepted and tagged otherwise;
+/// never a 5xx.
+#[tokio::test]
+async fn a_dns_failure_defers_or_tags_per_policy() {
+    use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+    use postern_store::model::TempErrorAction;
+    let mut server = Server::new().await;
+    let mut ns = NameServerConfig::udp(std::net::Ipv4Addr::LOCALHOST.into());
+    ns.connections[0].port = free_port();
+    let mut options = ResolverOpts::default();
+    options.timeout = Duration::from_millis(200);
+    options.attempts = 1;
+    let resolver = hickory_resolver::TokioResolver::builder_with_config(
+        ResolverConfig::from_name_servers(vec![ns]),
+        hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
+    )
+    .with_options(options)
+    .build()
+    .unwrap();
+    let verifier = Verifier::new(resolver, "mail.example.test");
+    Arc::get_mut(&mut server.ctx).expect("no session yet").verifier = Some(Arc::new(verifier));
+    let message = "From: Bob <bob@sender.test>\r\nSubject: hi\r\n\r\nhello\r\n";
+    let strict = MailAuthPolicy { temperror: TempErrorAction::Defer, ..MailAuthPolicy::default() };
+    set_policy(&server, None, strict).await;
+    let mut c = server.connect(ListenerKind::Smtp, "198.51.100.9").await;
+    c.expect("EHLO spoof.test", "250").await;
+    let reply = c.mail("bob@sender.test", &["ann@example.test"], message).await;
+    assert!(reply.starts_with("451 4.7.24"), "{reply}");
+    assert!(server.accepted().is_empty());
+
+    set_policy(&server, None, MailAuthPolicy::default()).await;
+    let reply = c.mail("bob@sender.test", &["ann@example.test"], message).await;
+    assert!(reply.starts_with("250"), "{reply}");
+    let m = server.accepted().pop().unwrap();
+    let body = String::from_utf8_lossy(&m.body).into_owned();
+    assert!(body.contains("X-Postern-Auth-Warning: temperror"), "{body}");
+    assert!(m.auth_results.unwrap().contains("spf=temperror"));
 }

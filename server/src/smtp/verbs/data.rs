@@ -4,6 +4,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use postern_store::model::PolicyStage;
 
+use crate::mailauth::{self, Disposition};
 use crate::smtp::ListenerKind;
 use crate::smtp::authors;
 use crate::smtp::body::{Body, BodyError};
@@ -71,35 +72,75 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             tracing::info!(%user, client = %self.client_description(), %reply, "submission refused");
             return reply;
         }
-        let body = match self.check_inbound(&tx, body).await {
-            Ok(body) => body,
+        let (body, inbound) = match self.check_inbound(&tx, body).await {
+            Ok(checked) => checked,
             Err(reply) => return reply,
         };
         let message = self.add_headers(&tx, body);
-        self.accept_message(tx, message).await
+        self.accept_message(tx, message, inbound).await
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// SPF, DKIM, ARC and DMARC on what arrives on port 25 from a client that is neither
-    /// signed in nor trusted; the result goes on top as `Authentication-Results:`.
-    async fn check_inbound(&self, tx: &Transaction, body: Vec<u8>) -> Result<Vec<u8>, Reply> {
-        let Some(verifier) = &self.ctx.verifier else { return Ok(body) };
+    /// signed in nor trusted; the result goes on top as `Authentication-Results:`, and the
+    /// inbound policy of the recipients' domain (or the global one) says what happens next.
+    async fn check_inbound(
+        &self,
+        tx: &Transaction,
+        body: Vec<u8>,
+    ) -> Result<(Vec<u8>, Inbound), Reply> {
+        let Some(verifier) = &self.ctx.verifier else { return Ok((body, Inbound::default())) };
+        let snapshot = self.ctx.engine.snapshot();
         if self.kind != ListenerKind::Smtp
             || self.auth.is_some()
-            || self.ctx.engine.snapshot().config.is_trusted(self.peer.ip())
+            || snapshot.config.is_trusted(self.peer.ip())
         {
-            return Ok(body);
+            return Ok((body, Inbound::default()));
         }
         let helo = self.helo.as_ref().map_or("", |(h, _)| h.as_str());
         let verdict = verifier.verify(self.peer.ip(), helo, &tx.sender, &body).await;
-        tracing::info!(client = %self.client_description(), sender = %tx.sender, "{}", verdict.summary);
-        match verdict.reject {
-            // RFC 7489 §6.6.3 / §10.3: refused at the end of DATA.
-            Some(text) => Err(Reply::new(550, "5.7.1", text)),
-            None => Ok(verdict.message),
+        let domains = tx.recipients.iter().map(|r| {
+            let address = r.orcpt.split_once(';').map_or(r.orcpt.as_str(), |(_, a)| a);
+            address.rsplit_once('@').map_or("", |(_, d)| d)
+        });
+        let policy = snapshot.config.mail_auth.for_recipients(domains);
+        let disposition = mailauth::decide(&verdict, &policy);
+        tracing::info!(
+            client = %self.client_description(),
+            sender = %tx.sender,
+            ?disposition,
+            "{}",
+            verdict.summary
+        );
+        match disposition {
+            Disposition::Reject { code, text } => Err(Reply::new(550, code, text)),
+            Disposition::Defer { code, text } => Err(Reply::new(451, code, text)),
+            Disposition::Accept { held, tags } => {
+                let mut message = Vec::with_capacity(verdict.message.len() + 64 * tags.len());
+                for tag in &tags {
+                    message.extend_from_slice(
+                        format!("{}: {tag}\r\n", mailauth::TAG_FIELD).as_bytes(),
+                    );
+                }
+                message.extend_from_slice(&verdict.message);
+                let mut results = verdict.summary;
+                if !tags.is_empty() {
+                    results.push_str(&format!(" tagged=\"{}\"", tags.join("; ")));
+                }
+                Ok((message, Inbound { held, auth_results: Some(results) }))
+            }
         }
     }
+}
+
+/// What the inbound checks leave for the queue.
+#[derive(Debug, Default)]
+pub(in crate::smtp) struct Inbound {
+    /// Queue the message on hold (a DMARC quarantine).
+    pub held: bool,
+    /// The checks' results in one line.
+    pub auth_results: Option<String>,
 }
 
 pub(in crate::smtp) fn body_error(error: BodyError) -> Reply {

@@ -2,7 +2,7 @@
 
 mod auth;
 mod bdat;
-mod data;
+pub(super) mod data;
 mod ehlo;
 mod mail;
 mod rcpt;
