@@ -19,10 +19,13 @@ pub(crate) mod transports;
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, FromRequestParts};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -89,10 +92,42 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/openapi.json", get(move || std::future::ready(Json(doc.as_ref().clone()))))
 }
 
-/// `Json` whose rejections are our JSON errors.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(WebError))]
+/// `Json` whose rejections are our JSON errors, and whose body must be a JSON object: serde
+/// reads a struct from an array too, field by field, so `[null, null]` would otherwise pass as a
+/// body whose fields are all left out.
 pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = WebError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, WebError> {
+        let json = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .is_some_and(|m| {
+                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+            });
+        if !json {
+            return Err(WebError::Invalid {
+                field: None,
+                message: "Expected request with `Content-Type: application/json`".into(),
+            });
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| WebError::Invalid { field: None, message: e.body_text() })?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(WebError::Invalid {
+                field: None,
+                message: "the request body must be a JSON object".into(),
+            });
+        }
+        let Json(value) = Json::<T>::from_bytes(&bytes)?;
+        Ok(ApiJson(value))
+    }
+}
 
 /// `Query` whose rejections are our JSON errors.
 #[derive(FromRequestParts)]

@@ -222,7 +222,7 @@ async fn create(
 #[utoipa::path(delete, path = "/policy/rules/{id}", tag = "policy",
     params(("id" = i64, Path, description = "The rule's id")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn remove(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
