@@ -276,12 +276,7 @@ async fn an_arc_sealed_forward_passes_and_a_broken_seal_fails() {
 async fn set_policy(server: &Server, domain: Option<&str>, policy: MailAuthPolicy) {
     let domain: Option<postern_store::model::DomainName> = domain.map(|d| d.parse().unwrap());
     server.store.set_mail_auth_policy("test", domain.as_ref(), policy).await.unwrap();
-    let wanted = server.store.revision().await.unwrap();
-    let start = std::time::Instant::now();
-    while server.ctx.engine.snapshot().revision() < wanted {
-        assert!(start.elapsed() < Duration::from_secs(10), "the snapshot never took the policy");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    server.caught_up().await;
 }
 
 /// Each action of the inbound policy, applied live: DMARC `p=reject` refused, quarantined
@@ -374,10 +369,7 @@ async fn the_inbound_policy_decides_what_a_failure_does() {
     let reply = send("sender.test", "someone@catchall.test").await;
     assert!(reply.starts_with("250"), "{reply}");
     server.store.clear_mail_auth_policy("test", &"example.test".parse().unwrap()).await.unwrap();
-    let wanted = server.store.revision().await.unwrap();
-    while server.ctx.engine.snapshot().revision() < wanted {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    server.caught_up().await;
     let reply = send("sender.test", "ann@example.test").await;
     assert!(reply.starts_with("250"), "{reply}");
 }

@@ -182,10 +182,16 @@ impl Server {
     /// Adds an access rule and waits until the engine's snapshot has it.
     pub async fn add_rule(&self, rule: postern_store::model::NewPolicyRule) {
         self.store.add_policy_rule("test", rule, None).await.unwrap();
-        let wanted = self.store.load_config().await.unwrap().revision;
+        self.caught_up().await;
+    }
+
+    /// Waits until the engine's snapshot carries the store's current revision, so that a
+    /// configuration change just made is live.
+    pub async fn caught_up(&self) {
+        let wanted = self.store.revision().await.unwrap();
         let start = std::time::Instant::now();
         while self.ctx.engine.snapshot().revision() < wanted {
-            assert!(start.elapsed() < Duration::from_secs(10), "the rule never became live");
+            assert!(start.elapsed() < Duration::from_secs(10), "the engine never took {wanted}");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
