@@ -26,6 +26,12 @@ pub struct Effects {
     pub redirect: Option<(i64, String)>,
     /// Deliver a copy to these addresses too, by these rules.
     pub bcc: Vec<(i64, String)>,
+    /// Header fields (`Name: value`, without the line ending) to add on top of the message, below
+    /// our `Received:`: a policy service's `PREPEND`, a blocklist or greylisting note.
+    pub prepend: Vec<String>,
+    /// What else decided about this message, for the delivery log (a blocklist's score, a
+    /// policy service's answer, a milter's verdict), each a short phrase.
+    pub notes: Vec<String>,
 }
 
 impl Effects {
@@ -41,6 +47,7 @@ impl Effects {
         for (id, to) in &self.bcc {
             parts.push(format!("copy to {to} by policy rule {id}"));
         }
+        parts.extend(self.notes.iter().cloned());
         (!parts.is_empty()).then(|| parts.join("; "))
     }
 }

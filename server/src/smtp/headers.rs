@@ -60,6 +60,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             head.push_str(&format!("\r\n\tfor <{dest}>"));
         }
         head.push_str(&format!("; {date}\r\n"));
+        for field in &tx.effects.prepend {
+            head.push_str(field);
+            head.push_str("\r\n");
+        }
         if self.kind.takes_auth() {
             if !has_header(&body, b"Message-ID") {
                 let id: u128 = rand::random();
