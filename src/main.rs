@@ -97,8 +97,62 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("postern: {e:#}");
+            eprintln!("postern: {}", describe(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes on one line, each said once: many errors already include their
+/// source in their own text (sqlx's migration error names the database's), and `{:#}` would
+/// repeat it for every level of the chain.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[derive(Debug)]
+    struct Inner;
+    impl std::fmt::Display for Inner {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("duplicate column name: x")
+        }
+    }
+    impl std::error::Error for Inner {}
+
+    #[derive(Debug)]
+    struct Outer(Inner);
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "while executing migration 2: {}", self.0)
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn says_each_cause_once() {
+        let e = anyhow::Error::new(Outer(Inner)).context("cannot open the store");
+        assert_eq!(
+            describe(&e),
+            "cannot open the store: while executing migration 2: duplicate column name: x"
+        );
     }
 }

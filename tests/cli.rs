@@ -226,3 +226,36 @@ async fn admin_and_token_from_the_cli_postgres() {
     token_authenticates(&store, &bearer).await;
     store.close().await;
 }
+
+/// Commands started together on a fresh store: each must find the schema whole, none may try
+/// to create it a second time (SQLite has no migration lock of its own; Postgres has sqlx's).
+fn first_commands_at_once(db: &TestDb) {
+    let s = Setup::new(&db.database);
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            s.command(&["domain", "list", "--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start postern")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("postern ran");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(json(&String::from_utf8_lossy(&out.stdout)), serde_json::json!([]));
+    }
+}
+
+#[test]
+fn first_commands_at_once_sqlite() {
+    for _ in 0..3 {
+        first_commands_at_once(&TestDb::sqlite());
+    }
+}
+
+#[tokio::test]
+async fn first_commands_at_once_postgres() {
+    let Some(db) = TestDb::postgres("first_commands_at_once_postgres").await else { return };
+    first_commands_at_once(&db);
+}

@@ -14,6 +14,30 @@ pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrati
 /// How often another process's commit is looked for: a one-row read, cheap enough to do often.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
+/// Brings the schema up to date holding an exclusive lock on `<database>.lock`. sqlx's
+/// migration lock is a no-op on SQLite, so two processes starting on a fresh store (a `serve`
+/// and a CLI command run right then) would both create the tables, and one would fail with
+/// "table already exists". Postgres needs nothing of ours: sqlx takes an advisory lock there.
+pub(crate) async fn migrate(pool: &AnyPool, path: &Path) -> Result<(), StoreError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = std::path::PathBuf::from(name);
+    let fail = |e: std::io::Error| StoreError::Connect {
+        url: format!("sqlite:{}", path.display()),
+        message: format!("cannot lock {} to migrate the schema: {e}", lock_path.display()),
+    };
+    crate::files::private_file(&lock_path).map_err(fail)?;
+    let file = std::fs::File::options().write(true).open(&lock_path).map_err(fail)?;
+    // Blocking: the other process holds it only for as long as its migrations take.
+    let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(|e| fail(std::io::Error::other(e)))?
+        .map_err(fail)?;
+    let result = MIGRATOR.run(pool).await;
+    drop(file);
+    Ok(result?)
+}
+
 pub(crate) async fn connect(path: &Path) -> Result<AnyPool, StoreError> {
     let url = SqliteConnectOptions::new().filename(path).create_if_missing(true).to_url_lossy();
     AnyPoolOptions::new()

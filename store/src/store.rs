@@ -85,7 +85,7 @@ impl Store {
                 // database file's mode.
                 files::private_file(path).map_err(fail)?;
                 let pool = sqlite::connect(path).await?;
-                sqlite::MIGRATOR.run(&pool).await?;
+                sqlite::migrate(&pool, path).await?;
                 // Ones an earlier version left behind may be looser.
                 for suffix in ["-wal", "-shm"] {
                     let mut name = path.clone().into_os_string();

@@ -22,12 +22,50 @@ use crate::queue::route::Route;
 struct Fake {
     script: Mutex<HashMap<String, VecDeque<Outcome>>>,
     calls: Mutex<Vec<String>>,
+    /// An attempt for this recipient says it has begun, then waits for the gate to open.
+    gate: Option<Gate>,
+}
+
+struct Gate {
+    recipient: String,
+    entered: tokio::sync::Semaphore,
+    open: tokio::sync::Semaphore,
 }
 
 impl Fake {
     fn scripted(script: &[(&str, Vec<Outcome>)]) -> Arc<Fake> {
         let script = script.iter().map(|(a, o)| (a.to_string(), o.iter().cloned().collect()));
-        Arc::new(Fake { script: Mutex::new(script.collect()), calls: Mutex::default() })
+        Arc::new(Fake { script: Mutex::new(script.collect()), ..Fake::default() })
+    }
+
+    /// Like `scripted`, with attempts for `recipient` held at a gate until `open`.
+    fn gated(recipient: &str, script: &[(&str, Vec<Outcome>)]) -> Arc<Fake> {
+        let script = script.iter().map(|(a, o)| (a.to_string(), o.iter().cloned().collect()));
+        Arc::new(Fake {
+            script: Mutex::new(script.collect()),
+            calls: Mutex::default(),
+            gate: Some(Gate {
+                recipient: recipient.into(),
+                entered: tokio::sync::Semaphore::new(0),
+                open: tokio::sync::Semaphore::new(0),
+            }),
+        })
+    }
+
+    /// Waits until an attempt is waiting at the gate.
+    async fn entered(&self) {
+        let gate = self.gate.as_ref().expect("a gated fake");
+        tokio::time::timeout(Duration::from_secs(10), gate.entered.acquire())
+            .await
+            .expect("an attempt reaches the gate")
+            .expect("the gate is never closed")
+            .forget();
+    }
+
+    /// Lets every attempt through the gate from now on.
+    fn open(&self) {
+        let gate = self.gate.as_ref().expect("a gated fake");
+        gate.open.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
     }
 
     fn calls(&self) -> Vec<String> {
@@ -42,6 +80,20 @@ impl Courier for Fake {
         delivery: &'a Delivery<'a>,
         _context: Context<'a>,
     ) -> Pin<Box<dyn Future<Output = Vec<Outcome>> + Send + 'a>> {
+        Box::pin(async move {
+            if let Some(gate) = &self.gate
+                && delivery.recipients.iter().any(|r| *r == gate.recipient)
+            {
+                gate.entered.add_permits(1);
+                let _ = gate.open.acquire().await;
+            }
+            self.answer(delivery)
+        })
+    }
+}
+
+impl Fake {
+    fn answer(&self, delivery: &Delivery<'_>) -> Vec<Outcome> {
         let mut script = self.script.lock().unwrap();
         let mut calls = self.calls.lock().unwrap();
         let outcomes = delivery
@@ -55,7 +107,7 @@ impl Courier for Fake {
                 })
             })
             .collect();
-        Box::pin(std::future::ready(outcomes))
+        outcomes
     }
 }
 
@@ -122,7 +174,34 @@ async fn gone(store: &Store, id: QueueId) -> bool {
     store.queue_show(id).await.unwrap().is_none()
 }
 
+/// Issue 15: a message held while an attempt runs and released before it ends must stay in the
+/// work list, and be tried again.
+async fn a_message_held_and_released_during_an_attempt_is_tried_again(store: Store) {
+    let ids = store
+        .queue_insert(NODE, &[to("busy@remote.test"), to("marker@remote.test")])
+        .await
+        .unwrap();
+    let (busy, marker) = (ids[0], ids[1]);
+    let root = QueueActor::global("test");
+    store.queue_act(&root, QueueAction::Hold, &Selection::Ids(vec![marker])).await.unwrap();
+    let fake = Fake::gated("busy@remote.test", &[("busy@remote.test", vec![deferred()])]);
+    let run = Running::start(&store, quick_retries(), fake.clone()).await;
+    fake.entered().await;
+
+    store.queue_act(&root, QueueAction::Hold, &Selection::Ids(vec![busy])).await.unwrap();
+    store.queue_act(&root, QueueAction::Release, &Selection::Ids(vec![busy])).await.unwrap();
+    // Events apply in order: once the marker's release is seen, so were the two before it.
+    store.queue_act(&root, QueueAction::Release, &Selection::Ids(vec![marker])).await.unwrap();
+    until("the marker is delivered", || gone(&store, marker)).await;
+
+    fake.open();
+    until("the released message is delivered", || gone(&store, busy)).await;
+    run.stop().await;
+    assert_eq!(fake.calls(), ["busy@remote.test", "marker@remote.test", "busy@remote.test"]);
+}
+
 postern_store::store_tests!(
+    a_message_held_and_released_during_an_attempt_is_tried_again,
     a_deferral_is_tried_again_until_it_is_delivered,
     a_failure_gives_up_at_once_and_bounces,
     a_recipient_deferred_past_the_queue_lifetime_is_given_up,
