@@ -62,7 +62,7 @@ impl Mta {
             options.certificates.clone(),
             &[],
         ));
-        let (fresh_tx, fresh_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (fresh_tx, fresh_rx) = tokio::sync::mpsc::channel(crate::queue::FRESH_BACKLOG);
         let (queue, writer) =
             Queue::start(store.clone(), options.hostname.clone(), Some(fresh_tx), shutdown.clone());
         tasks.spawn(async move {

@@ -461,7 +461,7 @@ async fn the_scheduler_applies_the_policy_of_the_mx_transport() {
     while engine.snapshot().revision() < revision {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let (fresh_tx, fresh_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (fresh_tx, fresh_rx) = tokio::sync::mpsc::channel(postern_server::queue::FRESH_BACKLOG);
     let (queue, _writer) =
         Queue::start(store.clone(), "node.test".into(), Some(fresh_tx), shutdown.clone());
     let config = SchedulerConfig {

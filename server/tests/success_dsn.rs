@@ -75,7 +75,7 @@ async fn relayed_without_dsn_is_reported_and_with_dsn_is_passed_on() {
     while engine.snapshot().revision() < revision {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let (fresh_tx, fresh_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (fresh_tx, fresh_rx) = tokio::sync::mpsc::channel(postern_server::queue::FRESH_BACKLOG);
     let (queue, _writer) =
         Queue::start(store.clone(), "node.test".into(), Some(fresh_tx), shutdown.clone());
     // DSNs go to another node's queue: they stay in the store to be read.

@@ -7,7 +7,7 @@ use postern_store::model::DeliveryResult;
 use tokio::sync::mpsc;
 
 /// Writes results until the channel closes, then writes what is left.
-pub async fn run(store: Store, mut results: mpsc::UnboundedReceiver<Vec<DeliveryResult>>) {
+pub async fn run(store: Store, mut results: mpsc::Receiver<Vec<DeliveryResult>>) {
     while let Some(first) = results.recv().await {
         let mut batch = first;
         while let Ok(more) = results.try_recv() {

@@ -25,6 +25,10 @@ use postern_store::{Store, StoreError};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+
+/// Committed messages, bodies and all, waiting for the scheduler to take them. Bounded so that
+/// when delivery falls behind, accepting slows down rather than memory growing without end.
+pub const FRESH_BACKLOG: usize = 1024;
 use tokio_util::sync::CancellationToken;
 
 /// Most messages one transaction takes.
@@ -84,7 +88,7 @@ impl Queue {
     pub fn start(
         store: Store,
         node: String,
-        fresh: Option<mpsc::UnboundedSender<Fresh>>,
+        fresh: Option<mpsc::Sender<Fresh>>,
         shutdown: CancellationToken,
     ) -> (Queue, JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(CHANNEL_DEPTH);

@@ -31,6 +31,10 @@ use body_cache::CachedBody;
 use dsn::{Settled, fail_the_rest, failure, notice};
 use job::{Job, Shared};
 
+/// Batches of delivery results the bookkeeper has not written yet. Bounded: when the store is
+/// slow, the scheduler waits for it instead of holding every result in memory.
+const RESULT_BACKLOG: usize = 256;
+
 mod body_cache;
 mod dsn;
 mod events;
@@ -215,7 +219,7 @@ pub struct Scheduler {
     slots: Arc<Semaphore>,
     /// Idle outbound sessions, and each destination's concurrency gate.
     pool: Arc<Pool>,
-    results: mpsc::UnboundedSender<Vec<DeliveryResult>>,
+    results: mpsc::Sender<Vec<DeliveryResult>>,
     last_event: i64,
     /// Bytes of bodies kept for first attempts (see [`body_cache::BODY_CACHE_BYTES`]).
     cached_bytes: Arc<AtomicUsize>,
@@ -232,10 +236,10 @@ impl Scheduler {
         store: Store,
         engine: Engine,
         config: SchedulerConfig,
-        mut fresh: mpsc::UnboundedReceiver<Fresh>,
+        mut fresh: mpsc::Receiver<Fresh>,
         shutdown: CancellationToken,
     ) {
-        let (results, results_rx) = mpsc::unbounded_channel();
+        let (results, results_rx) = mpsc::channel(RESULT_BACKLOG);
         let bookkeeper = tokio::spawn(super::bookkeeper::run(store.clone(), results_rx));
         let pool = Arc::new(Pool::new(config.outbound));
         let maildir = Maildir::new(config.mail_root.clone(), &config.hostname);
@@ -280,11 +284,11 @@ impl Scheduler {
                     s.schedule(entry);
                 },
                 Some(done) = s.running.join_next(), if !s.running.is_empty() => match done {
-                    Ok(attempt) => s.finish(attempt),
+                    Ok(attempt) => s.finish(attempt).await,
                     Err(e) => tracing::error!(error = %e, "a delivery task failed"),
                 },
                 Some(done) = s.bounces.join_next(), if !s.bounces.is_empty() => match done {
-                    Ok(settled) => s.settle(settled),
+                    Ok(settled) => s.settle(settled).await,
                     Err(e) => tracing::error!(error = %e, "a DSN task failed"),
                 },
                 _ = tokio::time::sleep(Duration::from_secs(wait)), if wait > 0 => {}
@@ -374,7 +378,7 @@ impl Scheduler {
     /// Takes an attempt's outcomes. Failures, delay warnings and success notices first go to a
     /// DSN task (`report`); the outcomes are recorded when it is done (`settle`), since
     /// recording the last recipient removes the message and its body.
-    fn finish(&mut self, attempt: Attempt) {
+    async fn finish(&mut self, attempt: Attempt) {
         let Some(entry) = self.entries.get_mut(&attempt.id) else { return };
         let body = entry.body.take().map(|b| b.data.clone());
         entry.recovered = false;
@@ -458,7 +462,7 @@ impl Scheduler {
         }
         if notices.is_empty() {
             let settled = Settled { results, sent: true, ..Settled::new(attempt.id) };
-            self.settle(settled);
+            self.settle(settled).await;
         } else {
             self.report(attempt.id, results, notices, body);
         }
@@ -466,13 +470,13 @@ impl Scheduler {
 
     /// Records what an attempt (and its DSN) came to, and decides what comes next for the
     /// message.
-    fn settle(&mut self, mut settled: Settled) {
+    async fn settle(&mut self, mut settled: Settled) {
         let id = settled.id;
         let found = if settled.outside { None } else { self.entries.get_mut(&id) };
         let Some(entry) = found else {
             // A message the administrator bounced, handled outside the work list.
             if settled.sent {
-                let _ = self.results.send(settled.results);
+                let _ = self.results.send(settled.results).await;
             }
             return;
         };
@@ -511,7 +515,7 @@ impl Scheduler {
             return self.report(id, settled.results, notices, None);
         }
         entry.busy = false;
-        let _ = self.results.send(settled.results);
+        let _ = self.results.send(settled.results).await;
         if entry.dropped {
             self.entries.remove(&id);
         } else {

@@ -53,8 +53,35 @@ async fn reopen(store: &Store) -> Store {
 postern_store::store_tests!(
     concurrent_messages_share_transactions,
     a_failed_commit_answers_every_waiter_and_leaves_nothing,
-    a_bad_message_fails_alone
+    a_bad_message_fails_alone,
+    a_scheduler_that_falls_behind_slows_the_writer
 );
+
+/// Issue 15: the hand-over to the scheduler is bounded. A message committed while the scheduler
+/// has not taken the ones before it waits for its `250` (durable already) until it does.
+async fn a_scheduler_that_falls_behind_slows_the_writer(store: Store) {
+    let shutdown = CancellationToken::new();
+    let (fresh_tx, mut fresh_rx) = mpsc::channel(1);
+    let (queue, task) = Queue::start(store.clone(), NODE.into(), Some(fresh_tx), shutdown.clone());
+    queue.enqueue(message(1)).await.unwrap();
+    let second = tokio::spawn({
+        let queue = queue.clone();
+        async move { queue.enqueue(message(2)).await }
+    });
+    let filter = QueueFilter::default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.queue_list(&filter, Page::default()).await.unwrap().total < 2 {
+        assert!(std::time::Instant::now() < deadline, "the second message is never committed");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Committed, but the scheduler still has the first: the second's answer waits.
+    assert!(!second.is_finished(), "answered while the scheduler was behind");
+    assert_eq!(fresh_rx.recv().await.unwrap().message.sender, "sender1@example.org");
+    assert_eq!(fresh_rx.recv().await.unwrap().message.sender, "sender2@example.org");
+    second.await.unwrap().unwrap();
+    shutdown.cancel();
+    task.await.unwrap();
+}
 
 async fn concurrent_messages_share_transactions(store: Store) {
     let shutdown = CancellationToken::new();

@@ -15,7 +15,7 @@ pub(super) async fn run(
     node: String,
     mut jobs: mpsc::Receiver<Job>,
     stats: Arc<QueueStats>,
-    fresh: Option<mpsc::UnboundedSender<Fresh>>,
+    fresh: Option<mpsc::Sender<Fresh>>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -61,7 +61,7 @@ async fn commit(
     node: &str,
     batch: Vec<Job>,
     stats: &QueueStats,
-    fresh: Option<&mpsc::UnboundedSender<Fresh>>,
+    fresh: Option<&mpsc::Sender<Fresh>>,
 ) {
     let count = batch.len();
     let (messages, replies): (Vec<_>, Vec<_>) =
@@ -71,8 +71,10 @@ async fn commit(
             stats.batches.fetch_add(1, Ordering::Relaxed);
             stats.messages.fetch_add(count as u64, Ordering::Relaxed);
             if let Some(fresh) = fresh {
+                // Waits while the scheduler is behind: the sessions' 250s wait with it, so a
+                // flood slows the senders instead of piling bodies up in memory.
                 for (&id, message) in ids.iter().zip(messages) {
-                    let _ = fresh.send(Fresh { id, message });
+                    let _ = fresh.send(Fresh { id, message }).await;
                 }
             }
             for (reply, id) in replies.into_iter().zip(ids) {

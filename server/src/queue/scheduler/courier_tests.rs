@@ -157,7 +157,7 @@ impl Running {
             bounces,
             courier: Some(courier),
         };
-        let (_fresh, fresh_rx) = mpsc::unbounded_channel();
+        let (_fresh, fresh_rx) = mpsc::channel(1);
         let task =
             tokio::spawn(Scheduler::run(store.clone(), engine, config, fresh_rx, shutdown.clone()));
         Running { shutdown, task, writer }

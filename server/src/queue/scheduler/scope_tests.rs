@@ -97,7 +97,7 @@ impl Running {
             bounces,
             courier: None,
         };
-        let (_fresh, fresh_rx) = mpsc::unbounded_channel();
+        let (_fresh, fresh_rx) = mpsc::channel(1);
         let task = tokio::spawn(Scheduler::run(
             store.clone(),
             engine.clone(),

@@ -48,7 +48,7 @@ where
         bounces,
         courier: None,
     };
-    let (_fresh, fresh_rx) = mpsc::unbounded_channel();
+    let (_fresh, fresh_rx) = mpsc::channel(1);
     let task =
         tokio::spawn(Scheduler::run(store.clone(), engine, config, fresh_rx, shutdown.clone()));
     let start = std::time::Instant::now();
