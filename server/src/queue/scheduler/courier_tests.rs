@@ -82,7 +82,7 @@ impl Courier for Fake {
     ) -> Pin<Box<dyn Future<Output = Vec<Outcome>> + Send + 'a>> {
         Box::pin(async move {
             if let Some(gate) = &self.gate
-                && delivery.recipients.iter().any(|r| *r == gate.recipient)
+                && delivery.recipients.contains(&gate.recipient)
             {
                 gate.entered.add_permits(1);
                 let _ = gate.open.acquire().await;
@@ -96,7 +96,7 @@ impl Fake {
     fn answer(&self, delivery: &Delivery<'_>) -> Vec<Outcome> {
         let mut script = self.script.lock().unwrap();
         let mut calls = self.calls.lock().unwrap();
-        let outcomes = delivery
+        delivery
             .recipients
             .iter()
             .map(|rcpt| {
@@ -106,8 +106,7 @@ impl Fake {
                     handoff: Handoff::Relayed,
                 })
             })
-            .collect();
-        outcomes
+            .collect()
     }
 }
 
