@@ -95,7 +95,7 @@ impl Mta {
             retry: RetryPolicy::from(&options.delivery),
             concurrency: options.delivery.concurrency,
             outbound: PoolSettings::from(&options.delivery),
-            connector: Arc::new(DirectConnector::default()),
+            connector: Arc::new(DirectConnector::with_resolver(resolver.clone())),
             resolver,
             mta_sts,
             extra_roots: Vec::new(),
