@@ -112,7 +112,7 @@ impl Mta {
             sink: Arc::new(queue.clone()),
             tls: Some(tls),
             limits: options.limits,
-            data_dir: options.data_dir,
+            disk: smtp::DiskGauge::watch(options.data_dir, shutdown.clone()),
             signer: Arc::new(crate::mailauth::DkimSigner::new(engine.clone())),
             verifier,
             passwords: options.passwords,

@@ -5,6 +5,7 @@ mod anvil;
 mod authors;
 mod body;
 mod data;
+mod disk;
 mod dsn;
 mod headers;
 mod io;
@@ -17,9 +18,9 @@ mod tests;
 mod verbs;
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 
+pub use disk::DiskGauge;
 pub use listener::{Listener, bind_all, serve};
 use postern_store::model::{NewMessage, QueueId};
 pub use reply::Reply;
@@ -81,8 +82,8 @@ pub struct SessionContext {
     /// STARTTLS and port 465; `None` when no certificate is configured.
     pub tls: Option<TlsAcceptor>,
     pub limits: Limits,
-    /// Free space here is checked before MAIL.
-    pub data_dir: PathBuf,
+    /// Free space in the data directory, checked before MAIL.
+    pub disk: std::sync::Arc<DiskGauge>,
     /// Signs what authenticated users submit and trusted networks relay (DKIM), as it is
     /// queued.
     pub signer: std::sync::Arc<dyn crate::mailauth::Signer>,
@@ -97,7 +98,6 @@ pub struct SessionContext {
 impl SessionContext {
     /// Free bytes for us in the data directory, if the file system says.
     pub fn free_disk(&self) -> Option<u64> {
-        let stat = rustix::fs::statvfs(&self.data_dir).ok()?;
-        Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+        self.disk.free()
     }
 }

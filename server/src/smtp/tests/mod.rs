@@ -147,7 +147,7 @@ impl Server {
             sink: sink.clone(),
             tls: Some(acceptor),
             limits,
-            data_dir: db.dir(),
+            disk: crate::smtp::DiskGauge::watch(db.dir(), shutdown.clone()),
             signer: Arc::new(TestSigner),
             verifier: None,
             passwords,
