@@ -28,7 +28,13 @@ async fn a_commit_by_another_handle_reaches_the_watcher(store: Store) {
     let shutdown = CancellationToken::new();
     let watcher = store.spawn_watcher(shutdown.clone());
     let mut changes = store.subscribe();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The first commit is seen once the watcher runs (on Postgres, its first read comes right
+    // after LISTEN takes effect); the second then has to come through the feed itself.
+    domain(&other, "example.org").await;
+    tokio::time::timeout(Duration::from_secs(10), changes.changed())
+        .await
+        .expect("the watcher starts")
+        .unwrap();
     domain(&other, "example.com").await;
     tokio::time::timeout(Duration::from_secs(1), changes.changed())
         .await
