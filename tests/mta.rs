@@ -407,14 +407,19 @@ fn kill_9_loses_no_acknowledged_message() {
     let setup = Setup::new(&db.database);
     let mut serve = serve_with_ann(&setup);
     let addr = serve.listeners["smtp"];
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let senders: Vec<_> = (0..8)
         .map(|t| {
+            let count = count.clone();
             std::thread::spawn(move || {
                 let mut acknowledged = Vec::new();
                 for i in 0.. {
                     let subject = format!("m-{t}-{i}");
                     match send_one(addr, &subject) {
-                        Ok(true) => acknowledged.push(subject),
+                        Ok(true) => {
+                            acknowledged.push(subject);
+                            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                         Ok(false) => {}
                         Err(_) => return acknowledged,
                     }
@@ -423,7 +428,12 @@ fn kill_9_loses_no_acknowledged_message() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Killed in full flow: once enough is acknowledged to prove something, with more on its way.
+    let start = Instant::now();
+    while count.load(std::sync::atomic::Ordering::Relaxed) < 100 {
+        assert!(start.elapsed() < Duration::from_secs(60), "the clients get nothing through");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     serve.child.kill().unwrap();
     serve.child.wait().unwrap();
     let acknowledged: Vec<String> = senders.into_iter().flat_map(|s| s.join().unwrap()).collect();
