@@ -397,5 +397,38 @@ async fn walk_through(c: Console, setup: Setup, serve: Serve, password: String) 
     let page = queue(&setup, &[]);
     assert_eq!(page["total"], 1, "{page}");
     assert_eq!(page["messages"][0]["id"], id.as_str());
+
+    let domain_pages = ["/domains/example.test", "/domains/example.test/dkim"];
+    fits_a_phone(&c, domain_pages.iter().map(ToString::to_string).chain([format!("/queue/{id}")]))
+        .await;
     drop(serve);
+}
+
+/// Every section in the menu, and `more`, fit a phone's screen (390x844): nothing on them is
+/// wider than the screen, so nothing needs scrolling sideways.
+async fn fits_a_phone(c: &Console, more: impl Iterator<Item = String>) {
+    c.client.set_window_size(390, 844).await.unwrap();
+    c.goto("/").await;
+    let mut paths = Vec::new();
+    for link in c.client.find_all(Locator::Css("nav.side a[href^='/']")).await.unwrap() {
+        if let Some(href) = link.attr("href").await.unwrap() {
+            paths.push(href);
+        }
+    }
+    assert!(paths.len() > 5, "the menu has too few sections: {paths:?}");
+    paths.extend(more);
+    let mut wide = Vec::new();
+    for path in &paths {
+        c.goto(path).await;
+        let size = c
+            .client
+            .execute("return [document.documentElement.scrollWidth, window.innerWidth]", vec![])
+            .await
+            .unwrap();
+        let (scroll, inner) = (size[0].as_u64().unwrap(), size[1].as_u64().unwrap());
+        if scroll > inner {
+            wide.push(format!("{path}: {scroll}px wide on a {inner}px screen"));
+        }
+    }
+    assert!(wide.is_empty(), "pages wider than a phone:\n{}", wide.join("\n"));
 }
