@@ -390,6 +390,10 @@ pub const PUBLISHED: usize = 50;
 
 /// Every [`PUBLISH_EVERY`], drops ended windows and replaces this node's published counters in
 /// the store (only when there is something to say or something to clear), until `shutdown`.
+///
+/// The console reads them from the store rather than through a view injected by `serve`: the
+/// console never calls into an engine, runs without one in its process when the engines run
+/// elsewhere, and with several engines over one Postgres sees each one's rows (by node).
 pub async fn publish(
     store: Store,
     node: String,
