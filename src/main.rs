@@ -66,6 +66,10 @@ enum Command {
     /// Inbound mail authentication: what SPF and DMARC failures and DNS failures lead to.
     #[command(subcommand)]
     Mailauth(cli::mailauth::Command),
+    /// Rate limits: connections, messages, recipients, AUTH failures per address, network,
+    /// user or sender domain; the counters nearest their limits.
+    #[command(subcommand)]
+    Limit(cli::limit::Command),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
             Command::Dkim(cmd) => cli::dkim::run(config, cmd).await,
             Command::Dns(cmd) => cli::dns::run(config, cmd).await,
             Command::Mailauth(cmd) => cli::mailauth::run(config, cmd).await,
+            Command::Limit(cmd) => cli::limit::run(config, cmd).await,
         }
     });
     match result {

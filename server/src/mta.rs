@@ -102,6 +102,14 @@ impl Mta {
             bounces: queue.clone(),
             courier: None,
         };
+        let rates = Arc::new(crate::policy::RateLimiter::default());
+        tasks.spawn(crate::policy::rate::publish(
+            store.clone(),
+            options.hostname.clone(),
+            engine.clone(),
+            rates.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(Scheduler::run(store, engine.clone(), scheduler, fresh_rx, shutdown.clone()));
         let verifier = options.hickory.as_ref().map(|h| {
             Arc::new(crate::mailauth::Verifier::new(h.hickory().clone(), &options.hostname))
@@ -116,6 +124,7 @@ impl Mta {
             signer: Arc::new(crate::mailauth::DkimSigner::new(engine.clone())),
             verifier,
             passwords: options.passwords,
+            rates,
         });
         tasks.spawn(smtp::serve(listeners, ctx, shutdown));
         Ok(Mta { engine, queue, tasks })

@@ -9,6 +9,7 @@ mod console;
 pub mod dkim;
 pub mod dns;
 pub mod domain;
+pub mod limit;
 pub mod mailauth;
 pub mod mailbox;
 pub mod network;

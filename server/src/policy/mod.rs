@@ -4,12 +4,14 @@
 //! rule's enhanced status code (RFC 3463), anything else is an [`Effects`] change that the
 //! session carries to the queue. Every decision is logged with the rule's id.
 
+pub mod rate;
 mod rdns;
 
 use std::net::IpAddr;
 
 use postern_store::model::{Policy, PolicyAction, PolicyEnvelope, PolicyStage};
 
+pub use rate::RateLimiter;
 pub use rdns::reverse_name;
 
 use crate::smtp::Reply;

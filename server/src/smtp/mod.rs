@@ -93,6 +93,8 @@ pub struct SessionContext {
     /// AUTH failures per account and address, and the bound on password checks at once:
     /// the console's too when both run in one process.
     pub passwords: postern_store::auth::PasswordChecks,
+    /// The rate limits' counters (`policy::rate`), over every session.
+    pub rates: std::sync::Arc<crate::policy::RateLimiter>,
 }
 
 impl SessionContext {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postern_store::model::{
-    Address, DsnRet, NewMessage, NewRecipient, Notify, PolicyEnvelope, PolicyStage,
+    Address, DsnRet, NewMessage, NewRecipient, Notify, PolicyEnvelope, PolicyStage, RateMeasure,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
@@ -165,6 +165,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 "5.5.0",
                 format!("{} Error: talking before the greeting", self.ctx.hostname),
             ));
+            return self.flush().await;
+        }
+        if let Some(reply) = self.rate_limit(RateMeasure::Connections, None, None, true) {
+            self.reply(reply);
             return self.flush().await;
         }
         if self.ctx.engine.snapshot().config.policy.needs_rdns() {
@@ -385,6 +389,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Decision::Continue => None,
             Decision::Refuse(reply) => Some(reply),
         }
+    }
+
+    /// Counts one event of `measure` against the rate limits (`policy::rate`), or with `count`
+    /// false only checks that one more would fit; `Some` is the refusal. `user` and `sender`
+    /// default to the session's authenticated user and the transaction's sender.
+    pub fn rate_limit(
+        &self,
+        measure: RateMeasure,
+        user: Option<&str>,
+        sender: Option<&str>,
+        count: bool,
+    ) -> Option<Reply> {
+        let snapshot = self.ctx.engine.snapshot();
+        let config = &snapshot.config;
+        if config.rate_limits.is_empty() {
+            return None;
+        }
+        let authenticated = self.auth.as_ref().map(ToString::to_string);
+        let client = policy::rate::Client {
+            ip: self.peer.ip(),
+            trusted: config.is_trusted(self.peer.ip()),
+            user: user.or(authenticated.as_deref()),
+            sender: sender.or(self.tx.as_ref().map(|t| t.sender.as_str())),
+        };
+        let rates = &self.ctx.rates;
+        let result = match count {
+            true => rates.count(&config.rate_limits, measure, client),
+            false => rates.check(&config.rate_limits, measure, client),
+        };
+        result.err().map(|e| policy::rate::refusal(&e, &self.client_description()))
     }
 
     /// Hands an accepted message to the queue; `250` only once it is durable.

@@ -173,6 +173,47 @@ impl AttemptLimiter {
         Ok(Attempt { limiter: self.clone(), keys: Some(keys) })
     }
 
+    /// How long `account` from `ip` must wait, without reserving an attempt: for credentials
+    /// whose check is cheap and runs side by side with others (API tokens), of which only the
+    /// failures are counted, with [`AttemptLimiter::record_failure`].
+    pub fn waiting(&self, account: &str, ip: IpAddr, now: Instant) -> Option<Wait> {
+        let ip = client(ip);
+        let keys = [Key::Pair(account_key(account), ip), Key::Address(ip)];
+        let rules = [self.policy.pair, self.policy.address];
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let mut wait = Duration::ZERO;
+        for (key, rule) in keys.iter().zip(&rules) {
+            if let Some(e) = table.get(key)
+                && !e.quiet(now, &self.policy)
+                && e.failures >= rule.free
+                && now < e.next
+            {
+                wait = wait.max(e.next - now);
+            }
+        }
+        (!wait.is_zero()).then_some(Wait(wait))
+    }
+
+    /// Counts a failure of `account` from `ip` that was not reserved (see [`Self::waiting`]).
+    pub fn record_failure(&self, account: &str, ip: IpAddr, now: Instant) {
+        let ip = client(ip);
+        let keys = [Key::Pair(account_key(account), ip), Key::Address(ip)];
+        let rules = [self.policy.pair, self.policy.address];
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, rule) in keys.iter().zip(&rules) {
+            if !table.contains_key(key) && table.len() >= self.policy.max_keys {
+                self.make_room(&mut table, now);
+            }
+            let entry = table.entry(key.clone()).or_insert_with(|| Entry::new(now));
+            if entry.quiet(now, &self.policy) {
+                *entry = Entry::new(now);
+            }
+            entry.failures = entry.failures.saturating_add(1);
+            entry.last = now;
+            entry.next = now + rule.delay(entry.failures);
+        }
+    }
+
     /// Forgets quiet keys; if that is not enough, the tenth that failed longest ago. Keys with
     /// an attempt running stay.
     fn make_room(&self, table: &mut HashMap<Key, Entry>, now: Instant) {
@@ -375,6 +416,22 @@ mod tests {
         let later = now + Policy::default().forget + Duration::from_secs(300);
         l.reserve("alice", ip(A), later).unwrap().succeeded();
         assert_eq!(l.tracked(), 0, "both keys were forgotten, then cleared");
+    }
+
+    #[test]
+    fn failures_recorded_without_a_reservation_slow_down_the_same_way() {
+        let l = limiter();
+        let now = Instant::now();
+        for _ in 0..5 {
+            assert_eq!(l.waiting("token:x", ip(A), now), None);
+            l.record_failure("token:x", ip(A), now);
+        }
+        assert_eq!(l.waiting("token:x", ip(A), now), Some(Wait(Duration::from_secs(1))));
+        assert_eq!(l.waiting("token:x", ip(B), now), None, "another address is not slowed");
+        assert_eq!(l.waiting("token:y", ip(A), now), None, "nor another token");
+        assert_eq!(l.waiting("token:x", ip(A), now + Duration::from_secs(1)), None);
+        // Waiting reserves nothing: many at once are all let through.
+        assert!((0..50).all(|_| l.waiting("token:z", ip(A), now).is_none()));
     }
 
     #[test]

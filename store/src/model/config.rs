@@ -31,6 +31,8 @@ pub struct Config {
     pub dkim: Vec<super::DkimKey>,
     /// What to do with inbound mail that fails SPF or DMARC.
     pub mail_auth: super::MailAuthPolicies,
+    /// Rate limits, by id; the engine counts against them (`server/src/policy/rate.rs`).
+    pub rate_limits: Vec<super::RateLimit>,
 }
 
 /// Where one address ends up after alias expansion.

@@ -17,6 +17,7 @@ mod password;
 mod policy;
 mod postmaster;
 mod queue;
+mod rate_limit;
 mod send_as;
 mod transport;
 
@@ -62,6 +63,10 @@ pub use queue::{
     NewMessage, NewRecipient, Notify, Outcome, Page, QueueAction, QueueActor, QueueEvent,
     QueueFilter, QueueId, QueuePage, QueuedMessage, QueuedRecipient, RecipientStatus, Selection,
     WorkSet,
+};
+pub use rate_limit::{
+    MAX_RATE_THRESHOLD, MAX_RATE_WINDOW, NewRateLimit, RateKey, RateLimit, RateMeasure,
+    format_window, parse_window,
 };
 pub use send_as::{MAX_SEND_AS, SendAs, parse_send_as};
 pub(crate) use send_as::{check_send_as, join_send_as};

@@ -19,6 +19,7 @@ pub(crate) mod policy;
 pub(crate) mod queue;
 mod queue_act;
 mod queue_rows;
+pub mod rate_limits;
 mod rows;
 pub(crate) mod sealed;
 pub mod sessions;

@@ -12,6 +12,7 @@ mod mailboxes;
 mod policy;
 mod queue;
 mod queue_scope;
+mod rate_limits;
 mod schema;
 mod sealed;
 mod transports_networks;

@@ -14,6 +14,7 @@ mod mta_sts;
 mod networks;
 pub(crate) mod policy;
 mod queue;
+mod rate_limits;
 mod tokens;
 pub(crate) mod transports;
 
@@ -75,15 +76,19 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(mta_sts::router())
         .merge(dkim::router())
         .merge(mail_auth::router())
+        .merge(rate_limits::router())
 }
 
 /// The document as served, for tests and tools.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    openapi_router().split_for_parts().1
+    let mut doc = openapi_router().split_for_parts().1;
+    utoipa::Modify::modify(&crate::auth::token::TooManyWrongTokens, &mut doc);
+    doc
 }
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    let (router, doc) = openapi_router().split_for_parts();
+    let (router, mut doc) = openapi_router().split_for_parts();
+    utoipa::Modify::modify(&crate::auth::token::TooManyWrongTokens, &mut doc);
     let doc = Arc::new(doc);
     router
         .fallback(|| async { WebError::NotFound("no such API endpoint".into()) })

@@ -1,8 +1,11 @@
 //! The API's credential: `Authorization: Bearer pst_…`.
 
-use axum::extract::{FromRequestParts, Request, State};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{Extensions, HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -17,7 +20,7 @@ pub struct ApiUser(pub Principal);
 /// API paths that only an admin with every domain may use, whatever the method: refused here,
 /// before any input is read, so that no handler can forget.
 const GLOBAL_ONLY: &[&str] =
-    &["/transports", "/networks", "/admins", "/audit", "/policy", "/certificates"];
+    &["/transports", "/networks", "/admins", "/audit", "/policy", "/certificates", "/rate-limits"];
 
 /// Authenticates every API request, refuses writes by read-only tokens and global paths to
 /// narrower principals, and hands the principal to the handler.
@@ -26,7 +29,7 @@ pub async fn authorize(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let user = match authenticate(&state, request.headers()).await {
+    let user = match authenticate(&state, request.headers(), request.extensions()).await {
         Ok(user) => user,
         Err(e) => return e.into_response(),
     };
@@ -43,16 +46,89 @@ pub async fn authorize(
     next.run(request).await
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<ApiUser, WebError> {
+/// Wrong tokens are counted by the console's login limiter (`postern_store::auth`), per token
+/// ID and client address and per address: past the allowance a client gets `429` with
+/// `Retry-After` before its token is even looked up. Only failures count, so a client with a
+/// good token is never slowed by its own requests running side by side.
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    ext: &Extensions,
+) -> Result<ApiUser, WebError> {
+    // The console's server loop (`conn/`) always says who is asking; an in-process caller
+    // (tests) has no address and is not counted.
+    let ip = ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .ok_or(WebError::Unauthenticated)?;
+    // The token's ID (public) names the account; the secret is never a key.
+    let id = bearer.strip_prefix("pst_").and_then(|t| t.split_once('_')).map_or("?", |(id, _)| id);
+    let account = format!("api-token:{id}");
+    let attempts = &state.passwords.attempts;
+    if let Some(ip) = ip
+        && let Some(wait) = attempts.waiting(&account, ip, Instant::now())
+    {
+        tracing::warn!(%ip, limit = "api-token failures", retry_after = wait.seconds(), "API token refused unchecked: too many wrong tokens");
+        return Err(WebError::TooMany(wait.seconds()));
+    }
     match state.store.authenticate_token(bearer).await? {
         Some((token, owner)) => Ok(ApiUser(Principal::from_token(&token, &owner))),
-        None => Err(WebError::Unauthenticated),
+        None => {
+            if let Some(ip) = ip {
+                attempts.record_failure(&account, ip, Instant::now());
+            }
+            tracing::info!(?ip, "wrong API token");
+            Err(WebError::Unauthenticated)
+        }
+    }
+}
+
+/// Adds the `429` of [`authenticate`] to every operation of the OpenAPI document: any request
+/// with a token can get it.
+pub struct TooManyWrongTokens;
+
+impl utoipa::Modify for TooManyWrongTokens {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, ResponseBuilder, schema::Type};
+        let response = ResponseBuilder::new()
+            .description(
+                "Too many wrong tokens from this address: try again after Retry-After seconds",
+            )
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(Some(utoipa::openapi::ObjectBuilder::new().schema_type(Type::Integer)))
+                    .description(Some("Seconds to wait"))
+                    .build(),
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+                &mut item.head,
+                &mut item.options,
+                &mut item.trace,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                op.responses
+                    .responses
+                    .entry("429".into())
+                    .or_insert_with(|| response.clone().into());
+            }
+        }
     }
 }
 
@@ -62,7 +138,7 @@ impl FromRequestParts<AppState> for ApiUser {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
         match parts.extensions.get::<ApiUser>() {
             Some(user) => Ok(user.clone()),
-            None => authenticate(state, &parts.headers).await,
+            None => authenticate(state, &parts.headers, &parts.extensions).await,
         }
     }
 }

@@ -10,6 +10,7 @@ mod hostile;
 mod identity;
 mod inbound_auth;
 mod protocol;
+mod rate_limits;
 mod relay;
 mod signing;
 
@@ -73,6 +74,8 @@ pub struct Server {
     pub store: postern_store::Store,
     pub sink: Arc<Collect>,
     pub client_tls: tokio_rustls::TlsConnector,
+    /// The rate limiter's clock: moves only when a test says.
+    pub clock: Arc<crate::policy::rate::ManualClock>,
     _db: TestDb,
     _shutdown: tokio_util::sync::DropGuard,
 }
@@ -141,6 +144,9 @@ impl Server {
             .with_no_client_auth();
 
         let sink = Arc::new(Collect::default());
+        let clock = crate::policy::rate::ManualClock::new();
+        let rates =
+            crate::policy::RateLimiter::new(clock.clone(), crate::policy::rate::MAX_ENTRIES);
         let ctx = Arc::new(SessionContext {
             hostname: "mail.example.test".into(),
             engine,
@@ -151,12 +157,14 @@ impl Server {
             signer: Arc::new(TestSigner),
             verifier: None,
             passwords,
+            rates: Arc::new(rates),
         });
         Server {
             ctx,
             store,
             sink,
             client_tls: tokio_rustls::TlsConnector::from(Arc::new(client)),
+            clock,
             _db: db,
             _shutdown: shutdown.drop_guard(),
         }

@@ -6,7 +6,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use postern_store::auth::Refused;
-use postern_store::model::Address;
+use postern_store::model::{Address, RateMeasure};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::smtp::line::{Line, read_line};
@@ -81,11 +81,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Err(Abort::Reply(reply)) => return Ok(reply),
             Err(Abort::Io(e)) => return Err(e),
         };
+        // Past the AUTH-failure rate limits, no password is checked until the window ends.
+        let failures = RateMeasure::AuthFailures;
+        if let Some(reply) = self.rate_limit(failures, Some(&user), None, false) {
+            return Ok(reply);
+        }
         // Counted per account and address before the check, across sessions: reconnecting
         // does not start again (issue 9, item 4).
         let check = match self.ctx.passwords.begin(&user, self.peer.ip()) {
             Ok(check) => check,
-            Err(why) => return Ok(refused(why, self.peer)),
+            Err(why) => {
+                // A client that keeps trying while told to wait is failing too.
+                let _ = self.rate_limit(failures, Some(&user), None, true);
+                return Ok(refused(why, self.peer));
+            }
         };
         let address = user.parse::<Address>().ok();
         let hash = address.as_ref().and_then(|address| {
@@ -106,6 +115,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Ok(Reply::new(235, "2.7.0", "Authentication successful"))
             }
             (Ok(_), address) => {
+                let _ = self.rate_limit(failures, Some(&user), None, true);
                 let user = address.map(|a| a.to_string()).unwrap_or_default();
                 tracing::warn!(peer = %self.peer, %user, "authentication failed");
                 Ok(invalid())

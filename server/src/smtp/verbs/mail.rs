@@ -1,7 +1,7 @@
 //! MAIL FROM (RFC 5321 §4.1.1.2) with SIZE (RFC 1870), BODY=8BITMIME (RFC 6152), SMTPUTF8
 //! (RFC 6531) and the DSN parameters RET and ENVID (RFC 3461).
 
-use postern_store::model::{Address, PolicyStage};
+use postern_store::model::{Address, PolicyStage, RateMeasure};
 use smtp_proto::MailFrom;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -63,6 +63,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if let Some(reply) =
             self.policy(PolicyStage::Mail, None, Some(&sender), vec![], &mut effects)
         {
+            return reply;
+        }
+        if let Some(reply) = self.rate_limit(RateMeasure::Messages, None, Some(&sender), true) {
             return reply;
         }
         self.tx = Some(Transaction {

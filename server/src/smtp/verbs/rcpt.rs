@@ -2,7 +2,7 @@
 //! parse of the address, against the configuration snapshot current now.
 
 use postern_store::model::{
-    Address, Config, Destination, DomainKind, DomainName, PolicyStage, Transport,
+    Address, Config, Destination, DomainKind, DomainName, PolicyStage, RateMeasure, Transport,
 };
 use smtp_proto::RcptTo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -33,6 +33,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         // (REDIRECT, BCC, HOLD, DISCARD) counts only once the recipient is accepted below.
         let named = if to.address.is_empty() { "postmaster" } else { to.address.as_str() };
         if let Some(reply) = self.policy(PolicyStage::Rcpt, None, None, vec![named], &mut effects) {
+            return reply;
+        }
+        if let Some(reply) = self.rate_limit(RateMeasure::Recipients, None, None, true) {
             return reply;
         }
         // smtp-proto gives "" both for <> and for the domainless <postmaster> that RFC 5321
