@@ -31,6 +31,10 @@ pub struct Config {
     pub dkim: Vec<super::DkimKey>,
     /// What to do with inbound mail that fails SPF or DMARC.
     pub mail_auth: super::MailAuthPolicies,
+    /// DNS blocklists: the lists, the threshold, the whitelist (`dnsbl.rs`).
+    pub dnsbl: super::Dnsbl,
+    /// Built-in greylisting: its delays and the recipient domains that use it (`greylist.rs`).
+    pub greylisting: super::Greylisting,
 }
 
 /// Where one address ends up after alias expansion.

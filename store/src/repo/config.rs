@@ -56,6 +56,8 @@ pub(crate) async fn load(conn: &mut AnyConnection, key: &SecretKey) -> Result<Co
         .filter(|k| k.state != crate::model::DkimState::Retired)
         .collect();
     config.mail_auth = super::mail_auth::load(conn, &config.domains).await?;
+    config.dnsbl = super::dnsbl::load(conn).await?;
+    config.greylisting = super::greylist::load(conn, &config.domains).await?;
     Ok(config)
 }
 
