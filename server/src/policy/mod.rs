@@ -4,13 +4,19 @@
 //! rule's enhanced status code (RFC 3463), anything else is an [`Effects`] change that the
 //! session carries to the queue. Every decision is logged with the rule's id.
 
+mod clock;
+pub mod dnsbl;
+pub mod greylist;
 mod rdns;
+mod screen;
 
 use std::net::IpAddr;
 
 use postern_store::model::{Policy, PolicyAction, PolicyEnvelope, PolicyStage};
 
+pub use clock::Clock;
 pub use rdns::reverse_name;
+pub use screen::{DNSBL_FIELD, RcptCheck, Screen};
 
 use crate::smtp::Reply;
 

@@ -92,6 +92,8 @@ pub struct SessionContext {
     /// AUTH failures per account and address, and the bound on password checks at once:
     /// the console's too when both run in one process.
     pub passwords: postern_store::auth::PasswordChecks,
+    /// DNS blocklists and greylisting at RCPT (`policy/screen.rs`).
+    pub screen: std::sync::Arc<crate::policy::Screen>,
 }
 
 impl SessionContext {

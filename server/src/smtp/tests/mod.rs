@@ -11,6 +11,7 @@ mod identity;
 mod inbound_auth;
 mod protocol;
 mod relay;
+mod screening;
 mod signing;
 
 use std::net::SocketAddr;
@@ -151,6 +152,11 @@ impl Server {
             signer: Arc::new(TestSigner),
             verifier: None,
             passwords,
+            screen: Arc::new(crate::policy::Screen::new(
+                store.clone(),
+                Arc::new(crate::dns::ScriptedResolver::new()),
+                crate::policy::Clock::manual(1_000_000_000),
+            )),
         });
         Server {
             ctx,
