@@ -66,6 +66,12 @@ enum Command {
     /// Inbound mail authentication: what SPF and DMARC failures and DNS failures lead to.
     #[command(subcommand)]
     Mailauth(cli::mailauth::Command),
+    /// DNS blocklists: add, list, remove, the threshold, the whitelist, and a live test.
+    #[command(subcommand)]
+    Dnsbl(cli::dnsbl::Command),
+    /// Built-in greylisting: on or off per domain, the delays.
+    #[command(subcommand)]
+    Greylist(cli::greylist::Command),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +98,8 @@ fn main() -> ExitCode {
             Command::Dkim(cmd) => cli::dkim::run(config, cmd).await,
             Command::Dns(cmd) => cli::dns::run(config, cmd).await,
             Command::Mailauth(cmd) => cli::mailauth::run(config, cmd).await,
+            Command::Dnsbl(cmd) => cli::dnsbl::run(config, cmd).await,
+            Command::Greylist(cmd) => cli::greylist::run(config, cmd).await,
         }
     });
     match result {
