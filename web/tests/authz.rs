@@ -37,9 +37,19 @@ fn operations(doc: &serde_json::Value) -> Vec<(String, String)> {
 
 /// The global-only resources: what a domain-admin may never reach.
 fn global_only(path: &str) -> bool {
-    ["/transports", "/networks", "/admins", "/audit", "/policy", "/certificates", "/mailauth", "/dnsbl", "/greylisting"]
-        .iter()
-        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+    [
+        "/transports",
+        "/networks",
+        "/admins",
+        "/audit",
+        "/policy",
+        "/certificates",
+        "/mailauth",
+        "/dnsbl",
+        "/greylisting",
+    ]
+    .iter()
+    .any(|p| path == *p || path.starts_with(&format!("{p}/")))
 }
 
 postern_store::store_tests!(

@@ -76,13 +76,20 @@ async fn blocklists_through_the_api(store: Store) {
         .await;
     assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
     assert_eq!(added.json()["codes"], "127.0.0.2,127.0.0.10-127.0.0.11");
-    let again = alice.call("POST", "/dnsbl/lists", Some(json!({"zone": "zen.bl.test", "kind": "ip"}))).await;
+    let again = alice
+        .call("POST", "/dnsbl/lists", Some(json!({"zone": "zen.bl.test", "kind": "ip"})))
+        .await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
     let bad = alice
-        .call("POST", "/dnsbl/lists", Some(json!({"zone": "x.test", "kind": "ip", "codes": "10.0.0.1"})))
+        .call(
+            "POST",
+            "/dnsbl/lists",
+            Some(json!({"zone": "x.test", "kind": "ip", "codes": "10.0.0.1"})),
+        )
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
-    let bad = alice.call("POST", "/dnsbl/lists", Some(json!({"zone": "x.test", "kind": "both"}))).await;
+    let bad =
+        alice.call("POST", "/dnsbl/lists", Some(json!({"zone": "x.test", "kind": "both"}))).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
     alice
         .call("POST", "/dnsbl/lists", Some(json!({"zone": "dbl.bl.test", "kind": "domain"})))
@@ -90,7 +97,8 @@ async fn blocklists_through_the_api(store: Store) {
 
     let set = alice.call("PUT", "/dnsbl/threshold", Some(json!({"threshold": 3}))).await;
     assert_eq!(set.status, StatusCode::OK, "{}", set.body);
-    let white = alice.call("POST", "/dnsbl/whitelist", Some(json!({"entry": "192.0.2.0/24"}))).await;
+    let white =
+        alice.call("POST", "/dnsbl/whitelist", Some(json!({"entry": "192.0.2.0/24"}))).await;
     assert_eq!(white.status, StatusCode::CREATED, "{}", white.body);
     let shown = alice.call("GET", "/dnsbl", None).await.json();
     assert_eq!(shown["threshold"], 3);
@@ -103,15 +111,18 @@ async fn blocklists_through_the_api(store: Store) {
     let test = test.json();
     assert_eq!((test["verdict"].as_str(), test["score"].as_i64()), (Some("note"), Some(2)));
     alice.call("PUT", "/dnsbl/threshold", Some(json!({"threshold": 2}))).await;
-    let test = alice.call("POST", "/dnsbl/test", Some(json!({"subject": "127.0.0.2"}))).await.json();
+    let test =
+        alice.call("POST", "/dnsbl/test", Some(json!({"subject": "127.0.0.2"}))).await.json();
     assert_eq!(test["verdict"], "reject");
     assert_eq!(
         test["reply"],
         "554 5.7.1 Service unavailable; client [127.0.0.2] blocked using zen.bl.test"
     );
-    let test = alice.call("POST", "/dnsbl/test", Some(json!({"subject": "192.0.2.7"}))).await.json();
+    let test =
+        alice.call("POST", "/dnsbl/test", Some(json!({"subject": "192.0.2.7"}))).await.json();
     assert_eq!(test["verdict"], "whitelisted");
-    let test = alice.call("POST", "/dnsbl/test", Some(json!({"subject": "spam.test"}))).await.json();
+    let test =
+        alice.call("POST", "/dnsbl/test", Some(json!({"subject": "spam.test"}))).await.json();
     assert_eq!((test["kind"].as_str(), test["score"].as_i64()), (Some("domain"), Some(1)));
     let bad = alice.call("POST", "/dnsbl/test", Some(json!({"subject": "not a name"}))).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
@@ -124,7 +135,8 @@ async fn blocklists_through_the_api(store: Store) {
 
     // Domain administrators see none of it.
     assert_eq!(dora.call("GET", "/dnsbl", None).await.status, StatusCode::FORBIDDEN);
-    let denied = dora.call("POST", "/dnsbl/lists", Some(json!({"zone": "y.test", "kind": "ip"}))).await;
+    let denied =
+        dora.call("POST", "/dnsbl/lists", Some(json!({"zone": "y.test", "kind": "ip"}))).await;
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
 
     let removed = alice.call("DELETE", "/dnsbl/whitelist?entry=192.0.2.0/24", None).await;
@@ -137,6 +149,7 @@ async fn blocklists_through_the_api(store: Store) {
 }
 
 async fn the_blocklists_page_adds_tests_and_removes(store: Store) {
+    add_test_domains(&store).await;
     add_admin(&store, "alice", Role::Admin, &[]).await;
     add_admin(&store, "dora", Role::DomainAdmin, &["a.test"]).await;
     let app = console_with_lists(&store);
@@ -145,10 +158,17 @@ async fn the_blocklists_page_adds_tests_and_removes(store: Store) {
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("No list yet") && page.body.contains("href=\"/dnsbl\""));
 
-    let fields = [("zone", "zen.bl.test"), ("kind", "ip"), ("weight", "1"), ("codes", ""), ("description", "zen")];
+    let fields = [
+        ("zone", "zen.bl.test"),
+        ("kind", "ip"),
+        ("weight", "1"),
+        ("codes", ""),
+        ("description", "zen"),
+    ];
     let reply = browser.post("/dnsbl/lists", &fields).await;
     assert_eq!(reply.location(), "/dnsbl");
-    let bad = browser.post("/dnsbl/lists", &[("zone", "x.test"), ("kind", "ip"), ("codes", "&0")]).await;
+    let bad =
+        browser.post("/dnsbl/lists", &[("zone", "x.test"), ("kind", "ip"), ("codes", "&0")]).await;
     assert!(flash_text(&bad).contains("matches nothing"), "{}", flash_text(&bad));
     let bad = browser.post("/dnsbl/threshold", &[("threshold", "many")]).await;
     assert!(flash_text(&bad).contains("whole number"), "{}", flash_text(&bad));
@@ -182,8 +202,14 @@ async fn greylisting_through_the_api_and_the_page(store: Store) {
     let dora = Api::new(&store, &app, "dora", Access::Write, &["a.test"]).await;
 
     // A domain administrator switches its own domain, not another.
-    assert_eq!(dora.call("PUT", "/domains/a.test/greylisting", None).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(dora.call("PUT", "/domains/b.test/greylisting", None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        dora.call("PUT", "/domains/a.test/greylisting", None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        dora.call("PUT", "/domains/b.test/greylisting", None).await.status,
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(dora.call("GET", "/greylisting", None).await.status, StatusCode::FORBIDDEN);
     let missing = alice.call("PUT", "/domains/none.test/greylisting", None).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
@@ -207,16 +233,23 @@ async fn greylisting_through_the_api_and_the_page(store: Store) {
     assert!(store.list_greylist_records(10).await.unwrap().0.is_empty(), "a test records nothing");
     let now = postern_store::now();
     let triplet = Triplet::new("192.0.2.9".parse().unwrap(), "x@sender.test", "u@a.test");
-    let record = GreylistRecord { triplet, first_seen: now - 120, last_seen: now - 120, passed_at: None };
+    let record =
+        GreylistRecord { triplet, first_seen: now - 120, last_seen: now - 120, passed_at: None };
     store.save_greylist_record(&record).await.unwrap();
     let test = alice.call("POST", "/greylisting/test", Some(ask)).await.json();
     assert_eq!(test["verdict"], "pass");
     let off = alice
-        .call("POST", "/greylisting/test", Some(json!({"client": "192.0.2.9", "recipient": "u@b.test"})))
+        .call(
+            "POST",
+            "/greylisting/test",
+            Some(json!({"client": "192.0.2.9", "recipient": "u@b.test"})),
+        )
         .await
         .json();
     assert_eq!(off["verdict"], "off");
-    let bad = alice.call("POST", "/greylisting/test", Some(json!({"client": "x", "recipient": "u@a.test"}))).await;
+    let bad = alice
+        .call("POST", "/greylisting/test", Some(json!({"client": "x", "recipient": "u@a.test"})))
+        .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
 
     // The page: switch, delays, test, recent triplets.
@@ -232,9 +265,15 @@ async fn greylisting_through_the_api_and_the_page(store: Store) {
         .await;
     assert!(flash_text(&bad).contains("longer than the delay"), "{}", flash_text(&bad));
     let tested = browser
-        .post("/greylisting/test", &[("client", "198.51.100.1"), ("sender", ""), ("recipient", "u@b.test")])
+        .post(
+            "/greylisting/test",
+            &[("client", "198.51.100.1"), ("sender", ""), ("recipient", "u@b.test")],
+        )
         .await;
     assert_eq!(tested.status, StatusCode::OK);
     assert!(tested.body.contains("a first attempt: 450 4.7.1 Greylisted"), "{}", tested.body);
-    assert_eq!(dora.call("DELETE", "/domains/a.test/greylisting", None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        dora.call("DELETE", "/domains/a.test/greylisting", None).await.status,
+        StatusCode::NO_CONTENT
+    );
 }
