@@ -119,6 +119,16 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode
                 Ok(s) => s,
                 Err(e) => anyhow::bail!("{e}"),
             };
+            let whitelisted = match &subject {
+                DnsblSubject::Client(ip) => dnsbl.is_whitelisted(*ip, None),
+                DnsblSubject::Domain(d) => {
+                    dnsbl.is_whitelisted([0, 0, 0, 0].into(), Some(d))
+                        && !dnsbl.is_whitelisted([0, 0, 0, 0].into(), None)
+                }
+            };
+            if whitelisted {
+                println!("whitelisted: never checked (the lists' answers follow)");
+            }
             let report = ConsoleBlocklists::new(resolver).check(&dnsbl, &subject).await;
             for hit in &report.hits {
                 println!(

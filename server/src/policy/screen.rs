@@ -50,6 +50,12 @@ impl Screen {
         }
     }
 
+    /// Whether anything is configured to check: without lists or greylisted domains, RCPT
+    /// costs nothing more.
+    pub fn wanted(config: &Config) -> bool {
+        !config.dnsbl.lists.is_empty() || !config.greylisting.domains.is_empty()
+    }
+
     /// Checks one recipient: `Some` is the refusal (`554 5.7.1` for a listed client, `450 4.7.1`
     /// while greylisted); a listing below the threshold, a list that could not be asked and a
     /// greylisted message that passed go into `effects` (a header field and delivery-log notes).

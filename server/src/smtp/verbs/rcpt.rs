@@ -56,18 +56,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         };
         // DNS blocklists and greylisting, once the recipient is one we take (policy/screen.rs).
-        let check = crate::policy::RcptCheck {
-            client: self.peer.ip(),
-            who: &self.client_description(),
-            helo: self.helo.as_ref().map(|(h, _)| h.as_str()),
-            sender: self.tx.as_ref().map_or("", |t| t.sender.as_str()),
-            recipient: &address,
-            exempt: self.auth.is_some()
-                || self.ctx.engine.snapshot().config.is_trusted(self.peer.ip()),
-        };
         let snapshot = self.ctx.engine.snapshot();
-        if let Some(reply) = self.ctx.screen.rcpt(&snapshot.config, &check, &mut effects).await {
-            return reply;
+        if crate::policy::Screen::wanted(&snapshot.config) {
+            let check = crate::policy::RcptCheck {
+                client: self.peer.ip(),
+                who: &self.client_description(),
+                helo: self.helo.as_ref().map(|(h, _)| h.as_str()),
+                sender: self.tx.as_ref().map_or("", |t| t.sender.as_str()),
+                recipient: &address,
+                exempt: self.auth.is_some() || snapshot.config.is_trusted(self.peer.ip()),
+            };
+            if let Some(reply) = self.ctx.screen.rcpt(&snapshot.config, &check, &mut effects).await
+            {
+                return reply;
+            }
         }
         // RFC 3461 §4.2: without ORCPT, the address as the client named it, quoted where its
         // local part needs it (RFC 5321 §4.1.2), so that a DSN shows it as it was written.
