@@ -70,6 +70,12 @@ enum Command {
     /// user or sender domain; the counters nearest their limits.
     #[command(subcommand)]
     Limit(cli::limit::Command),
+    /// DNS blocklists: add, list, remove, the threshold, the whitelist, and a live test.
+    #[command(subcommand)]
+    Dnsbl(cli::dnsbl::Command),
+    /// Built-in greylisting: on or off per domain, the delays.
+    #[command(subcommand)]
+    Greylist(cli::greylist::Command),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +103,8 @@ fn main() -> ExitCode {
             Command::Dns(cmd) => cli::dns::run(config, cmd).await,
             Command::Mailauth(cmd) => cli::mailauth::run(config, cmd).await,
             Command::Limit(cmd) => cli::limit::run(config, cmd).await,
+            Command::Dnsbl(cmd) => cli::dnsbl::run(config, cmd).await,
+            Command::Greylist(cmd) => cli::greylist::run(config, cmd).await,
         }
     });
     match result {

@@ -57,7 +57,16 @@ pub trait Resolver: Send + Sync {
     /// TXT records, each as the concatenation of its character-strings (RFC 7208 §3.3 and
     /// RFC 8461 §3.1 read a record that way), lossily decoded as UTF-8.
     fn txt<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<String>>;
+    /// A records with how long they may be kept (the answer's smallest TTL, in seconds), for
+    /// caches such as the blocklists'; a resolver that does not know says [`DEFAULT_TTL`].
+    fn ipv4_ttl<'a>(&'a self, name: &'a str) -> DnsFuture<'a, (Vec<Ipv4Addr>, u32)> {
+        Box::pin(async move { self.ipv4(name).await.map(|ips| (ips, DEFAULT_TTL)) })
+    }
 }
+
+/// The TTL assumed when a resolver does not tell (Postfix's postscreen caches for at least a
+/// minute and at most an hour; five minutes is in between).
+pub const DEFAULT_TTL: u32 = 300;
 
 /// Lower case, no trailing dot: the one spelling names are compared in.
 fn normal(name: &str) -> String {
@@ -148,6 +157,23 @@ fn non_empty<T>(items: Vec<T>, name: &str, kind: &'static str) -> Result<Vec<T>,
 }
 
 impl Resolver for HickoryResolver {
+    fn ipv4_ttl<'a>(&'a self, name: &'a str) -> DnsFuture<'a, (Vec<Ipv4Addr>, u32)> {
+        Box::pin(async move {
+            let fqdn = format!("{}.", normal(name));
+            let lookup =
+                self.inner.ipv4_lookup(fqdn.as_str()).await.map_err(|e| classify(&e, name, "A"))?;
+            let mut ttl = u32::MAX;
+            let mut ips = Vec::new();
+            for record in lookup.answers() {
+                if let RData::A(a) = &record.data {
+                    ips.push(a.0);
+                    ttl = ttl.min(record.ttl);
+                }
+            }
+            non_empty(ips, name, "A").map(|ips| (ips, ttl))
+        })
+    }
+
     fn mx<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<MxRecord>> {
         Box::pin(async move {
             let records = self.records(name, "MX").await?;
@@ -290,6 +316,14 @@ impl ScriptedResolver {
     /// that changes); no records leaves the name existing without TXT (NODATA).
     pub fn set_txt(&self, name: &str, texts: &[&str]) {
         self.edit(name, |z| z.txt = texts.iter().map(|t| t.to_string()).collect());
+    }
+
+    /// Adds an A or AAAA record after the resolver is in use (a list that starts listing).
+    pub fn add_address(&self, name: &str, ip: IpAddr) {
+        self.edit(name, |z| match ip {
+            IpAddr::V4(ip) => z.v4.push(ip),
+            IpAddr::V6(ip) => z.v6.push(ip),
+        });
     }
 
     /// Makes the name exist without records (NODATA for every type).

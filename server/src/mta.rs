@@ -69,6 +69,12 @@ impl Mta {
             let _ = writer.await;
         });
         let resolver = options.resolver.clone();
+        // DNS blocklists through the same resolver; greylisting's triplets in the store.
+        let screen = Arc::new(crate::policy::Screen::new(
+            store.clone(),
+            resolver.clone(),
+            crate::policy::Clock::System,
+        ));
         // Pending keys become active once their record is seen; retiring ones retire.
         let checker = crate::mailauth::DkimChecker {
             store: store.clone(),
@@ -125,6 +131,7 @@ impl Mta {
             verifier,
             passwords: options.passwords,
             rates,
+            screen,
         });
         tasks.spawn(smtp::serve(listeners, ctx, shutdown));
         Ok(Mta { engine, queue, tasks })

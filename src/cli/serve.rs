@@ -98,6 +98,10 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     };
     let mut console_state =
         postern_web::AppState::new(store.clone(), settings).with_passwords(passwords);
+    // The Blocklists page's live test asks the lists through the engine's resolver.
+    console_state = console_state.with_dnsbl_check(std::sync::Arc::new(
+        super::dnsbl::ConsoleBlocklists::new(resolver.clone()),
+    ));
     console_state = console_state.with_dkim_check(std::sync::Arc::new(
         super::console::ConsoleDkim(postern_server::mailauth::DkimChecker {
             store: store.clone(),

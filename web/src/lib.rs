@@ -13,6 +13,7 @@ mod error;
 mod mta_sts;
 mod pages;
 mod queue;
+pub mod screening;
 mod state;
 mod time;
 

@@ -72,6 +72,9 @@ pub struct AppState {
     pub(crate) dkim_check: Option<Arc<dyn DkimCheck>>,
     /// Connections held over every listener of this console.
     pub(crate) connections: Arc<ConnectionCap>,
+    /// Asks the DNS blocklists for the Blocklists page's and the API's live test; `None` when
+    /// this process has no resolver.
+    pub(crate) dnsbl_check: Option<Arc<dyn crate::screening::DnsblCheck>>,
 }
 
 impl AppState {
@@ -87,6 +90,7 @@ impl AppState {
             dns: None,
             dns_watch: Arc::default(),
             dkim_check: None,
+            dnsbl_check: None,
         }
     }
 
@@ -100,6 +104,12 @@ impl AppState {
     /// Lets the DKIM pages and API check records now, with this checker.
     pub fn with_dkim_check(mut self, check: Arc<dyn DkimCheck>) -> AppState {
         self.dkim_check = Some(check);
+        self
+    }
+
+    /// Lets the blocklists' live test ask the lists, with this checker.
+    pub fn with_dnsbl_check(mut self, check: Arc<dyn crate::screening::DnsblCheck>) -> AppState {
+        self.dnsbl_check = Some(check);
         self
     }
 

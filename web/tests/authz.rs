@@ -46,6 +46,8 @@ fn global_only(path: &str) -> bool {
         "/certificates",
         "/mailauth",
         "/rate-limits",
+        "/dnsbl",
+        "/greylisting",
     ]
     .iter()
     .any(|p| path == *p || path.starts_with(&format!("{p}/")))

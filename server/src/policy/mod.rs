@@ -5,14 +5,20 @@
 //! session carries to the queue. Every decision is logged with the rule's id.
 
 pub mod rate;
+mod clock;
+pub mod dnsbl;
+pub mod greylist;
 mod rdns;
+mod screen;
 
 use std::net::IpAddr;
 
 use postern_store::model::{Policy, PolicyAction, PolicyEnvelope, PolicyStage};
 
 pub use rate::RateLimiter;
+pub use clock::Clock;
 pub use rdns::reverse_name;
+pub use screen::{DNSBL_FIELD, RcptCheck, Screen};
 
 use crate::smtp::Reply;
 

@@ -95,6 +95,8 @@ pub struct SessionContext {
     pub passwords: postern_store::auth::PasswordChecks,
     /// The rate limits' counters (`policy::rate`), over every session.
     pub rates: std::sync::Arc<crate::policy::RateLimiter>,
+    /// DNS blocklists and greylisting at RCPT (`policy/screen.rs`).
+    pub screen: std::sync::Arc<crate::policy::Screen>,
 }
 
 impl SessionContext {

@@ -305,7 +305,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.auth(mechanism, initial_response).await?
             }
             Request::Mail { from } => self.mail(from, &line),
-            Request::Rcpt { to } => self.rcpt(to, &line),
+            Request::Rcpt { to } => self.rcpt(to, &line).await,
             Request::Data => self.data().await?,
             Request::Rset => {
                 self.reset();

@@ -33,6 +33,10 @@ pub struct Config {
     pub mail_auth: super::MailAuthPolicies,
     /// Rate limits, by id; the engine counts against them (`server/src/policy/rate.rs`).
     pub rate_limits: Vec<super::RateLimit>,
+    /// DNS blocklists: the lists, the threshold, the whitelist (`dnsbl.rs`).
+    pub dnsbl: super::Dnsbl,
+    /// Built-in greylisting: its delays and the recipient domains that use it (`greylist.rs`).
+    pub greylisting: super::Greylisting,
 }
 
 /// Where one address ends up after alias expansion.

@@ -7,7 +7,9 @@ mod audit;
 mod certificate;
 mod config;
 mod dkim;
+mod dnsbl;
 mod domain;
+mod greylist;
 mod mail_auth;
 mod mailbox;
 mod mta_sts;
@@ -39,7 +41,14 @@ pub use dkim::{
     RSA_BITS, TXT_STRING_MAX, check_bits, check_selector, dated_selector, is_dkim_record,
     record_name, split_txt,
 };
+pub use dnsbl::{
+    Blocklist, Dnsbl, DnsblFailure, DnsblHit, DnsblReport, ListKind, NewBlocklist, ReturnCodes,
+    WhitelistEntry, check_weight, domain_query, ip_query,
+};
 pub use domain::{Domain, DomainKind};
+pub use greylist::{
+    GreylistRecord, GreylistSettings, GreylistVerdict, Greylisting, Judgement, Triplet, judge,
+};
 pub use mail_auth::{
     DmarcQuarantineAction, DmarcRejectAction, MailAuthPolicies, MailAuthPolicy, SpfFailAction,
     TempErrorAction,

@@ -57,6 +57,8 @@ pub(crate) async fn load(conn: &mut AnyConnection, key: &SecretKey) -> Result<Co
         .collect();
     config.mail_auth = super::mail_auth::load(conn, &config.domains).await?;
     config.rate_limits = super::rate_limits::load(conn).await?;
+    config.dnsbl = super::dnsbl::load(conn).await?;
+    config.greylisting = super::greylist::load(conn, &config.domains).await?;
     Ok(config)
 }
 

@@ -6,6 +6,7 @@ mod certificates;
 mod changes;
 mod console;
 mod dkim;
+mod dnsbl_greylist;
 mod domains;
 mod files;
 mod mailboxes;

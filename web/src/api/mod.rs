@@ -6,7 +6,9 @@ mod aliases;
 pub(crate) mod audit;
 pub(crate) mod certificates;
 mod dkim;
+pub(crate) mod dnsbl;
 mod domains;
+mod greylisting;
 pub(crate) mod log;
 mod mail_auth;
 mod mailboxes;
@@ -77,6 +79,8 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(dkim::router())
         .merge(mail_auth::router())
         .merge(rate_limits::router())
+        .merge(dnsbl::router())
+        .merge(greylisting::router())
 }
 
 /// The document as served, for tests and tools.

@@ -19,8 +19,17 @@ pub struct ApiUser(pub Principal);
 
 /// API paths that only an admin with every domain may use, whatever the method: refused here,
 /// before any input is read, so that no handler can forget.
-const GLOBAL_ONLY: &[&str] =
-    &["/transports", "/networks", "/admins", "/audit", "/policy", "/certificates", "/rate-limits"];
+const GLOBAL_ONLY: &[&str] = &[
+    "/rate-limits",
+    "/transports",
+    "/networks",
+    "/admins",
+    "/audit",
+    "/policy",
+    "/certificates",
+    "/dnsbl",
+    "/greylisting",
+];
 
 /// Authenticates every API request, refuses writes by read-only tokens and global paths to
 /// narrower principals, and hands the principal to the handler.

@@ -19,7 +19,9 @@ mod certificates;
 mod chart;
 mod dashboard;
 mod dkim;
+mod dnsbl;
 mod domains;
+mod greylisting;
 mod link;
 mod log;
 mod mail_auth;
@@ -64,6 +66,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(certificates::router())
         .merge(mta_sts::router())
         .merge(dkim::router())
+        .merge(dnsbl::router())
+        .merge(greylisting::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::session::require_csrf,
@@ -89,6 +93,8 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     ("certificates", "/certificates", "Certificates", true, true),
     ("dkim", "/dkim", "DKIM keys", false, false),
     ("mailauth", "/mailauth", "Inbound checks", true, true),
+    ("dnsbl", "/dnsbl", "Blocklists", true, true),
+    ("greylisting", "/greylisting", "Greylisting", true, true),
 ];
 
 pub struct NavItem {

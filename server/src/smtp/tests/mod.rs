@@ -12,6 +12,7 @@ mod inbound_auth;
 mod protocol;
 mod rate_limits;
 mod relay;
+mod screening;
 mod signing;
 
 use std::net::SocketAddr;
@@ -158,6 +159,11 @@ impl Server {
             verifier: None,
             passwords,
             rates: Arc::new(rates),
+            screen: Arc::new(crate::policy::Screen::new(
+                store.clone(),
+                Arc::new(crate::dns::ScriptedResolver::new()),
+                crate::policy::Clock::manual(1_000_000_000),
+            )),
         });
         Server {
             ctx,

@@ -13,7 +13,7 @@ use crate::smtp::reply::Reply;
 use crate::smtp::session::{Recipient, Session};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
-    pub(in crate::smtp) fn rcpt(&mut self, to: RcptTo<String>, line: &[u8]) -> Reply {
+    pub(in crate::smtp) async fn rcpt(&mut self, to: RcptTo<String>, line: &[u8]) -> Reply {
         let Some(tx) = &self.tx else {
             return Reply::new(503, "5.5.1", "Error: need MAIL command");
         };
@@ -58,6 +58,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Err(reply) => return reply,
             }
         };
+        // DNS blocklists and greylisting, once the recipient is one we take (policy/screen.rs).
+        let snapshot = self.ctx.engine.snapshot();
+        if crate::policy::Screen::wanted(&snapshot.config) {
+            let check = crate::policy::RcptCheck {
+                client: self.peer.ip(),
+                who: &self.client_description(),
+                helo: self.helo.as_ref().map(|(h, _)| h.as_str()),
+                sender: self.tx.as_ref().map_or("", |t| t.sender.as_str()),
+                recipient: &address,
+                exempt: self.auth.is_some() || snapshot.config.is_trusted(self.peer.ip()),
+            };
+            if let Some(reply) = self.ctx.screen.rcpt(&snapshot.config, &check, &mut effects).await
+            {
+                return reply;
+            }
+        }
         // RFC 3461 §4.2: without ORCPT, the address as the client named it, quoted where its
         // local part needs it (RFC 5321 §4.1.2), so that a DSN shows it as it was written.
         let orcpt = dsn.orcpt.unwrap_or_else(|| format!("rfc822;{}", wire::mailbox(&address)));
