@@ -13,6 +13,7 @@ pub mod mailauth;
 pub mod mailbox;
 pub mod network;
 mod output;
+pub mod milter;
 pub mod policy;
 pub mod queue;
 mod secret;

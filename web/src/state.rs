@@ -72,6 +72,8 @@ pub struct AppState {
     pub(crate) dkim_check: Option<Arc<dyn DkimCheck>>,
     /// Connections held over every listener of this console.
     pub(crate) connections: Arc<ConnectionCap>,
+    /// Tests a milter on demand; `None` when this process has no milter client.
+    pub(crate) milter_probe: Option<Arc<dyn crate::milters::MilterProbe>>,
 }
 
 impl AppState {
@@ -87,7 +89,14 @@ impl AppState {
             dns: None,
             dns_watch: Arc::default(),
             dkim_check: None,
+            milter_probe: None,
         }
+    }
+
+    /// Lets the Milters page and API test a milter now, with this client.
+    pub fn with_milter_probe(mut self, probe: Arc<dyn crate::milters::MilterProbe>) -> AppState {
+        self.milter_probe = Some(probe);
+        self
     }
 
     /// Counts login failures and bounds password hashing with these, shared with the SMTP

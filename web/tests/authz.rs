@@ -37,7 +37,7 @@ fn operations(doc: &serde_json::Value) -> Vec<(String, String)> {
 
 /// The global-only resources: what a domain-admin may never reach.
 fn global_only(path: &str) -> bool {
-    ["/transports", "/networks", "/admins", "/audit", "/policy", "/certificates", "/mailauth"]
+    ["/transports", "/networks", "/admins", "/audit", "/policy", "/certificates", "/mailauth", "/milters"]
         .iter()
         .any(|p| path == *p || path.starts_with(&format!("{p}/")))
 }

@@ -10,6 +10,7 @@ mod headers;
 mod io;
 mod line;
 mod listener;
+mod milter;
 mod reply;
 mod session;
 #[cfg(test)]

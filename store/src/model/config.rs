@@ -31,6 +31,8 @@ pub struct Config {
     pub dkim: Vec<super::DkimKey>,
     /// What to do with inbound mail that fails SPF or DMARC.
     pub mail_auth: super::MailAuthPolicies,
+    /// Milters, in the order they are called, disabled ones included (`milter.rs`).
+    pub milters: Vec<super::Milter>,
 }
 
 /// Where one address ends up after alias expansion.

@@ -9,6 +9,7 @@ mod dkim;
 mod domains;
 mod files;
 mod mailboxes;
+mod milters;
 mod policy;
 mod queue;
 mod queue_scope;

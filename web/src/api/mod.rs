@@ -12,6 +12,7 @@ mod mail_auth;
 mod mailboxes;
 mod mta_sts;
 mod networks;
+pub(crate) mod milters;
 pub(crate) mod policy;
 mod queue;
 mod tokens;
@@ -71,6 +72,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(tokens::router())
         .merge(admins::router())
         .merge(policy::router())
+        .merge(milters::router())
         .merge(certificates::router())
         .merge(mta_sts::router())
         .merge(dkim::router())

@@ -26,6 +26,7 @@ mod mail_auth;
 mod mailboxes;
 mod mta_sts;
 mod networks;
+mod milters;
 mod policy;
 mod queue;
 mod refusal;
@@ -53,6 +54,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(aliases::router())
         .merge(networks::router())
         .merge(policy::router())
+        .merge(milters::router())
         .merge(mail_auth::router())
         .merge(transports::router())
         .merge(queue::router())
@@ -78,6 +80,7 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     ("transports", "/transports", "Transports & relay", true, true),
     ("networks", "/networks", "Trusted networks", true, true),
     ("policy", "/policy", "Access policy", true, true),
+    ("milters", "/milters", "Milters", true, true),
     ("queue", "/queue", "Queue", true, false),
     ("log", "/log", "Delivery log", true, false),
     ("audit", "/audit", "Audit log", true, true),
