@@ -5,17 +5,17 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use postern_store::model::{
-    MilterTimeouts, NewMilter, check_milter_name, parse_milter_timeout,
-};
+use postern_store::model::{MilterTimeouts, NewMilter, check_milter_name, parse_milter_timeout};
 
 use super::{actor, open_store, output};
 
 #[derive(Subcommand)]
 pub enum Command {
     /// Add a milter (last unless --position says otherwise).
-    #[command(after_help = "Example:\n  postern milter add clamav unix:/run/clamav/clamav-milter.ctl \
-        --default tempfail\n  postern milter add opendkim inet:127.0.0.1:8891 --listeners submission")]
+    #[command(
+        after_help = "Example:\n  postern milter add clamav unix:/run/clamav/clamav-milter.ctl \
+        --default tempfail\n  postern milter add opendkim inet:127.0.0.1:8891 --listeners submission"
+    )]
     Add {
         /// What logs and the delivery log call it.
         name: String,

@@ -37,9 +37,11 @@ fn operations(doc: &serde_json::Value) -> Vec<(String, String)> {
 
 /// The global-only resources: what a domain-admin may never reach.
 fn global_only(path: &str) -> bool {
-    ["/transports", "/networks", "/admins", "/audit", "/policy", "/certificates", "/mailauth", "/milters"]
+    ["/transports", "/networks", "/admins", "/audit", "/policy", "/certificates", "/mailauth"]
         .iter()
         .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+        || path == "/milters"
+        || path.starts_with("/milters/")
 }
 
 postern_store::store_tests!(

@@ -67,14 +67,19 @@ async fn the_console_manages_milters_and_tests_one(store: Store) {
     let reply = browser
         .post(
             "/milters",
-            &[("name", "opendkim"), ("address", "inet:127.0.0.1:8891"), ("default_action", "accept")],
+            &[
+                ("name", "opendkim"),
+                ("address", "inet:127.0.0.1:8891"),
+                ("default_action", "accept"),
+            ],
         )
         .await;
     assert_eq!(reply.location(), "/milters", "{}", reply.body);
     assert!(flash_text(&reply).starts_with("Milter opendkim added"), "{}", flash_text(&reply));
 
     // A bad address is refused next to its field, and what was typed stays.
-    let reply = browser.post("/milters", &[("name", "clamav"), ("address", "127.0.0.1:7357")]).await;
+    let reply =
+        browser.post("/milters", &[("name", "clamav"), ("address", "127.0.0.1:7357")]).await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(reply.body.contains("id=\"e-address\">"), "{}", reply.body);
     assert!(reply.body.contains("value=\"127.0.0.1:7357\""), "{}", reply.body);
@@ -122,7 +127,11 @@ async fn the_api_manages_milters_and_tests_one(store: Store) {
     let app = console_with_probe(&store);
     let api = Api::new(&store, &app, "alice", Access::Write, &[]).await;
     let created = api
-        .call("POST", "/milters", Some(json!({"name": "rspamd", "address": "inet:localhost:11332"})))
+        .call(
+            "POST",
+            "/milters",
+            Some(json!({"name": "rspamd", "address": "inet:localhost:11332"})),
+        )
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.json());
     let body = created.json();
@@ -133,8 +142,10 @@ async fn the_api_manages_milters_and_tests_one(store: Store) {
         .call(
             "POST",
             "/milters",
-            Some(json!({"name": "dkim", "address": "inet:127.0.0.1:8891", "listeners": "submission",
-                "command_timeout_ms": 5000, "default_action": "accept", "position": 1})),
+            Some(
+                json!({"name": "dkim", "address": "inet:127.0.0.1:8891", "listeners": "submission",
+                "command_timeout_ms": 5000, "default_action": "accept", "position": 1}),
+            ),
         )
         .await;
     assert_eq!(created.json()["position"], 1);

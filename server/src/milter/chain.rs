@@ -404,7 +404,10 @@ impl Chain {
         }
         let path = format!("<{sender}>");
         self.event(Stage::Mail, proto::NOMAIL, || {
-            strings(cmd::MAIL, std::iter::once(path.as_bytes()).chain(params.iter().map(|p| p.as_bytes())))
+            strings(
+                cmd::MAIL,
+                std::iter::once(path.as_bytes()).chain(params.iter().map(|p| p.as_bytes())),
+            )
         })
         .await
     }
@@ -414,7 +417,10 @@ impl Chain {
         self.set("{rcpt_addr}", recipient);
         let path = format!("<{recipient}>");
         self.event(Stage::Rcpt, proto::NORCPT, || {
-            strings(cmd::RCPT, std::iter::once(path.as_bytes()).chain(params.iter().map(|p| p.as_bytes())))
+            strings(
+                cmd::RCPT,
+                std::iter::once(path.as_bytes()).chain(params.iter().map(|p| p.as_bytes())),
+            )
         })
         .await
     }

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use postern_store::model::{MilterAddress, MilterTimeouts};
-use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
 use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
 
 use super::negotiate::{self, Negotiated};
 use super::response::{Modification, Response};
@@ -117,8 +117,7 @@ impl Client {
             conn.flush().await.map_err(WireError::Io)
         })
         .await
-        .map_err(|_| MilterError::Timeout(limit))?
-        .map_err(WireError::from)?;
+        .map_err(|_| MilterError::Timeout(limit))??;
         let mut changes = Vec::new();
         loop {
             match self.read(self.timeouts.eom()).await? {

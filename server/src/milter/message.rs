@@ -175,7 +175,8 @@ impl Message {
 mod tests {
     use super::*;
 
-    const M: &[u8] = b"From: a@example.com\r\nSubject: one\r\n two\r\nX-A: 1\r\nx-a:2\r\n\r\nBody\r\n";
+    const M: &[u8] =
+        b"From: a@example.com\r\nSubject: one\r\n two\r\nX-A: 1\r\nx-a:2\r\n\r\nBody\r\n";
 
     #[test]
     fn parses_and_writes_back_the_same_bytes() {

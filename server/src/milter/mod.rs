@@ -28,7 +28,10 @@ pub struct Probe {
 }
 
 /// Connects to a milter, negotiates and says goodbye: the console's and the CLI's test.
-pub async fn probe(address: &MilterAddress, timeouts: MilterTimeouts) -> Result<Probe, MilterError> {
+pub async fn probe(
+    address: &MilterAddress,
+    timeouts: MilterTimeouts,
+) -> Result<Probe, MilterError> {
     let mut client = client::Client::connect(address, timeouts).await?;
     let n = client.negotiated.clone();
     client.tell(wire::cmd::QUIT).await;

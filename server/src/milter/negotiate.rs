@@ -245,7 +245,10 @@ mod tests {
         assert!(n.may(act::QUARANTINE) && !n.may(act::CHGBODY));
         assert_eq!(
             n.macros,
-            vec![(cmd::MAIL, vec!["{mail_addr}".into(), "i".into()]), (cmd::BODYEOB, vec!["j".into()])]
+            vec![
+                (cmd::MAIL, vec!["{mail_addr}".into(), "i".into()]),
+                (cmd::BODYEOB, vec!["j".into()])
+            ]
         );
         assert_eq!(n.action_names(), ["add-header", "quarantine"]);
         assert_eq!(n.protocol_names(), ["no-helo", "no-reply-header", "no-reply-connect"]);

@@ -17,7 +17,10 @@ pub enum Response {
     /// No more body chunks, please.
     Skip,
     /// Refuse with this SMTP reply: the code and each line's text after the code.
-    ReplyCode { code: u16, lines: Vec<String> },
+    ReplyCode {
+        code: u16,
+        lines: Vec<String>,
+    },
     /// Still working: wait again (the timeout starts over).
     Progress,
     Modify(Modification),
@@ -27,12 +30,23 @@ pub enum Response {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Modification {
     /// Append a header field (`smfi_addheader`).
-    AddHeader { name: String, value: Vec<u8> },
+    AddHeader {
+        name: String,
+        value: Vec<u8>,
+    },
     /// Insert a header field before the `index`-th (0 is the top; `smfi_insheader`).
-    InsertHeader { index: u32, name: String, value: Vec<u8> },
+    InsertHeader {
+        index: u32,
+        name: String,
+        value: Vec<u8>,
+    },
     /// Change the `index`-th field called `name` (1-based); an empty value deletes it
     /// (`smfi_chgheader`).
-    ChangeHeader { index: u32, name: String, value: Vec<u8> },
+    ChangeHeader {
+        index: u32,
+        name: String,
+        value: Vec<u8>,
+    },
     AddRecipient(String),
     DeleteRecipient(String),
     /// A new envelope sender (`smfi_chgfrom`); its ESMTP arguments are ignored.
@@ -74,7 +88,9 @@ fn address(bytes: &[u8]) -> String {
 
 fn header_name(bytes: &[u8]) -> Result<String, WireError> {
     // RFC 5322 §2.2: printable ASCII but the colon.
-    if bytes.is_empty() || bytes.len() > 200 || !bytes.iter().all(|&b| (33..=126).contains(&b) && b != b':')
+    if bytes.is_empty()
+        || bytes.len() > 200
+        || !bytes.iter().all(|&b| (33..=126).contains(&b) && b != b':')
     {
         return Err(WireError::Protocol(format!("bad header name {:?}", text(bytes))));
     }

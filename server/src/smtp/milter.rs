@@ -187,7 +187,10 @@ mod tests {
 
     #[test]
     fn params_after_the_path() {
-        assert_eq!(esmtp_params(b"MAIL FROM:<a@b.example> SIZE=10 BODY=8BITMIME"), ["SIZE=10", "BODY=8BITMIME"]);
+        assert_eq!(
+            esmtp_params(b"MAIL FROM:<a@b.example> SIZE=10 BODY=8BITMIME"),
+            ["SIZE=10", "BODY=8BITMIME"]
+        );
         assert_eq!(esmtp_params(b"MAIL FROM: <\"x> y\"@b.example> RET=HDRS"), ["RET=HDRS"]);
         assert_eq!(esmtp_params(b"RCPT TO:<a@b.example>"), Vec::<String>::new());
         assert_eq!(esmtp_params(b"MAIL FROM:a@b SIZE=1"), ["SIZE=1"]);

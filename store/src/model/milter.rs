@@ -102,14 +102,15 @@ impl fmt::Display for MilterDefault {
 impl FromStr for MilterDefault {
     type Err = StoreError;
     fn from_str(s: &str) -> Result<Self, StoreError> {
-        MilterDefault::ALL.into_iter().find(|d| d.as_str().eq_ignore_ascii_case(s.trim())).ok_or_else(
-            || {
+        MilterDefault::ALL
+            .into_iter()
+            .find(|d| d.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
                 StoreError::invalid(
                     "default_action",
                     format!("{s:?} is not a default action: use accept, tempfail or reject"),
                 )
-            },
-        )
+            })
     }
 }
 
@@ -294,7 +295,8 @@ mod tests {
         assert_eq!("inet:::1:11332".parse::<MilterAddress>().unwrap(), v6);
         let u: MilterAddress = "unix:/run/clamav/milter.sock".parse().unwrap();
         assert_eq!(u.to_string(), "unix:/run/clamav/milter.sock");
-        for bad in ["", "127.0.0.1:8891", "inet:host", "inet:host:0", "inet::25", "unix:rel", "inet:a b:1"]
+        for bad in
+            ["", "127.0.0.1:8891", "inet:host", "inet:host:0", "inet::25", "unix:rel", "inet:a b:1"]
         {
             assert!(bad.parse::<MilterAddress>().is_err(), "{bad}");
         }

@@ -141,8 +141,12 @@ impl Store {
         let mut change = self.change(actor).await?;
         let result: Result<_> = async {
             let milters = load(change.conn()).await?;
-            let milter = milters.iter().find(|m| m.id == id).cloned().ok_or_else(|| not_found(id))?;
-            sqlx::query("DELETE FROM milters WHERE id = $1").bind(id).execute(change.conn()).await?;
+            let milter =
+                milters.iter().find(|m| m.id == id).cloned().ok_or_else(|| not_found(id))?;
+            sqlx::query("DELETE FROM milters WHERE id = $1")
+                .bind(id)
+                .execute(change.conn())
+                .await?;
             let ids: Vec<i64> = milters.iter().map(|m| m.id).filter(|&m| m != id).collect();
             renumber(change.conn(), &ids).await?;
             change.audit("milter.remove", &milter.name, Some(&milter), None::<&Milter>).await?;

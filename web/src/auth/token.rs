@@ -17,7 +17,7 @@ pub struct ApiUser(pub Principal);
 /// API paths that only an admin with every domain may use, whatever the method: refused here,
 /// before any input is read, so that no handler can forget.
 const GLOBAL_ONLY: &[&str] =
-    &["/transports", "/networks", "/admins", "/audit", "/policy", "/certificates"];
+    &["/transports", "/networks", "/admins", "/audit", "/policy", "/certificates", "/milters"];
 
 /// Authenticates every API request, refuses writes by read-only tokens and global paths to
 /// narrower principals, and hands the principal to the handler.

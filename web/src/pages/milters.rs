@@ -59,7 +59,7 @@ struct ListPage {
 impl_page!(ListPage);
 
 fn seconds(ms: u64) -> String {
-    if ms % 1000 == 0 { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
+    if ms.is_multiple_of(1000) { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
 }
 
 async fn page(

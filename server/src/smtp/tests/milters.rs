@@ -44,19 +44,17 @@ fn impatient() -> MilterTimeouts {
 #[tokio::test]
 async fn a_milter_refusing_a_rcpt_refuses_that_one_and_its_header_is_queued() {
     let server = Server::new().await;
-    let script: crate::milter::tests::Script = std::sync::Arc::new(|packet: &crate::milter::tests::Packet| {
-        match packet.code {
+    let script: crate::milter::tests::Script =
+        std::sync::Arc::new(|packet: &crate::milter::tests::Packet| match packet.code {
             cmd::RCPT if packet.data.starts_with(b"<bob@") => {
                 Act::Reply(vec![p(rsp::REPLYCODE, b"550 5.7.1 bob is on holiday\0")])
             }
             cmd::MACRO | cmd::ABORT | cmd::QUIT => Act::Reply(vec![]),
-            cmd::BODYEOB => Act::Reply(vec![
-                p(rsp::ADDHEADER, b"X-Filtered\0by fake\0"),
-                p(rsp::CONTINUE, b""),
-            ]),
+            cmd::BODYEOB => {
+                Act::Reply(vec![p(rsp::ADDHEADER, b"X-Filtered\0by fake\0"), p(rsp::CONTINUE, b"")])
+            }
             _ => Act::Reply(vec![p(rsp::CONTINUE, b"")]),
-        }
-    });
+        });
     let milter = fake(optneg(actions::ALL, 0), script).await;
     server.add_milter("fake", &milter.address, MilterDefault::Tempfail).await;
     let mut c = server.connect(ListenerKind::Smtp, "192.0.2.9").await;
@@ -70,7 +68,10 @@ async fn a_milter_refusing_a_rcpt_refuses_that_one_and_its_header_is_queued() {
     assert!(c.cmd(".").await.starts_with("250 2.0.0 Ok: queued"));
     let queued = server.accepted();
     let m = &queued[0];
-    assert_eq!(m.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(), ["ann@example.test"]);
+    assert_eq!(
+        m.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(),
+        ["ann@example.test"]
+    );
     let body = String::from_utf8_lossy(&m.body);
     assert!(body.contains("\r\nSubject: s\r\nX-Filtered: by fake\r\n\r\nhi\r\n"), "{body}");
     assert!(body.starts_with("Received: "), "our headers go on top of the milter's: {body}");
@@ -136,7 +137,8 @@ async fn a_milter_that_is_down_or_hangs_gets_its_default() {
     // Down, tempfail: MAIL is refused for now, nothing is lost.
     let server = Server::new().await;
     let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let dead = MilterAddress::Inet { host: "127.0.0.1".into(), port: gone.local_addr().unwrap().port() };
+    let dead =
+        MilterAddress::Inet { host: "127.0.0.1".into(), port: gone.local_addr().unwrap().port() };
     drop(gone);
     server.add_milter_with("dead", &dead, MilterDefault::Tempfail, impatient()).await;
     let mut c = server.connect(ListenerKind::Smtp, "192.0.2.9").await;
@@ -144,7 +146,9 @@ async fn a_milter_that_is_down_or_hangs_gets_its_default() {
     c.expect("MAIL FROM:<x@outside.test>", "451 4.7.1").await;
 
     // Hangs at the end of the message: tempfail answers 451 after DATA, accept queues it as is.
-    for (default, expect) in [(MilterDefault::Tempfail, "451 4.7.1"), (MilterDefault::Accept, "250")] {
+    for (default, expect) in
+        [(MilterDefault::Tempfail, "451 4.7.1"), (MilterDefault::Accept, "250")]
+    {
         let server = Server::new().await;
         let milter = fake(optneg(actions::ALL, 0), on(cmd::BODYEOB, Act::Hang)).await;
         server.add_milter_with("slow", &milter.address, default, impatient()).await;
@@ -167,7 +171,9 @@ async fn a_milter_that_is_down_or_hangs_gets_its_default() {
 #[tokio::test]
 async fn milters_follow_the_listener_and_live_changes() {
     let server = Server::new().await;
-    let milter = fake(optneg(actions::ALL, 0), on(cmd::CONNECT, Act::Reply(vec![p(rsp::REJECT, b"")]))).await;
+    let milter =
+        fake(optneg(actions::ALL, 0), on(cmd::CONNECT, Act::Reply(vec![p(rsp::REJECT, b"")])))
+            .await;
     let new = NewMilter {
         name: "subs".into(),
         address: milter.address.clone(),
