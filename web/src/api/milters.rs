@@ -133,11 +133,17 @@ pub struct EnableMilter {
     pub enabled: bool,
 }
 
+/// Longest a live test waits to connect and negotiate.
+const TEST_TIMEOUT_MS: u64 = 5000;
+
 /// Runs the live test on a stored milter.
 pub(crate) async fn run_test(state: &AppState, id: i64) -> Result<ProbeResult, WebError> {
     let milter = state.store.get_milter(id).await?;
     let probe = state.milter_probe.as_ref().ok_or(WebError::Unavailable)?;
-    Ok(probe.probe(&milter.address, milter.timeouts).await)
+    // A page or an API call waits at most this long, whatever the milter's own timeout.
+    let connect_ms = milter.timeouts.connect_ms.min(TEST_TIMEOUT_MS);
+    let timeouts = MilterTimeouts { connect_ms, ..milter.timeouts };
+    Ok(probe.probe(&milter.address, timeouts).await)
 }
 
 /// List the milters in the order they are called.
