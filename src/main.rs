@@ -54,6 +54,9 @@ enum Command {
     /// Access rules: which clients and envelopes are refused, deferred, held or redirected.
     #[command(subcommand)]
     Policy(cli::policy::Command),
+    /// Milters (mail filters such as OpenDKIM or ClamAV): add, list, remove, move, test.
+    #[command(subcommand)]
+    Milter(cli::milter::Command),
     /// TLS certificates: list, import, remove, and ACME order and renew.
     #[command(subcommand)]
     Cert(cli::cert::Command),
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
             Command::Cert(cmd) => cli::cert::run(config, cmd).await,
             Command::Queue(cmd) => cli::queue::run(config, cmd).await,
             Command::Policy(cmd) => cli::policy::run(config, cmd).await,
+            Command::Milter(cmd) => cli::milter::run(config, cmd).await,
             Command::Dkim(cmd) => cli::dkim::run(config, cmd).await,
             Command::Dns(cmd) => cli::dns::run(config, cmd).await,
             Command::Mailauth(cmd) => cli::mailauth::run(config, cmd).await,

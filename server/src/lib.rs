@@ -7,6 +7,7 @@ pub mod dns;
 pub mod engine;
 mod error;
 pub mod mailauth;
+pub mod milter;
 pub mod mta;
 pub mod policy;
 pub mod queue;

@@ -14,6 +14,7 @@ pub mod limit;
 pub mod greylist;
 pub mod mailauth;
 pub mod mailbox;
+pub mod milter;
 pub mod network;
 mod output;
 pub mod policy;

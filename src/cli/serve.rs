@@ -112,6 +112,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     if let Some(dns) = super::console::ConsoleDns::lookup(hickory) {
         console_state = console_state.with_dns(dns);
     }
+    console_state =
+        console_state.with_milter_probe(std::sync::Arc::new(super::milter::ConsoleMilterProbe));
     let mut console_bound = Vec::new();
     let mut console_tasks = Vec::new();
     for listener in consoles {

@@ -10,6 +10,7 @@ mod conn;
 pub mod dns;
 mod edge;
 mod error;
+pub mod milters;
 mod mta_sts;
 mod pages;
 mod queue;

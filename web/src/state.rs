@@ -75,6 +75,8 @@ pub struct AppState {
     /// Asks the DNS blocklists for the Blocklists page's and the API's live test; `None` when
     /// this process has no resolver.
     pub(crate) dnsbl_check: Option<Arc<dyn crate::screening::DnsblCheck>>,
+    /// Tests a milter on demand; `None` when this process has no milter client.
+    pub(crate) milter_probe: Option<Arc<dyn crate::milters::MilterProbe>>,
 }
 
 impl AppState {
@@ -91,7 +93,14 @@ impl AppState {
             dns_watch: Arc::default(),
             dkim_check: None,
             dnsbl_check: None,
+            milter_probe: None,
         }
+    }
+
+    /// Lets the Milters page and API test a milter now, with this client.
+    pub fn with_milter_probe(mut self, probe: Arc<dyn crate::milters::MilterProbe>) -> AppState {
+        self.milter_probe = Some(probe);
+        self
     }
 
     /// Counts login failures and bounds password hashing with these, shared with the SMTP

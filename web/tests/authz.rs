@@ -48,6 +48,7 @@ fn global_only(path: &str) -> bool {
         "/rate-limits",
         "/dnsbl",
         "/greylisting",
+        "/milters",
     ]
     .iter()
     .any(|p| path == *p || path.starts_with(&format!("{p}/")))

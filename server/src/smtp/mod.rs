@@ -11,6 +11,7 @@ mod headers;
 mod io;
 mod line;
 mod listener;
+mod milter;
 mod reply;
 mod session;
 #[cfg(test)]

@@ -116,6 +116,8 @@ pub(super) struct Session<S> {
     /// What access rules at connect and HELO decided for every message of the session.
     pub effects: Effects,
     errors: u32,
+    /// The milters of this session (`crate::milter`), when any serves this listener.
+    pub milters: Option<crate::milter::Chain>,
     /// Set when the session must end after the pending replies are sent.
     pub closing: bool,
 }
@@ -142,6 +144,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             rdns: None,
             effects: Effects::default(),
             errors: 0,
+            milters: None,
             closing: false,
         }
     }
@@ -150,6 +153,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub async fn run(mut self) {
         if let Err(e) = self.converse().await {
             tracing::debug!(peer = %self.peer, error = %e, "session ended");
+        }
+        if let Some(milters) = self.milters.take() {
+            milters.quit().await;
         }
         let _ = self.conn.get_mut().shutdown().await;
         tracing::info!(peer = %self.peer, listener = self.kind.name(), "disconnect");
@@ -181,6 +187,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return self.flush().await;
         }
         self.effects = effects;
+        if let Some(reply) = self.milter_connect().await {
+            self.reply(reply);
+            return self.flush().await;
+        }
         self.reply(Reply::plain(220, vec![format!("{} ESMTP Postern", self.ctx.hostname)]));
         while !self.closing {
             // PIPELINING (RFC 2920 §3.2): replies to a batch of commands go out together, once
@@ -295,8 +305,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         use smtp_proto::Request;
         let reply = match request {
-            Request::Ehlo { host } => self.ehlo(&host, true),
-            Request::Helo { host } => self.ehlo(&host, false),
+            Request::Ehlo { host } => {
+                let reply = self.ehlo(&host, true);
+                self.milter_helo(reply, &host).await
+            }
+            Request::Helo { host } => {
+                let reply = self.ehlo(&host, false);
+                self.milter_helo(reply, &host).await
+            }
             Request::Lhlo { .. } => {
                 Reply::new(500, "5.5.1", "Error: this is an SMTP server, not LMTP")
             }
@@ -304,8 +320,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Request::Auth { mechanism, initial_response } => {
                 self.auth(mechanism, initial_response).await?
             }
-            Request::Mail { from } => self.mail(from, &line),
-            Request::Rcpt { to } => self.rcpt(to, &line).await,
+            Request::Mail { from } => {
+                let reply = self.mail(from, &line);
+                self.milter_mail(reply, &line).await
+            }
+            Request::Rcpt { to } => self.rcpt_and_milters(to, &line).await,
             Request::Data => self.data().await?,
             Request::Rset => {
                 self.reset();

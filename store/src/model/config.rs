@@ -37,6 +37,8 @@ pub struct Config {
     pub dnsbl: super::Dnsbl,
     /// Built-in greylisting: its delays and the recipient domains that use it (`greylist.rs`).
     pub greylisting: super::Greylisting,
+    /// Milters, in the order they are called, disabled ones included (`milter.rs`).
+    pub milters: Vec<super::Milter>,
 }
 
 /// Where one address ends up after alias expansion.

@@ -12,6 +12,7 @@ mod domain;
 mod greylist;
 mod mail_auth;
 mod mailbox;
+mod milter;
 mod mta_sts;
 mod name;
 mod network;
@@ -55,6 +56,10 @@ pub use mail_auth::{
 };
 pub(crate) use mailbox::check_display_name;
 pub use mailbox::{Mailbox, MailboxUpdate, NewMailbox};
+pub use milter::{
+    MAX_MILTER_TIMEOUT_MS, Milter, MilterAddress, MilterDefault, MilterListeners, MilterTimeouts,
+    NewMilter, check_name as check_milter_name, parse_timeout as parse_milter_timeout,
+};
 pub use mta_sts::{
     DEFAULT_STS_AGE, MAX_STS_AGE, MtaStsPolicy, StsMode, check_report_to, check_sts_age,
     parse_sts_mx, sts_policy_id,

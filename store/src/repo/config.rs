@@ -59,6 +59,7 @@ pub(crate) async fn load(conn: &mut AnyConnection, key: &SecretKey) -> Result<Co
     config.rate_limits = super::rate_limits::load(conn).await?;
     config.dnsbl = super::dnsbl::load(conn).await?;
     config.greylisting = super::greylist::load(conn, &config.domains).await?;
+    config.milters = super::milters::load(conn).await?;
     Ok(config)
 }
 

@@ -15,6 +15,7 @@ pub(crate) mod mail_auth;
 pub(crate) mod mailboxes;
 pub mod maintenance;
 mod matching;
+pub(crate) mod milters;
 pub mod mta_sts;
 pub(crate) mod networks;
 pub(crate) mod policy;

@@ -10,6 +10,7 @@ mod dnsbl_greylist;
 mod domains;
 mod files;
 mod mailboxes;
+mod milters;
 mod policy;
 mod queue;
 mod queue_scope;

@@ -12,6 +12,7 @@ mod greylisting;
 pub(crate) mod log;
 mod mail_auth;
 mod mailboxes;
+pub(crate) mod milters;
 mod mta_sts;
 mod networks;
 pub(crate) mod policy;
@@ -74,6 +75,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(tokens::router())
         .merge(admins::router())
         .merge(policy::router())
+        .merge(milters::router())
         .merge(certificates::router())
         .merge(mta_sts::router())
         .merge(dkim::router())

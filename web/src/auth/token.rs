@@ -29,6 +29,7 @@ const GLOBAL_ONLY: &[&str] = &[
     "/certificates",
     "/dnsbl",
     "/greylisting",
+    "/milters",
 ];
 
 /// Authenticates every API request, refuses writes by read-only tokens and global paths to

@@ -26,6 +26,7 @@ mod link;
 mod log;
 mod mail_auth;
 mod mailboxes;
+mod milters;
 mod mta_sts;
 mod networks;
 mod policy;
@@ -57,6 +58,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(networks::router())
         .merge(policy::router())
         .merge(rate_limits::router())
+        .merge(milters::router())
         .merge(mail_auth::router())
         .merge(transports::router())
         .merge(queue::router())
@@ -85,6 +87,7 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     ("networks", "/networks", "Trusted networks", true, true),
     ("policy", "/policy", "Access policy", true, true),
     ("rate_limits", "/rate-limits", "Rate limits", true, true),
+    ("milters", "/milters", "Milters", true, true),
     ("queue", "/queue", "Queue", true, false),
     ("log", "/log", "Delivery log", true, false),
     ("audit", "/audit", "Audit log", true, true),

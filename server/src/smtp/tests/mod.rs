@@ -9,6 +9,8 @@ mod dsn;
 mod hostile;
 mod identity;
 mod inbound_auth;
+mod milter_peers;
+mod milters;
 mod protocol;
 mod rate_limits;
 mod relay;

@@ -41,6 +41,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         // The data-stage access rules, before the first chunk; the chunk is still read, to
         // stay in step, and the transaction is over (later chunks need a new MAIL).
         let refusal = if usable { self.data_policy() } else { None };
+        let refusal = match refusal {
+            None if usable && self.tx.as_ref().is_some_and(|tx| tx.chunks.is_none()) => {
+                self.milter_data().await
+            }
+            refusal => refusal,
+        };
         let usable = usable && refusal.is_none();
         let limit = self.ctx.limits.max_message_size;
         let mut body = match self.tx.as_mut() {

@@ -26,6 +26,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if let Some(reply) = self.data_policy() {
             return Ok(reply);
         }
+        if let Some(reply) = self.milter_data().await {
+            return Ok(reply);
+        }
         self.answer(Reply::new(354, "2.0.0", "End data with <CR><LF>.<CR><LF>"));
         self.flush().await?;
         let mut body = Body::new(self.ctx.limits.max_message_size);
@@ -72,10 +75,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             tracing::info!(%user, client = %self.client_description(), %reply, "submission refused");
             return reply;
         }
-        let (body, inbound) = match self.check_inbound(&tx, body).await {
+        let (tx, body, milter_hold) = match self.milter_message(tx, body).await {
+            Ok(filtered) => filtered,
+            Err(reply) => return reply,
+        };
+        let (body, mut inbound) = match self.check_inbound(&tx, body).await {
             Ok(checked) => checked,
             Err(reply) => return reply,
         };
+        inbound.held |= milter_hold;
         let message = self.add_headers(&tx, body);
         self.accept_message(tx, message, inbound).await
     }
