@@ -31,6 +31,10 @@ pub struct Config {
     pub dkim: Vec<super::DkimKey>,
     /// What to do with inbound mail that fails SPF or DMARC.
     pub mail_auth: super::MailAuthPolicies,
+    /// Header and body checks, compiled and in order (`content_check.rs`).
+    pub content_checks: super::ContentChecks,
+    /// Policy services, enabled or not, in name order (`policy_service.rs`).
+    pub policy_services: Vec<super::PolicyService>,
 }
 
 /// Where one address ends up after alias expansion.

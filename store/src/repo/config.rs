@@ -56,6 +56,9 @@ pub(crate) async fn load(conn: &mut AnyConnection, key: &SecretKey) -> Result<Co
         .filter(|k| k.state != crate::model::DkimState::Retired)
         .collect();
     config.mail_auth = super::mail_auth::load(conn, &config.domains).await?;
+    config.content_checks =
+        crate::model::ContentChecks::new(super::content_checks::load(conn).await?);
+    config.policy_services = super::policy_services::load(conn).await?;
     Ok(config)
 }
 
