@@ -115,6 +115,8 @@ pub(super) struct Session<S> {
     pub rdns: Option<String>,
     /// What access rules at connect and HELO decided for every message of the session.
     pub effects: Effects,
+    /// Connections to the policy services, kept for the session.
+    pub delegation: crate::policy::delegate::Delegation,
     errors: u32,
     /// Set when the session must end after the pending replies are sent.
     pub closing: bool,
@@ -141,6 +143,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             tx: None,
             rdns: None,
             effects: Effects::default(),
+            delegation: Default::default(),
             errors: 0,
             closing: false,
         }
@@ -301,7 +304,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.auth(mechanism, initial_response).await?
             }
             Request::Mail { from } => self.mail(from, &line),
-            Request::Rcpt { to } => self.rcpt(to, &line),
+            Request::Rcpt { to } => self.rcpt_delegated(to, &line).await,
             Request::Data => self.data().await?,
             Request::Rset => {
                 self.reset();
