@@ -12,6 +12,7 @@ mod edge;
 mod error;
 mod mta_sts;
 mod pages;
+pub mod policy_probe;
 mod queue;
 mod state;
 mod time;

@@ -72,6 +72,8 @@ pub struct AppState {
     pub(crate) dkim_check: Option<Arc<dyn DkimCheck>>,
     /// Connections held over every listener of this console.
     pub(crate) connections: Arc<ConnectionCap>,
+    /// Sends a policy service one test request; `None` when this process has no engine code.
+    pub(crate) policy_probe: Option<Arc<dyn crate::policy_probe::PolicyProbe>>,
 }
 
 impl AppState {
@@ -87,7 +89,17 @@ impl AppState {
             dns: None,
             dns_watch: Arc::default(),
             dkim_check: None,
+            policy_probe: None,
         }
+    }
+
+    /// Lets the policy services' page and API send a service a test request.
+    pub fn with_policy_probe(
+        mut self,
+        probe: Arc<dyn crate::policy_probe::PolicyProbe>,
+    ) -> AppState {
+        self.policy_probe = Some(probe);
+        self
     }
 
     /// Counts login failures and bounds password hashing with these, shared with the SMTP

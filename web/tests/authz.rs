@@ -39,6 +39,7 @@ fn operations(doc: &serde_json::Value) -> Vec<(String, String)> {
 fn global_only(path: &str) -> bool {
     ["/transports", "/networks", "/admins", "/audit", "/policy", "/certificates", "/mailauth"]
         .iter()
+        .chain(["/content-checks", "/policy-services"].iter())
         .any(|p| path == *p || path.starts_with(&format!("{p}/")))
 }
 

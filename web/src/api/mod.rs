@@ -5,6 +5,7 @@ mod admins;
 mod aliases;
 pub(crate) mod audit;
 pub(crate) mod certificates;
+pub(crate) mod content_checks;
 mod dkim;
 mod domains;
 pub(crate) mod log;
@@ -13,6 +14,7 @@ mod mailboxes;
 mod mta_sts;
 mod networks;
 pub(crate) mod policy;
+pub(crate) mod policy_services;
 mod queue;
 mod tokens;
 pub(crate) mod transports;
@@ -75,6 +77,8 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(mta_sts::router())
         .merge(dkim::router())
         .merge(mail_auth::router())
+        .merge(content_checks::router())
+        .merge(policy_services::router())
 }
 
 /// The document as served, for tests and tools.

@@ -18,6 +18,8 @@ pub struct ApiUser(pub Principal);
 /// before any input is read, so that no handler can forget.
 const GLOBAL_ONLY: &[&str] =
     &["/transports", "/networks", "/admins", "/audit", "/policy", "/certificates"];
+/// The same for the header/body checks and the policy services.
+const GLOBAL_ONLY_CHECKS: &[&str] = &["/content-checks", "/policy-services"];
 
 /// Authenticates every API request, refuses writes by read-only tokens and global paths to
 /// narrower principals, and hands the principal to the handler.
@@ -36,6 +38,8 @@ pub async fn authorize(
     }
     let path = request.uri().path();
     let global = GLOBAL_ONLY.iter().any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    let global = global
+        || GLOBAL_ONLY_CHECKS.iter().any(|p| path == *p || path.starts_with(&format!("{p}/")));
     if global && let Err(e) = user.0.require_global() {
         return e.into_response();
     }

@@ -17,6 +17,7 @@ mod aliases;
 mod auth;
 mod certificates;
 mod chart;
+mod content_checks;
 mod dashboard;
 mod dkim;
 mod domains;
@@ -27,6 +28,7 @@ mod mailboxes;
 mod mta_sts;
 mod networks;
 mod policy;
+mod policy_services;
 mod queue;
 mod refusal;
 mod tokens;
@@ -53,6 +55,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(aliases::router())
         .merge(networks::router())
         .merge(policy::router())
+        .merge(content_checks::router())
+        .merge(policy_services::router())
         .merge(mail_auth::router())
         .merge(transports::router())
         .merge(queue::router())
@@ -78,6 +82,8 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     ("transports", "/transports", "Transports & relay", true, true),
     ("networks", "/networks", "Trusted networks", true, true),
     ("policy", "/policy", "Access policy", true, true),
+    ("content-checks", "/content-checks", "Content checks", true, true),
+    ("policy-services", "/policy-services", "Policy services", true, true),
     ("queue", "/queue", "Queue", true, false),
     ("log", "/log", "Delivery log", true, false),
     ("audit", "/audit", "Audit log", true, true),
