@@ -66,6 +66,9 @@ enum Command {
     /// Inbound mail authentication: what SPF and DMARC failures and DNS failures lead to.
     #[command(subcommand)]
     Mailauth(cli::mailauth::Command),
+    /// Header and body checks: regex rules on every message once it is whole.
+    #[command(subcommand)]
+    Checks(cli::checks::Command),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
             Command::Dkim(cmd) => cli::dkim::run(config, cmd).await,
             Command::Dns(cmd) => cli::dns::run(config, cmd).await,
             Command::Mailauth(cmd) => cli::mailauth::run(config, cmd).await,
+            Command::Checks(cmd) => cli::checks::run(config, cmd).await,
         }
     });
     match result {

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod alias;
 pub mod cert;
+pub mod checks;
 pub mod config;
 mod console;
 pub mod dkim;
@@ -14,6 +15,7 @@ pub mod mailbox;
 pub mod network;
 mod output;
 pub mod policy;
+pub mod policy_service;
 pub mod queue;
 mod secret;
 pub mod serve;

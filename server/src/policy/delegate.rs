@@ -400,9 +400,12 @@ pub fn act(service: &str, action: &str, effects: &mut Effects) -> Acted {
 }
 
 /// Sends one request to `service` on a connection of its own and says what it answered: the
-/// console's and the CLI's live test.
+/// console's and the CLI's live test (a request of its own, with an instance of its own).
 pub async fn probe(service: &PolicyService, query: &Query) -> Result<String, Failure> {
-    Delegation::default().ask(service, service.stage, query).await
+    let mut delegation = Delegation::default();
+    delegation.begin_message();
+    let query = Query { instance: delegation.instance().to_string(), ..query.clone() };
+    delegation.ask(service, service.stage, &query).await
 }
 
 #[cfg(test)]
