@@ -79,6 +79,9 @@ enum Command {
     /// Built-in greylisting: on or off per domain, the delays.
     #[command(subcommand)]
     Greylist(cli::greylist::Command),
+    /// Header and body checks: regex rules on every message once it is whole.
+    #[command(subcommand)]
+    Checks(cli::checks::Command),
 }
 
 fn main() -> ExitCode {
@@ -109,6 +112,7 @@ fn main() -> ExitCode {
             Command::Limit(cmd) => cli::limit::run(config, cmd).await,
             Command::Dnsbl(cmd) => cli::dnsbl::run(config, cmd).await,
             Command::Greylist(cmd) => cli::greylist::run(config, cmd).await,
+            Command::Checks(cmd) => cli::checks::run(config, cmd).await,
         }
     });
     match result {

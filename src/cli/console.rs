@@ -82,3 +82,30 @@ impl postern_web::dns::DkimCheck for ConsoleDkim {
         Box::pin(async move { checker.check(Some(domain)).await })
     }
 }
+
+/// The engine's policy protocol client, for the policy services' live test.
+pub struct ConsolePolicyProbe;
+
+impl postern_web::policy_probe::PolicyProbe for ConsolePolicyProbe {
+    fn probe<'a>(
+        &'a self,
+        service: &'a postern_store::model::PolicyService,
+        request: &'a postern_web::policy_probe::ProbeRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + 'a>>
+    {
+        let query = postern_server::policy::delegate::Query {
+            protocol_name: "ESMTP".into(),
+            helo_name: request.helo.clone(),
+            sender: request.sender.clone(),
+            recipient: request.recipient.clone(),
+            client: Some(std::net::SocketAddr::new(request.client, 0)),
+            client_name: "unknown".into(),
+            ..Default::default()
+        };
+        Box::pin(async move {
+            postern_server::policy::delegate::probe(service, &query)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}

@@ -13,6 +13,10 @@ pub enum Command {
     /// Access rules: ordered, each evaluated at one stage of the SMTP dialog.
     #[command(subcommand)]
     Rule(RuleCommand),
+    /// Policy services: external policy servers (postgrey, policyd-spf) asked at RCPT or at
+    /// the end of DATA.
+    #[command(subcommand)]
+    Service(super::policy_service::ServiceCommand),
     /// Say which rule an envelope hits at each stage, and why.
     Test {
         /// The client's address.
@@ -93,6 +97,7 @@ pub struct AddArgs {
 
 pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
+        Command::Service(cmd) => return super::policy_service::run(config, cmd).await,
         Command::Rule(RuleCommand::Add(args)) => {
             let AddArgs {
                 stage,

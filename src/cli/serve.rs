@@ -109,6 +109,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
             actor: format!("engine:{}", boot.hostname),
         }),
     ));
+    console_state =
+        console_state.with_policy_probe(std::sync::Arc::new(super::console::ConsolePolicyProbe));
     if let Some(dns) = super::console::ConsoleDns::lookup(hickory) {
         console_state = console_state.with_dns(dns);
     }

@@ -13,6 +13,7 @@ mod error;
 pub mod milters;
 mod mta_sts;
 mod pages;
+pub mod policy_probe;
 mod queue;
 pub mod screening;
 mod state;

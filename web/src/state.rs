@@ -77,6 +77,8 @@ pub struct AppState {
     pub(crate) dnsbl_check: Option<Arc<dyn crate::screening::DnsblCheck>>,
     /// Tests a milter on demand; `None` when this process has no milter client.
     pub(crate) milter_probe: Option<Arc<dyn crate::milters::MilterProbe>>,
+    /// Sends a policy service one test request; `None` when this process has no engine code.
+    pub(crate) policy_probe: Option<Arc<dyn crate::policy_probe::PolicyProbe>>,
 }
 
 impl AppState {
@@ -94,12 +96,22 @@ impl AppState {
             dkim_check: None,
             dnsbl_check: None,
             milter_probe: None,
+            policy_probe: None,
         }
     }
 
     /// Lets the Milters page and API test a milter now, with this client.
     pub fn with_milter_probe(mut self, probe: Arc<dyn crate::milters::MilterProbe>) -> AppState {
         self.milter_probe = Some(probe);
+        self
+    }
+
+    /// Lets the policy services' page and API send a service a test request.
+    pub fn with_policy_probe(
+        mut self,
+        probe: Arc<dyn crate::policy_probe::PolicyProbe>,
+    ) -> AppState {
+        self.policy_probe = Some(probe);
         self
     }
 

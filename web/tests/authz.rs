@@ -49,6 +49,8 @@ fn global_only(path: &str) -> bool {
         "/dnsbl",
         "/greylisting",
         "/milters",
+        "/content-checks",
+        "/policy-services",
     ]
     .iter()
     .any(|p| path == *p || path.starts_with(&format!("{p}/")))

@@ -4,10 +4,12 @@
 //! rule's enhanced status code (RFC 3463), anything else is an [`Effects`] change that the
 //! session carries to the queue. Every decision is logged with the rule's id.
 
-pub mod rate;
 mod clock;
+pub mod content;
+pub mod delegate;
 pub mod dnsbl;
 pub mod greylist;
+pub mod rate;
 mod rdns;
 mod screen;
 
@@ -15,15 +17,16 @@ use std::net::IpAddr;
 
 use postern_store::model::{Policy, PolicyAction, PolicyEnvelope, PolicyStage};
 
-pub use rate::RateLimiter;
 pub use clock::Clock;
+pub use rate::RateLimiter;
 pub use rdns::reverse_name;
 pub use screen::{DNSBL_FIELD, RcptCheck, Screen};
 
 use crate::smtp::Reply;
 
 /// What accepted rules do to a message: set by rules at connect and HELO for every message of
-/// the session, by rules at MAIL, RCPT and DATA for the current one.
+/// the session, by rules at MAIL, RCPT and DATA for the current one. Rule id 0 marks what a
+/// policy service decided (not an access rule): `notes` says which service.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Effects {
     /// Accept and drop, by this rule.
@@ -46,13 +49,13 @@ impl Effects {
     /// The delivery log's note on a message these effects changed.
     pub fn note(&self) -> Option<String> {
         let mut parts = Vec::new();
-        if let Some(id) = self.hold {
+        if let Some(id) = self.hold.filter(|&id| id != 0) {
             parts.push(format!("held by policy rule {id}"));
         }
-        if let Some((id, to)) = &self.redirect {
+        if let Some((id, to)) = self.redirect.as_ref().filter(|(id, _)| *id != 0) {
             parts.push(format!("redirected to {to} by policy rule {id}"));
         }
-        for (id, to) in &self.bcc {
+        for (id, to) in self.bcc.iter().filter(|(id, _)| *id != 0) {
             parts.push(format!("copy to {to} by policy rule {id}"));
         }
         parts.extend(self.notes.iter().cloned());

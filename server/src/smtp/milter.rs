@@ -90,17 +90,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// RCPT: our checks first, then the milters; a milter's refusal takes back this recipient.
+    /// RCPT: our checks and the policy services first, then the milters; a milter's refusal takes back this recipient.
     pub(super) async fn rcpt_and_milters(
         &mut self,
         to: smtp_proto::RcptTo<String>,
         line: &[u8],
     ) -> Reply {
         if self.milters.is_none() {
-            return self.rcpt(to, line).await;
+            return self.rcpt_delegated(to, line).await;
         }
         let before = self.tx.as_ref().map(|t| (t.recipients.len(), t.effects.clone()));
-        let reply = self.rcpt(to, line).await;
+        let reply = self.rcpt_delegated(to, line).await;
         let (Some(chain), Some(tx), Some((count, effects))) =
             (self.milters.as_mut(), self.tx.as_mut(), before)
         else {

@@ -115,6 +115,8 @@ pub(super) struct Session<S> {
     pub rdns: Option<String>,
     /// What access rules at connect and HELO decided for every message of the session.
     pub effects: Effects,
+    /// Connections to the policy services, kept for the session.
+    pub delegation: crate::policy::delegate::Delegation,
     errors: u32,
     /// The milters of this session (`crate::milter`), when any serves this listener.
     pub milters: Option<crate::milter::Chain>,
@@ -143,6 +145,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             tx: None,
             rdns: None,
             effects: Effects::default(),
+            delegation: Default::default(),
             errors: 0,
             milters: None,
             closing: false,

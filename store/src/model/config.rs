@@ -39,6 +39,10 @@ pub struct Config {
     pub greylisting: super::Greylisting,
     /// Milters, in the order they are called, disabled ones included (`milter.rs`).
     pub milters: Vec<super::Milter>,
+    /// Header and body checks, compiled and in order (`content_check.rs`).
+    pub content_checks: super::ContentChecks,
+    /// Policy services, enabled or not, in name order (`policy_service.rs`).
+    pub policy_services: Vec<super::PolicyService>,
 }
 
 /// Where one address ends up after alias expansion.

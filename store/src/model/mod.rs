@@ -6,6 +6,7 @@ mod alias;
 mod audit;
 mod certificate;
 mod config;
+mod content_check;
 mod dkim;
 mod dnsbl;
 mod domain;
@@ -18,6 +19,7 @@ mod name;
 mod network;
 mod password;
 mod policy;
+mod policy_service;
 mod postmaster;
 mod queue;
 mod rate_limit;
@@ -35,6 +37,11 @@ pub use certificate::{
 };
 pub use config::{
     Config, Destination, MAX_ALIAS_DEPTH, MAX_EXPANSION, Problem, ResolveError, Summary,
+};
+pub use content_check::{
+    BODY_PART_LIMIT, BODY_SCAN_LIMIT, CheckAction, CheckPart, CheckPattern, ContentCheck,
+    ContentChecks, ContentDecision, ContentHit, ContentVerdict, NewContentCheck,
+    check_header_field,
 };
 pub use dkim::generate as dkim_generate;
 pub use dkim::{
@@ -70,6 +77,10 @@ pub use password::{MEMORY_BLOCKS, MIN_PASSWORD_LEN, PasswordHash, check_new_pass
 pub use policy::{
     Matcher, NewPolicyRule, Policy, PolicyAction, PolicyEnvelope, PolicyHit, PolicyMatch,
     PolicyReply, PolicyRule, PolicyRuleText, PolicyStage, PolicyStep,
+};
+pub use policy_service::{
+    DEFAULT_SERVICE_TIMEOUT, MAX_SERVICE_TIMEOUT, NewPolicyService, OnFailure, PolicyService,
+    ServiceAddress, ServiceStage, check_service_name, parse_service_timeout,
 };
 pub use postmaster::Postmaster;
 pub use queue::{

@@ -60,6 +60,9 @@ pub(crate) async fn load(conn: &mut AnyConnection, key: &SecretKey) -> Result<Co
     config.dnsbl = super::dnsbl::load(conn).await?;
     config.greylisting = super::greylist::load(conn, &config.domains).await?;
     config.milters = super::milters::load(conn).await?;
+    config.content_checks =
+        crate::model::ContentChecks::new(super::content_checks::load(conn).await?);
+    config.policy_services = super::policy_services::load(conn).await?;
     Ok(config)
 }
 

@@ -5,6 +5,7 @@ mod audit;
 mod certificates;
 mod changes;
 mod console;
+mod content_checks;
 mod dkim;
 mod dnsbl_greylist;
 mod domains;

@@ -5,6 +5,7 @@ mod admins;
 mod aliases;
 pub(crate) mod audit;
 pub(crate) mod certificates;
+pub(crate) mod content_checks;
 mod dkim;
 pub(crate) mod dnsbl;
 mod domains;
@@ -16,6 +17,7 @@ pub(crate) mod milters;
 mod mta_sts;
 mod networks;
 pub(crate) mod policy;
+pub(crate) mod policy_services;
 mod queue;
 mod rate_limits;
 mod tokens;
@@ -83,6 +85,8 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(rate_limits::router())
         .merge(dnsbl::router())
         .merge(greylisting::router())
+        .merge(content_checks::router())
+        .merge(policy_services::router())
 }
 
 /// The document as served, for tests and tools.

@@ -30,6 +30,8 @@ const GLOBAL_ONLY: &[&str] = &[
     "/dnsbl",
     "/greylisting",
     "/milters",
+    "/content-checks",
+    "/policy-services",
 ];
 
 /// Authenticates every API request, refuses writes by read-only tokens and global paths to

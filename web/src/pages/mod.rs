@@ -17,6 +17,7 @@ mod aliases;
 mod auth;
 mod certificates;
 mod chart;
+mod content_checks;
 mod dashboard;
 mod dkim;
 mod dnsbl;
@@ -30,6 +31,7 @@ mod milters;
 mod mta_sts;
 mod networks;
 mod policy;
+mod policy_services;
 mod queue;
 mod rate_limits;
 mod refusal;
@@ -59,6 +61,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(policy::router())
         .merge(rate_limits::router())
         .merge(milters::router())
+        .merge(content_checks::router())
+        .merge(policy_services::router())
         .merge(mail_auth::router())
         .merge(transports::router())
         .merge(queue::router())
@@ -88,6 +92,8 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     ("policy", "/policy", "Access policy", true, true),
     ("rate_limits", "/rate-limits", "Rate limits", true, true),
     ("milters", "/milters", "Milters", true, true),
+    ("content-checks", "/content-checks", "Content checks", true, true),
+    ("policy-services", "/policy-services", "Policy services", true, true),
     ("queue", "/queue", "Queue", true, false),
     ("log", "/log", "Delivery log", true, false),
     ("audit", "/audit", "Audit log", true, true),

@@ -4,6 +4,8 @@
 mod auth_limits;
 mod auth_tls;
 mod clients;
+mod content_checks;
+mod delegation;
 mod dialog;
 mod dsn;
 mod hostile;

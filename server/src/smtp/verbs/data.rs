@@ -84,6 +84,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Err(reply) => return reply,
         };
         inbound.held |= milter_hold;
+        let (tx, body, inbound) = match self.end_of_data(tx, body, inbound).await {
+            Ok(checked) => checked,
+            Err(reply) => return reply,
+        };
         let message = self.add_headers(&tx, body);
         self.accept_message(tx, message, inbound).await
     }
