@@ -98,6 +98,11 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     };
     let mut console_state =
         postern_web::AppState::new(store.clone(), settings).with_passwords(passwords);
+    console_state = console_state.with_health_check(Arc::new(super::console::ConsoleHealth {
+        store: store.clone(),
+        resolver: resolver.clone(),
+        hostname: boot.hostname.to_string(),
+    }));
     console_state = console_state.with_dkim_check(std::sync::Arc::new(
         super::console::ConsoleDkim(postern_server::mailauth::DkimChecker {
             store: store.clone(),

@@ -9,6 +9,7 @@ use postern_store::boot::ConsoleOptions;
 
 use crate::conn::ConnectionCap;
 use crate::dns::{DkimCheck, DnsWatch, MxLookup};
+use crate::dns_health::{HealthCache, HealthCheck};
 
 /// The appliance's TLS certificate, as the dashboard shows it.
 #[derive(Debug, Clone)]
@@ -72,6 +73,10 @@ pub struct AppState {
     pub(crate) dkim_check: Option<Arc<dyn DkimCheck>>,
     /// Connections held over every listener of this console.
     pub(crate) connections: Arc<ConnectionCap>,
+    /// Makes a domain's DNS health report; `None` when this process has no resolver.
+    pub(crate) health: Option<Arc<dyn HealthCheck>>,
+    /// The last DNS health report of each domain.
+    pub(crate) health_cache: Arc<HealthCache>,
 }
 
 impl AppState {
@@ -87,7 +92,15 @@ impl AppState {
             dns: None,
             dns_watch: Arc::default(),
             dkim_check: None,
+            health: None,
+            health_cache: Arc::default(),
         }
+    }
+
+    /// Turns on the DNS health pages, the API's report and the domain list's summaries.
+    pub fn with_health_check(mut self, check: Arc<dyn HealthCheck>) -> AppState {
+        self.health = Some(check);
+        self
     }
 
     /// Counts login failures and bounds password hashing with these, shared with the SMTP

@@ -7,6 +7,8 @@ mod audit;
 mod certificate;
 mod config;
 mod dkim;
+mod dkim_settings;
+mod dns_health;
 mod domain;
 mod mail_auth;
 mod mailbox;
@@ -38,6 +40,10 @@ pub use dkim::{
     RSA_BITS, TXT_STRING_MAX, check_bits, check_selector, dated_selector, is_dkim_record,
     record_name, split_txt,
 };
+pub use dkim_settings::{
+    DkimSettings, MAX_ROTATE_DAYS, MIN_ROTATE_DAYS, check_rotate_days, parse_rotate_every,
+};
+pub use dns_health::{Health, HealthRow, health_summary};
 pub use domain::{Domain, DomainKind};
 pub use mail_auth::{
     DmarcQuarantineAction, DmarcRejectAction, MailAuthPolicies, MailAuthPolicy, SpfFailAction,

@@ -56,6 +56,7 @@ pub(crate) async fn load(conn: &mut AnyConnection, key: &SecretKey) -> Result<Co
         .filter(|k| k.state != crate::model::DkimState::Retired)
         .collect();
     config.mail_auth = super::mail_auth::load(conn, &config.domains).await?;
+    config.dkim_settings = super::dkim::load_settings(conn).await?;
     Ok(config)
 }
 

@@ -6,6 +6,7 @@ mod aliases;
 pub(crate) mod audit;
 pub(crate) mod certificates;
 mod dkim;
+mod dns_health;
 mod domains;
 pub(crate) mod log;
 mod mail_auth;
@@ -74,6 +75,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(certificates::router())
         .merge(mta_sts::router())
         .merge(dkim::router())
+        .merge(dns_health::router())
         .merge(mail_auth::router())
 }
 

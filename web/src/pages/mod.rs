@@ -19,6 +19,7 @@ mod certificates;
 mod chart;
 mod dashboard;
 mod dkim;
+mod dns_health;
 mod domains;
 mod link;
 mod log;
@@ -62,6 +63,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(certificates::router())
         .merge(mta_sts::router())
         .merge(dkim::router())
+        .merge(dns_health::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::session::require_csrf,
