@@ -297,7 +297,8 @@ async fn keys_rotate_automatically_through_every_state() {
     let now = postern_store::now();
     let keys = checker.check_at(Some(&domain), now).await.unwrap();
     assert_eq!(key_named(&keys, "one").state, DkimState::Active);
-    let every_30 = postern_store::model::DkimSettings { rotate_days: Some(30), sign_relayed: false };
+    let every_30 =
+        postern_store::model::DkimSettings { rotate_days: Some(30), sign_relayed: false };
     store.set_dkim_settings(ACTOR, &domain, every_30).await.unwrap();
 
     // 29 days on: nothing to do. 31 days on: the next key, pending; the old one still signs.

@@ -104,7 +104,8 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode
             let every =
                 postern_store::model::parse_rotate_every(&every).map_err(anyhow::Error::msg)?;
             let store = open_store(config).await?;
-            let settings = DkimSettings { rotate_days: every, ..store.dkim_settings(&domain).await? };
+            let settings =
+                DkimSettings { rotate_days: every, ..store.dkim_settings(&domain).await? };
             store.set_dkim_settings(&actor(), &domain, settings).await?;
             match every {
                 Some(days) => println!(
@@ -180,7 +181,16 @@ fn print_keys(
     output::list(
         json,
         &listed,
-        &["domain", "selector", "algorithm", "state", "record", "value", "last check", "auto-rotate"],
+        &[
+            "domain",
+            "selector",
+            "algorithm",
+            "state",
+            "record",
+            "value",
+            "last check",
+            "auto-rotate",
+        ],
         |l| {
             vec![
                 l.key.domain.to_string(),

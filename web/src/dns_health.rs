@@ -167,7 +167,8 @@ mod tests {
         let cache = Arc::new(HealthCache::default());
         let counting = Arc::new(Counting::default());
         let check: Arc<dyn HealthCheck> = counting.clone();
-        let domains: Vec<DomainName> = ["a.test", "b.test"].iter().map(|d| d.parse().unwrap()).collect();
+        let domains: Vec<DomainName> =
+            ["a.test", "b.test"].iter().map(|d| d.parse().unwrap()).collect();
         let first = cache.summaries(Some(check.clone()), &domains);
         assert!(first.iter().all(Option::is_none), "not checked yet");
         cache.settled().await;

@@ -316,9 +316,11 @@ mod tests {
         // resolve to, is not forward-confirmed; one without a PTR is missing one.
         let other: IpAddr = "198.51.100.7".parse().unwrap();
         let bare: IpAddr = "198.51.100.8".parse().unwrap();
-        let rows = check_reverse(&good.ptr(other, "mail.example.test"), "mail.example.test", &[
-            other, bare,
-        ])
+        let rows = check_reverse(
+            &good.ptr(other, "mail.example.test"),
+            "mail.example.test",
+            &[other, bare],
+        )
         .await;
         assert_eq!(rows[0].status, Health::Wrong);
         assert_eq!(rows[0].publish.as_deref(), Some("A 198.51.100.7 at mail.example.test"));

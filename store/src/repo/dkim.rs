@@ -390,10 +390,11 @@ fn settings_row(row: &AnyRow) -> Result<DkimSettings> {
 impl Store {
     /// `domain`'s DKIM settings (the defaults when none were set).
     pub async fn dkim_settings(&self, domain: &DomainName) -> Result<DkimSettings> {
-        let row = sqlx::query("SELECT rotate_days, sign_relayed FROM dkim_settings WHERE domain = $1")
-            .bind(domain.as_str())
-            .fetch_optional(self.pool())
-            .await?;
+        let row =
+            sqlx::query("SELECT rotate_days, sign_relayed FROM dkim_settings WHERE domain = $1")
+                .bind(domain.as_str())
+                .fetch_optional(self.pool())
+                .await?;
         row.map(|r| settings_row(&r)).transpose().map(Option::unwrap_or_default)
     }
 

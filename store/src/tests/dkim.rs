@@ -179,7 +179,10 @@ async fn keys_rotate_automatically_every_n_days(store: Store) {
     let due = activated + 90 * 86_400;
     let made = store.auto_rotate_dkim_keys(ACTOR, due).await.unwrap();
     assert_eq!(made.len(), 1);
-    assert_eq!((made[0].state, made[0].algorithm, made[0].bits), (DkimState::Pending, key.algorithm, 3072));
+    assert_eq!(
+        (made[0].state, made[0].algorithm, made[0].bits),
+        (DkimState::Pending, key.algorithm, 3072)
+    );
     // One successor is enough: the next pass waits for its record.
     assert!(store.auto_rotate_dkim_keys(ACTOR, due + 3600).await.unwrap().is_empty());
     let audit = store.list_audit(100, None).await.unwrap();

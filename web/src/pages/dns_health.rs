@@ -4,11 +4,11 @@
 //! a recent one is reused, "Check again" looks again.
 
 use askama::Template;
+use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
-use axum::Router;
 use postern_store::model::{DomainName, Health};
 use serde::Deserialize;
 

@@ -74,9 +74,8 @@ async fn relayed_mail_is_signed_when_its_domain_says_so() {
     let mut c = server.connect(ListenerKind::Smtp, "192.0.2.9").await;
     c.expect("EHLO gateway.test", "250").await;
     for from in ["ann@example.test", "someone@outside.test"] {
-        let reply = c
-            .mail(from, &["ann@example.test"], &format!("From: <{from}>\r\n\r\nhi\r\n"))
-            .await;
+        let reply =
+            c.mail(from, &["ann@example.test"], &format!("From: <{from}>\r\n\r\nhi\r\n")).await;
         assert!(reply.starts_with("250"), "{reply}");
     }
     let accepted = server.accepted();
