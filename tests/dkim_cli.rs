@@ -44,6 +44,21 @@ fn dkim_keys(db: &TestDb) {
     let states: Vec<&str> =
         listed.as_array().unwrap().iter().map(|k| k["state"].as_str().unwrap()).collect();
     assert_eq!(states, ["active", "pending", "pending"]);
+
+    // Automatic rotation, shown in the list; signing relayed mail.
+    assert!(s.ok(&["dkim", "list"]).contains(" off"), "auto-rotate column");
+    let out = s.ok(&["dkim", "auto-rotate", "example.test", "--every", "90d"]);
+    assert!(out.contains("every 90 days"), "{out}");
+    assert_eq!(json(&s.ok(&["dkim", "list", "--json"]))[0]["auto_rotate_days"], 90);
+    assert!(s.ok(&["dkim", "list"]).contains("every 90d"));
+    let err = s.fails(&["dkim", "auto-rotate", "example.test", "--every", "2d"]);
+    assert!(err.contains("7 to 3650"), "{err}");
+    s.ok(&["dkim", "sign-relayed", "example.test", "on"]);
+    s.ok(&["dkim", "auto-rotate", "example.test", "--every", "off"]);
+    assert_eq!(
+        json(&s.ok(&["dkim", "list", "--json"]))[0]["auto_rotate_days"],
+        serde_json::Value::Null
+    );
 }
 
 #[test]
@@ -160,4 +175,47 @@ async fn dns_check_says_what_to_publish() {
     );
     // pebble-challtestsrv cannot answer MX queries: a failed lookup, not a missing record.
     assert_eq!(row("MX")["status"], "failed");
+}
+
+/// The DNS health report through the API of a running `postern serve` whose `[dns] servers` is
+/// pebble-challtestsrv: a missing DMARC record and a wrong DKIM record, each with the record to
+/// publish (the issue's "done when"), and the sending address's reverse DNS row.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_reports_a_missing_dmarc_and_a_wrong_dkim_record() {
+    let test = "dkim_cli::the_api_reports_a_missing_dmarc_and_a_wrong_dkim_record";
+    let Some((_dns, dns, management)) = challtestsrv(test) else { return };
+    let db = TestDb::sqlite();
+    let mut s = Setup::new(&db.database);
+    s.env.push(("POSTERN_DNS_SERVERS".into(), format!("127.0.0.1:{dns}")));
+    s.ok(&["domain", "add", "example.test"]);
+    s.ok(&["dkim", "generate", "example.test", "--algorithm", "ed25519", "--selector", "k1"]);
+    set_txt(management, "example.test", "v=spf1 mx -all").await;
+    set_txt(management, "k1._domainkey.example.test", "v=DKIM1; k=ed25519; p=AAAA").await;
+    // serve creates the administrator the token belongs to.
+    let serve = tokio::task::block_in_place(|| s.serve());
+    let bearer = s.ok(&["token", "create", "--owner", "admin", "--name", "dns", "--read-only"]);
+    let response = reqwest::Client::new()
+        .get(format!("http://{}/api/v1/domains/example.test/dns", serve.listeners["console"]))
+        .bearer_auth(bearer.trim())
+        .timeout(std::time::Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let report = json(&response.text().await.unwrap());
+    let rows = report["items"].as_array().unwrap();
+    let row = |check: &str| rows.iter().find(|r| r["check"] == check).unwrap().clone();
+    assert_eq!(row("DMARC")["status"], "missing");
+    assert_eq!(
+        row("DMARC")["publish"],
+        "TXT \"v=DMARC1; p=none; rua=mailto:postmaster@example.test\""
+    );
+    assert_eq!(row("DKIM")["status"], "wrong");
+    assert_eq!(row("DKIM")["found"], "v=DKIM1; k=ed25519; p=AAAA");
+    assert!(row("DKIM")["publish"].as_str().unwrap().starts_with("TXT \"v=DKIM1; k=ed25519; p="));
+    assert_eq!(row("SPF")["status"], "found");
+    // pebble-challtestsrv gives every name its default address and serves no PTR records: the
+    // reverse DNS row is there, and not found.
+    assert_ne!(row("rDNS")["status"], "found", "{report}");
+    assert!(report["summary"].as_str().unwrap().ends_with("to fix"), "{report}");
 }

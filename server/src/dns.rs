@@ -62,6 +62,39 @@ pub trait Resolver: Send + Sync {
     fn ipv4_ttl<'a>(&'a self, name: &'a str) -> DnsFuture<'a, (Vec<Ipv4Addr>, u32)> {
         Box::pin(async move { self.ipv4(name).await.map(|ips| (ips, DEFAULT_TTL)) })
     }
+    /// The names a PTR lookup of `ip` gives (RFC 1035 §3.5: `in-addr.arpa`, RFC 3596 §2.5:
+    /// `ip6.arpa`), lower case without the trailing dot. A resolver that cannot ask says so as
+    /// a temporary failure.
+    fn ptr<'a>(&'a self, ip: IpAddr) -> DnsFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            Err(DnsError::Temporary {
+                name: reverse_name(ip),
+                kind: "PTR",
+                why: "this resolver does not look up PTR records".into(),
+            })
+        })
+    }
+}
+
+/// The name a PTR lookup of `ip` asks for: `4.3.2.1.in-addr.arpa`, or the nibbles of an IPv6
+/// address under `ip6.arpa`.
+pub fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("{d}.{c}.{b}.{a}.in-addr.arpa")
+        }
+        IpAddr::V6(v6) => {
+            let mut labels: Vec<String> = v6
+                .octets()
+                .iter()
+                .flat_map(|byte| [byte >> 4, byte & 0xf])
+                .map(|nibble| format!("{nibble:x}"))
+                .collect();
+            labels.reverse();
+            format!("{}.ip6.arpa", labels.join("."))
+        }
+    }
 }
 
 /// The TTL assumed when a resolver does not tell (Postfix's postscreen caches for at least a
@@ -232,6 +265,25 @@ impl Resolver for HickoryResolver {
             non_empty(texts, name, "TXT")
         })
     }
+
+    fn ptr<'a>(&'a self, ip: IpAddr) -> DnsFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let name = reverse_name(ip);
+            let fqdn = format!("{name}.");
+            let names = match self.inner.reverse_lookup(fqdn.as_str()).await {
+                Ok(lookup) => lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::PTR(ptr) => Some(normal(&ptr.0.to_ascii())),
+                        _ => None,
+                    })
+                    .collect(),
+                Err(e) => return Err(classify(&e, &name, "PTR")),
+            };
+            non_empty(names, &name, "PTR")
+        })
+    }
 }
 
 /// A resolver for when the system's DNS configuration could not be read: every lookup fails
@@ -260,6 +312,9 @@ impl Resolver for UnconfiguredResolver {
     fn txt<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<String>> {
         Box::pin(async move { self.fail(name, "TXT") })
     }
+    fn ptr<'a>(&'a self, ip: IpAddr) -> DnsFuture<'a, Vec<String>> {
+        Box::pin(async move { self.fail(&reverse_name(ip), "PTR") })
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -268,6 +323,7 @@ struct Zone {
     v4: Vec<Ipv4Addr>,
     v6: Vec<Ipv6Addr>,
     txt: Vec<String>,
+    ptr: Vec<String>,
     temporary: bool,
 }
 
@@ -309,6 +365,13 @@ impl ScriptedResolver {
     /// Adds a TXT record (one string: the character-strings already joined).
     pub fn txt(self, name: &str, text: &str) -> Self {
         self.edit(name, |z| z.txt.push(text.to_string()));
+        self
+    }
+
+    /// Adds a PTR record for `ip` (at its `in-addr.arpa` or `ip6.arpa` name).
+    pub fn ptr(self, ip: IpAddr, name: &str) -> Self {
+        let target = normal(name);
+        self.edit(&reverse_name(ip), |z| z.ptr.push(target));
         self
     }
 
@@ -374,5 +437,8 @@ impl Resolver for ScriptedResolver {
     }
     fn txt<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<String>> {
         Box::pin(async move { self.answer(name, "TXT", |z| z.txt.clone()) })
+    }
+    fn ptr<'a>(&'a self, ip: IpAddr) -> DnsFuture<'a, Vec<String>> {
+        Box::pin(async move { self.answer(&reverse_name(ip), "PTR", |z| z.ptr.clone()) })
     }
 }

@@ -277,3 +277,50 @@ async fn a_long_rsa_record_is_seen_through_the_scripted_resolver() {
     assert_eq!(keys[0].state, DkimState::Active);
     assert!(matches!(keys[0].dns, Some(DnsCheck::Failed(_))), "{:?}", keys[0].dns);
 }
+
+/// Automatic rotation (every 30 days here) through every state, in simulated time
+/// (`DkimChecker::check_at`) and through the scripted resolver: the hourly check makes the next
+/// key once the active one is old enough, signing switches once its record is seen, and the old
+/// key retires after the grace period; a fresh key is not rotated again.
+#[tokio::test]
+async fn keys_rotate_automatically_through_every_state() {
+    let db = TestDb::sqlite();
+    let store = store_with_domain(&db).await;
+    let domain = "example.test".parse().unwrap();
+    let one = store
+        .generate_dkim_key(ACTOR, &domain, DkimAlgorithm::Ed25519, None, Some("one"))
+        .await
+        .unwrap();
+    let scripted = Arc::new(ScriptedResolver::new().txt(&one.record_name(), &one.record_value()));
+    let checker =
+        DkimChecker { store: store.clone(), resolver: scripted.clone(), actor: ACTOR.into() };
+    let now = postern_store::now();
+    let keys = checker.check_at(Some(&domain), now).await.unwrap();
+    assert_eq!(key_named(&keys, "one").state, DkimState::Active);
+    let every_30 =
+        postern_store::model::DkimSettings { rotate_days: Some(30), sign_relayed: false };
+    store.set_dkim_settings(ACTOR, &domain, every_30).await.unwrap();
+
+    // 29 days on: nothing to do. 31 days on: the next key, pending; the old one still signs.
+    let keys = checker.check_at(Some(&domain), now + 29 * 86_400).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    let month = now + 31 * 86_400;
+    let keys = checker.check_at(Some(&domain), month).await.unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let two = keys.iter().find(|k| k.selector != "one").unwrap().clone();
+    assert_eq!((two.state, two.algorithm), (DkimState::Pending, DkimAlgorithm::Ed25519));
+    assert_eq!(two.dns, Some(DnsCheck::Missing));
+    assert_eq!(key_named(&keys, "one").state, DkimState::Active);
+    // Waiting for its record makes no third key.
+    assert_eq!(checker.check_at(Some(&domain), month + 3600).await.unwrap().len(), 2);
+
+    // Published: the switch, and the old key's record kept for the grace period.
+    scripted.set_txt(&two.record_name(), &[&two.record_value()]);
+    let keys = checker.check_at(Some(&domain), month + 7200).await.unwrap();
+    assert_eq!(key_named(&keys, &two.selector).state, DkimState::Active);
+    assert_eq!(key_named(&keys, "one").state, DkimState::Retiring);
+    let keep_until = key_named(&keys, "one").retire_after.unwrap();
+    let keys = checker.check_at(Some(&domain), keep_until).await.unwrap();
+    assert_eq!(key_named(&keys, "one").state, DkimState::Retired);
+    assert_eq!(keys.len(), 2, "the new key is too young to rotate");
+}

@@ -109,3 +109,37 @@ impl postern_web::policy_probe::PolicyProbe for ConsolePolicyProbe {
         })
     }
 }
+
+/// The engine's DNS health report (`postern dns check`'s), for the console's DNS health page,
+/// the domain list's summaries and `GET /api/v1/domains/{name}/dns`: the domain's keys from the
+/// store, every lookup through the process's resolver (`[dns] servers`).
+pub struct ConsoleHealth {
+    pub store: postern_store::Store,
+    pub resolver: Arc<dyn Resolver>,
+    pub hostname: String,
+}
+
+impl postern_web::dns_health::HealthCheck for ConsoleHealth {
+    fn check<'a>(
+        &'a self,
+        domain: &'a postern_store::model::DomainName,
+    ) -> postern_web::dns_health::HealthFuture<'a> {
+        Box::pin(async move {
+            let keys = match self.store.list_dkim_keys(Some(domain)).await {
+                Ok(keys) => keys,
+                Err(e) => {
+                    // The other rows are still worth having; the DKIM ones come back next time.
+                    tracing::warn!(error = %e, %domain, "cannot read the DKIM keys for the DNS health report");
+                    Vec::new()
+                }
+            };
+            postern_server::mailauth::check_domain(
+                self.resolver.as_ref(),
+                &self.hostname,
+                domain.as_str(),
+                &keys,
+            )
+            .await
+        })
+    }
+}

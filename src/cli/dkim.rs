@@ -1,10 +1,11 @@
-//! `postern dkim generate|list|rotate|activate|check`: DKIM keys and their rollout.
+//! `postern dkim generate|list|rotate|activate|check|auto-rotate|sign-relayed`: DKIM keys,
+//! their rollout, and a domain's DKIM settings.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use postern_store::model::{DkimAlgorithm, DkimKey, DkimState, DomainName};
+use postern_store::model::{DkimAlgorithm, DkimKey, DkimSettings, DkimState, DomainName};
 use serde::Serialize;
 
 use super::{actor, load_boot, open_store, output};
@@ -56,15 +57,32 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rotate DOMAIN's keys automatically: the engine's hourly check makes the next key
+    /// (pending, same algorithm and size) once the active one has signed for the period.
+    AutoRotate {
+        domain: DomainName,
+        /// A period like 90d (7 to 3650 days), or off.
+        #[arg(long, value_name = "DAYS|off")]
+        every: String,
+    },
+    /// Sign (on) or not (off, the default) mail relayed for others — neither submitted by a
+    /// user nor relayed from a trusted network — whose From: is DOMAIN.
+    SignRelayed {
+        domain: DomainName,
+        #[arg(value_parser = ["on", "off"])]
+        choice: String,
+    },
 }
 
-/// A key as listed: its public fields and the record to publish (never the private key).
+/// A key as listed: its public fields and the record to publish (never the private key), with
+/// its domain's automatic rotation period (`null`: off).
 #[derive(Serialize)]
 struct Listed<'a> {
     #[serde(flatten)]
     key: &'a DkimKey,
     record_name: String,
     record_value: String,
+    auto_rotate_days: Option<u32>,
 }
 
 pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode> {
@@ -77,8 +95,36 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode
             print_new(&key);
         }
         Command::List { domain, json } => {
-            let keys = open_store(config).await?.list_dkim_keys(domain.as_ref()).await?;
-            print_keys(&keys, json);
+            let store = open_store(config).await?;
+            let keys = store.list_dkim_keys(domain.as_ref()).await?;
+            let settings = store.list_dkim_settings().await?;
+            print_keys(&keys, &settings, json);
+        }
+        Command::AutoRotate { domain, every } => {
+            let every =
+                postern_store::model::parse_rotate_every(&every).map_err(anyhow::Error::msg)?;
+            let store = open_store(config).await?;
+            let settings =
+                DkimSettings { rotate_days: every, ..store.dkim_settings(&domain).await? };
+            store.set_dkim_settings(&actor(), &domain, settings).await?;
+            match every {
+                Some(days) => println!(
+                    "{domain}'s DKIM keys rotate every {days} days: the next key is made pending \
+                     then, and signs once its record is published"
+                ),
+                None => println!("{domain}'s DKIM keys rotate only by hand"),
+            }
+        }
+        Command::SignRelayed { domain, choice } => {
+            let store = open_store(config).await?;
+            let on = choice == "on";
+            let settings = DkimSettings { sign_relayed: on, ..store.dkim_settings(&domain).await? };
+            store.set_dkim_settings(&actor(), &domain, settings).await?;
+            if on {
+                println!("mail relayed for others with a From: at {domain} is signed too");
+            } else {
+                println!("mail relayed for others is not signed for {domain}");
+            }
         }
         Command::Check { domain, json } => {
             let boot = load_boot(config, postern_store::boot::Profile::Standard)?;
@@ -90,7 +136,8 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode
                 actor: actor(),
             };
             let keys = checker.check(domain.as_ref()).await?;
-            print_keys(&keys, json);
+            let settings = checker.store.list_dkim_settings().await?;
+            print_keys(&keys, &settings, json);
         }
         Command::Rotate { domain, algorithm } => {
             let key =
@@ -117,15 +164,33 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode
 }
 
 /// Keys as a table, or as JSON with their records (never the private key).
-fn print_keys(keys: &[DkimKey], json: bool) {
+fn print_keys(
+    keys: &[DkimKey],
+    settings: &std::collections::BTreeMap<DomainName, DkimSettings>,
+    json: bool,
+) {
     let listed: Vec<Listed> = keys
         .iter()
-        .map(|key| Listed { key, record_name: key.record_name(), record_value: key.record_value() })
+        .map(|key| Listed {
+            key,
+            record_name: key.record_name(),
+            record_value: key.record_value(),
+            auto_rotate_days: settings.get(&key.domain).and_then(|s| s.rotate_days),
+        })
         .collect();
     output::list(
         json,
         &listed,
-        &["domain", "selector", "algorithm", "state", "record", "value", "last check"],
+        &[
+            "domain",
+            "selector",
+            "algorithm",
+            "state",
+            "record",
+            "value",
+            "last check",
+            "auto-rotate",
+        ],
         |l| {
             vec![
                 l.key.domain.to_string(),
@@ -135,6 +200,7 @@ fn print_keys(keys: &[DkimKey], json: bool) {
                 l.record_name.clone(),
                 l.key.record_zone(),
                 check_text(l.key),
+                l.auto_rotate_days.map_or("off".into(), |d| format!("every {d}d")),
             ]
         },
     );

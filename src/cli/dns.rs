@@ -13,7 +13,8 @@ use super::{load_boot, open_store, output};
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Check MX, SPF, every DKIM key in use, DMARC, MTA-STS and TLS-RPT for DOMAIN, through
+    /// Check MX, SPF, every DKIM key in use, DMARC, MTA-STS, TLS-RPT and the reverse DNS of
+    /// the sending address for DOMAIN, through
     /// `[dns] servers`. Exits 1 when a required record is missing or wrong.
     Check {
         domain: DomainName,

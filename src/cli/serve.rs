@@ -102,6 +102,11 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     console_state = console_state.with_dnsbl_check(std::sync::Arc::new(
         super::dnsbl::ConsoleBlocklists::new(resolver.clone()),
     ));
+    console_state = console_state.with_health_check(Arc::new(super::console::ConsoleHealth {
+        store: store.clone(),
+        resolver: resolver.clone(),
+        hostname: boot.hostname.to_string(),
+    }));
     console_state = console_state.with_dkim_check(std::sync::Arc::new(
         super::console::ConsoleDkim(postern_server::mailauth::DkimChecker {
             store: store.clone(),

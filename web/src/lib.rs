@@ -8,6 +8,7 @@ pub mod auth;
 mod certs;
 mod conn;
 pub mod dns;
+pub mod dns_health;
 mod edge;
 mod error;
 pub mod milters;

@@ -9,6 +9,7 @@ use postern_store::boot::ConsoleOptions;
 
 use crate::conn::ConnectionCap;
 use crate::dns::{DkimCheck, DnsWatch, MxLookup};
+use crate::dns_health::{HealthCache, HealthCheck};
 
 /// The appliance's TLS certificate, as the dashboard shows it.
 #[derive(Debug, Clone)]
@@ -79,6 +80,10 @@ pub struct AppState {
     pub(crate) milter_probe: Option<Arc<dyn crate::milters::MilterProbe>>,
     /// Sends a policy service one test request; `None` when this process has no engine code.
     pub(crate) policy_probe: Option<Arc<dyn crate::policy_probe::PolicyProbe>>,
+    /// Makes a domain's DNS health report; `None` when this process has no resolver.
+    pub(crate) health: Option<Arc<dyn HealthCheck>>,
+    /// The last DNS health report of each domain.
+    pub(crate) health_cache: Arc<HealthCache>,
 }
 
 impl AppState {
@@ -97,6 +102,8 @@ impl AppState {
             dnsbl_check: None,
             milter_probe: None,
             policy_probe: None,
+            health: None,
+            health_cache: Arc::default(),
         }
     }
 
@@ -112,6 +119,12 @@ impl AppState {
         probe: Arc<dyn crate::policy_probe::PolicyProbe>,
     ) -> AppState {
         self.policy_probe = Some(probe);
+        self
+    }
+
+    /// Turns on the DNS health pages, the API's report and the domain list's summaries.
+    pub fn with_health_check(mut self, check: Arc<dyn HealthCheck>) -> AppState {
+        self.health = Some(check);
         self
     }
 

@@ -1,39 +1,16 @@
 //! A domain's DNS health: the records other mail servers look up before they trust its mail
 //! or send it here — MX, SPF (RFC 7208), each DKIM key in use (RFC 6376), DMARC (RFC 7489),
-//! MTA-STS (RFC 8461) and TLS-RPT (RFC 8460) — each found, missing or wrong, with the exact
-//! record to publish. (Reverse DNS of the sending address is not checked yet.)
+//! MTA-STS (RFC 8461), TLS-RPT (RFC 8460), and the reverse DNS of the address this server sends
+//! from — each found, missing or wrong, with the exact record to publish. The row types are the
+//! store's (`model/dns_health.rs`), so that the console and the API show them without this crate.
+
+use std::net::IpAddr;
 
 use postern_store::model::{DkimKey, DkimState, DnsCheck};
-use serde::Serialize;
+pub use postern_store::model::{Health, HealthRow};
 
 use super::check_key;
-use crate::dns::{DnsError, Resolver};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    Found,
-    Missing,
-    Wrong,
-    /// The lookup failed (SERVFAIL, timeout): nothing is known.
-    Failed,
-}
-
-/// One row of the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HealthRow {
-    /// `MX`, `SPF`, `DKIM`, `DMARC`, `MTA-STS`, `TLS-RPT`.
-    pub check: &'static str,
-    /// The name looked up.
-    pub name: String,
-    pub status: Health,
-    /// What was found, when it is wrong (or the error).
-    pub found: Option<String>,
-    /// The record to publish (type and value), when something is to be done.
-    pub publish: Option<String>,
-    /// Whether a missing record is only advice (MTA-STS, TLS-RPT).
-    pub optional: bool,
-}
+use crate::dns::{DnsError, Resolver, reverse_name};
 
 fn row(check: &'static str, name: &str, status: Health) -> HealthRow {
     HealthRow { check, name: name.to_string(), status, found: None, publish: None, optional: false }
@@ -162,6 +139,87 @@ pub async fn check_domain(
         )
         .await,
     );
+    rows.extend(check_reverse(resolver, &hostname, &[]).await);
+    rows
+}
+
+/// The reverse DNS of the addresses this server sends from — `sending`, or when empty (no
+/// outbound source address is configured) the addresses `hostname` resolves to — confirmed
+/// forward: each address's PTR must name `hostname`, and `hostname` must resolve back to the
+/// address (RFC 1912 §2.1; Gmail, Microsoft and most receivers refuse or junk mail from an
+/// address without such a name). The PTR record is the address owner's to publish: the row says
+/// what to ask the hosting provider for.
+pub async fn check_reverse(
+    resolver: &dyn Resolver,
+    hostname: &str,
+    sending: &[IpAddr],
+) -> Vec<HealthRow> {
+    let hostname = hostname.trim_end_matches('.').to_ascii_lowercase();
+    let mut forward: Vec<IpAddr> = Vec::new();
+    let mut forward_failed = None;
+    match resolver.ipv4(&hostname).await {
+        Ok(ips) => forward.extend(ips.into_iter().map(IpAddr::V4)),
+        Err(DnsError::NxDomain { .. } | DnsError::NoData { .. }) => {}
+        Err(e) => forward_failed = Some(e.to_string()),
+    }
+    match resolver.ipv6(&hostname).await {
+        Ok(ips) => forward.extend(ips.into_iter().map(IpAddr::V6)),
+        Err(DnsError::NxDomain { .. } | DnsError::NoData { .. }) => {}
+        Err(e) => forward_failed = forward_failed.or(Some(e.to_string())),
+    }
+    let addresses = if sending.is_empty() { forward.clone() } else { sending.to_vec() };
+    if addresses.is_empty() {
+        let mut r = row("rDNS", &hostname, Health::Missing);
+        match forward_failed {
+            Some(why) => {
+                r.status = Health::Failed;
+                r.found = Some(why);
+            }
+            None => {
+                r.publish = Some(format!(
+                    "A (or AAAA) record for {hostname} with this server's address, and a PTR \
+                     record of that address naming {hostname}."
+                ));
+            }
+        }
+        return vec![r];
+    }
+    let mut rows = Vec::new();
+    for ip in addresses {
+        let mut r = row("rDNS", &reverse_name(ip), Health::Found);
+        let ptr = format!("PTR {hostname}.");
+        match resolver.ptr(ip).await {
+            Ok(names) if names.contains(&hostname) => {
+                if !forward.contains(&ip) {
+                    if let Some(why) = &forward_failed {
+                        r.status = Health::Failed;
+                        r.found = Some(why.clone());
+                    } else {
+                        let kind = if ip.is_ipv4() { "A" } else { "AAAA" };
+                        r.status = Health::Wrong;
+                        r.found = Some(format!(
+                            "{ip} is named {hostname}, but {hostname} does not resolve to {ip}"
+                        ));
+                        r.publish = Some(format!("{kind} {ip} at {hostname}"));
+                    }
+                }
+            }
+            Ok(names) => {
+                r.status = Health::Wrong;
+                r.found = Some(names.join(", "));
+                r.publish = Some(ptr);
+            }
+            Err(DnsError::NxDomain { .. } | DnsError::NoData { .. }) => {
+                r.status = Health::Missing;
+                r.publish = Some(ptr);
+            }
+            Err(e) => {
+                r.status = Health::Failed;
+                r.found = Some(e.to_string());
+            }
+        }
+        rows.push(r);
+    }
     rows
 }
 
@@ -232,5 +290,45 @@ mod tests {
         assert_eq!(rows[0].found.as_deref(), Some("5 mx.provider.test"));
         assert_eq!(rows[0].publish.as_deref(), Some("MX 10 mail.example.test."));
         assert_eq!(rows[1].publish.as_deref(), Some("TXT \"v=spf1 mx -all\""));
+        let rdns = rows.iter().find(|r| r.check == "rDNS").unwrap();
+        assert_eq!((rdns.status, rdns.name.as_str()), (Health::Missing, "mail.example.test"));
+    }
+
+    #[tokio::test]
+    async fn the_sending_address_must_name_the_host_and_the_host_the_address() {
+        let v4: IpAddr = "192.0.2.25".parse().unwrap();
+        let v6: IpAddr = "2001:db8::25".parse().unwrap();
+        let good = ScriptedResolver::new()
+            .address("mail.example.test", v4)
+            .address("mail.example.test", v6)
+            .ptr(v4, "mail.example.test.")
+            .ptr(v6, "host-25.provider.test");
+        let rows = check_reverse(&good, "Mail.Example.Test.", &[]).await;
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].name, "25.2.0.192.in-addr.arpa");
+        assert_eq!(rows[0].status, Health::Found);
+        assert_eq!(rows[1].status, Health::Wrong);
+        assert!(rows[1].name.ends_with(".8.b.d.0.1.0.0.2.ip6.arpa"), "{}", rows[1].name);
+        assert_eq!(rows[1].found.as_deref(), Some("host-25.provider.test"));
+        assert_eq!(rows[1].publish.as_deref(), Some("PTR mail.example.test."));
+
+        // A configured source address that is named after us, but that our name does not
+        // resolve to, is not forward-confirmed; one without a PTR is missing one.
+        let other: IpAddr = "198.51.100.7".parse().unwrap();
+        let bare: IpAddr = "198.51.100.8".parse().unwrap();
+        let rows = check_reverse(
+            &good.ptr(other, "mail.example.test"),
+            "mail.example.test",
+            &[other, bare],
+        )
+        .await;
+        assert_eq!(rows[0].status, Health::Wrong);
+        assert_eq!(rows[0].publish.as_deref(), Some("A 198.51.100.7 at mail.example.test"));
+        assert_eq!(rows[1].status, Health::Missing);
+        assert_eq!(rows[1].publish.as_deref(), Some("PTR mail.example.test."));
+
+        let broken = ScriptedResolver::new().temporary("mail.example.test");
+        let rows = check_reverse(&broken, "mail.example.test", &[]).await;
+        assert_eq!(rows[0].status, Health::Failed);
     }
 }

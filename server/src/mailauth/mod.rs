@@ -14,7 +14,7 @@ mod sign;
 mod verify;
 
 pub use disposition::{Disposition, TAG_FIELD, decide};
-pub use health::{Health, HealthRow, check_domain};
+pub use health::{Health, HealthRow, check_domain, check_reverse};
 pub use rollout::{CHECK_EVERY, DkimChecker, check_key, run_schedule};
 pub use sign::DkimSigner;
 pub use verify::{DmarcVerdict, PublishedPolicy, Verdict, Verifier, strip_ours};

@@ -1,8 +1,9 @@
 //! The DKIM key rollout's DNS side: look up each key's record through the process's resolver,
 //! record what was found (published and matching, missing, or different), and let the store
 //! move the states on — a pending key whose record is seen becomes active (and the key it
-//! replaces starts retiring), a retiring key whose grace period is over is retired. Run on a
-//! schedule by the engine and on demand by `postern dkim check` and the API.
+//! replaces starts retiring), a retiring key whose grace period is over is retired, and a domain
+//! that rotates automatically gets the next key of an active one that has signed for its period.
+//! Run on a schedule by the engine and on demand by `postern dkim check` and the API.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +47,25 @@ impl DkimChecker {
     /// Retires what is due, then checks every key of `domain` (or of every domain) that is not
     /// retired, in one pass; returns the keys as they are afterwards.
     pub async fn check(&self, domain: Option<&DomainName>) -> Result<Vec<DkimKey>, StoreError> {
-        self.store.retire_due_dkim_keys(&self.actor, postern_store::now()).await?;
+        self.check_at(domain, postern_store::now()).await
+    }
+
+    /// [`DkimChecker::check`] as of `at` (epoch seconds): tests move time on with it.
+    pub async fn check_at(
+        &self,
+        domain: Option<&DomainName>,
+        at: i64,
+    ) -> Result<Vec<DkimKey>, StoreError> {
+        self.store.retire_due_dkim_keys(&self.actor, at).await?;
+        // Automatic rotation (every domain's: the check of one domain is cheap either way, and
+        // the next key is pending, signing nothing until its record is seen).
+        for key in self.store.auto_rotate_dkim_keys(&self.actor, at).await? {
+            tracing::info!(
+                record = %key.record_name(),
+                "DKIM key rotated automatically: publish the new record; signing switches once \
+                 it is seen"
+            );
+        }
         let keys = self.store.list_dkim_keys(domain).await?;
         for key in keys {
             if key.state == DkimState::Retired {

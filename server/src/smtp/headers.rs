@@ -78,15 +78,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         message.extend_from_slice(&body);
         // Ours to vouch for: what our users submit and what trusted networks relay, signed for
         // the author domain (RFC 7489 §3.1.1 aligns DKIM with From:; without one, the envelope
-        // sender's). Mail relayed for others is not ours to sign.
-        let ours =
-            self.auth.is_some() || self.ctx.engine.snapshot().config.is_trusted(self.peer.ip());
-        if ours {
+        // sender's). Mail relayed for others is not ours to sign, unless the author domain
+        // says so (its DKIM setting `sign_relayed`: a gateway for senders we do not know).
+        let snapshot = self.ctx.engine.snapshot();
+        let ours = self.auth.is_some() || snapshot.config.is_trusted(self.peer.ip());
+        // Most configurations sign no relayed mail: then its headers are not even read.
+        let relayed = !ours && snapshot.config.dkim_settings.values().any(|s| s.sign_relayed);
+        if ours || relayed {
             let mut domains = super::authors::from_domains(&message);
             if domains.is_empty() {
                 domains
                     .push(tx.sender.rsplit_once('@').map_or("", |(_, d)| d).to_ascii_lowercase());
             }
+            if relayed {
+                domains.retain(|d| {
+                    d.parse::<postern_store::model::DomainName>()
+                        .is_ok_and(|d| snapshot.config.signs_relayed(&d))
+                });
+            }
+            drop(snapshot);
             let mut fields = String::new();
             for domain in domains {
                 fields.push_str(&self.ctx.signer.sign(&domain, &message));

@@ -43,6 +43,8 @@ pub struct Config {
     pub content_checks: super::ContentChecks,
     /// Policy services, enabled or not, in name order (`policy_service.rs`).
     pub policy_services: Vec<super::PolicyService>,
+    /// Per-domain DKIM settings (automatic rotation, signing relayed mail); absent: defaults.
+    pub dkim_settings: BTreeMap<DomainName, super::DkimSettings>,
 }
 
 /// Where one address ends up after alias expansion.
@@ -74,6 +76,11 @@ impl Config {
         domain: &'a DomainName,
     ) -> impl Iterator<Item = &'a super::DkimKey> + 'a {
         self.dkim.iter().filter(move |k| &k.domain == domain && k.state == super::DkimState::Active)
+    }
+
+    /// Whether mail relayed for others whose `From:` is `domain` is signed too.
+    pub fn signs_relayed(&self, domain: &DomainName) -> bool {
+        self.dkim_settings.get(domain).is_some_and(|s| s.sign_relayed)
     }
 
     pub fn domain_kind(&self, domain: &DomainName) -> Option<DomainKind> {

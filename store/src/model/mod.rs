@@ -8,6 +8,8 @@ mod certificate;
 mod config;
 mod content_check;
 mod dkim;
+mod dkim_settings;
+mod dns_health;
 mod dnsbl;
 mod domain;
 mod greylist;
@@ -49,6 +51,10 @@ pub use dkim::{
     RSA_BITS, TXT_STRING_MAX, check_bits, check_selector, dated_selector, is_dkim_record,
     record_name, split_txt,
 };
+pub use dkim_settings::{
+    DkimSettings, MAX_ROTATE_DAYS, MIN_ROTATE_DAYS, check_rotate_days, parse_rotate_every,
+};
+pub use dns_health::{Health, HealthRow, health_summary};
 pub use dnsbl::{
     Blocklist, Dnsbl, DnsblFailure, DnsblHit, DnsblReport, ListKind, NewBlocklist, ReturnCodes,
     WhitelistEntry, check_weight, domain_query, ip_query,

@@ -8,8 +8,8 @@ use sqlx::{AnyConnection, Row};
 
 use crate::error::{Result, StoreError};
 use crate::model::{
-    DkimAlgorithm, DkimKey, DkimPrivateKey, DkimState, DnsCheck, DomainName, check_bits,
-    check_selector, dated_selector, record_name,
+    DkimAlgorithm, DkimKey, DkimPrivateKey, DkimSettings, DkimState, DnsCheck, DomainName,
+    check_bits, check_rotate_days, check_selector, dated_selector, record_name,
 };
 use crate::secrets::{SecretKey, dkim_private_key_context};
 use crate::store::{Store, now};
@@ -357,5 +357,132 @@ impl Store {
         }
         .await;
         change.finish(result).await
+    }
+}
+
+/// Every domain's DKIM settings that differ from the defaults.
+pub(crate) async fn load_settings(
+    conn: &mut AnyConnection,
+) -> Result<std::collections::BTreeMap<DomainName, DkimSettings>> {
+    let mut settings = std::collections::BTreeMap::new();
+    for row in sqlx::query("SELECT domain, rotate_days, sign_relayed FROM dkim_settings")
+        .fetch_all(conn)
+        .await?
+    {
+        let domain: DomainName = row
+            .try_get::<String, _>("domain")?
+            .parse()
+            .map_err(|e| StoreError::Corrupt { table: "dkim_settings", message: format!("{e}") })?;
+        settings.insert(domain, settings_row(&row)?);
+    }
+    Ok(settings)
+}
+
+fn settings_row(row: &AnyRow) -> Result<DkimSettings> {
+    let days: Option<i64> = row.try_get("rotate_days")?;
+    let relayed: i64 = row.try_get("sign_relayed")?;
+    Ok(DkimSettings {
+        rotate_days: days.map(|d| d.clamp(0, i64::from(u32::MAX)) as u32),
+        sign_relayed: relayed != 0,
+    })
+}
+
+impl Store {
+    /// `domain`'s DKIM settings (the defaults when none were set).
+    pub async fn dkim_settings(&self, domain: &DomainName) -> Result<DkimSettings> {
+        let row =
+            sqlx::query("SELECT rotate_days, sign_relayed FROM dkim_settings WHERE domain = $1")
+                .bind(domain.as_str())
+                .fetch_optional(self.pool())
+                .await?;
+        row.map(|r| settings_row(&r)).transpose().map(Option::unwrap_or_default)
+    }
+
+    /// Every domain's DKIM settings that differ from the defaults.
+    pub async fn list_dkim_settings(
+        &self,
+    ) -> Result<std::collections::BTreeMap<DomainName, DkimSettings>> {
+        let mut conn = self.pool().acquire().await?;
+        load_settings(&mut conn).await
+    }
+
+    /// Sets `domain`'s DKIM settings (the rotation period is checked: 7 to 3650 days).
+    pub async fn set_dkim_settings(
+        &self,
+        actor: &str,
+        domain: &DomainName,
+        settings: DkimSettings,
+    ) -> Result<DkimSettings> {
+        if let Some(days) = settings.rotate_days {
+            check_rotate_days(days).map_err(|m| StoreError::invalid("rotate_days", m))?;
+        }
+        let mut change = self.change(actor).await?;
+        let result: Result<_> = async {
+            let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM domains WHERE name = $1")
+                .bind(domain.as_str())
+                .fetch_one(change.conn())
+                .await?;
+            if exists == 0 {
+                return Err(StoreError::NotFound { what: "domain", name: domain.to_string() });
+            }
+            let before = sqlx::query(
+                "SELECT rotate_days, sign_relayed FROM dkim_settings WHERE domain = $1",
+            )
+            .bind(domain.as_str())
+            .fetch_optional(change.conn())
+            .await?
+            .map(|r| settings_row(&r))
+            .transpose()?
+            .unwrap_or_default();
+            sqlx::query("DELETE FROM dkim_settings WHERE domain = $1")
+                .bind(domain.as_str())
+                .execute(change.conn())
+                .await?;
+            if settings != DkimSettings::default() {
+                sqlx::query(
+                    "INSERT INTO dkim_settings (domain, rotate_days, sign_relayed, updated_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(domain.as_str())
+                .bind(settings.rotate_days.map(i64::from))
+                .bind(i64::from(settings.sign_relayed))
+                .bind(now())
+                .execute(change.conn())
+                .await?;
+            }
+            change.audit("dkim.settings", domain.as_str(), Some(&before), Some(&settings)).await?;
+            Ok(settings)
+        }
+        .await;
+        change.finish(result).await
+    }
+
+    /// Automatic rotation, as of `at`: for each domain that asks for it, each active key that
+    /// has signed for its period (since its activation) gets its successor, pending, of the same
+    /// algorithm and size, unless one is already pending. The rollout then activates the new
+    /// key once its record is seen and retires the old one as for a manual rotation. Returns
+    /// the keys made.
+    pub async fn auto_rotate_dkim_keys(&self, actor: &str, at: i64) -> Result<Vec<DkimKey>> {
+        let mut made = Vec::new();
+        for (domain, settings) in self.list_dkim_settings().await? {
+            let Some(days) = settings.rotate_days else { continue };
+            let keys = self.list_dkim_keys(Some(&domain)).await?;
+            for key in keys.iter().filter(|k| k.state == DkimState::Active) {
+                let since = key.activated_at.unwrap_or(key.created_at);
+                let due = at.saturating_sub(since) >= i64::from(days) * 86_400;
+                let waiting = keys
+                    .iter()
+                    .any(|k| k.state == DkimState::Pending && k.algorithm == key.algorithm);
+                if due && !waiting {
+                    match self.rotate_dkim_key(actor, &domain, Some(key.algorithm)).await {
+                        Ok(next) => made.push(next),
+                        // Changed meanwhile (a key activated or generated by hand): next pass.
+                        Err(StoreError::Conflict(_) | StoreError::Duplicate { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(made)
     }
 }

@@ -11,7 +11,8 @@ use crate::repo::dkim::RETIRE_GRACE_SECS;
 
 crate::store_tests!(
     keys_are_generated_sealed_and_reach_the_configuration,
-    a_key_rolls_out_through_every_state
+    a_key_rolls_out_through_every_state,
+    keys_rotate_automatically_every_n_days
 );
 
 async fn keys_are_generated_sealed_and_reach_the_configuration(store: Store) {
@@ -139,4 +140,57 @@ async fn a_key_rolls_out_through_every_state(store: Store) {
     // Removing the domain removes its keys.
     store.remove_domain(ACTOR, &dom, true).await.unwrap();
     assert!(store.list_dkim_keys(None).await.unwrap().is_empty());
+}
+
+/// Automatic rotation (`dkim_settings`, migration 0014): off by default; once set, an active key
+/// that has signed for the period gets a pending successor of the same algorithm and size, and
+/// only one; the settings reach the configuration and go with their domain.
+async fn keys_rotate_automatically_every_n_days(store: Store) {
+    use crate::model::DkimSettings;
+    domain(&store, "example.test").await;
+    let name = d("example.test");
+    assert_eq!(store.dkim_settings(&name).await.unwrap(), DkimSettings::default());
+    let key = store
+        .generate_dkim_key(ACTOR, &name, DkimAlgorithm::Rsa, Some(3072), Some("one"))
+        .await
+        .unwrap();
+    store.activate_dkim_key(ACTOR, &name, "one").await.unwrap();
+    let later = crate::now() + 100 * 86_400;
+    assert!(store.auto_rotate_dkim_keys(ACTOR, later).await.unwrap().is_empty(), "off");
+
+    let too_often = DkimSettings { rotate_days: Some(3), sign_relayed: false };
+    let err = store.set_dkim_settings(ACTOR, &name, too_often).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { field: "rotate_days", .. }), "{err}");
+    let err = store
+        .set_dkim_settings(ACTOR, &d("nowhere.test"), DkimSettings::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    let every_90 = DkimSettings { rotate_days: Some(90), sign_relayed: true };
+    store.set_dkim_settings(ACTOR, &name, every_90).await.unwrap();
+    assert_eq!(store.dkim_settings(&name).await.unwrap(), every_90);
+    let config = store.load_config().await.unwrap();
+    assert!(config.signs_relayed(&name) && !config.signs_relayed(&d("other.test")));
+
+    // Not yet due: 89 days after activation.
+    let activated = store.list_dkim_keys(Some(&name)).await.unwrap()[0].activated_at.unwrap();
+    let early = activated + 89 * 86_400;
+    assert!(store.auto_rotate_dkim_keys(ACTOR, early).await.unwrap().is_empty());
+    let due = activated + 90 * 86_400;
+    let made = store.auto_rotate_dkim_keys(ACTOR, due).await.unwrap();
+    assert_eq!(made.len(), 1);
+    assert_eq!(
+        (made[0].state, made[0].algorithm, made[0].bits),
+        (DkimState::Pending, key.algorithm, 3072)
+    );
+    // One successor is enough: the next pass waits for its record.
+    assert!(store.auto_rotate_dkim_keys(ACTOR, due + 3600).await.unwrap().is_empty());
+    let audit = store.list_audit(100, None).await.unwrap();
+    assert!(audit.iter().any(|a| a.action == "dkim.settings"), "{audit:?}");
+
+    store.set_dkim_settings(ACTOR, &name, DkimSettings::default()).await.unwrap();
+    assert!(store.list_dkim_settings().await.unwrap().is_empty());
+    store.set_dkim_settings(ACTOR, &name, every_90).await.unwrap();
+    store.remove_domain(ACTOR, &name, true).await.unwrap();
+    assert!(store.list_dkim_settings().await.unwrap().is_empty(), "gone with the domain");
 }

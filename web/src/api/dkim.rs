@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use postern_store::model::{DkimAlgorithm, DkimKey, DkimState, DomainName};
+use postern_store::model::{DkimAlgorithm, DkimKey, DkimSettings, DkimState, DomainName};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -21,6 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rotate))
         .routes(routes!(activate))
         .routes(routes!(check))
+        .routes(routes!(get_settings, set_settings))
 }
 
 /// One key: what to publish, where it is in its rollout, and what DNS showed last.
@@ -220,4 +221,59 @@ async fn check(
         ));
     };
     Ok(Json(views(&checker.check(&user.actor, &name).await?)))
+}
+
+/// A domain's DKIM settings beyond its keys.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DkimSettingsView {
+    /// Generate the next key (pending, same algorithm and size) once the active one has signed
+    /// this many days, 7 to 3650; `null` (the default): only by hand.
+    #[serde(default)]
+    #[schema(minimum = 7, maximum = 3650)]
+    pub rotate_days: Option<u32>,
+    /// Sign mail relayed for others (neither submitted by a user nor relayed from a trusted
+    /// network) whose `From:` is this domain; `false` by default.
+    #[serde(default)]
+    pub sign_relayed: bool,
+}
+
+impl From<DkimSettings> for DkimSettingsView {
+    fn from(s: DkimSettings) -> DkimSettingsView {
+        DkimSettingsView { rotate_days: s.rotate_days, sign_relayed: s.sign_relayed }
+    }
+}
+
+/// A domain's DKIM settings: automatic rotation, signing relayed mail.
+#[utoipa::path(get, path = "/domains/{name}/dkim/settings", tag = "dkim",
+    params(("name" = String, Path, description = "The domain name")),
+    responses((status = 200, body = DkimSettingsView), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn get_settings(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<DkimSettingsView>, WebError> {
+    let name = domain(&user, &name)?;
+    Ok(Json(state.store.dkim_settings(&name).await?.into()))
+}
+
+/// Replaces a domain's DKIM settings.
+#[utoipa::path(put, path = "/domains/{name}/dkim/settings", tag = "dkim",
+    request_body = DkimSettingsView,
+    params(("name" = String, Path, description = "The domain name")),
+    responses((status = 200, body = DkimSettingsView), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn set_settings(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(settings): ApiJson<DkimSettingsView>,
+) -> Result<Json<DkimSettingsView>, WebError> {
+    user.require_write()?;
+    let name = domain(&user, &name)?;
+    let settings =
+        DkimSettings { rotate_days: settings.rotate_days, sign_relayed: settings.sign_relayed };
+    Ok(Json(state.store.set_dkim_settings(&user.actor, &name, settings).await?.into()))
 }

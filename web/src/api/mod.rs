@@ -7,6 +7,7 @@ pub(crate) mod audit;
 pub(crate) mod certificates;
 pub(crate) mod content_checks;
 mod dkim;
+mod dns_health;
 pub(crate) mod dnsbl;
 mod domains;
 mod greylisting;
@@ -81,6 +82,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(certificates::router())
         .merge(mta_sts::router())
         .merge(dkim::router())
+        .merge(dns_health::router())
         .merge(mail_auth::router())
         .merge(rate_limits::router())
         .merge(dnsbl::router())

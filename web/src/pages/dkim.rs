@@ -22,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .route("/domains/{name}/dkim/rotate", post(rotate))
         .route("/domains/{name}/dkim/check", post(check))
         .route("/domains/{name}/dkim/activate", post(activate))
+        .route("/domains/{name}/dkim/settings", post(settings))
 }
 
 struct Row {
@@ -43,6 +44,9 @@ struct DkimPage {
     domain: String,
     rows: Vec<Row>,
     can_check: bool,
+    /// Automatic rotation period in days, empty when off.
+    rotate_days: String,
+    sign_relayed: bool,
 }
 
 impl_page!(DkimPage);
@@ -99,7 +103,10 @@ async fn show(
             return Err(WebError::NotFound(format!("domain {name} does not exist")));
         }
         let keys = state.store.list_dkim_keys(Some(&name)).await?;
+        let settings = state.store.dkim_settings(&name).await?;
         Ok(DkimPage {
+            rotate_days: settings.rotate_days.map(|d| d.to_string()).unwrap_or_default(),
+            sign_relayed: settings.sign_relayed,
             layout: Layout::new(&user, "domains", format!("DKIM keys of {name}"), &headers),
             domain: name.to_string(),
             rows: keys.iter().map(row).collect(),
@@ -230,6 +237,40 @@ async fn activate(
             .activate_dkim_key(&user.principal.actor, &domain, form.selector.trim())
             .await?;
         Ok(format!("Key {} signs from now on", key.record_name()))
+    }
+    .await;
+    done(&state, &name, result).await
+}
+
+#[derive(Deserialize)]
+struct SettingsForm {
+    #[serde(default)]
+    rotate_days: String,
+    /// A checkbox: present when checked.
+    #[serde(default)]
+    sign_relayed: Option<String>,
+}
+
+async fn settings(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path(name): Path<String>,
+    Form(form): Form<SettingsForm>,
+) -> Response {
+    let result = async {
+        user.principal.require_write()?;
+        let domain = domain(&user, &name)?;
+        let rotate_days = postern_store::model::parse_rotate_every(&form.rotate_days)
+            .map_err(|m| WebError::invalid("rotate_days", m))?;
+        let settings = postern_store::model::DkimSettings {
+            rotate_days,
+            sign_relayed: form.sign_relayed.is_some(),
+        };
+        state.store.set_dkim_settings(&user.principal.actor, &domain, settings).await?;
+        Ok(match rotate_days {
+            Some(days) => format!("Keys of {domain} rotate every {days} days"),
+            None => format!("Keys of {domain} rotate only by hand"),
+        })
     }
     .await;
     done(&state, &name, result).await

@@ -25,6 +25,10 @@ struct Row {
     name: String,
     kind: String,
     created: String,
+    /// The DNS health summary from the last report (`ok`, `2 to fix`, `not checked yet`).
+    health: String,
+    /// `found` (all well), `wrong` (something to fix) or empty: the CSS class.
+    health_class: &'static str,
 }
 
 #[derive(Template)]
@@ -44,16 +48,36 @@ async fn page(
     headers: &HeaderMap,
     form: FormState,
 ) -> Result<ListPage, WebError> {
-    let domains = state
+    let domains: Vec<_> = state
         .store
         .list_domains()
         .await?
         .into_iter()
         .filter(|d| user.principal.sees(&d.name))
-        .map(|d| Row {
-            name: d.name.to_string(),
-            kind: d.kind.to_string(),
-            created: time::format(d.created_at),
+        .collect();
+    // From memory only: stale or missing reports are looked up in the background.
+    let names: Vec<DomainName> = domains.iter().map(|d| d.name.clone()).collect();
+    let reports = state.health_cache.summaries(state.health.clone(), &names);
+    let domains = domains
+        .into_iter()
+        .zip(reports)
+        .map(|(d, report)| {
+            let health = match (&report, state.health.is_some()) {
+                (Some(r), _) => r.summary(),
+                (None, true) => "not checked yet".into(),
+                (None, false) => "not checked".into(),
+            };
+            Row {
+                name: d.name.to_string(),
+                kind: d.kind.to_string(),
+                created: time::format(d.created_at),
+                health_class: match &report {
+                    Some(_) if health == "ok" => "found",
+                    Some(r) if r.rows.iter().any(|r| r.to_fix()) => "wrong",
+                    _ => "",
+                },
+                health,
+            }
         })
         .collect();
     Ok(ListPage {

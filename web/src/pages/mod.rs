@@ -20,6 +20,7 @@ mod chart;
 mod content_checks;
 mod dashboard;
 mod dkim;
+mod dns_health;
 mod dnsbl;
 mod domains;
 mod greylisting;
@@ -74,6 +75,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(dkim::router())
         .merge(dnsbl::router())
         .merge(greylisting::router())
+        .merge(dns_health::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::session::require_csrf,

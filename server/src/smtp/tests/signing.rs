@@ -63,3 +63,22 @@ async fn a_submission_is_signed_for_its_from_domain() {
     assert!(reply.starts_with("250"), "{reply}");
     assert_eq!(signed_for(&server.accepted()[0]).as_deref(), Some("elsewhere.test"));
 }
+
+#[tokio::test]
+async fn relayed_mail_is_signed_when_its_domain_says_so() {
+    let server = Server::new().await;
+    let domain = "example.test".parse().unwrap();
+    let settings = postern_store::model::DkimSettings { rotate_days: None, sign_relayed: true };
+    server.store.set_dkim_settings("test", &domain, settings).await.unwrap();
+    server.caught_up().await;
+    let mut c = server.connect(ListenerKind::Smtp, "192.0.2.9").await;
+    c.expect("EHLO gateway.test", "250").await;
+    for from in ["ann@example.test", "someone@outside.test"] {
+        let reply =
+            c.mail(from, &["ann@example.test"], &format!("From: <{from}>\r\n\r\nhi\r\n")).await;
+        assert!(reply.starts_with("250"), "{reply}");
+    }
+    let accepted = server.accepted();
+    assert_eq!(signed_for(&accepted[0]).as_deref(), Some("example.test"));
+    assert_eq!(signed_for(&accepted[1]), None, "only the domain that asked for it");
+}
