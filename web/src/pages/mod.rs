@@ -84,28 +84,29 @@ pub fn router(state: &AppState) -> Router<AppState> {
 
 /// The sections of the navigation; `ready` is false for those that arrive with later work.
 const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
-    // (section, href, label, ready, global only)
+    // (section, href, label, ready, global only), in the order of the menu: the mail itself,
+    // then where it goes, then what filters it on the way in, then the keys and certificates.
     ("dashboard", "/", "Dashboard", true, false),
     ("domains", "/domains", "Domains", true, false),
     ("mailboxes", "/mailboxes", "Mailboxes", true, false),
     ("aliases", "/aliases", "Aliases", true, false),
+    ("queue", "/queue", "Queue", true, false),
+    ("log", "/log", "Delivery log", true, false),
     ("transports", "/transports", "Transports & relay", true, true),
     ("networks", "/networks", "Trusted networks", true, true),
     ("policy", "/policy", "Access policy", true, true),
     ("rate_limits", "/rate-limits", "Rate limits", true, true),
-    ("milters", "/milters", "Milters", true, true),
-    ("content-checks", "/content-checks", "Content checks", true, true),
-    ("policy-services", "/policy-services", "Policy services", true, true),
-    ("queue", "/queue", "Queue", true, false),
-    ("log", "/log", "Delivery log", true, false),
-    ("audit", "/audit", "Audit log", true, true),
-    ("tokens", "/tokens", "API tokens", true, false),
-    ("admins", "/admins", "Administrators", true, true),
-    ("certificates", "/certificates", "Certificates", true, true),
-    ("dkim", "/dkim", "DKIM keys", false, false),
-    ("mailauth", "/mailauth", "Inbound checks", true, true),
     ("dnsbl", "/dnsbl", "Blocklists", true, true),
     ("greylisting", "/greylisting", "Greylisting", true, true),
+    ("content-checks", "/content-checks", "Content checks", true, true),
+    ("policy-services", "/policy-services", "Policy services", true, true),
+    ("milters", "/milters", "Milters", true, true),
+    ("mailauth", "/mailauth", "Inbound checks", true, true),
+    ("certificates", "/certificates", "Certificates", true, true),
+    ("dkim", "/dkim", "DKIM keys", false, false),
+    ("tokens", "/tokens", "API tokens", true, false),
+    ("admins", "/admins", "Administrators", true, true),
+    ("audit", "/audit", "Audit log", true, true),
 ];
 
 pub struct NavItem {
