@@ -204,8 +204,16 @@ impl Change {
         before: Option<&impl Serialize>,
         after: Option<&impl Serialize>,
     ) -> Result<()> {
+        // Always an object (the API documents `before`/`after` so): a plain value is wrapped.
         fn json(v: Option<&impl Serialize>) -> Option<String> {
-            v.map(|v| serde_json::to_string(v).expect("model types serialise to JSON"))
+            v.map(|v| {
+                let text = serde_json::to_string(v).expect("model types serialise to JSON");
+                if text.starts_with('{') || text == "null" {
+                    text
+                } else {
+                    format!("{{\"value\":{text}}}")
+                }
+            })
         }
         sqlx::query(
             "INSERT INTO audit_log (revision, at, actor, action, object, before_json, after_json) \

@@ -131,7 +131,9 @@ impl Store {
                 .bind(threshold)
                 .execute(change.conn())
                 .await?;
-            change.audit("dnsbl.threshold", "threshold", before.as_ref(), Some(&threshold)).await?;
+            let before = before.map(|t| serde_json::json!({ "threshold": t }));
+            let after = serde_json::json!({ "threshold": threshold });
+            change.audit("dnsbl.threshold", "threshold", before.as_ref(), Some(&after)).await?;
             Ok(threshold)
         }
         .await;
@@ -156,7 +158,10 @@ impl Store {
                 .bind(now())
                 .execute(change.conn())
                 .await?;
-            change.audit("dnsbl.whitelist.add", &text, None::<&String>, Some(&text)).await?;
+            let entry = serde_json::json!({ "entry": text });
+            change
+                .audit("dnsbl.whitelist.add", &text, None::<&serde_json::Value>, Some(&entry))
+                .await?;
             Ok(())
         }
         .await;
@@ -176,7 +181,10 @@ impl Store {
             if removed == 0 {
                 return Err(StoreError::NotFound { what: "whitelist entry", name: text.clone() });
             }
-            change.audit("dnsbl.whitelist.remove", &text, Some(&text), None::<&String>).await?;
+            let entry = serde_json::json!({ "entry": text });
+            change
+                .audit("dnsbl.whitelist.remove", &text, Some(&entry), None::<&serde_json::Value>)
+                .await?;
             Ok(())
         }
         .await;

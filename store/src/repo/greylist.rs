@@ -89,8 +89,10 @@ impl Store {
                     .execute(change.conn())
                     .await?;
             }
-            let was = before.is_some();
-            change.audit("greylist.domain", domain.as_str(), Some(&was), Some(&on)).await?;
+            // Objects, as every audit record's before and after are.
+            let was = serde_json::json!({ "greylisting": before.is_some() });
+            let now_on = serde_json::json!({ "greylisting": on });
+            change.audit("greylist.domain", domain.as_str(), Some(&was), Some(&now_on)).await?;
             Ok(())
         }
         .await;

@@ -59,9 +59,9 @@ pub async fn authorize(
 }
 
 /// Wrong tokens are counted by the console's login limiter (`postern_store::auth`), per token
-/// ID and client address and per address: past the allowance a client gets `429` with
-/// `Retry-After` before its token is even looked up. Only failures count, so a client with a
-/// good token is never slowed by its own requests running side by side.
+/// ID and client address and per address: past the allowance a wrong token gets `429` with
+/// `Retry-After` instead of `401`. Only failures count and a good token always gets in, so
+/// neither its own parallel requests nor someone else's wrong guesses slow its holder.
 async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
@@ -76,24 +76,32 @@ async fn authenticate(
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .ok_or(WebError::Unauthenticated)?;
-    // The token's ID (public) names the account; the secret is never a key.
-    let id = bearer.strip_prefix("pst_").and_then(|t| t.split_once('_')).map_or("?", |(id, _)| id);
+    // The token's ID (public) names the account; the secret is never a key. A bearer that is
+    // not shaped like any token we issue guesses at none: refused at once, nothing looked up,
+    // nothing counted (scanners and fuzzers send such junk by the hundred).
+    let Some((id, _)) = bearer.strip_prefix("pst_").and_then(|t| t.split_once('_')) else {
+        tracing::info!(?ip, "malformed API token");
+        return Err(WebError::Unauthenticated);
+    };
     let account = format!("api-token:{id}");
     let attempts = &state.passwords.attempts;
-    if let Some(ip) = ip
-        && let Some(wait) = attempts.waiting(&account, ip, Instant::now())
-    {
-        tracing::warn!(%ip, limit = "api-token failures", retry_after = wait.seconds(), "API token refused unchecked: too many wrong tokens");
-        return Err(WebError::TooMany(wait.seconds()));
-    }
     match state.store.authenticate_token(bearer).await? {
         Some((token, owner)) => Ok(ApiUser(Principal::from_token(&token, &owner))),
         None => {
-            if let Some(ip) = ip {
-                attempts.record_failure(&account, ip, Instant::now());
-            }
             tracing::info!(?ip, "wrong API token");
-            Err(WebError::Unauthenticated)
+            let Some(ip) = ip else { return Err(WebError::Unauthenticated) };
+            // Checked after the lookup, so that nobody can lock a token's holder out by
+            // sending wrong secrets for its (public) ID; guessing a secret of 256 random bits
+            // is hopeless anyway, and a client that keeps trying is told to wait.
+            let wait = attempts.waiting(&account, ip, Instant::now());
+            attempts.record_failure(&account, ip, Instant::now());
+            match wait {
+                Some(wait) => {
+                    tracing::warn!(%ip, limit = "api-token failures", retry_after = wait.seconds(), "too many wrong API tokens");
+                    Err(WebError::TooMany(wait.seconds()))
+                }
+                None => Err(WebError::Unauthenticated),
+            }
         }
     }
 }
