@@ -82,10 +82,23 @@ enum Command {
     /// Header and body checks: regex rules on every message once it is whole.
     #[command(subcommand)]
     Checks(cli::checks::Command),
+    /// Dovecot logs IMAP/POP3 users in with Postern's mailboxes: the checkpassword program and
+    /// the configuration to paste.
+    #[command(subcommand)]
+    Dovecot(cli::dovecot::Command),
+    /// Send a message read from standard input, like Sendmail's and Postfix's `sendmail`
+    /// (`-t`, `-i`, `-f`, `-F`); linked as /usr/sbin/sendmail it answers to that name.
+    Sendmail(cli::sendmail::Args),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match invoked_as_sendmail() {
+        Some(args) => Cli {
+            config: std::env::var_os("POSTERN_CONFIG").map(PathBuf::from),
+            command: Command::Sendmail(args),
+        },
+        None => Cli::parse(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -113,6 +126,8 @@ fn main() -> ExitCode {
             Command::Dnsbl(cmd) => cli::dnsbl::run(config, cmd).await,
             Command::Greylist(cmd) => cli::greylist::run(config, cmd).await,
             Command::Checks(cmd) => cli::checks::run(config, cmd).await,
+            Command::Dovecot(cmd) => cli::dovecot::run(config, cmd).await,
+            Command::Sendmail(args) => cli::sendmail::run(config, args).await,
         }
     });
     match result {
@@ -176,4 +191,13 @@ mod tests {
             "cannot open the store: while executing migration 2: duplicate column name: x"
         );
     }
+}
+
+/// Run through a link named `sendmail` (as /usr/sbin/sendmail is, for cron and `mail`), the
+/// binary takes Sendmail's arguments; the boot config then comes from `POSTERN_CONFIG` or the
+/// usual places.
+fn invoked_as_sendmail() -> Option<cli::sendmail::Args> {
+    let argv0 = std::env::args_os().next()?;
+    let name = std::path::Path::new(&argv0).file_name()?.to_str()?.to_string();
+    (name == "sendmail").then(|| cli::sendmail::AsSendmail::parse().args)
 }

@@ -170,6 +170,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         (tasks, acme_http_bound)
     });
 
+    write_listening(&boot.data_dir, &bound, &console_bound);
     let signals = catch_signals()?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "postern {} on {}", env!("CARGO_PKG_VERSION"), boot.hostname)?;
@@ -370,4 +371,27 @@ fn init_logging(boot: &BootConfig) -> anyhow::Result<()> {
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
     Ok(())
+}
+
+/// The file in the data directory that names the addresses `serve` listens on, one
+/// `NAME ADDRESS` per line: how `postern sendmail` finds the engine, also on ports the
+/// system chose.
+pub const LISTENING_FILE: &str = "listening";
+
+/// Writes [`LISTENING_FILE`]; a failure only costs `sendmail` its hint, so it is logged.
+fn write_listening(
+    data_dir: &std::path::Path,
+    bound: &[(&str, std::net::SocketAddr)],
+    console: &[std::net::SocketAddr],
+) {
+    let mut text = String::new();
+    for (name, addr) in bound {
+        text.push_str(&format!("{name} {addr}\n"));
+    }
+    for addr in console {
+        text.push_str(&format!("console {addr}\n"));
+    }
+    if let Err(e) = std::fs::write(data_dir.join(LISTENING_FILE), text) {
+        tracing::warn!(error = %e, "cannot write the listening file for `postern sendmail`");
+    }
 }
