@@ -116,6 +116,10 @@ impl Mta {
             rates.clone(),
             shutdown.clone(),
         ));
+        // Refusals into the delivery log, from one writer task (bounded: see policy/refusals.rs).
+        let (refusals, refusal_writer) =
+            crate::policy::RefusalLog::start(store.clone(), shutdown.clone());
+        tasks.spawn(refusal_writer);
         tasks.spawn(Scheduler::run(store, engine.clone(), scheduler, fresh_rx, shutdown.clone()));
         let verifier = options.hickory.as_ref().map(|h| {
             Arc::new(crate::mailauth::Verifier::new(h.hickory().clone(), &options.hostname))
@@ -132,6 +136,7 @@ impl Mta {
             passwords: options.passwords,
             rates,
             screen,
+            refusals,
         });
         tasks.spawn(smtp::serve(listeners, ctx, shutdown));
         Ok(Mta { engine, queue, tasks })

@@ -8,7 +8,7 @@ use postern_store::Store;
 use postern_store::model::{
     Access, DeliveryResult, DomainKind, NewMessage, NewRecipient, Notify, Outcome, QueueId, Role,
 };
-use postern_store::now;
+use postern_store::{NewRefusal, RefusalStatus, now};
 use serde_json::json;
 use support::*;
 
@@ -71,7 +71,8 @@ postern_store::store_tests!(
     the_delivery_log_lists_newest_first_with_filters,
     a_domain_admin_reads_the_log_of_its_domains_only,
     the_audit_log_is_for_admins_with_every_domain,
-    the_dashboard_charts_the_day_and_shows_the_last_errors
+    the_dashboard_charts_the_day_and_shows_the_last_errors,
+    refusals_are_listed_and_filtered_by_status
 );
 
 async fn the_delivery_log_lists_newest_first_with_filters(store: Store) {
@@ -200,7 +201,7 @@ async fn the_dashboard_charts_the_day_and_shows_the_last_errors(store: Store) {
     let body = page.body;
     let svg_start = body.find("<svg class=\"chart\"").expect("a chart");
     let svg = &body[svg_start..body[svg_start..].find("</svg>").unwrap() + svg_start];
-    assert_eq!(svg.matches("<polyline class=\"series").count(), 4);
+    assert_eq!(svg.matches("<polyline class=\"series").count(), 5);
     assert!(svg.contains(">5<"), "the axis tops at a round 5 for 3 received in an hour: {svg}");
     for error in ["550 5.1.1 no such user", "451 4.7.1 later"] {
         assert!(body.contains(error), "{error} among the last errors");
@@ -210,4 +211,66 @@ async fn the_dashboard_charts_the_day_and_shows_the_last_errors(store: Store) {
         "newest first"
     );
     assert!(body.contains("<span class=\"n\">3</span> received"));
+}
+
+/// What the SMTP sessions refused: in the API with their stage, client and reason, filtered by
+/// the new statuses, on the log page without a queue link, and counted on the dashboard.
+async fn refusals_are_listed_and_filtered_by_status(store: Store) {
+    store.add_domain("test", &"a.test".parse().unwrap(), DomainKind::Local).await.unwrap();
+    add_admin(&store, "alice", Role::Admin, &[]).await;
+    add_admin(&store, "dora", Role::DomainAdmin, &["a.test"]).await;
+    traffic(&store).await;
+    let refusal = |status, stage: &str, recipient: &str, reason: &str| NewRefusal {
+        at: now(),
+        status,
+        stage: stage.into(),
+        client: "192.0.2.66".into(),
+        sender: if stage == "connect" { String::new() } else { "spam@bad.test".into() },
+        recipient: recipient.into(),
+        reply: "554 5.7.1 Service unavailable".into(),
+        reason: reason.into(),
+    };
+    store
+        .record_refusals(&[
+            refusal(RefusalStatus::Rejected, "connect", "", "access rule 4 REJECT"),
+            refusal(RefusalStatus::Rejected, "rcpt", "u@a.test", "DNS blocklist zen.bl.test"),
+            refusal(RefusalStatus::Tempfailed, "rcpt", "u@a.test", "greylisting: first attempt"),
+            refusal(RefusalStatus::Discarded, "data", "v@b.test", "milter m DISCARD"),
+        ])
+        .await
+        .unwrap();
+    let app = console(&store);
+    let api = Api::new(&store, &app, "alice", Access::Read, &[]).await;
+    let rejected = api.call("GET", "/log?status=rejected", None).await;
+    assert_eq!(rejected.status, StatusCode::OK, "{}", rejected.body);
+    let items = rejected.json()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["reason"], "DNS blocklist zen.bl.test");
+    assert_eq!(items[0]["stage"], "rcpt");
+    assert_eq!(items[0]["client"], "192.0.2.66");
+    assert_eq!(items[0]["message_id"], "");
+    assert_eq!(items[1]["reason"], "access rule 4 REJECT");
+    for status in ["tempfailed", "discarded"] {
+        let page = api.call("GET", &format!("/log?status={status}"), None).await.json();
+        assert_eq!(page["items"].as_array().unwrap().len(), 1, "{status}");
+    }
+    let found = api.call("GET", "/log?search=greylisting", None).await.json();
+    assert_eq!(found["items"][0]["status"], "tempfailed");
+
+    let browser = Browser::login(&app, "alice").await;
+    let page = browser.get("/log?status=rejected").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("at CONNECT from 192.0.2.66"), "{}", page.body);
+    assert!(page.body.contains("access rule 4 REJECT"));
+    assert!(!page.body.contains("href=\"/queue/\""), "no link to a queue entry that never was");
+    assert!(page.body.contains("<option value=\"rejected\" selected>"));
+    let dashboard = browser.get("/").await.body;
+    assert!(dashboard.contains("<span class=\"n\">2</span> <a href=\"/log?status=rejected\">"));
+
+    // A domain-admin sees the refusals of its recipients, not a connection's.
+    let dora = Api::new(&store, &app, "dora", Access::Read, &[]).await;
+    let mine = dora.call("GET", "/log?status=rejected", None).await.json();
+    let mine = mine["items"].as_array().unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0]["recipient"], "u@a.test");
 }

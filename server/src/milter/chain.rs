@@ -129,6 +129,8 @@ pub struct Chain {
     discard: Option<String>,
     /// What milters did to the current message, for the delivery log.
     notes: Vec<String>,
+    /// Which milter gave the last refusal, and how, for the delivery log.
+    refused_by: Option<String>,
 }
 
 fn refusal(stage: Stage, response: &Response) -> Option<Reply> {
@@ -154,6 +156,11 @@ fn refusal(stage: Stage, response: &Response) -> Option<Reply> {
         }
         _ => return None,
     })
+}
+
+/// A milter that is down and refuses by its default, as the delivery log names it.
+fn down(m: &Member) -> String {
+    format!("milter {} unavailable, default {}", m.name, m.default)
 }
 
 /// The reply a milter's refusing default gives.
@@ -209,7 +216,19 @@ impl Chain {
                 open: false,
             });
         }
-        Chain { members, macros: HashMap::new(), discard: None, notes: Vec::new() }
+        Chain {
+            members,
+            macros: HashMap::new(),
+            discard: None,
+            notes: Vec::new(),
+            refused_by: None,
+        }
+    }
+
+    /// Which milter gave the last refusal (`milter clamav`, or one that is down and refuses
+    /// by its default), for the delivery log.
+    pub fn refused_by(&self) -> String {
+        self.refused_by.clone().unwrap_or_else(|| "milter".into())
     }
 
     /// True when no milter serves this session.
@@ -245,7 +264,8 @@ impl Chain {
         tracing::warn!(milter = %m.name, stage = stage.name(), error = %error, default = %m.default, "milter failed");
         m.open = false;
         m.done = true;
-        self.notes.push(format!("milter {}: {error}, default {}", m.name, m.default));
+        let what = format!("milter {}: {error}, default {}", m.name, m.default);
+        self.notes.push(what.clone());
         match default_reply(m.default) {
             None => {
                 m.state = State::Off;
@@ -253,7 +273,11 @@ impl Chain {
             }
             Some(reply) => {
                 m.state = State::Down(reply.clone());
-                stage.message().then_some(reply)
+                let refused = stage.message().then_some(reply);
+                if refused.is_some() {
+                    self.refused_by = Some(what);
+                }
+                refused
             }
         }
     }
@@ -272,7 +296,11 @@ impl Chain {
             }
             match &member.state {
                 State::Off => continue,
-                State::Down(reply) if stage.message() => return Some(reply.clone()),
+                State::Down(reply) if stage.message() => {
+                    let reply = reply.clone();
+                    self.refused_by = Some(down(&self.members[i]));
+                    return Some(reply);
+                }
                 State::Down(_) => continue,
                 State::Ready(_) => {}
             }
@@ -309,6 +337,7 @@ impl Chain {
                     Some(reply) => {
                         let m = &self.members[i];
                         tracing::info!(milter = %m.name, stage = stage.name(), %reply, "milter refuses");
+                        self.refused_by = Some(format!("milter {}", m.name));
                         if stage == Stage::Mail {
                             // The transaction never starts: nothing to abort later.
                             self.abort().await;
@@ -382,7 +411,7 @@ impl Chain {
         &mut self,
         sender: &str,
         params: &[String],
-        auth: Option<&str>,
+        auth: Option<(&str, &str)>,
     ) -> Option<Reply> {
         self.abort().await;
         self.discard = None;
@@ -393,9 +422,9 @@ impl Chain {
         self.set("i", format!("{:010X}", rand::random::<u64>() & 0xff_ffff_ffff));
         self.set("{mail_addr}", sender);
         match auth {
-            Some(user) => {
+            Some((user, mechanism)) => {
                 self.set("{auth_authen}", user);
-                self.set("{auth_type}", "PLAIN");
+                self.set("{auth_type}", mechanism);
             }
             None => {
                 self.macros.remove("{auth_authen}");
@@ -467,6 +496,7 @@ impl Chain {
                 State::Off => continue,
                 State::Down(reply) => {
                     verdict.refusal = Some(reply.clone());
+                    self.refused_by = Some(down(m));
                     break;
                 }
                 State::Ready(_) => {}
@@ -485,6 +515,7 @@ impl Chain {
                     r => match refusal(Stage::EndOfMessage, &r) {
                         Some(reply) => {
                             tracing::info!(milter = %self.members[i].name, %reply, "milter refuses the message");
+                            self.refused_by = Some(format!("milter {}", self.members[i].name));
                             verdict.refusal = Some(reply);
                             break;
                         }

@@ -365,16 +365,27 @@ async fn no_reply_and_skip_flags_are_honoured() {
 #[tokio::test]
 async fn macros_the_milter_asks_for_are_sent() {
     let mut neg = optneg(act::ALL, 0);
-    neg.data.extend_from_slice(b"\0\0\0\x02{auth_authen} {client_addr}\0");
+    neg.data
+        .extend_from_slice(b"\0\0\0\x02{auth_authen} {auth_type} {client_addr} {daemon_addr}\0");
     let f = fake(neg, answering(vec![p(rsp::CONTINUE, b"")])).await;
     let mut chain = Chain::open([&milter("m", &f.address, MilterDefault::Reject)], "smtp").await;
     chain.connect(&info()).await;
-    chain.mail("a@example.com", &[], Some("a@example.com")).await;
+    chain.mail("a@example.com", &[], Some(("a@example.com", "LOGIN"))).await;
     let seen = f.seen();
     let mut mail_macros = seen.iter().filter(|p| p.code == cmd::MACRO && p.data[0] == cmd::MAIL);
     assert_eq!(
         strings(mail_macros.next_back().unwrap()),
-        ["M{auth_authen}", "a@example.com", "{client_addr}", "192.0.2.7", ""]
+        [
+            "M{auth_authen}",
+            "a@example.com",
+            "{auth_type}",
+            "LOGIN",
+            "{client_addr}",
+            "192.0.2.7",
+            "{daemon_addr}",
+            "127.0.0.1",
+            ""
+        ]
     );
 }
 

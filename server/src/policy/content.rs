@@ -14,10 +14,11 @@ pub enum Outcome {
     /// Queue it (rewritten when a rule removed or replaced a header field); `held` when a HOLD
     /// rule matched.
     Accept { message: Vec<u8>, held: bool },
-    /// Refuse it with this reply (RFC 5321 §4.2.5: after the final dot, nothing is queued).
-    Refuse(Reply),
-    /// Say 250 and drop it (DISCARD).
-    Discard { rule: i64 },
+    /// Refuse it with this reply (RFC 5321 §4.2.5: after the final dot, nothing is queued);
+    /// the text names the rule, for the delivery log (`header check 3`).
+    Refuse(Reply, String),
+    /// Say 250 and drop it (DISCARD): the rule, named as in `Refuse`.
+    Discard { rule: i64, reason: String },
 }
 
 /// Applies `checks` to `message` for the client `who`; notes for accepted messages go into
@@ -45,14 +46,16 @@ pub fn apply(
         );
     }
     match verdict.decision {
-        ContentDecision::Reject { reply, .. } => {
+        ContentDecision::Reject { reply, rule } => {
             // The rule's enhanced code leads the text, as the access rules' refusals do.
-            Outcome::Refuse(Reply::plain(
-                reply.code,
-                vec![format!("{} {}", reply.enhanced, reply.text)],
-            ))
+            Outcome::Refuse(
+                Reply::plain(reply.code, vec![format!("{} {}", reply.enhanced, reply.text)]),
+                named(&verdict.hits, rule),
+            )
         }
-        ContentDecision::Discard { rule } => Outcome::Discard { rule },
+        ContentDecision::Discard { rule } => {
+            Outcome::Discard { rule, reason: named(&verdict.hits, rule) }
+        }
         ContentDecision::Accept => {
             for hit in &verdict.hits {
                 let keyword = hit.action.split(' ').next().unwrap_or("");
@@ -61,6 +64,14 @@ pub fn apply(
             let held = verdict.hold.is_some();
             Outcome::Accept { message: verdict.rewritten.unwrap_or(message), held }
         }
+    }
+}
+
+/// A content rule as the delivery log names it: `header check 3`, `body check 5`.
+fn named(hits: &[postern_store::model::ContentHit], rule: i64) -> String {
+    match hits.iter().find(|h| h.rule == rule) {
+        Some(hit) => format!("{} check {rule}", hit.part),
+        None => format!("content check {rule}"),
     }
 }
 
@@ -98,13 +109,16 @@ mod tests {
         let mut e = Effects::default();
         let c = checks(&[("header", "^Subject: hello", "REJECT 554 5.7.0 no hellos")]);
         match apply(&c, MESSAGE.to_vec(), &mut e, "c", "s") {
-            Outcome::Refuse(r) => assert_eq!(r.to_string(), "554 5.7.0 no hellos"),
+            Outcome::Refuse(r, why) => {
+                assert_eq!(r.to_string(), "554 5.7.0 no hellos");
+                assert_eq!(why, "header check 1");
+            }
             other => panic!("{other:?}"),
         }
         let c = checks(&[("body", "prize", "DISCARD")]);
         assert!(matches!(
             apply(&c, MESSAGE.to_vec(), &mut e, "c", "s"),
-            Outcome::Discard { rule: 1 }
+            Outcome::Discard { rule: 1, ref reason } if reason == "body check 1"
         ));
         assert!(e.notes.is_empty());
 

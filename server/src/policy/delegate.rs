@@ -265,11 +265,17 @@ impl Delegation {
                     match service.on_failure {
                         OnFailure::Dunno => continue,
                         OnFailure::Defer => {
-                            return Decision::Refuse(Reply::new(
-                                451,
-                                "4.3.5",
-                                "Server configuration problem, try again later",
-                            ));
+                            return Decision::Refuse(
+                                Reply::new(
+                                    451,
+                                    "4.3.5",
+                                    "Server configuration problem, try again later",
+                                ),
+                                format!(
+                                    "policy service {} failed ({failure}), default defer",
+                                    service.name
+                                ),
+                            );
                         }
                     }
                 }
@@ -285,7 +291,10 @@ impl Delegation {
             match act(&service.name, &action, effects) {
                 Acted::Next => continue,
                 Acted::Stop => return Decision::Continue,
-                Acted::Refuse(reply) => return Decision::Refuse(reply),
+                Acted::Refuse(reply) => {
+                    let reason = format!("policy service {}: {}", service.name, clip(&action));
+                    return Decision::Refuse(reply, reason);
+                }
             }
         }
         Decision::Continue

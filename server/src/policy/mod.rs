@@ -11,6 +11,7 @@ pub mod dnsbl;
 pub mod greylist;
 pub mod rate;
 mod rdns;
+pub mod refusals;
 mod screen;
 
 use std::net::IpAddr;
@@ -20,6 +21,7 @@ use postern_store::model::{Policy, PolicyAction, PolicyEnvelope, PolicyStage};
 pub use clock::Clock;
 pub use rate::RateLimiter;
 pub use rdns::reverse_name;
+pub use refusals::RefusalLog;
 pub use screen::{DNSBL_FIELD, RcptCheck, Screen};
 
 use crate::smtp::Reply;
@@ -68,8 +70,9 @@ impl Effects {
 pub enum Decision {
     /// No rule matched, or OK: go on as usual.
     Continue,
-    /// Refuse the command with this reply.
-    Refuse(Reply),
+    /// Refuse the command with this reply; the text says what decided, for the delivery log
+    /// (`access rule 7`, `policy service postgrey`).
+    Refuse(Reply, String),
 }
 
 /// Evaluates `stage` for the client at `ip` (`who` names it in the log) and records what an
@@ -105,7 +108,13 @@ pub fn decide(
             };
             // Reply's status is static; the rule's enhanced code leads the text instead, which
             // puts the same bytes on the wire.
-            Decision::Refuse(Reply::plain(code, vec![format!("{} {}", r.enhanced, r.text)]))
+            Decision::Refuse(
+                Reply::plain(code, vec![format!("{} {}", r.enhanced, r.text)]),
+                match rule.description.trim() {
+                    "" => format!("access rule {} {}", rule.id, rule.action.keyword()),
+                    d => format!("access rule {} {} ({d})", rule.id, rule.action.keyword()),
+                },
+            )
         }
         PolicyAction::Discard => {
             effects.discard.get_or_insert(rule.id);

@@ -57,14 +57,14 @@ impl Screen {
     }
 
     /// Checks one recipient: `Some` is the refusal (`554 5.7.1` for a listed client, `450 4.7.1`
-    /// while greylisted); a listing below the threshold, a list that could not be asked and a
+    /// while greylisted) with what decided, for the delivery log; a listing below the threshold, a list that could not be asked and a
     /// greylisted message that passed go into `effects` (a header field and delivery-log notes).
     pub async fn rcpt(
         &self,
         config: &Config,
         ask: &RcptCheck<'_>,
         effects: &mut Effects,
-    ) -> Option<Reply> {
+    ) -> Option<(Reply, String)> {
         if ask.exempt {
             return None;
         }
@@ -85,7 +85,7 @@ impl Screen {
         config: &Config,
         ask: &RcptCheck<'_>,
         effects: &mut Effects,
-    ) -> Option<Reply> {
+    ) -> Option<(Reply, String)> {
         let sender_domain =
             ask.sender.rsplit_once('@').and_then(|(_, d)| d.parse::<DomainName>().ok());
         if config.dnsbl.is_whitelisted(ask.client, sender_domain.as_ref()) {
@@ -129,10 +129,20 @@ impl Screen {
                 lists = %report.summary(),
                 "refused by DNS blocklists"
             );
-            return Some(Reply::new(
-                554,
-                "5.7.1",
-                format!("Service unavailable; {what} blocked using {}", worst.zone),
+            let reason = format!(
+                "DNS blocklist {}: {what} listed, score {} of {} ({})",
+                worst.zone,
+                report.score,
+                report.threshold,
+                report.summary()
+            );
+            return Some((
+                Reply::new(
+                    554,
+                    "5.7.1",
+                    format!("Service unavailable; {what} blocked using {}", worst.zone),
+                ),
+                reason,
             ));
         }
         if !report.hits.is_empty() {
@@ -171,7 +181,7 @@ impl Screen {
         config: &Config,
         ask: &RcptCheck<'_>,
         effects: &mut Effects,
-    ) -> Option<Reply> {
+    ) -> Option<(Reply, String)> {
         let triplet = Triplet::new(ask.client, ask.sender, ask.recipient);
         let settings = &config.greylisting.settings;
         match self.greylist.check(settings, &triplet).await {
@@ -186,10 +196,16 @@ impl Screen {
                         first,
                         "greylisted"
                     );
-                    Some(Reply::new(
-                        450,
-                        "4.7.1",
-                        format!("Greylisted, try again in {wait} seconds"),
+                    Some((
+                        Reply::new(
+                            450,
+                            "4.7.1",
+                            format!("Greylisted, try again in {wait} seconds"),
+                        ),
+                        match first {
+                            true => "greylisting: first attempt".to_string(),
+                            false => format!("greylisting: retried too soon, {wait} s to wait"),
+                        },
                     ))
                 }
                 GreylistVerdict::Pass { first_pass } => {

@@ -144,6 +144,7 @@ async fn start_session(
     stream: TcpStream,
 ) {
     let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().ok();
     let io = if kind == ListenerKind::Submissions {
         let Some(acceptor) = ctx.tls.clone() else {
             tracing::error!(%peer, "port 465 needs a certificate; closing");
@@ -163,5 +164,7 @@ async fn start_session(
     } else {
         Io::Plain(stream)
     };
-    Session::new(ctx, kind, peer, io).run().await;
+    let mut session = Session::new(ctx, kind, peer, io);
+    session.local = local;
+    session.run().await;
 }

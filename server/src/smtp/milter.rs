@@ -54,11 +54,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let info = ConnectInfo {
             hostname: &self.ctx.hostname,
             listener: self.kind.name(),
-            local: None,
+            local: self.local,
             client: self.peer,
             client_name: self.rdns.as_deref(),
         };
         let refusal = chain.connect(&info).await;
+        if let Some(reply) = &refusal {
+            self.log_refusal("connect", reply, &chain.refused_by(), None, &[]);
+        }
         self.milters = Some(chain);
         refusal
     }
@@ -69,7 +72,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let Some(chain) = self.milters.as_mut().filter(|_| reply.code == 250) else { return reply };
         match chain.helo(host, tls.as_deref()).await {
             Some(refusal) => {
+                let reason = chain.refused_by();
                 self.helo = None;
+                self.log_refusal("helo", &refusal, &reason, None, &[]);
                 refusal
             }
             None => reply,
@@ -80,9 +85,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) async fn milter_mail(&mut self, reply: Reply, line: &[u8]) -> Reply {
         let Some(chain) = self.milters.as_mut().filter(|_| reply.code == 250) else { return reply };
         let Some(tx) = &self.tx else { return reply };
-        let auth = self.auth.as_ref().map(ToString::to_string);
-        match chain.mail(&tx.sender, &esmtp_params(line), auth.as_deref()).await {
+        let auth =
+            self.auth.as_ref().map(|a| (a.to_string(), self.auth_mechanism.unwrap_or("PLAIN")));
+        let auth = auth.as_ref().map(|(user, mechanism)| (user.as_str(), *mechanism));
+        match chain.mail(&tx.sender, &esmtp_params(line), auth).await {
             Some(refusal) => {
+                let reason = chain.refused_by();
+                self.log_refusal("mail", &refusal, &reason, None, &[]);
                 self.reset();
                 refusal
             }
@@ -114,6 +123,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Some(refusal) => {
                 tx.recipients.truncate(count);
                 tx.effects = effects;
+                let reason = chain.refused_by();
+                self.log_refusal("rcpt", &refusal, &reason, None, &[address.as_str()]);
                 refusal
             }
             None => reply,
@@ -125,7 +136,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let chain = self.milters.as_mut()?;
         self.tx.as_ref()?;
         let refusal = chain.data().await;
-        if refusal.is_some() {
+        if let Some(reply) = &refusal {
+            let reason = chain.refused_by();
+            let tx = self.tx.as_ref()?;
+            self.log_refusal("data", reply, &reason, None, &super::verbs::checks::recipients(tx));
             self.reset();
         }
         refusal
@@ -141,13 +155,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     ) -> Result<(Transaction, Vec<u8>, bool), Reply> {
         let Some(chain) = self.milters.as_mut() else { return Ok((tx, body, false)) };
         let verdict = chain.message(body).await;
+        let refused_by = chain.refused_by();
         let client = self.client_description();
         if let Some(reply) = verdict.refusal {
             tracing::info!(%client, from = %tx.sender, %reply, notes = %verdict.notes.join("; "), "message refused by a milter");
+            let recipients = super::verbs::checks::recipients(&tx);
+            self.log_refusal("data", &reply, &refused_by, Some(&tx.sender), &recipients);
             return Err(reply);
         }
         if let Some(milter) = verdict.discard {
             tracing::info!(%client, from = %tx.sender, %milter, "message discarded by a milter");
+            self.log_discard(&tx, &format!("milter {milter} DISCARD"));
             return Err(Reply::new(250, "2.0.0", "Ok"));
         }
         if let Some(sender) = verdict.sender {
@@ -175,6 +193,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         tx.effects.notes.extend(verdict.notes);
         if tx.recipients.is_empty() {
             tracing::info!(%client, from = %tx.sender, "milters deleted every recipient: message dropped");
+            let reason =
+                format!("milters deleted every recipient ({})", tx.effects.notes.join("; "));
+            self.log_discard(&tx, &reason);
             return Err(Reply::new(250, "2.0.0", "Ok"));
         }
         Ok((tx, verdict.message, verdict.hold))

@@ -98,6 +98,8 @@ pub struct SessionContext {
     pub rates: std::sync::Arc<crate::policy::RateLimiter>,
     /// DNS blocklists and greylisting at RCPT (`policy/screen.rs`).
     pub screen: std::sync::Arc<crate::policy::Screen>,
+    /// Where refusals go for the delivery log (`policy/refusals.rs`): bounded, never waits.
+    pub refusals: crate::policy::RefusalLog,
 }
 
 impl SessionContext {

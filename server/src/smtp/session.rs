@@ -9,6 +9,7 @@ use std::time::Duration;
 use postern_store::model::{
     Address, DsnRet, NewMessage, NewRecipient, Notify, PolicyEnvelope, PolicyStage, RateMeasure,
 };
+use postern_store::{NewRefusal, RefusalStatus};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::body::Body;
@@ -98,6 +99,8 @@ pub(super) struct Transaction {
     pub effects: Effects,
     /// The data-stage rules were evaluated (at DATA or the first BDAT).
     pub data_checked: bool,
+    /// MAIL's SIZE= (RFC 1870), 0 when not given: the policy services' `size` at RCPT.
+    pub size: usize,
 }
 
 pub(super) struct Session<S> {
@@ -110,6 +113,10 @@ pub(super) struct Session<S> {
     pub helo: Option<(String, bool)>,
     /// The mailbox that authenticated.
     pub auth: Option<Address>,
+    /// The SASL mechanism it authenticated with (`PLAIN`, `LOGIN`).
+    pub auth_mechanism: Option<&'static str>,
+    /// Our end of the connection, when the listener knows it (milters' `{daemon_addr}`).
+    pub local: Option<SocketAddr>,
     pub tx: Option<Transaction>,
     /// The client's reverse DNS name, looked up only when an access rule needs it.
     pub rdns: Option<String>,
@@ -142,6 +149,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             out: Vec::with_capacity(1024),
             helo: None,
             auth: None,
+            auth_mechanism: None,
+            local: None,
             tx: None,
             rdns: None,
             effects: Effects::default(),
@@ -409,7 +418,68 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             &self.client_description(),
         ) {
             Decision::Continue => None,
-            Decision::Refuse(reply) => Some(reply),
+            Decision::Refuse(reply, reason) => {
+                self.log_refusal(stage.as_str(), &reply, &reason, env.sender, &env.recipients);
+                Some(reply)
+            }
+        }
+    }
+
+    /// Puts what the session refused in the delivery log: one entry per recipient named (one
+    /// without a recipient when none is), with the stage, the client's address, the sender
+    /// (`sender`, else the transaction's) and what decided (`reason`: the rule, list, service
+    /// or milter). Through the bounded writer of `policy::refusals`: never waits; under a flood
+    /// some are dropped and counted.
+    pub fn log_refusal(
+        &self,
+        stage: &str,
+        reply: &Reply,
+        reason: &str,
+        sender: Option<&str>,
+        recipients: &[&str],
+    ) {
+        self.log_outcome(
+            RefusalStatus::of_code(reply.code),
+            stage,
+            reply,
+            reason,
+            sender,
+            recipients,
+        );
+    }
+
+    /// Puts a message accepted with a 250 and dropped (a DISCARD) in the delivery log, one
+    /// entry per recipient, saying what dropped it.
+    pub fn log_discard(&self, tx: &Transaction, reason: &str) {
+        let recipients: Vec<&str> = tx.recipients.iter().map(|r| r.address.as_str()).collect();
+        let reply = Reply::new(250, "2.0.0", "Ok");
+        let sender = Some(tx.sender.as_str());
+        self.log_outcome(RefusalStatus::Discarded, "data", &reply, reason, sender, &recipients);
+    }
+
+    fn log_outcome(
+        &self,
+        status: RefusalStatus,
+        stage: &str,
+        reply: &Reply,
+        reason: &str,
+        sender: Option<&str>,
+        recipients: &[&str],
+    ) {
+        let sender = sender.or(self.tx.as_ref().map(|t| t.sender.as_str())).unwrap_or("");
+        let entry = |recipient: &str| NewRefusal {
+            at: postern_store::now(),
+            status,
+            stage: stage.to_string(),
+            client: self.peer.ip().to_string(),
+            sender: sender.to_string(),
+            recipient: recipient.to_string(),
+            reply: reply.to_string(),
+            reason: reason.to_string(),
+        };
+        match recipients {
+            [] => self.ctx.refusals.record(entry("")),
+            all => all.iter().for_each(|r| self.ctx.refusals.record(entry(r))),
         }
     }
 
@@ -423,6 +493,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         sender: Option<&str>,
         count: bool,
     ) -> Option<Reply> {
+        let (reply, reason) = self.rate_check(measure, user, sender, count)?;
+        let stage = match measure {
+            RateMeasure::Connections => "connect",
+            RateMeasure::Messages => "mail",
+            RateMeasure::Recipients => "rcpt",
+            RateMeasure::AuthFailures => "auth",
+        };
+        self.log_refusal(stage, &reply, &reason, sender, &[]);
+        Some(reply)
+    }
+
+    /// [`Session::rate_limit`] without the delivery log: the refusal and the limit that gave
+    /// it, for a caller that logs it itself (with the recipient) or only counts.
+    pub fn rate_check(
+        &self,
+        measure: RateMeasure,
+        user: Option<&str>,
+        sender: Option<&str>,
+        count: bool,
+    ) -> Option<(Reply, String)> {
+        let e = self.rate_exceeded(measure, user, sender, count)?;
+        let reason = format!(
+            "rate limit {}: {} {} from {} {}, limit {}",
+            e.limit, e.count, e.measure, e.key, e.subject, e.threshold
+        );
+        Some((policy::rate::refusal(&e, &self.client_description()), reason))
+    }
+
+    /// The rate limit `measure` is past, if any, without a reply or a log line.
+    pub fn rate_exceeded(
+        &self,
+        measure: RateMeasure,
+        user: Option<&str>,
+        sender: Option<&str>,
+        count: bool,
+    ) -> Option<policy::rate::Exceeded> {
         let snapshot = self.ctx.engine.snapshot();
         let config = &snapshot.config;
         if config.rate_limits.is_empty() {
@@ -440,7 +546,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             true => rates.count(&config.rate_limits, measure, client),
             false => rates.check(&config.rate_limits, measure, client),
         };
-        result.err().map(|e| policy::rate::refusal(&e, &self.client_description()))
+        result.err()
     }
 
     /// Hands an accepted message to the queue; `250` only once it is durable.
@@ -471,6 +577,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .collect::<Vec<_>>();
         let effects = &tx.effects;
         if let Some(rule) = effects.discard {
+            self.log_discard(&tx, &format!("access rule {rule} DISCARD"));
             tracing::info!(
                 rule,
                 from = %tx.sender,

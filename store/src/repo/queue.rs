@@ -369,10 +369,10 @@ fn corrupt(d: &DamagedEntry) -> StoreError {
 
 /// Rows per multi-row `INSERT`: far under SQLite's 32,766 and Postgres's 65,535 bound
 /// parameters, and small enough that a batch of large bodies is not one huge statement.
-const ROWS_PER_INSERT: usize = 200;
+pub(crate) const ROWS_PER_INSERT: usize = 200;
 
 /// `head` followed by `rows` copies of `row`, each `?` in them numbered `$1`, `$2`, … in turn.
-fn multi_row(head: &str, row: &str, rows: usize) -> String {
+pub(crate) fn multi_row(head: &str, row: &str, rows: usize) -> String {
     let mut sql = String::with_capacity(head.len() + rows * (row.len() + 16));
     sql.push_str(head);
     let mut n = 0;

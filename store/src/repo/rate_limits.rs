@@ -162,14 +162,20 @@ impl Store {
     }
 
     /// Replaces `node`'s published counters with `counters` (engine bookkeeping, not
-    /// configuration: no revision, no audit).
+    /// configuration: no revision, no audit), and deletes every node's stale ones: those of
+    /// an engine that stopped publishing (older than [`COUNTERS_STALE_AFTER`]) and those whose
+    /// window has ended, so that the table holds what the console shows and no more.
     pub async fn publish_rate_counters(&self, node: &str, counters: &[RateCounter]) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
-        sqlx::query("DELETE FROM rate_counters WHERE node = $1")
-            .bind(node)
-            .execute(&mut *tx)
-            .await?;
         let at = now();
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "DELETE FROM rate_counters WHERE node = $1 OR updated_at < $2 OR resets_at < $3",
+        )
+        .bind(node)
+        .bind(at - COUNTERS_STALE_AFTER)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
         for c in counters {
             sqlx::query(
                 "INSERT INTO rate_counters (node, limit_id, subject, count, threshold, \

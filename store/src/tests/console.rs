@@ -4,7 +4,7 @@ use crate::model::{
     Access, DeliveryResult, Outcome, PasswordHash, QueueFilter, Role, parse_domain_list,
 };
 use crate::tests::queue::message;
-use crate::{LogFilter, Retention, StoreError, secret_hash};
+use crate::{LogFilter, NewRefusal, RefusalStatus, Retention, StoreError, secret_hash};
 
 fn hash() -> PasswordHash {
     PasswordHash::create("a long enough password").unwrap()
@@ -16,6 +16,7 @@ crate::store_tests!(
     idle_sessions_end_and_use_is_recorded_sparingly,
     tokens_are_kept_hashed_and_scoped,
     the_delivery_log_follows_the_queue,
+    the_delivery_log_keeps_refusals,
     engines_say_which_revision_is_live
 );
 
@@ -156,4 +157,57 @@ async fn engines_say_which_revision_is_live(store: Store) {
     store.record_engine_status("n1", revision, Some((revision + 1, "loop"))).await.unwrap();
     let refused = store.wait_until_live(revision + 1, quick).await.unwrap();
     assert_eq!(refused, crate::Liveness::Refused { node: "n1".into(), problems: "loop".into() });
+}
+
+/// The SMTP sessions' refusals: with their stage, client and reason, filtered by status, found
+/// by client or reason, scoped by the recipient's domain, counted per hour, bounded in size.
+async fn the_delivery_log_keeps_refusals(store: Store) {
+    let at = crate::store::now();
+    let refusal = |status, stage: &str, recipient: &str, reason: &str| NewRefusal {
+        at,
+        status,
+        stage: stage.into(),
+        client: "192.0.2.7".into(),
+        sender: "spam@bad.test".into(),
+        recipient: recipient.into(),
+        reply: "554 5.7.1 go away".into(),
+        reason: reason.into(),
+    };
+    let long = "x".repeat(2000);
+    store
+        .record_refusals(&[
+            refusal(RefusalStatus::Rejected, "connect", "", "access rule 3"),
+            refusal(RefusalStatus::Tempfailed, "rcpt", "r@A.test", "greylisting"),
+            refusal(RefusalStatus::Discarded, "data", "r@b.test", &long),
+        ])
+        .await
+        .unwrap();
+    let all = store.delivery_log(&LogFilter::default(), None, 100).await.unwrap();
+    let statuses: Vec<&str> = all.iter().map(|e| e.status.as_str()).collect();
+    assert_eq!(statuses, ["discarded", "tempfailed", "rejected"]);
+    let first = &all[2];
+    assert_eq!(
+        (first.stage.as_str(), first.client.as_str(), first.reason.as_str()),
+        ("connect", "192.0.2.7", "access rule 3")
+    );
+    assert_eq!((first.message_id.as_str(), first.domain.as_str()), ("", ""));
+    assert_eq!(all[1].domain, "a.test");
+    assert_eq!(all[0].reason.len(), 512, "a field off the wire is cut short");
+    let rejected = LogFilter { status: Some("rejected".into()), ..LogFilter::default() };
+    assert_eq!(store.delivery_log(&rejected, None, 100).await.unwrap().len(), 1);
+    let by_reason = LogFilter { search: Some("ACCESS RULE 3".into()), ..LogFilter::default() };
+    assert_eq!(store.delivery_log(&by_reason, None, 100).await.unwrap().len(), 1);
+    let by_client = LogFilter { search: Some("192.0.2.7".into()), ..LogFilter::default() };
+    assert_eq!(store.delivery_log(&by_client, None, 100).await.unwrap().len(), 3);
+    // A domain-admin sees the refusals of its recipients, never a connection's.
+    let only_a = LogFilter { domains: Some(vec![d("a.test")]), ..LogFilter::default() };
+    let a = store.delivery_log(&only_a, None, 100).await.unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].status, "tempfailed");
+    let hours = store.delivery_counts(at - 3600, &None).await.unwrap();
+    let counted = hours.iter().fold((0, 0, 0, 0), |t, h| {
+        (t.0 + h.rejected, t.1 + h.tempfailed, t.2 + h.discarded, t.3 + h.failed)
+    });
+    assert_eq!(counted, (1, 1, 1, 0), "refusals are not counted as bounces");
+    store.record_refusals(&[]).await.unwrap();
 }

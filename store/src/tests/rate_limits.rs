@@ -90,4 +90,20 @@ async fn rate_counters_are_replaced_per_node_and_sorted(store: Store) {
     let got = store.rate_counters(10).await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(store.rate_counters(0).await.unwrap().len(), 0);
+    // An engine that stopped publishing: its rows are deleted by the next one that publishes,
+    // not only hidden; so are rows whose window has ended.
+    store.publish_rate_counters("c", &[counter("c", "192.0.2.4", 1, 3)]).await.unwrap();
+    crate::testing::hand_edit(
+        &store,
+        "UPDATE rate_counters SET updated_at = updated_at - 121 WHERE node = 'b'",
+    )
+    .await;
+    crate::testing::hand_edit(&store, "UPDATE rate_counters SET resets_at = 1 WHERE node = 'c'")
+        .await;
+    store.publish_rate_counters("a", &[counter("a", "192.0.2.1", 1, 10)]).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rate_counters")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "only a's fresh row is left");
 }

@@ -18,7 +18,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list))
 }
 
-/// What a log entry records.
+/// What a log entry records: what became of a queued message (`received`, `delivered`,
+/// `deferred`, `failed`), or what an SMTP session refused (`rejected` with a 5xx, `tempfailed`
+/// with a 4xx) or accepted and dropped (`discarded`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogStatus {
@@ -26,6 +28,9 @@ pub enum LogStatus {
     Delivered,
     Deferred,
     Failed,
+    Rejected,
+    Tempfailed,
+    Discarded,
 }
 
 impl LogStatus {
@@ -35,6 +40,9 @@ impl LogStatus {
             LogStatus::Delivered => "delivered",
             LogStatus::Deferred => "deferred",
             LogStatus::Failed => "failed",
+            LogStatus::Rejected => "rejected",
+            LogStatus::Tempfailed => "tempfailed",
+            LogStatus::Discarded => "discarded",
         }
     }
 }
@@ -44,15 +52,23 @@ pub struct LogEntryView {
     pub id: i64,
     /// Seconds since the Unix epoch.
     pub at: i64,
-    /// The queue ID.
+    /// The queue ID; empty for what an SMTP session refused or dropped (nothing was queued).
     pub message_id: String,
     pub sender: String,
     pub recipient: String,
     pub domain: String,
-    /// `received`, `delivered`, `deferred` or `failed`.
+    /// `received`, `delivered`, `deferred`, `failed`, `rejected`, `tempfailed` or `discarded`.
     pub status: String,
-    /// The remote reply, or our own reason.
+    /// The remote reply, or our own reason; for a refusal, the reply the client got.
     pub reply: String,
+    /// Where in the SMTP session a refusal happened: `connect`, `helo`, `mail`, `rcpt`,
+    /// `data` or `auth`; empty for queued mail.
+    pub stage: String,
+    /// The refused client's address; empty for queued mail.
+    pub client: String,
+    /// What decided a refusal or a discard: the access rule, rate limit, DNS blocklist,
+    /// greylisting, header or body check, policy service or milter; empty for queued mail.
+    pub reason: String,
 }
 
 impl From<LogEntry> for LogEntryView {
@@ -66,6 +82,9 @@ impl From<LogEntry> for LogEntryView {
             domain: e.domain,
             status: e.status,
             reply: e.reply,
+            stage: e.stage,
+            client: e.client,
+            reason: e.reason,
         }
     }
 }
@@ -82,7 +101,8 @@ pub struct LogList {
 pub struct LogParams {
     #[param(inline)]
     pub status: Option<LogStatus>,
-    /// Text in the sender, the recipient or the queue ID, any case.
+    /// Text in the sender, the recipient, the queue ID, the client's address or the reason,
+    /// any case.
     pub search: Option<String>,
     /// Items per page, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]

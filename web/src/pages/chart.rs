@@ -14,20 +14,21 @@ const BOTTOM: f64 = 28.0;
 pub const HOURS: usize = 24;
 
 /// The series, in drawing order, with the CSS class that colours each.
-pub const SERIES: [(&str, &str); 4] = [
+pub const SERIES: [(&str, &str); 5] = [
     ("received", "Received"),
     ("delivered", "Delivered"),
     ("deferred", "Deferred"),
     ("failed", "Bounced"),
+    ("rejected", "Rejected"),
 ];
 
 /// Counts for the `HOURS` hours from `start` (an hour boundary), hours without traffic as 0.
-pub fn buckets(hours: &[HourCounts], start: i64) -> Vec<[u64; 4]> {
-    let mut out = vec![[0u64; 4]; HOURS];
+pub fn buckets(hours: &[HourCounts], start: i64) -> Vec<[u64; 5]> {
+    let mut out = vec![[0u64; 5]; HOURS];
     for h in hours {
         let slot = (h.hour - start).div_euclid(3600);
         if let Some(b) = usize::try_from(slot).ok().and_then(|i| out.get_mut(i)) {
-            *b = [h.received, h.delivered, h.deferred, h.failed];
+            *b = [h.received, h.delivered, h.deferred, h.failed, h.rejected];
         }
     }
     out
@@ -35,7 +36,7 @@ pub fn buckets(hours: &[HourCounts], start: i64) -> Vec<[u64; 4]> {
 
 /// The inner markup of an `<svg viewBox="0 0 720 220">`: grid, axis numbers and one polyline
 /// per series. `start` labels the hours (UTC).
-pub fn svg(buckets: &[[u64; 4]], start: i64) -> String {
+pub fn svg(buckets: &[[u64; 5]], start: i64) -> String {
     let max = buckets.iter().flat_map(|b| b.iter().copied()).max().unwrap_or(0).max(1);
     let top = nice(max);
     let plot_w = WIDTH - LEFT - RIGHT;
@@ -93,7 +94,7 @@ mod tests {
     use super::*;
 
     fn svg_of_one() -> String {
-        let mut b = vec![[0u64; 4]; HOURS];
+        let mut b = vec![[0u64; 5]; HOURS];
         b[3][0] = 1;
         svg(&b, 0)
     }
@@ -102,14 +103,22 @@ mod tests {
     fn draws_numbers_only() {
         let start = 1_700_000_000 / 3600 * 3600;
         let hours = vec![
-            HourCounts { hour: start, received: 7, delivered: 5, deferred: 1, failed: 1 },
+            HourCounts {
+                hour: start,
+                received: 7,
+                delivered: 5,
+                deferred: 1,
+                failed: 1,
+                rejected: 2,
+                ..HourCounts::default()
+            },
             HourCounts { hour: start + 23 * 3600, received: 3, ..HourCounts::default() },
             HourCounts { hour: start - 3600, received: 99, ..HourCounts::default() },
         ];
         let b = buckets(&hours, start);
-        assert_eq!((b[0], b[23][0], b[1]), ([7, 5, 1, 1], 3, [0; 4]));
+        assert_eq!((b[0], b[23][0], b[1]), ([7, 5, 1, 1, 2], 3, [0; 5]));
         let svg = svg(&b, start);
-        assert_eq!(svg.matches("<polyline").count(), 4);
+        assert_eq!(svg.matches("<polyline").count(), 5);
         assert!(svg.contains(">10<"), "the axis tops at a round 10: {svg}");
         // Apart from fixed element, attribute and class names, nothing but numbers.
         let mut rest = svg.clone();
@@ -134,6 +143,7 @@ mod tests {
             "delivered",
             "deferred",
             "failed",
+            "rejected",
             "points",
         ] {
             rest = rest.replace(word, "");

@@ -88,6 +88,9 @@ async fn show(State(state): State<AppState>, user: ConsoleUser, headers: HeaderM
             t.delivered += h.delivered;
             t.deferred += h.deferred;
             t.failed += h.failed;
+            t.rejected += h.rejected;
+            t.tempfailed += h.tempfailed;
+            t.discarded += h.discarded;
             t
         });
         let engines = state

@@ -18,7 +18,8 @@ use crate::state::AppState;
 use crate::time;
 
 const PER_PAGE: usize = 100;
-const STATUSES: [&str; 4] = ["received", "delivered", "deferred", "failed"];
+const STATUSES: [&str; 7] =
+    ["received", "delivered", "deferred", "failed", "rejected", "tempfailed", "discarded"];
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/log", get(delivery)).route("/audit", get(audit))
@@ -41,6 +42,9 @@ struct LogRow {
     recipient: String,
     status: String,
     reply: String,
+    /// A refusal's stage and client (`rcpt from 192.0.2.1`); empty for queued mail.
+    refused: String,
+    reason: String,
 }
 
 #[derive(Template)]
@@ -49,6 +53,8 @@ struct LogPage {
     layout: Layout,
     form: FormState,
     rows: Vec<LogRow>,
+    /// Each status of the filter, and whether it is the one chosen.
+    statuses: Vec<(&'static str, bool)>,
     query: String,
     next: Option<i64>,
     paged: bool,
@@ -90,12 +96,23 @@ async fn delivery(
                 .map(|e| LogRow {
                     at: time::format(e.at),
                     message_id: e.message_id,
-                    sender: if e.sender.is_empty() { "<>".into() } else { e.sender },
+                    // Before MAIL (a refusal at connect, HELO or AUTH) there is no sender yet.
+                    sender: match (e.sender.is_empty(), e.stage.as_str()) {
+                        (true, "connect" | "helo" | "auth") => String::new(),
+                        (true, _) => "<>".into(),
+                        (false, _) => e.sender,
+                    },
                     recipient: e.recipient,
                     status: e.status,
                     reply: e.reply,
+                    refused: match e.stage.is_empty() {
+                        true => String::new(),
+                        false => format!("at {} from {}", e.stage.to_uppercase(), e.client),
+                    },
+                    reason: e.reason,
                 })
                 .collect(),
+            statuses: STATUSES.iter().map(|s| (*s, form.status.trim() == *s)).collect(),
             query,
             next,
             paged: after.is_some(),

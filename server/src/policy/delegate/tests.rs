@@ -111,7 +111,7 @@ async fn consult(d: &mut Delegation, s: &PolicyService, effects: &mut Effects) -
 
 fn refused(decision: Decision) -> String {
     match decision {
-        Decision::Refuse(r) => r.to_string(),
+        Decision::Refuse(r, _) => r.to_string(),
         Decision::Continue => panic!("not refused"),
     }
 }
@@ -268,7 +268,7 @@ async fn ok_stops_and_disabled_or_other_stage_services_are_not_asked() {
     let services = [a.clone(), b.clone()];
     assert!(matches!(
         d.consult(&services, ServiceStage::Rcpt, &query(), &mut e, "c").await,
-        Decision::Refuse(_)
+        Decision::Refuse(..)
     ));
     assert!(matches!(
         d.consult(&services, ServiceStage::Data, &query(), &mut e, "c").await,

@@ -57,8 +57,18 @@ async fn fake(hang: bool) -> u16 {
                     if hang {
                         std::future::pending::<()>().await;
                     }
+                    let attribute = |name: &str| {
+                        request
+                            .lines()
+                            .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+                            .unwrap_or("")
+                            .to_string()
+                    };
+                    let echo = format!("REJECT size={}", attribute("size"));
                     let action = if request.contains("\nrecipient=no") {
                         "REJECT not this one"
+                    } else if request.contains("\nrecipient=echo") {
+                        echo.as_str()
                     } else if request.contains("protocol_state=END-OF-MESSAGE") {
                         "PREPEND X-Policy: checked"
                     } else {
@@ -81,7 +91,7 @@ async fn services_refuse_recipients_and_prepend_headers() {
     add_service(&server, "fake-data", port, "data", "", "").await;
     let mut c = server.connect(ListenerKind::Smtp, "192.0.2.10").await;
     c.expect("EHLO client.test", "250").await;
-    c.expect("MAIL FROM:<x@remote.test>", "250").await;
+    c.expect("MAIL FROM:<x@remote.test> SIZE=1234", "250").await;
     c.expect("RCPT TO:<ann@example.test>", "250").await;
     let refused = c.cmd("RCPT TO:<nobody@example.test>").await;
     // Unknown users are refused before any service is asked.
@@ -97,6 +107,21 @@ async fn services_refuse_recipients_and_prepend_headers() {
         .unwrap();
     server.caught_up().await;
     assert_eq!(c.cmd("RCPT TO:<nope@example.test>").await, "554 5.7.1 not this one");
+    let logged = server.logged("rejected", 1).await;
+    assert_eq!(logged[0].recipient, "nope@example.test");
+    assert_eq!(logged[0].reason, "policy service fake-rcpt: REJECT not this one");
+    // At RCPT, the size is MAIL's SIZE=.
+    server
+        .store
+        .add_alias(
+            "test",
+            &"echo@example.test".parse().unwrap(),
+            &["bob@example.test".parse().unwrap()],
+        )
+        .await
+        .unwrap();
+    server.caught_up().await;
+    assert_eq!(c.cmd("RCPT TO:<echo@example.test>").await, "554 5.7.1 size=1234");
     c.expect("DATA", "354").await;
     c.send(b"Subject: hi\r\n\r\nhello\r\n.\r\n").await;
     let reply = c.reply().await;

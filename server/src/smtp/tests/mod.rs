@@ -15,6 +15,7 @@ mod milter_peers;
 mod milters;
 mod protocol;
 mod rate_limits;
+mod refusal_log;
 mod relay;
 mod screening;
 mod signing;
@@ -152,6 +153,8 @@ impl Server {
         let clock = crate::policy::rate::ManualClock::new();
         let rates =
             crate::policy::RateLimiter::new(clock.clone(), crate::policy::rate::MAX_ENTRIES);
+        let (refusals, writer) = crate::policy::RefusalLog::start(store.clone(), shutdown.clone());
+        tokio::spawn(writer);
         let ctx = Arc::new(SessionContext {
             hostname: "mail.example.test".into(),
             engine,
@@ -168,6 +171,7 @@ impl Server {
                 Arc::new(crate::dns::ScriptedResolver::new()),
                 crate::policy::Clock::manual(1_000_000_000),
             )),
+            refusals,
         });
         Server {
             ctx,
@@ -211,6 +215,24 @@ impl Server {
         while self.ctx.engine.snapshot().revision() < wanted {
             assert!(start.elapsed() < Duration::from_secs(10), "the engine never took {wanted}");
             tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Waits until the delivery log holds `n` entries of `status` (the refusals' writer is a
+    /// task of its own) and returns them, newest first.
+    pub async fn logged(&self, status: &str, n: usize) -> Vec<postern_store::LogEntry> {
+        let filter = postern_store::LogFilter { status: Some(status.into()), ..Default::default() };
+        let start = std::time::Instant::now();
+        loop {
+            let found = self.store.delivery_log(&filter, None, 1000).await.unwrap();
+            if found.len() >= n {
+                return found;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{n} {status} never logged: {found:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 

@@ -162,3 +162,24 @@ async fn a_hundred_wrong_passwords_are_slowed_then_refused_while_others_log_in()
     server.clock.advance(Duration::from_secs(3600));
     c.expect(&plain("bob@example.test", PASSWORD), "235 2.7.0").await;
 }
+
+/// Past its AUTH-failure limit, a client's EHLO no longer offers AUTH (an AUTH sent anyway
+/// still gets 454); another address is offered it; after the window it is offered again.
+#[tokio::test]
+async fn ehlo_stops_offering_auth_past_the_auth_failure_limit() {
+    let server = Server::new().await;
+    limit(&server, RateKey::ClientIp, RateMeasure::AuthFailures, 2, 600).await;
+    let mut c = ready(&server, "192.0.2.80").await;
+    for n in 0..2 {
+        c.expect(&plain("ann@example.test", &format!("guess {n}")), "535 5.7.8").await;
+    }
+    let offered = c.expect("EHLO client.test", "250").await;
+    assert!(!offered.contains("AUTH"), "{offered}");
+    c.expect(&plain("ann@example.test", PASSWORD), "454 4.7.0").await;
+    let mut other = server.connect(ListenerKind::Submission, "198.51.100.80").await;
+    other.expect("EHLO client.test", "250").await;
+    other.starttls().await;
+    assert!(other.expect("EHLO client.test", "250").await.contains("AUTH PLAIN LOGIN"));
+    server.clock.advance(Duration::from_secs(600));
+    assert!(c.expect("EHLO client.test", "250").await.contains("AUTH PLAIN LOGIN"));
+}

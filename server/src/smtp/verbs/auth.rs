@@ -92,7 +92,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Ok(check) => check,
             Err(why) => {
                 // A client that keeps trying while told to wait is failing too.
-                let _ = self.rate_limit(failures, Some(&user), None, true);
+                let _ = self.rate_check(failures, Some(&user), None, true);
                 return Ok(refused(why, self.peer));
             }
         };
@@ -112,10 +112,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             (Ok(true), Some(address)) => {
                 tracing::info!(peer = %self.peer, user = %address, "authenticated");
                 self.auth = Some(address);
+                self.auth_mechanism = Some(match mechanism {
+                    smtp_proto::AUTH_PLAIN => "PLAIN",
+                    _ => "LOGIN",
+                });
                 Ok(Reply::new(235, "2.7.0", "Authentication successful"))
             }
             (Ok(_), address) => {
-                let _ = self.rate_limit(failures, Some(&user), None, true);
+                let _ = self.rate_check(failures, Some(&user), None, true);
                 let user = address.map(|a| a.to_string()).unwrap_or_default();
                 tracing::warn!(peer = %self.peer, %user, "authentication failed");
                 Ok(invalid())

@@ -42,13 +42,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let who = self.client_description();
         let decision =
             self.delegation.consult(services, ServiceStage::Rcpt, &query, &mut effects, &who).await;
+        if let Decision::Refuse(refusal, reason) = &decision {
+            self.log_refusal("rcpt", refusal, reason, None, &[query.recipient.as_str()]);
+        }
         let Some(tx) = &mut self.tx else { return reply };
         match decision {
             Decision::Continue => {
                 tx.effects = effects;
                 reply
             }
-            Decision::Refuse(refusal) => {
+            Decision::Refuse(refusal, _) => {
                 tx.recipients.pop();
                 if let Some(before) = before {
                     tx.effects = before;
@@ -80,9 +83,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 inbound.held |= held;
                 message
             }
-            Outcome::Refuse(reply) => return Err(reply),
-            Outcome::Discard { rule } => {
+            Outcome::Refuse(reply, reason) => {
+                self.log_refusal("data", &reply, &reason, Some(&tx.sender), &recipients(&tx));
+                return Err(reply);
+            }
+            Outcome::Discard { rule, reason } => {
                 tracing::info!(rule, from = %tx.sender, client = %who, "discarded by content check");
+                self.log_discard(&tx, &reason);
                 return Err(Reply::new(250, "2.0.0", "Ok"));
             }
         };
@@ -105,7 +112,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 .await
             {
                 Decision::Continue => tx.effects = effects,
-                Decision::Refuse(reply) => return Err(reply),
+                Decision::Refuse(reply, reason) => {
+                    self.log_refusal("data", &reply, &reason, Some(&tx.sender), &recipients(&tx));
+                    return Err(reply);
+                }
             }
         }
         // A policy service's DISCARD (rule id 0; access rules' are dropped when queued).
@@ -116,6 +126,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 note = tx.effects.note().as_deref().unwrap_or(""),
                 "discarded by policy service"
             );
+            let reason = tx.effects.note().unwrap_or_else(|| "policy service DISCARD".into());
+            self.log_discard(&tx, &reason);
             return Err(Reply::new(250, "2.0.0", "Ok"));
         }
         Ok((tx, message, inbound))
@@ -137,9 +149,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             client_name: self.rdns.clone().unwrap_or_else(|| "unknown".into()),
             instance: self.delegation.instance().to_string(),
             sasl_username: self.auth.as_ref().map(ToString::to_string).unwrap_or_default(),
+            sasl_method: self.auth_mechanism.unwrap_or_default().to_string(),
+            // MAIL's SIZE= until the message is whole (the data stage sets the real size).
+            size: tx.size,
             encryption_protocol: protocol.to_string(),
             encryption_cipher: cipher.to_string(),
+            // `queue_id` stays empty: the queue ID is given when the message is committed,
+            // after the services of both stages have answered.
             ..Default::default()
         }
     }
+}
+
+/// The recipients of a transaction as the client named them, for the delivery log.
+pub(in crate::smtp) fn recipients(tx: &Transaction) -> Vec<&str> {
+    tx.recipients.iter().map(|r| r.address.as_str()).collect()
 }

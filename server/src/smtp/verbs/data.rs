@@ -125,9 +125,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             "{}",
             verdict.summary
         );
+        let refused = |reply: Reply| {
+            let reason = format!("inbound mail authentication policy: {}", verdict.summary);
+            let recipients = super::checks::recipients(tx);
+            self.log_refusal("data", &reply, &reason, Some(&tx.sender), &recipients);
+            Err(reply)
+        };
         match disposition {
-            Disposition::Reject { code, text } => Err(Reply::new(550, code, text)),
-            Disposition::Defer { code, text } => Err(Reply::new(451, code, text)),
+            Disposition::Reject { code, text } => refused(Reply::new(550, code, text)),
+            Disposition::Defer { code, text } => refused(Reply::new(451, code, text)),
             Disposition::Accept { held, tags } => {
                 let mut message = Vec::with_capacity(verdict.message.len() + 64 * tags.len());
                 for tag in &tags {

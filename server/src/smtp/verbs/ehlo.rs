@@ -38,12 +38,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if self.ctx.tls.is_some() && !tls {
             lines.push("STARTTLS".into());
         }
-        if self.kind.takes_auth() && tls && self.auth.is_none() {
+        if self.kind.takes_auth() && tls && self.auth.is_none() && !self.auth_barred() {
             lines.push("AUTH PLAIN LOGIN".into());
         }
         lines.extend(
             ["ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8", "CHUNKING"].map(String::from),
         );
         Reply::plain(250, lines)
+    }
+
+    /// Whether this client's address is past its AUTH-failure limits (a stored rate limit on
+    /// AUTH failures, or the built-in slowdown per address): EHLO then does not offer AUTH,
+    /// so that a well-behaved client does not try, and a guesser learns nothing new; an AUTH
+    /// sent anyway still gets `454 4.7.0` without a password being checked.
+    fn auth_barred(&self) -> bool {
+        let ip = self.peer.ip();
+        self.rate_exceeded(postern_store::model::RateMeasure::AuthFailures, None, None, false)
+            .is_some()
+            || self.ctx.passwords.attempts.waiting("", ip, std::time::Instant::now()).is_some()
     }
 }

@@ -79,6 +79,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             failed: false,
             effects,
             data_checked: false,
+            size: from.size,
         });
         Reply::new(250, "2.1.0", "Ok")
     }

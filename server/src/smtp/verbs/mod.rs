@@ -2,7 +2,7 @@
 
 mod auth;
 mod bdat;
-mod checks;
+pub(super) mod checks;
 pub(super) mod data;
 mod ehlo;
 mod mail;

@@ -35,7 +35,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if let Some(reply) = self.policy(PolicyStage::Rcpt, None, None, vec![named], &mut effects) {
             return reply;
         }
-        if let Some(reply) = self.rate_limit(RateMeasure::Recipients, None, None, true) {
+        if let Some((reply, reason)) = self.rate_check(RateMeasure::Recipients, None, None, true) {
+            self.log_refusal("rcpt", &reply, &reason, None, &[named]);
             return reply;
         }
         // smtp-proto gives "" both for <> and for the domainless <postmaster> that RFC 5321
@@ -69,8 +70,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 recipient: &address,
                 exempt: self.auth.is_some() || snapshot.config.is_trusted(self.peer.ip()),
             };
-            if let Some(reply) = self.ctx.screen.rcpt(&snapshot.config, &check, &mut effects).await
+            if let Some((reply, reason)) =
+                self.ctx.screen.rcpt(&snapshot.config, &check, &mut effects).await
             {
+                self.log_refusal("rcpt", &reply, &reason, None, &[address.as_str()]);
                 return reply;
             }
         }
