@@ -6,6 +6,7 @@ mod authors;
 mod body;
 mod data;
 mod disk;
+mod dovecot_auth;
 mod dsn;
 mod headers;
 mod io;
@@ -98,6 +99,8 @@ pub struct SessionContext {
     pub rates: std::sync::Arc<crate::policy::RateLimiter>,
     /// DNS blocklists and greylisting at RCPT (`policy/screen.rs`).
     pub screen: std::sync::Arc<crate::policy::Screen>,
+    /// Who checks AUTH passwords: the mailboxes, or Dovecot (`[auth]`).
+    pub auth_backend: postern_store::boot::SmtpAuthBackend,
 }
 
 impl SessionContext {

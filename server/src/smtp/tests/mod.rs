@@ -168,6 +168,7 @@ impl Server {
                 Arc::new(crate::dns::ScriptedResolver::new()),
                 crate::policy::Clock::manual(1_000_000_000),
             )),
+            auth_backend: Default::default(),
         });
         Server {
             ctx,
