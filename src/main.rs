@@ -157,6 +157,15 @@ fn describe(error: &anyhow::Error) -> String {
     text
 }
 
+/// Run through a link named `sendmail` (as /usr/sbin/sendmail is, for cron and `mail`), the
+/// binary takes Sendmail's arguments; the boot config then comes from `POSTERN_CONFIG` or the
+/// usual places.
+fn invoked_as_sendmail() -> Option<cli::sendmail::Args> {
+    let argv0 = std::env::args_os().next()?;
+    let name = std::path::Path::new(&argv0).file_name()?.to_str()?.to_string();
+    (name == "sendmail").then(|| cli::sendmail::AsSendmail::parse().args)
+}
+
 #[cfg(test)]
 mod tests {
     use super::describe;
@@ -191,13 +200,4 @@ mod tests {
             "cannot open the store: while executing migration 2: duplicate column name: x"
         );
     }
-}
-
-/// Run through a link named `sendmail` (as /usr/sbin/sendmail is, for cron and `mail`), the
-/// binary takes Sendmail's arguments; the boot config then comes from `POSTERN_CONFIG` or the
-/// usual places.
-fn invoked_as_sendmail() -> Option<cli::sendmail::Args> {
-    let argv0 = std::env::args_os().next()?;
-    let name = std::path::Path::new(&argv0).file_name()?.to_str()?.to_string();
-    (name == "sendmail").then(|| cli::sendmail::AsSendmail::parse().args)
 }

@@ -50,7 +50,8 @@ fn is_root() -> bool {
 }
 
 /// Dovecot with IMAP on a free port and LMTP on a socket, authenticating through Postern.
-fn dovecot(test: &str, s: &Setup, database_url: Option<&str>) -> Option<Dovecot> {
+/// `users` are extra accounts Dovecot knows by itself (passwd-file lines), asked before Postern.
+fn dovecot(test: &str, s: &Setup, database_url: Option<&str>, users: &str) -> Option<Dovecot> {
     if !Path::new(IMAP).exists() || !Path::new(LMTP).exists() {
         missing_peer(test, "Dovecot is not installed (dovecot-core dovecot-imapd dovecot-lmtpd)");
         return None;
@@ -60,6 +61,7 @@ fn dovecot(test: &str, s: &Setup, database_url: Option<&str>) -> Option<Dovecot>
     let vmail = dir.join("vmail");
     std::fs::create_dir(&vmail).unwrap();
     // Dovecot will not run mail processes as root: as root, mail belongs to `nobody`.
+    let own_users = users;
     let (uid, gid, mut users) = if is_root() {
         for d in [s.dir.path(), &dir] {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -79,7 +81,15 @@ fn dovecot(test: &str, s: &Setup, database_url: Option<&str>) -> Option<Dovecot>
     // that owns Postern's data (what `postern dovecot config` says too).
     let owner =
         if is_root() { "root".to_string() } else { std::env::var("USER").unwrap_or_default() };
-    users.push_str(&format!("service auth {{\n  user = {owner}\n}}\n"));
+    // The auth-client socket is what SMTP AUTH through Dovecot (`[auth] backend`) connects to.
+    users.push_str(&format!(
+        "service auth {{\n  user = {owner}\n  unix_listener auth-client {{\n    mode = 0666\n  }}\n}}\n"
+    ));
+    std::fs::write(dir.join("users"), own_users).unwrap();
+    users.push_str(&format!(
+        "passdb {{\n  driver = passwd-file\n  args = {}\n}}\n",
+        dir.join("users").display()
+    ));
     let imap = free_port();
     let checkpassword = format!(
         "{} --config {} dovecot checkpassword --mail dovecot --mail-owner {uid}",
@@ -201,7 +211,7 @@ fn imap_logins(db: &TestDb, test: &str) {
         postern_store::Database::Postgres { url } => Some(url.as_str()),
         _ => None,
     };
-    let Some(dovecot) = dovecot(test, &s, url) else { return };
+    let Some(dovecot) = dovecot(test, &s, url, "") else { return };
     let port = dovecot.imap;
     s.ok(&["domain", "add", "example.test"]);
     with_password(&s, &["mailbox", "add", "ann@example.test"], "correct horse battery");
@@ -350,4 +360,85 @@ fn checkpassword_speaks_dovecots_protocol() {
     assert!(
         config.contains("--mail dovecot --mail-owner vmail") && config.contains("service auth")
     );
+}
+
+fn swaks(addr: std::net::SocketAddr, args: &[&str]) -> (bool, String) {
+    let out = Command::new("swaks")
+        .args(["--server", &addr.ip().to_string(), "--port", &addr.port().to_string()])
+        .args(["--timeout", "20", "--tls"])
+        .args(args)
+        .output()
+        .expect("run swaks");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// SMTP AUTH on 587 checked by Dovecot's authentication service (`[auth] backend = "dovecot"`):
+/// a user only Dovecot knows logs in and sends as itself, a wrong password is 535, and Dovecot
+/// gone is a temporary failure.
+#[test]
+fn smtp_auth_through_dovecot() {
+    let test = "dovecot::smtp_auth_through_dovecot";
+    if Command::new("swaks").arg("--version").output().is_err() {
+        missing_peer(test, "swaks is not installed (Debian package swaks)");
+        return;
+    }
+    let s = Setup::new(&TestDb::sqlite().database);
+    let Some(dovecot) = dovecot(test, &s, None, "dave@example.test:{PLAIN}only in dovecot\n")
+    else {
+        return;
+    };
+    s.ok(&["domain", "add", "example.test"]);
+    with_password(&s, &["mailbox", "add", "ann@example.test"], "correct horse battery");
+    let lmtp = format!("lmtp:unix:{}", dovecot.lmtp.display());
+    s.ok(&["transport", "set", "example.test", &lmtp]);
+    let socket = dovecot.dir.join("run/auth-client");
+    let mut config = std::fs::read_to_string(s.config()).unwrap();
+    config.push_str(&format!("[auth]\nbackend = \"dovecot\"\ndovecot_socket = {socket:?}\n"));
+    std::fs::write(s.config(), config).unwrap();
+    let serve = s.serve();
+    let submission = serve.listeners["submission"];
+
+    let dave =
+        ["--auth", "PLAIN", "--auth-user", "dave@example.test", "--from", "dave@example.test"];
+    let (ok, text) = swaks(
+        submission,
+        &[&dave[..], &["--auth-password", "only in dovecot", "--to", "ann@example.test"]].concat(),
+    );
+    assert!(ok && text.contains("235 2.7.0"), "{text}\n{}", dovecot.log());
+    assert!(text.contains("250 2.0.0"), "{text}");
+    let body = last_message(&dovecot, "ann@example.test", "correct horse battery", 1);
+    assert!(body.contains("authenticated as dave@example.test"), "{body}");
+
+    let (ok, text) = swaks(
+        submission,
+        &[&dave[..], &["--auth-password", "wrong", "--to", "ann@example.test"]].concat(),
+    );
+    assert!(!ok && text.contains("535 5.7.8"), "{text}");
+    // Postern's own mailboxes reach Dovecot through checkpassword: they log in too (LOGIN).
+    let (ok, text) = swaks(
+        submission,
+        &[
+            "--auth",
+            "LOGIN",
+            "--auth-user",
+            "ann@example.test",
+            "--auth-password",
+            "correct horse battery",
+            "--from",
+            "ann@example.test",
+            "--to",
+            "ann@example.test",
+        ],
+    );
+    assert!(ok && text.contains("235 2.7.0"), "{text}");
+
+    // Dovecot gone: a temporary failure, never "wrong password".
+    drop(dovecot);
+    let (ok, text) = swaks(
+        submission,
+        &[&dave[..], &["--auth-password", "only in dovecot", "--to", "ann@example.test"]].concat(),
+    );
+    assert!(!ok && text.contains("454 4.7.0"), "{text}");
 }

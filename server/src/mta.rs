@@ -35,6 +35,8 @@ pub struct MtaOptions {
     /// The same resolver as hickory's own, for SPF/DKIM/ARC/DMARC on inbound mail; `None`
     /// leaves inbound mail unchecked.
     pub hickory: Option<HickoryResolver>,
+    /// Who checks SMTP AUTH passwords (the boot configuration's `[auth]`).
+    pub auth_backend: postern_store::boot::SmtpAuthBackend,
 }
 
 /// A running MTA: its tasks end after `shutdown` is cancelled.
@@ -137,6 +139,7 @@ impl Mta {
             rates,
             screen,
             refusals,
+            auth_backend: options.auth_backend,
         });
         tasks.spawn(smtp::serve(listeners, ctx, shutdown));
         Ok(Mta { engine, queue, tasks })

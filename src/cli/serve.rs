@@ -72,6 +72,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         passwords: passwords.clone(),
         resolver: resolver.clone(),
         hickory: hickory.clone(),
+        auth_backend: boot.smtp_auth.clone(),
     };
     let mta = Mta::start(store.clone(), listeners, options, shutdown.clone()).await?;
     let first_admin = ensure_admin(&store).await?;

@@ -6,6 +6,7 @@ mod authors;
 mod body;
 mod data;
 mod disk;
+mod dovecot_auth;
 mod dsn;
 mod headers;
 mod io;
@@ -100,6 +101,8 @@ pub struct SessionContext {
     pub screen: std::sync::Arc<crate::policy::Screen>,
     /// Where refusals go for the delivery log (`policy/refusals.rs`): bounded, never waits.
     pub refusals: crate::policy::RefusalLog,
+    /// Who checks AUTH passwords: the mailboxes, or Dovecot (`[auth]`).
+    pub auth_backend: postern_store::boot::SmtpAuthBackend,
 }
 
 impl SessionContext {

@@ -78,6 +78,17 @@ impl PasswordChecks {
 }
 
 impl Check {
+    /// Records the outcome of a check made elsewhere (Dovecot's authentication service): it
+    /// counts toward the same per-account and per-address limits. `None` (no answer) records
+    /// nothing, as a busy gate does.
+    pub fn settle(self, ok: Option<bool>) {
+        match ok {
+            Some(true) => self.attempt.succeeded(),
+            Some(false) => self.attempt.failed(Instant::now()),
+            None => {}
+        }
+    }
+
     /// Checks `password` against `hash`, or against a decoy of the same cost when the account
     /// does not exist (`None`), so that the reply and its timing do not tell the two apart.
     /// Records the outcome; `Err(Busy)` records nothing.

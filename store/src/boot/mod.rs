@@ -12,6 +12,7 @@ use crate::database::Database;
 use crate::model::DomainName;
 
 mod acme;
+mod auth;
 mod connections;
 mod delivery;
 
@@ -19,6 +20,7 @@ pub use acme::{
     AcmeConfig, DEFAULT_HTTP_LISTEN, DEFAULT_RETRY_FIRST, DEFAULT_RETRY_MAX, EabKey,
     ExternalAccount, LETSENCRYPT, LETSENCRYPT_STAGING,
 };
+pub use auth::{DEFAULT_DOVECOT_SOCKET, SmtpAuthBackend};
 pub use connections::{ConsoleOptions, SmtpClientLimits};
 pub use delivery::{DeliveryConfig, format_duration, parse_duration};
 
@@ -66,6 +68,8 @@ struct RawFile {
     acme: Option<acme::RawAcme>,
     #[serde(default)]
     dns: RawDns,
+    #[serde(default)]
+    auth: auth::RawAuth,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +144,8 @@ pub struct BootConfig {
     pub dns_servers: Vec<SocketAddr>,
     /// Certificates from an ACME CA; `None` (no `[acme]` section) keeps ACME off.
     pub acme: Option<AcmeConfig>,
+    /// Who checks SMTP AUTH passwords (`[auth]`).
+    pub smtp_auth: SmtpAuthBackend,
 }
 
 impl fmt::Debug for BootConfig {
@@ -164,6 +170,7 @@ impl fmt::Debug for BootConfig {
             .field("delivery", &self.delivery)
             .field("dns_servers", &self.dns_servers)
             .field("acme", &self.acme)
+            .field("smtp_auth", &self.smtp_auth)
             .finish()
     }
 }
@@ -403,6 +410,7 @@ impl BootConfig {
         let (smtp_clients, console_options) = connections.build(origin)?;
         let base = path.and_then(Path::parent).filter(|d| !d.as_os_str().is_empty());
         let acme = raw.acme.map(|a| AcmeConfig::build(a, base, origin)).transpose()?;
+        let smtp_auth = raw.auth.build(origin)?;
 
         let config = BootConfig {
             source: path.map(Path::to_path_buf),
@@ -424,6 +432,7 @@ impl BootConfig {
             delivery,
             dns_servers,
             acme,
+            smtp_auth,
         };
         config.check_unique_listeners(origin)?;
         Ok(config)

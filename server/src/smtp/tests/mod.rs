@@ -172,6 +172,7 @@ impl Server {
                 crate::policy::Clock::manual(1_000_000_000),
             )),
             refusals,
+            auth_backend: Default::default(),
         });
         Server {
             ctx,

@@ -6,9 +6,11 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use postern_store::auth::Refused;
+use postern_store::boot::SmtpAuthBackend;
 use postern_store::model::{Address, RateMeasure};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::smtp::dovecot_auth;
 use crate::smtp::line::{Line, read_line};
 use crate::smtp::reply::Reply;
 use crate::smtp::session::Session;
@@ -96,6 +98,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return Ok(refused(why, self.peer));
             }
         };
+        if let SmtpAuthBackend::Dovecot { socket } = &self.ctx.auth_backend {
+            let socket = socket.clone();
+            return Ok(self.auth_by_dovecot(socket, check, &user, &password, mechanism).await);
+        }
         let address = user.parse::<Address>().ok();
         let hash = address.as_ref().and_then(|address| {
             let snapshot = self.ctx.engine.snapshot();
@@ -109,22 +115,71 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         // An unknown or malformed user is checked against a decoy, at the same cost.
         match (check.verify(hash, &password).await, address) {
             (Err(why), _) => Ok(refused(why, self.peer)),
-            (Ok(true), Some(address)) => {
-                tracing::info!(peer = %self.peer, user = %address, "authenticated");
-                self.auth = Some(address);
-                self.auth_mechanism = Some(match mechanism {
-                    smtp_proto::AUTH_PLAIN => "PLAIN",
-                    _ => "LOGIN",
-                });
-                Ok(Reply::new(235, "2.7.0", "Authentication successful"))
+            (Ok(true), Some(address)) => Ok(self.authenticated(address, mechanism)),
+            (Ok(_), _) => Ok(self.auth_failed(&user)),
+        }
+    }
+
+    /// Dovecot checks the password (`[auth] backend = "dovecot"`); its name for the user must
+    /// be an address, which the session then sends as.
+    async fn auth_by_dovecot(
+        &mut self,
+        socket: std::path::PathBuf,
+        check: postern_store::auth::Check,
+        user: &str,
+        password: &str,
+        mechanism: u64,
+    ) -> Reply {
+        let request = dovecot_auth::Request {
+            user,
+            password,
+            remote: self.peer.ip(),
+            secured: self.conn.get_ref().is_tls(),
+        };
+        match dovecot_auth::check(&socket, &request).await {
+            dovecot_auth::Verdict::Accepted(name) => match name.parse::<Address>() {
+                Ok(address) => {
+                    check.settle(Some(true));
+                    self.authenticated(address, mechanism)
+                }
+                Err(_) => {
+                    check.settle(None);
+                    tracing::warn!(peer = %self.peer, user = %name, "Dovecot accepted a user \
+                        whose name is not an email address: refused, it could send as no one");
+                    Reply::new(535, "5.7.8", "Error: authentication failed: not a mail user")
+                }
+            },
+            dovecot_auth::Verdict::Refused => {
+                check.settle(Some(false));
+                self.auth_failed(user)
             }
-            (Ok(_), address) => {
-                let _ = self.rate_check(failures, Some(&user), None, true);
-                let user = address.map(|a| a.to_string()).unwrap_or_default();
-                tracing::warn!(peer = %self.peer, %user, "authentication failed");
-                Ok(invalid())
+            dovecot_auth::Verdict::Unavailable(why) => {
+                check.settle(None);
+                tracing::warn!(peer = %self.peer, error = %why, "Dovecot authentication unavailable");
+                // RFC 4954 §6: a temporary failure, never "wrong password".
+                Reply::new(454, "4.7.0", "Temporary authentication failure")
             }
         }
+    }
+
+    fn authenticated(&mut self, address: Address, mechanism: u64) -> Reply {
+        tracing::info!(peer = %self.peer, user = %address, "authenticated");
+        self.auth = Some(address);
+        // For policy services' sasl_method and milters' {auth_type}.
+        self.auth_mechanism = Some(match mechanism {
+            smtp_proto::AUTH_PLAIN => "PLAIN",
+            _ => "LOGIN",
+        });
+        Reply::new(235, "2.7.0", "Authentication successful")
+    }
+
+    /// Counts a wrong password for `user` as the client gave it; the log names it only when it
+    /// is an address, so that a hostile name cannot forge log lines.
+    fn auth_failed(&mut self, user: &str) -> Reply {
+        let _ = self.rate_check(RateMeasure::AuthFailures, Some(user), None, true);
+        let shown = user.parse::<Address>().map(|a| a.to_string()).unwrap_or_default();
+        tracing::warn!(peer = %self.peer, user = %shown, "authentication failed");
+        invalid()
     }
 
     /// Sends a 334 challenge and reads the client's base64 answer.
