@@ -149,7 +149,7 @@ async fn a_smarthost_is_set_in_the_console_and_its_password_never_shown(store: S
         page.body
     );
 
-    let removed = browser.post("/transports/delete", &[("pattern", "*")]).await;
+    let removed = browser.post("/transports/delete", &[("pattern", "*"), ("confirm", "yes")]).await;
     assert_eq!(removed.location(), "/transports");
     assert!(rule(&store, "*").await.is_none());
 }
