@@ -44,7 +44,10 @@ fn parse_domain(input: &str) -> Result<DomainName, String> {
         return Err("is empty".into());
     }
     if trimmed.chars().any(char::is_whitespace) {
-        return Err("has a space in it: no spaces in a domain name".into());
+        return Err(
+            "has a space in it: no spaces in a domain name (only letters, digits, hyphens and dots)"
+                .into(),
+        );
     }
     // IDNs are stored as A-labels so that lookups and DNS use one spelling (RFC 5890).
     let ascii = idna::domain_to_ascii(trimmed)
@@ -252,6 +255,7 @@ mod tests {
             ("a_b.com", "letters, digits"),
             ("192.168.1.1", "IP address"),
             ("a;rm -rf.com", "letters"),
+            ("my domain.com", "no spaces in a domain name"),
         ] {
             let err = input.parse::<DomainName>().unwrap_err().to_string();
             assert!(err.contains(why), "{input:?}: {err}");

@@ -286,7 +286,6 @@ impl FormState {
         self.failed.iter().find(|f| !f.is_empty()).is_some_and(|f| f == name)
     }
 
-
     pub fn value(&self, name: &str) -> &str {
         self.values.get(name).map(String::as_str).unwrap_or("")
     }
