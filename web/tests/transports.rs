@@ -168,7 +168,7 @@ async fn a_bad_transport_says_what_is_wrong_and_keeps_what_was_typed(store: Stor
                 ("password", ""),
             ],
             "pattern",
-            "two labels",
+            "no spaces in a domain name",
         ),
         (
             [
