@@ -64,10 +64,10 @@ fn with_choice(
 ) -> (Vec<Address>, AliasChoice) {
     let mut out = AliasChoice::default();
     match (choice, source) {
-        (Some(MailboxChoice::Also), AliasSource::Address(itself)) => {
-            if !destinations.contains(itself) {
-                destinations.insert(0, itself.clone());
-            }
+        (Some(MailboxChoice::Also), AliasSource::Address(itself))
+            if !destinations.contains(itself) =>
+        {
+            destinations.insert(0, itself.clone());
         }
         (Some(MailboxChoice::Instead), _) => out.divert_mailbox = true,
         _ => {}

@@ -158,10 +158,8 @@ fn with_choice(
 ) -> (Vec<Address>, AliasChoice) {
     let mut choice = AliasChoice::default();
     match (mailbox, source) {
-        ("also", AliasSource::Address(itself)) => {
-            if !destinations.contains(itself) {
-                destinations.insert(0, itself.clone());
-            }
+        ("also", AliasSource::Address(itself)) if !destinations.contains(itself) => {
+            destinations.insert(0, itself.clone());
         }
         ("instead", _) => choice.divert_mailbox = true,
         _ => {}
