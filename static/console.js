@@ -4,8 +4,19 @@ document.addEventListener("submit", (event) => {
   // A form with several actions puts the question on its destructive buttons.
   const question = event.submitter?.getAttribute("data-confirm")
     || event.target.getAttribute("data-confirm");
-  if (question && !window.confirm(question)) {
+  if (!question) return;
+  if (!window.confirm(question)) {
     event.preventDefault();
+    return;
+  }
+  // Asked and answered: without this field the server asks again on a page of its own (the
+  // same question for a browser without JavaScript).
+  if (!event.target.querySelector("input[name=confirm]")) {
+    const confirmed = document.createElement("input");
+    confirmed.type = "hidden";
+    confirmed.name = "confirm";
+    confirmed.value = "yes";
+    event.target.appendChild(confirmed);
   }
 });
 

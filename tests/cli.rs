@@ -259,3 +259,52 @@ async fn first_commands_at_once_postgres() {
     let Some(db) = TestDb::postgres("first_commands_at_once_postgres").await else { return };
     first_commands_at_once(&db);
 }
+
+/// The safety rails from the command line: an alias over a mailbox needs a choice, an alias to
+/// itself alone is refused, an open-relay network needs `--force` and is then reported by
+/// `config check`.
+fn safety_rails(db: &TestDb) {
+    let s = Setup::new(&db.database);
+    s.ok(&["domain", "add", "example.test"]);
+    let out = s.run(&["mailbox", "add", "ann@example.test"], "correct horse battery\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let err = s.fails(&["alias", "add", "ann@example.test", "boss@other.example"]);
+    assert!(err.contains("ann@example.test is a mailbox"), "{err}");
+    let out = s.ok(&["alias", "add", "ann@example.test", "boss@other.example", "--also-mailbox"]);
+    assert!(out.contains("ann@example.test -> ann@example.test, boss@other.example"), "{out}");
+    let err = s.fails(&["alias", "add", "me@example.test", "me@example.test"]);
+    assert!(err.contains("cannot point only at itself"), "{err}");
+    let out = s.run(&["alias", "add", "team@example.test", "later@example.test"], "");
+    assert!(out.status.success());
+    let warning = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warning.contains("warning: later@example.test is not a mailbox or alias yet"),
+        "{warning}"
+    );
+
+    let err = s.fails(&["network", "add", "0.0.0.0/0"]);
+    assert!(err.contains("open relay") && err.contains("--force"), "{err}");
+    let check = s.ok(&["config", "check"]);
+    assert!(!check.contains("open relay"), "{check}");
+    s.ok(&["network", "add", "0.0.0.0/0", "--force"]);
+    let out = s.run(&["config", "check"], "");
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("PROBLEM  trusted network 0.0.0.0/0: 0.0.0.0/0 reaches beyond private"),
+        "{text}"
+    );
+    assert!(text.contains("fix: postern network remove 0.0.0.0/0"), "{text}");
+}
+
+#[test]
+fn safety_rails_sqlite() {
+    safety_rails(&TestDb::sqlite());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn safety_rails_postgres() {
+    let Some(db) = TestDb::postgres("cli::safety_rails_postgres").await else { return };
+    tokio::task::spawn_blocking(move || safety_rails(&db)).await.unwrap();
+}

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use postern_store::AliasChoice;
 use postern_store::model::{Address, AliasSource, DomainName};
 
 use super::{actor, open_store, output};
@@ -11,11 +12,18 @@ use super::{actor, open_store, output};
 #[derive(Subcommand)]
 pub enum Command {
     /// Forward SOURCE (an address, or @domain for a catch-all) to DESTINATIONS; adds to an
-    /// existing alias.
+    /// existing alias. A SOURCE that is a mailbox needs --also-mailbox or --instead-of-mailbox;
+    /// an alias to itself alone is refused.
     Add {
         source: String,
         #[arg(required = true)]
         destinations: Vec<String>,
+        /// SOURCE is a mailbox: deliver to it as well (SOURCE joins the destinations).
+        #[arg(long, conflicts_with = "instead_of_mailbox")]
+        also_mailbox: bool,
+        /// SOURCE is a mailbox: send its mail to DESTINATIONS only.
+        #[arg(long)]
+        instead_of_mailbox: bool,
     },
     /// List aliases.
     List {
@@ -35,12 +43,21 @@ fn addresses(list: &[String]) -> anyhow::Result<Vec<Address>> {
 
 pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Add { source, destinations } => {
+        Command::Add { source, destinations, also_mailbox, instead_of_mailbox } => {
             let source: AliasSource = source.parse()?;
-            let destinations = addresses(&destinations)?;
-            let alias =
-                open_store(config).await?.add_alias(&actor(), &source, &destinations).await?;
+            let mut destinations = addresses(&destinations)?;
+            if let (true, AliasSource::Address(itself)) = (also_mailbox, &source)
+                && !destinations.contains(itself)
+            {
+                destinations.insert(0, itself.clone());
+            }
+            let choice = AliasChoice { divert_mailbox: instead_of_mailbox };
+            let store = open_store(config).await?;
+            let alias = store.add_alias_with(&actor(), &source, &destinations, choice).await?;
             println!("{} -> {}", alias.source, join(&alias.destinations));
+            for warning in store.alias_warnings(&alias).await? {
+                eprintln!("warning: {warning}");
+            }
         }
         Command::List { domain, json } => {
             let domain: Option<DomainName> = domain.map(|d| d.parse()).transpose()?;

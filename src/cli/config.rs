@@ -110,6 +110,9 @@ async fn check(config: Option<&Path>) -> anyhow::Result<ExitCode> {
             for problem in config.problems() {
                 report.problem(&format!("{}: {}", problem.object, problem.message), &problem.fix);
             }
+            for problem in config.open_relay_problems() {
+                report.problem(&format!("{}: {}", problem.object, problem.message), &problem.fix);
+            }
             for warning in config.warnings(boot.hostname.as_str()) {
                 report.warn(&format!("{}: {}", warning.object, warning.message), &warning.fix);
             }

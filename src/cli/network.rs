@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use postern_store::model::parse_cidr;
+use postern_store::model::{is_open_relay_range, open_relay_warning, parse_cidr};
 
 use super::{actor, open_store, output};
 
@@ -15,6 +15,10 @@ pub enum Command {
         cidr: String,
         #[arg(long, default_value = "")]
         description: String,
+        /// Trust a range that reaches beyond private address space by more than a /16 (IPv4)
+        /// or /32 (IPv6), such as 0.0.0.0/0: every client in it may relay, an open relay.
+        #[arg(long)]
+        force: bool,
     },
     /// List trusted networks.
     List {
@@ -27,9 +31,20 @@ pub enum Command {
 
 pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Add { cidr, description } => {
+        Command::Add { cidr, description, force } => {
             let cidr = parse_cidr(&cidr)?;
-            open_store(config).await?.add_network(&actor(), cidr, &description).await?;
+            if force && is_open_relay_range(&cidr) {
+                eprintln!("warning: {}", open_relay_warning(&cidr));
+            }
+            let store = open_store(config).await?;
+            match store.add_network_with(&actor(), cidr, &description, force).await {
+                Err(postern_store::StoreError::Invalid { message, .. })
+                    if is_open_relay_range(&cidr) =>
+                {
+                    anyhow::bail!("{message} (with --force)")
+                }
+                result => result?,
+            };
             println!("trusting {cidr}");
         }
         Command::List { json } => {

@@ -22,6 +22,7 @@ mod tests;
 pub use clock::now;
 pub use database::Database;
 pub use error::{Result, StoreError};
+pub use repo::aliases::AliasChoice;
 pub use repo::delivery_log::{HourCounts, LogEntry, LogFilter, NewRefusal, RefusalStatus};
 pub use repo::domains::RemovedDomain;
 pub use repo::engine_status::{ENGINE_GONE_AFTER, EngineStatus, Liveness};

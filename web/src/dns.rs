@@ -29,6 +29,8 @@ pub trait MxLookup: Send + Sync {
 pub struct Attention {
     pub domain: String,
     pub problem: String,
+    /// The record to publish, when that is the fix: shown as text, not inside the problem.
+    pub record: Option<String>,
 }
 
 /// Checks `domains` against `hostname`, all at once, each within a few seconds.
@@ -37,7 +39,11 @@ pub async fn check(lookup: &dyn MxLookup, hostname: &str, domains: &[String]) ->
         let answer = tokio::time::timeout(Duration::from_secs(5), lookup.mx(domain))
             .await
             .unwrap_or_else(|_| MxAnswer::Failed("no answer within 5 seconds".into()));
-        problem(&answer, hostname).map(|problem| Attention { domain: domain.clone(), problem })
+        problem(&answer, hostname).map(|(problem, record)| Attention {
+            domain: domain.clone(),
+            problem,
+            record,
+        })
     });
     let mut found: Vec<Attention> =
         futures_util::future::join_all(checks).await.into_iter().flatten().collect();
@@ -45,55 +51,80 @@ pub async fn check(lookup: &dyn MxLookup, hostname: &str, domains: &[String]) ->
     found
 }
 
-fn problem(answer: &MxAnswer, hostname: &str) -> Option<String> {
+fn problem(answer: &MxAnswer, hostname: &str) -> Option<(String, Option<String>)> {
     let hostname = hostname.trim_end_matches('.').to_ascii_lowercase();
+    let record = Some(format!("MX 10 {hostname}."));
     match answer {
         MxAnswer::Hosts(hosts) if hosts.contains(&hostname) => None,
         MxAnswer::Hosts(hosts) if hosts.iter().all(|h| h.is_empty()) => {
-            Some("a null MX (RFC 7505) says the domain takes no mail".into())
+            Some(("a null MX (RFC 7505) says the domain takes no mail".into(), None))
         }
-        MxAnswer::Hosts(hosts) => Some(format!(
-            "its MX points to {}, not to this appliance ({hostname})",
-            hosts.join(", ")
+        MxAnswer::Hosts(hosts) => Some((
+            format!(
+                "its MX points to {}, not to this appliance ({hostname}); to receive its mail \
+                 here, publish",
+                hosts.join(", ")
+            ),
+            record,
         )),
-        MxAnswer::None => Some(format!(
-            "no MX record: publish `MX 10 {hostname}.` so that other servers find this one"
+        MxAnswer::None => Some((
+            "no MX record, so other servers do not find this one: publish".to_string(),
+            record,
         )),
-        MxAnswer::Failed(why) => Some(format!("the MX lookup failed ({why}); checked again soon")),
+        MxAnswer::Failed(why) => {
+            Some((format!("the MX lookup failed ({why}); checked again soon"), None))
+        }
     }
+}
+
+/// One finished check: what it found, for which domains, and when.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub found: Arc<Vec<Attention>>,
+    /// Seconds since the Unix epoch.
+    pub at: i64,
+    domains: Vec<String>,
+    started: Instant,
 }
 
 /// The last check's result, refreshed in the background so that the dashboard never waits on DNS.
 #[derive(Default)]
 pub struct DnsWatch {
-    last: Mutex<Option<(Instant, Arc<Vec<Attention>>)>>,
+    last: Mutex<Option<Checked>>,
     running: std::sync::atomic::AtomicBool,
 }
 
 const FRESH: Duration = Duration::from_secs(600);
 
 impl DnsWatch {
-    /// The latest result (`None` before the first check ends), starting a new check when the
-    /// result is older than ten minutes.
+    /// The latest result for exactly `domains` (`None` before the first check of them ends),
+    /// starting a new check when the result is older than ten minutes or was for another list
+    /// of domains (one was added or removed since): a result for another list is not shown.
     pub fn current(
         self: &Arc<Self>,
         lookup: Arc<dyn MxLookup>,
         hostname: String,
-        domains: Vec<String>,
-    ) -> Option<Arc<Vec<Attention>>> {
+        mut domains: Vec<String>,
+    ) -> Option<Checked> {
         use std::sync::atomic::Ordering;
+        domains.sort();
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let stale = last.as_ref().is_none_or(|(at, _)| at.elapsed() > FRESH);
+        let same = last.as_ref().is_some_and(|c| c.domains == domains);
+        let stale = !same || last.as_ref().is_none_or(|c| c.started.elapsed() > FRESH);
         if stale && !self.running.swap(true, Ordering::AcqRel) {
             let watch = Arc::clone(self);
             tokio::spawn(async move {
+                let started = Instant::now();
                 let found = check(lookup.as_ref(), &hostname, &domains).await;
+                let at = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
                 *watch.last.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((Instant::now(), Arc::new(found)));
+                    Some(Checked { found: Arc::new(found), at, domains, started });
                 watch.running.store(false, Ordering::Release);
             });
         }
-        last.map(|(_, found)| found)
+        last.filter(|_| same)
     }
 }
 
@@ -145,6 +176,7 @@ mod tests {
         let names: Vec<&str> = found.iter().map(|a| a.domain.as_str()).collect();
         assert_eq!(names, ["broken.test", "elsewhere.test", "none.test", "null.test"]);
         assert!(found[1].problem.contains("mx.other.test"));
-        assert!(found[2].problem.contains("MX 10 mail.example.test."));
+        assert_eq!(found[2].record.as_deref(), Some("MX 10 mail.example.test."));
+        assert!(found.iter().all(|a| !a.problem.contains('`')), "{found:?}");
     }
 }

@@ -130,7 +130,7 @@ async fn the_last_admin_can_be_neither_removed_nor_demoted(store: Store) {
         browser.post("/admins/alice", &[("role", "domain-admin"), ("domains", "a.test")]).await;
     assert_eq!(page.status, StatusCode::CONFLICT);
     assert!(page.body.contains("alice is the last admin"), "{}", page.body);
-    let removed = browser.post("/admins/alice/delete", &[]).await;
+    let removed = browser.post("/admins/alice/delete", &[("confirm", "yes")]).await;
     assert_eq!(removed.location(), "/admins/alice");
     let cookie = removed.cookies().into_iter().find(|c| c.starts_with("postern_flash=")).unwrap();
     let shown = Browser {
@@ -273,7 +273,7 @@ async fn the_console_adds_an_administrator_with_a_one_time_password(store: Store
     assert!(reset.body.contains("id=\"one-time\""));
     assert_eq!(bobs.get("/").await.location(), "/login", "a reset ends their sessions");
 
-    let removed = browser.post("/admins/bob/delete", &[]).await;
+    let removed = browser.post("/admins/bob/delete", &[("confirm", "yes")]).await;
     assert_eq!(removed.location(), "/admins");
     assert!(store.get_admin(&"bob".parse().unwrap()).await.unwrap().is_none());
 }

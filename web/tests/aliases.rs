@@ -59,7 +59,7 @@ async fn an_alias_is_added_changed_and_removed_in_the_console(store: Store) {
     let alias = store.get_alias(&src("team@a.test")).await.unwrap().unwrap();
     assert_eq!(alias.destinations, vec!["other@elsewhere.example".parse().unwrap()]);
 
-    let removed = browser.post("/aliases/team@a.test/delete", &[]).await;
+    let removed = browser.post("/aliases/team@a.test/delete", &[("confirm", "yes")]).await;
     assert_eq!(removed.location(), "/aliases");
     assert!(store.get_alias(&src("team@a.test")).await.unwrap().is_none());
     assert_eq!(browser.get("/aliases/team@a.test").await.status, StatusCode::NOT_FOUND);

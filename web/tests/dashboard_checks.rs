@@ -24,7 +24,67 @@ impl MxLookup for Fixed {
     }
 }
 
-postern_store::store_tests!(the_dashboard_shows_certificate_expiry_and_domains_needing_dns_work);
+postern_store::store_tests!(
+    the_dashboard_shows_certificate_expiry_and_domains_needing_dns_work,
+    the_dns_check_follows_the_domains_and_says_when_it_ran
+);
+
+struct NoMx;
+
+impl MxLookup for NoMx {
+    fn mx<'a>(&'a self, domain: &'a str) -> MxFuture<'a> {
+        Box::pin(async move {
+            match domain {
+                "good.test" => MxAnswer::Hosts(vec!["mail.example.test".into()]),
+                _ => MxAnswer::None,
+            }
+        })
+    }
+}
+
+/// The dashboard once its DNS check has an answer for the current domains.
+async fn checked_dashboard(browser: &Browser) -> String {
+    for _ in 0..200 {
+        let page = browser.get("/").await.body;
+        if !page.contains("Checking the domains") {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the DNS check never finished");
+}
+
+async fn the_dns_check_follows_the_domains_and_says_when_it_ran(store: Store) {
+    add_admin(&store, "alice", Role::Admin, &[]).await;
+    let settings = Settings {
+        hostname: "mail.example.test".into(),
+        live_wait: Duration::ZERO,
+        ..Settings::default()
+    };
+    let app = app(AppState::new(store.clone(), settings).with_dns(Arc::new(NoMx)));
+    let admin = Browser::login(&app, "alice").await;
+    let page = checked_dashboard(&admin).await;
+    assert!(page.contains("No local domains yet"), "{page}");
+    assert!(!page.contains("MX points here"), "nothing to say without domains: {page}");
+
+    store.add_domain("test", &"good.test".parse().unwrap(), DomainKind::Local).await.unwrap();
+    let page = checked_dashboard(&admin).await;
+    assert!(page.contains("Every local domain's MX points here"), "{page}");
+    assert!(page.contains("Last checked <time>"), "{page}");
+
+    // A new domain is checked at once, not ten minutes later, and the old answer is not shown
+    // as if it covered it.
+    store.add_domain("test", &"none.test".parse().unwrap(), DomainKind::Local).await.unwrap();
+    let page = checked_dashboard(&admin).await;
+    assert!(!page.contains("Every local domain's MX points here"), "{page}");
+    assert!(
+        page.contains("<strong>none.test</strong>: no MX record")
+            && page.contains("<code>MX 10 mail.example.test.</code>"),
+        "{page}"
+    );
+    let dns = &page[page.find("<h2>DNS</h2>").unwrap()..];
+    assert!(!dns.contains('`'), "records as text, not with backticks: {dns}");
+}
 
 async fn the_dashboard_shows_certificate_expiry_and_domains_needing_dns_work(store: Store) {
     for d in ["good.test", "bad.test", "hidden.test"] {

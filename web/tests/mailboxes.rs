@@ -190,7 +190,7 @@ async fn a_mailbox_is_changed_and_removed_on_its_page(store: Store) {
             .verify("a new password")
     );
 
-    let removed = browser.post("/mailboxes/ann@a.test/delete", &[]).await;
+    let removed = browser.post("/mailboxes/ann@a.test/delete", &[("confirm", "yes")]).await;
     assert_eq!(removed.location(), "/mailboxes");
     assert!(store.get_mailbox(&"ann@a.test".parse().unwrap()).await.unwrap().is_none());
     assert_eq!(browser.get("/mailboxes/ann@a.test").await.status, StatusCode::NOT_FOUND);

@@ -42,10 +42,12 @@ async fn a_network_is_added_and_removed_in_the_console(store: Store) {
     );
     assert_eq!(store.list_audit(1, None).await.unwrap()[0].actor, "console:alice");
 
-    let removed = browser.post("/networks/delete", &[("cidr", "192.0.2.0/24")]).await;
+    let removed =
+        browser.post("/networks/delete", &[("cidr", "192.0.2.0/24"), ("confirm", "yes")]).await;
     assert_eq!(removed.location(), "/networks");
     assert_eq!(cidrs(&store).await, ["127.0.0.1/32", "::1/128"]);
-    let again = browser.post("/networks/delete", &[("cidr", "192.0.2.0/24")]).await;
+    let again =
+        browser.post("/networks/delete", &[("cidr", "192.0.2.0/24"), ("confirm", "yes")]).await;
     assert_eq!(again.location(), "/networks");
     assert!(flash_text(&again).contains("does not exist"));
 }

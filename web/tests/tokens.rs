@@ -323,7 +323,8 @@ async fn the_console_shows_a_new_token_once_and_revokes_it(store: Store) {
     let page = browser.get("/tokens").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(!page.body.contains(&alices.token.id), "a domain-admin sees only its own tokens");
-    let other = browser.post(&format!("/tokens/{}/delete", alices.token.id), &[]).await;
+    let other =
+        browser.post(&format!("/tokens/{}/delete", alices.token.id), &[("confirm", "yes")]).await;
     assert_eq!(other.location(), "/tokens");
     assert!(store.get_token(&alices.token.id).await.unwrap().is_some(), "nor revokes others'");
     assert!(
@@ -385,7 +386,8 @@ async fn the_console_shows_a_new_token_once_and_revokes_it(store: Store) {
     let list = browser.get("/tokens").await;
     assert!(list.body.contains(&token.id));
     assert!(!list.body.contains(&bearer), "shown once, never again");
-    let revoked = browser.post(&format!("/tokens/{}/delete", token.id), &[]).await;
+    let revoked =
+        browser.post(&format!("/tokens/{}/delete", token.id), &[("confirm", "yes")]).await;
     assert_eq!(revoked.location(), "/tokens");
     assert!(store.authenticate_token(&bearer).await.unwrap().is_none());
 }

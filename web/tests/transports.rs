@@ -149,7 +149,7 @@ async fn a_smarthost_is_set_in_the_console_and_its_password_never_shown(store: S
         page.body
     );
 
-    let removed = browser.post("/transports/delete", &[("pattern", "*")]).await;
+    let removed = browser.post("/transports/delete", &[("pattern", "*"), ("confirm", "yes")]).await;
     assert_eq!(removed.location(), "/transports");
     assert!(rule(&store, "*").await.is_none());
 }
@@ -168,7 +168,7 @@ async fn a_bad_transport_says_what_is_wrong_and_keeps_what_was_typed(store: Stor
                 ("password", ""),
             ],
             "pattern",
-            "two labels",
+            "no spaces in a domain name",
         ),
         (
             [

@@ -30,6 +30,15 @@ impl AliasSource {
 impl FromStr for AliasSource {
     type Err = StoreError;
     fn from_str(input: &str) -> Result<Self, StoreError> {
+        if !input.contains('@') {
+            return Err(StoreError::invalid(
+                "source",
+                format!(
+                    "{:?} has no @domain: an alias needs name@domain, or @domain for a catch-all",
+                    input.trim()
+                ),
+            ));
+        }
         Ok(match parse_address_or_domain(input, "source", "catch-all ")? {
             AddressOrDomain::Address(a) => AliasSource::Address(a),
             AddressOrDomain::Domain(d) => AliasSource::CatchAll(d),

@@ -277,6 +277,54 @@ impl Config {
         self.follow(alias, alias.source.to_string(), &mut chain, &mut out, &origin, itself)
     }
 
+    /// Destinations of `alias` in our local domains that are not a mailbox, an alias or
+    /// covered by a catch-all: mail to them is refused (`550 5.1.1`) until one is added. A
+    /// warning, not a refusal: the mailbox may simply come next.
+    pub fn alias_warnings(&self, alias: &Alias) -> Vec<String> {
+        let itself = match &alias.source {
+            AliasSource::Address(a) => Some(a),
+            AliasSource::CatchAll(_) => None,
+        };
+        alias
+            .destinations
+            .iter()
+            .filter(|d| Some(*d) != itself)
+            .filter(|d| self.domain_kind(d.domain()) == Some(DomainKind::Local))
+            .filter(|d| {
+                let plain = d.without_subaddress();
+                let known = |a: &Address| {
+                    self.mailboxes.contains_key(a)
+                        || self.aliases.contains_key(&AliasSource::Address(a.clone()))
+                };
+                !known(d)
+                    && !plain.as_ref().is_some_and(known)
+                    && !self.aliases.contains_key(&AliasSource::CatchAll(d.domain().clone()))
+            })
+            .map(|d| {
+                format!(
+                    "{d} is not a mailbox or alias yet: mail to it is refused until you add one"
+                )
+            })
+            .collect()
+    }
+
+    /// Trusted networks that make this server an open relay: not refused by the store once
+    /// confirmed, but reported by `postern config check` and the dashboard every time.
+    pub fn open_relay_problems(&self) -> Vec<Problem> {
+        self.networks
+            .iter()
+            .filter(|n| super::is_open_relay_range(&n.cidr))
+            .map(|n| Problem {
+                object: format!("trusted network {}", n.cidr),
+                message: super::open_relay_warning(&n.cidr),
+                fix: format!(
+                    "postern network remove {}, and trust only the networks of your own clients",
+                    n.cidr
+                ),
+            })
+            .collect()
+    }
+
     /// Quick counts for log lines and the dashboard.
     pub fn summary(&self) -> Summary {
         Summary {

@@ -78,7 +78,7 @@ pub use mta_sts::{
     parse_sts_mx, sts_policy_id,
 };
 pub use name::{Address, DomainName};
-pub use network::{TrustedNetwork, parse_cidr};
+pub use network::{TrustedNetwork, is_open_relay_range, open_relay_warning, parse_cidr};
 pub use password::{MEMORY_BLOCKS, MIN_PASSWORD_LEN, PasswordHash, check_new_password};
 pub use policy::{
     Matcher, NewPolicyRule, Policy, PolicyAction, PolicyEnvelope, PolicyHit, PolicyMatch,

@@ -43,6 +43,12 @@ fn parse_domain(input: &str) -> Result<DomainName, String> {
     if trimmed.is_empty() {
         return Err("is empty".into());
     }
+    if trimmed.chars().any(char::is_whitespace) {
+        return Err(
+            "has a space in it: no spaces in a domain name (only letters, digits, hyphens and dots)"
+                .into(),
+        );
+    }
     // IDNs are stored as A-labels so that lookups and DNS use one spelling (RFC 5890).
     let ascii = idna::domain_to_ascii(trimmed)
         .map_err(|_| "is not a valid internationalised domain name".to_string())?
@@ -146,6 +152,9 @@ fn parse_local(local: &str) -> Result<String, String> {
     if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
         return Err("the local part may not start or end with a dot, or hold two in a row".into());
     }
+    if local.chars().any(char::is_whitespace) {
+        return Err("the local part has a space in it: no spaces in an address".into());
+    }
     if let Some(bad) = local.chars().find(|&c| c != '.' && !is_atext(c)) {
         return Err(format!("the local part may not contain {bad:?}"));
     }
@@ -158,7 +167,10 @@ impl FromStr for Address {
     fn from_str(input: &str) -> Result<Self, StoreError> {
         let input = input.trim();
         let Some((local, domain)) = input.rsplit_once('@') else {
-            return Err(StoreError::invalid("address", format!("{input:?} has no @domain")));
+            return Err(StoreError::invalid(
+                "address",
+                format!("{input:?} has no @domain: an address needs name@domain"),
+            ));
         };
         let domain: DomainName = domain
             .parse()
@@ -243,6 +255,7 @@ mod tests {
             ("a_b.com", "letters, digits"),
             ("192.168.1.1", "IP address"),
             ("a;rm -rf.com", "letters"),
+            ("my domain.com", "no spaces in a domain name"),
         ] {
             let err = input.parse::<DomainName>().unwrap_err().to_string();
             assert!(err.contains(why), "{input:?}: {err}");

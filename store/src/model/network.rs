@@ -45,9 +45,84 @@ pub fn parse_cidr(input: &str) -> Result<IpNet, StoreError> {
     Ok(net)
 }
 
+/// Private, loopback, link-local and shared address space: trusting it lets no stranger on the
+/// Internet relay.
+const PRIVATE: &[&str] = &[
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "100.64.0.0/10", // shared address space, RFC 6598
+    "fc00::/7",      // unique local, RFC 4193
+    "fe80::/10",
+    "::1/128",
+];
+
+/// The widest public range a trusted network may take in without a confirmation: a /16 of IPv4
+/// (65,536 addresses, a large organisation), a /32 of IPv6 (one provider's allocation).
+fn open_threshold(net: &IpNet) -> u8 {
+    match net {
+        IpNet::V4(_) => 16,
+        IpNet::V6(_) => 32,
+    }
+}
+
+/// Whether trusting `net` lets more public addresses relay than a /16 (IPv4) or /32 (IPv6)
+/// holds: `0.0.0.0/0`, `::/0`, a public /8 turn the server into an open relay, whereas
+/// `10.0.0.0/8` or a provider's /24 do not.
+pub fn is_open_relay_range(net: &IpNet) -> bool {
+    let threshold = open_threshold(net);
+    if net.prefix_len() >= threshold {
+        return false;
+    }
+    // Count in blocks of the threshold's size; private blocks smaller than one count as none.
+    let blocks =
+        |prefix: u8| -> u64 { if prefix <= threshold { 1u64 << (threshold - prefix) } else { 0 } };
+    let private: u64 = PRIVATE
+        .iter()
+        .filter_map(|p| p.parse::<IpNet>().ok())
+        .filter(|p| net.contains(p))
+        .map(|p| blocks(p.prefix_len()))
+        .sum();
+    // Private space that contains `net` whole leaves nothing public.
+    let inside_private =
+        PRIVATE.iter().filter_map(|p| p.parse::<IpNet>().ok()).any(|p| p.contains(net));
+    !inside_private && blocks(net.prefix_len()).saturating_sub(private) > 1
+}
+
+/// Why [`is_open_relay_range`] holds for `net`, in words for a warning.
+pub fn open_relay_warning(net: &IpNet) -> String {
+    format!(
+        "{net} reaches beyond private address space by more than a /{}: every client in it may \
+         send mail anywhere without signing in, which makes this server an open relay",
+        open_threshold(net)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_relay_ranges() {
+        for open in ["0.0.0.0/0", "::/0", "8.0.0.0/8", "0.0.0.0/1", "192.0.0.0/8", "2000::/3"] {
+            assert!(is_open_relay_range(&parse_cidr(open).unwrap()), "{open}");
+        }
+        for closed in [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "127.0.0.0/8",
+            "198.51.100.0/24",
+            "203.0.0.0/16",
+            "2001:db8::/32",
+            "fc00::/7",
+            "::1/128",
+        ] {
+            assert!(!is_open_relay_range(&parse_cidr(closed).unwrap()), "{closed}");
+        }
+    }
 
     #[test]
     fn cidrs() {

@@ -2,7 +2,7 @@
 
 use sqlx::AnyConnection;
 
-use super::{config, domains};
+use super::{config, domains, mailboxes};
 use crate::error::{Result, StoreError};
 use crate::model::{Address, Alias, AliasSource, DomainName, MAX_DESTINATIONS};
 use crate::store::{Store, now};
@@ -40,7 +40,18 @@ impl Store {
         source: &AliasSource,
         destinations: &[Address],
     ) -> Result<Alias> {
-        self.write_alias(actor, source, destinations, Write::Extend).await
+        self.write_alias(actor, source, destinations, Write::Extend, AliasChoice::default()).await
+    }
+
+    /// [`Store::add_alias`] with the choices a plain call leaves at "refuse".
+    pub async fn add_alias_with(
+        &self,
+        actor: &str,
+        source: &AliasSource,
+        destinations: &[Address],
+        choice: AliasChoice,
+    ) -> Result<Alias> {
+        self.write_alias(actor, source, destinations, Write::Extend, choice).await
     }
 
     /// Creates the alias; refused when it exists already (the console and the API create and
@@ -51,7 +62,18 @@ impl Store {
         source: &AliasSource,
         destinations: &[Address],
     ) -> Result<Alias> {
-        self.write_alias(actor, source, destinations, Write::Create).await
+        self.write_alias(actor, source, destinations, Write::Create, AliasChoice::default()).await
+    }
+
+    /// [`Store::create_alias`] with the choices a plain call leaves at "refuse".
+    pub async fn create_alias_with(
+        &self,
+        actor: &str,
+        source: &AliasSource,
+        destinations: &[Address],
+        choice: AliasChoice,
+    ) -> Result<Alias> {
+        self.write_alias(actor, source, destinations, Write::Create, choice).await
     }
 
     /// Replaces the destinations of an existing alias, in one change: the loop check sees the
@@ -62,7 +84,30 @@ impl Store {
         source: &AliasSource,
         destinations: &[Address],
     ) -> Result<Alias> {
-        self.write_alias(actor, source, destinations, Write::Replace).await
+        self.write_alias(actor, source, destinations, Write::Replace, AliasChoice::default()).await
+    }
+
+    /// [`Store::set_alias_destinations`] with the choices a plain call leaves at "refuse".
+    pub async fn set_alias_destinations_with(
+        &self,
+        actor: &str,
+        source: &AliasSource,
+        destinations: &[Address],
+        choice: AliasChoice,
+    ) -> Result<Alias> {
+        self.write_alias(actor, source, destinations, Write::Replace, choice).await
+    }
+
+    /// What is doubtful about an alias without being wrong: destinations in our local domains
+    /// that are not (yet) a mailbox or an alias, whose mail would be refused with `550 5.1.1`.
+    pub async fn alias_warnings(&self, alias: &Alias) -> Result<Vec<String>> {
+        Ok(self.load_config().await?.alias_warnings(alias))
+    }
+
+    /// The aliases that list `address` among their destinations, by source.
+    pub async fn aliases_to(&self, address: &Address) -> Result<Vec<Alias>> {
+        let all = config::load_aliases(&mut *self.pool().acquire().await?).await?;
+        Ok(all.into_values().filter(|a| a.destinations.contains(address)).collect())
     }
 
     async fn write_alias(
@@ -71,6 +116,7 @@ impl Store {
         source: &AliasSource,
         destinations: &[Address],
         how: Write,
+        choice: AliasChoice,
     ) -> Result<Alias> {
         if destinations.is_empty() {
             return Err(StoreError::invalid(
@@ -111,6 +157,39 @@ impl Store {
                     what: "alias",
                     name: format!("{source} -> {}", join(destinations)),
                 });
+            }
+            if let AliasSource::Address(itself) = source {
+                // `me@x -> me@x` alone: mail comes back to where it started and is refused
+                // (`550 5.1.1` when there is no mailbox) or the alias does nothing at all.
+                if alias.destinations.iter().all(|d| d == itself) {
+                    return Err(StoreError::invalid(
+                        "destinations",
+                        format!(
+                            "an alias cannot point only at itself: mail to {itself} would \
+                             come back to {itself}; name another destination"
+                        ),
+                    ));
+                }
+                // An alias wins over a mailbox of the same name (`Config::resolve`): one that
+                // does not list its own source takes the mailbox's mail away. Only on purpose;
+                // an alias that diverted before this change keeps doing so.
+                let diverted_before =
+                    before.as_ref().is_some_and(|b| !b.destinations.contains(itself));
+                if !alias.destinations.contains(itself)
+                    && !diverted_before
+                    && !choice.divert_mailbox
+                    && mailboxes::exists(change.conn(), itself).await?
+                {
+                    return Err(StoreError::invalid(
+                        "source",
+                        format!(
+                            "{itself} is a mailbox: an alias of the same name would take its \
+                             mail away. To keep a copy in the mailbox, list {itself} among the \
+                             destinations (\"also deliver to the mailbox\"); to send its mail \
+                             elsewhere instead, choose \"instead of the mailbox\""
+                        ),
+                    ));
+                }
             }
             if alias.destinations.len() > MAX_DESTINATIONS {
                 return Err(StoreError::invalid(
@@ -190,6 +269,15 @@ impl Store {
         .await;
         change.finish(result).await
     }
+}
+
+/// What the person adding an alias chose explicitly; the default refuses whatever needs a
+/// choice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AliasChoice {
+    /// The source is a mailbox and the alias does not list it: its mail goes to the
+    /// destinations instead of the mailbox.
+    pub divert_mailbox: bool,
 }
 
 /// How [`Store::write_alias`] treats an alias that exists (or does not).

@@ -22,6 +22,11 @@ async fn get(conn: &mut AnyConnection, address: &Address) -> Result<Option<Mailb
     .transpose()
 }
 
+/// Whether `address` is a mailbox (the alias rules ask, inside their change).
+pub(crate) async fn exists(conn: &mut AnyConnection, address: &Address) -> Result<bool> {
+    Ok(get(conn, address).await?.is_some())
+}
+
 fn quota_column(quota: Option<u64>) -> Result<Option<i64>> {
     match quota {
         None => Ok(None),

@@ -5,7 +5,7 @@ use sqlx::AnyConnection;
 
 use super::rows;
 use crate::error::{Result, StoreError};
-use crate::model::TrustedNetwork;
+use crate::model::{TrustedNetwork, is_open_relay_range, open_relay_warning};
 use crate::store::{Store, now};
 
 async fn get(conn: &mut AnyConnection, cidr: &IpNet) -> Result<Option<TrustedNetwork>> {
@@ -18,12 +18,32 @@ async fn get(conn: &mut AnyConnection, cidr: &IpNet) -> Result<Option<TrustedNet
 }
 
 impl Store {
+    /// Trusts `cidr`; a range that would make this server an open relay
+    /// ([`is_open_relay_range`]) is refused: use [`Store::add_network_with`] to confirm it.
     pub async fn add_network(
         &self,
         actor: &str,
         cidr: IpNet,
         description: &str,
     ) -> Result<TrustedNetwork> {
+        self.add_network_with(actor, cidr, description, false).await
+    }
+
+    /// [`Store::add_network`]; `confirm_open_relay` accepts a range that reaches far beyond
+    /// private space, after the person adding it was told what it means.
+    pub async fn add_network_with(
+        &self,
+        actor: &str,
+        cidr: IpNet,
+        description: &str,
+        confirm_open_relay: bool,
+    ) -> Result<TrustedNetwork> {
+        if is_open_relay_range(&cidr) && !confirm_open_relay {
+            return Err(StoreError::invalid(
+                "cidr",
+                format!("{}; confirm to add it anyway", open_relay_warning(&cidr)),
+            ));
+        }
         if description.chars().count() > 200 || description.chars().any(char::is_control) {
             return Err(StoreError::invalid(
                 "description",

@@ -6,7 +6,32 @@ fn pat(s: &str) -> TransportPattern {
     s.parse().unwrap()
 }
 
-crate::store_tests!(transports_set_replace_remove, networks_default_add_remove);
+crate::store_tests!(
+    transports_set_replace_remove,
+    networks_default_add_remove,
+    an_open_relay_range_needs_a_confirmation
+);
+
+async fn an_open_relay_range_needs_a_confirmation(store: Store) {
+    for open in ["0.0.0.0/0", "::/0", "8.0.0.0/8"] {
+        let err = store.add_network(ACTOR, parse_cidr(open).unwrap(), "").await.unwrap_err();
+        match err {
+            StoreError::Invalid { field: "cidr", message } => {
+                assert!(message.contains("open relay"), "{message}");
+            }
+            other => panic!("{open}: {other}"),
+        }
+    }
+    assert!(store.load_config().await.unwrap().open_relay_problems().is_empty());
+    store.add_network(ACTOR, parse_cidr("10.0.0.0/8").unwrap(), "lan").await.unwrap();
+    store.add_network_with(ACTOR, parse_cidr("0.0.0.0/0").unwrap(), "", true).await.unwrap();
+    let problems = store.load_config().await.unwrap().open_relay_problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].object, "trusted network 0.0.0.0/0");
+    assert!(problems[0].fix.contains("postern network remove 0.0.0.0/0"), "{problems:?}");
+    // Reported, not a consistency problem: other changes still go through.
+    domain(&store, "example.com").await;
+}
 
 async fn transports_set_replace_remove(store: Store) {
     let creds = SmtpCredentials { username: "relayuser".into(), password: "relay-secret".into() };

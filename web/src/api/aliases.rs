@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use postern_store::AliasChoice;
 use postern_store::model::{Address, Alias, AliasSource, DomainName};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -27,6 +28,10 @@ pub struct AliasView {
     pub destinations: Vec<String>,
     /// Seconds since the Unix epoch.
     pub created_at: i64,
+    /// After a change only: what is doubtful without being wrong, such as a destination in one
+    /// of our domains that is not a mailbox or alias yet (its mail is refused until it is).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl From<Alias> for AliasView {
@@ -35,8 +40,45 @@ impl From<Alias> for AliasView {
             source: a.source.to_string(),
             destinations: a.destinations.iter().map(ToString::to_string).collect(),
             created_at: a.created_at,
+            warnings: Vec::new(),
         }
     }
+}
+
+/// What to do when the source is a mailbox of ours (an alias wins over a mailbox of the same
+/// name). Without a choice such an alias is refused with 422.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MailboxChoice {
+    /// Deliver to the mailbox as well: the source joins the destinations.
+    Also,
+    /// Send the mailbox's mail to the destinations only.
+    Instead,
+}
+
+/// Applies `choice` to the destinations of an alias from `source`.
+fn with_choice(
+    source: &AliasSource,
+    mut destinations: Vec<Address>,
+    choice: Option<MailboxChoice>,
+) -> (Vec<Address>, AliasChoice) {
+    let mut out = AliasChoice::default();
+    match (choice, source) {
+        (Some(MailboxChoice::Also), AliasSource::Address(itself))
+            if !destinations.contains(itself) =>
+        {
+            destinations.insert(0, itself.clone());
+        }
+        (Some(MailboxChoice::Instead), _) => out.divert_mailbox = true,
+        _ => {}
+    }
+    (destinations, out)
+}
+
+/// The alias as saved, with the store's warnings about it.
+async fn view_with_warnings(state: &AppState, alias: Alias) -> Result<AliasView, WebError> {
+    let warnings = state.store.alias_warnings(&alias).await?;
+    Ok(AliasView { warnings, ..AliasView::from(alias) })
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -60,6 +102,9 @@ pub struct NewAlias {
     pub source: String,
     /// At least one address.
     pub destinations: Vec<String>,
+    /// Required when the source is an existing mailbox.
+    #[serde(default)]
+    pub mailbox: Option<MailboxChoice>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -67,6 +112,9 @@ pub struct NewAlias {
 pub struct AliasDestinations {
     /// The new list, replacing the old one whole.
     pub destinations: Vec<String>,
+    /// Required when the source is a mailbox and the alias would newly take its mail.
+    #[serde(default)]
+    pub mailbox: Option<MailboxChoice>,
 }
 
 fn parse_destinations(destinations: &[String]) -> Result<Vec<Address>, WebError> {
@@ -119,12 +167,16 @@ async fn list(
     Ok(Json(AliasList { items: page.into_iter().map(Into::into).collect(), next }))
 }
 
-/// Add an alias. An existing source is refused (409): change it with PUT.
+/// Add an alias. An existing source is refused (409): change it with PUT. A source that is a
+/// mailbox needs `mailbox` (422 otherwise); an alias that points only at itself is refused
+/// (422). A destination in one of our domains that is not a mailbox or alias yet is accepted
+/// with a warning.
 #[utoipa::path(post, path = "/aliases", request_body = NewAlias, tag = "aliases",
     responses((status = 201, body = AliasView), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "The alias exists, or it would loop"),
-        (status = 422, body = ErrorBody)))]
+        (status = 422, body = ErrorBody, description = "A bad address, an alias to itself, \
+            or a mailbox's source without a `mailbox` choice")))]
 async fn create(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -134,8 +186,9 @@ async fn create(
     let source: AliasSource = new.source.parse()?;
     user.require_domain(source.domain())?;
     let destinations = parse_destinations(&new.destinations)?;
-    let alias = state.store.create_alias(&user.actor, &source, &destinations).await?;
-    Ok((StatusCode::CREATED, Json(alias.into())))
+    let (destinations, choice) = with_choice(&source, destinations, new.mailbox);
+    let alias = state.store.create_alias_with(&user.actor, &source, &destinations, choice).await?;
+    Ok((StatusCode::CREATED, Json(view_with_warnings(&state, alias).await?)))
 }
 
 /// One alias.
@@ -158,7 +211,8 @@ async fn show(
     responses((status = 200, body = AliasView), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "The alias would loop"),
-        (status = 422, body = ErrorBody)))]
+        (status = 422, body = ErrorBody, description = "A bad address, an alias to itself, \
+            or a mailbox's mail newly taken away without a `mailbox` choice")))]
 async fn replace(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -168,9 +222,12 @@ async fn replace(
     user.require_write()?;
     let alias = find(&state, &user, &source).await?;
     let destinations = parse_destinations(&body.destinations)?;
-    let alias =
-        state.store.set_alias_destinations(&user.actor, &alias.source, &destinations).await?;
-    Ok(Json(alias.into()))
+    let (destinations, choice) = with_choice(&alias.source, destinations, body.mailbox);
+    let alias = state
+        .store
+        .set_alias_destinations_with(&user.actor, &alias.source, &destinations, choice)
+        .await?;
+    Ok(Json(view_with_warnings(&state, alias).await?))
 }
 
 /// Remove an alias.

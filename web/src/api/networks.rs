@@ -51,6 +51,11 @@ pub struct NewNetwork {
     pub cidr: String,
     #[serde(default)]
     pub description: String,
+    /// Must be `true` to trust a range that reaches beyond private address space by more than
+    /// a /16 (IPv4) or /32 (IPv6), such as `0.0.0.0/0`: every client there may relay, which
+    /// makes this server an open relay. Without it such a range is refused with 422.
+    #[serde(default)]
+    pub confirm_open_relay: bool,
 }
 
 /// List the trusted networks, ordered by their CIDR text (`after` takes one).
@@ -74,7 +79,8 @@ async fn list(
 #[utoipa::path(post, path = "/networks", request_body = NewNetwork, tag = "networks",
     responses((status = 201, body = NetworkView), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+        (status = 422, body = ErrorBody,
+            description = "Not a network, or an open-relay range without `confirm_open_relay`")))]
 async fn create(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -83,7 +89,10 @@ async fn create(
     user.require_write()?;
     user.require_global()?;
     let cidr = parse_cidr(&new.cidr)?;
-    let network = state.store.add_network(&user.actor, cidr, new.description.trim()).await?;
+    let network = state
+        .store
+        .add_network_with(&user.actor, cidr, new.description.trim(), new.confirm_open_relay)
+        .await?;
     Ok((StatusCode::CREATED, Json(network.into())))
 }
 

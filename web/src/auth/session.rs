@@ -77,7 +77,10 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-async fn load(state: &AppState, headers: &HeaderMap) -> Result<Option<ConsoleUser>, WebError> {
+pub(crate) async fn load(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<ConsoleUser>, WebError> {
     let Some(id) = cookie(headers, cookie_name(&state.settings)) else { return Ok(None) };
     let id_hash = secret_hash(id);
     let idle = state.settings.options.session_idle.as_secs() as i64;

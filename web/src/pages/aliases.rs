@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
+use postern_store::AliasChoice;
 use postern_store::model::{Address, Alias, AliasSource, DomainName};
 use serde::Deserialize;
 
@@ -143,6 +144,38 @@ struct AliasForm {
     source: String,
     #[serde(default)]
     destinations: String,
+    /// When the source is a mailbox: `also` delivers to it as well (the source joins the
+    /// destinations), `instead` sends its mail to the destinations only.
+    #[serde(default)]
+    mailbox: String,
+}
+
+/// Applies the "if the source is a mailbox" choice to the destinations.
+fn with_choice(
+    source: &AliasSource,
+    mut destinations: Vec<Address>,
+    mailbox: &str,
+) -> (Vec<Address>, AliasChoice) {
+    let mut choice = AliasChoice::default();
+    match (mailbox, source) {
+        ("also", AliasSource::Address(itself)) if !destinations.contains(itself) => {
+            destinations.insert(0, itself.clone());
+        }
+        ("instead", _) => choice.divert_mailbox = true,
+        _ => {}
+    }
+    (destinations, choice)
+}
+
+/// After a change: the engine's word, and what is doubtful about the alias.
+async fn saved_alias(state: &AppState, alias: &Alias, what: &str) -> Flash {
+    let flash = saved(state, what).await;
+    match state.store.alias_warnings(alias).await {
+        Ok(warnings) if !warnings.is_empty() && flash.kind != "error" => {
+            Flash::warn(format!("{} Note: {}.", flash.text, warnings.join("; ")))
+        }
+        _ => flash,
+    }
 }
 
 async fn add(
@@ -151,29 +184,53 @@ async fn add(
     headers: HeaderMap,
     Form(form): Form<AliasForm>,
 ) -> Response {
-    let result: Result<AliasSource, WebError> = async {
-        let source: AliasSource = form.source.parse()?;
-        user.principal.require_domain(source.domain())?;
-        let destinations = parse_destinations(&form.destinations)?;
-        Ok(state.store.create_alias(&user.principal.actor, &source, &destinations).await?.source)
-    }
-    .await;
+    // Both fields are checked before anything is refused, so that every mistake shows at once.
+    let source = form.source.parse::<AliasSource>().map_err(WebError::from);
+    let destinations = parse_destinations(&form.destinations);
+    let result: Result<Alias, Vec<WebError>> = match (source, destinations) {
+        (Ok(source), Ok(destinations)) => {
+            let created: Result<Alias, WebError> = async {
+                user.principal.require_domain(source.domain())?;
+                let (destinations, choice) = with_choice(&source, destinations, &form.mailbox);
+                Ok(state
+                    .store
+                    .create_alias_with(&user.principal.actor, &source, &destinations, choice)
+                    .await?)
+            }
+            .await;
+            created.map_err(|e| vec![e])
+        }
+        (source, destinations) => {
+            Err([source.err(), destinations.err()].into_iter().flatten().collect())
+        }
+    };
     match result {
-        Ok(source) => saved(&state, &format!("Alias {source} added")).await.redirect("/aliases"),
-        Err(e) => match placed(e) {
-            Ok((status, e)) => {
-                let typed = FormState::with(&[
-                    ("source", &form.source),
-                    ("destinations", &form.destinations),
-                ]);
-                let form = typed.fail(&e, &["source", "destinations"]);
-                match list_page(&state, &user, &headers, String::new(), form).await {
-                    Ok(page) => render(status, &page),
-                    Err(e) => error_page(e),
+        Ok(alias) => saved_alias(&state, &alias, &format!("Alias {} added", alias.source))
+            .await
+            .redirect("/aliases"),
+        Err(errors) => {
+            let mut placed_errors = Vec::new();
+            let mut status = StatusCode::UNPROCESSABLE_ENTITY;
+            for e in errors {
+                match placed(e) {
+                    Ok((s, e)) => {
+                        status = s;
+                        placed_errors.push(e);
+                    }
+                    Err(e) => return error_page(e),
                 }
             }
-            Err(e) => error_page(e),
-        },
+            let typed = FormState::with(&[
+                ("source", &form.source),
+                ("destinations", &form.destinations),
+                ("mailbox", &form.mailbox),
+            ]);
+            let form = typed.fail_all(&placed_errors, &["source", "destinations"]);
+            match list_page(&state, &user, &headers, String::new(), form).await {
+                Ok(page) => render(status, &page),
+                Err(e) => error_page(e),
+            }
+        }
     }
 }
 
@@ -226,6 +283,8 @@ async fn show(
 struct DestinationsForm {
     #[serde(default)]
     destinations: String,
+    #[serde(default)]
+    mailbox: String,
 }
 
 async fn update(
@@ -235,23 +294,31 @@ async fn update(
     Path(source): Path<String>,
     Form(form): Form<DestinationsForm>,
 ) -> Response {
-    let result: Result<AliasSource, WebError> = async {
+    let result: Result<Alias, WebError> = async {
         let alias = find(&state, &user, &source).await?;
         let destinations = parse_destinations(&form.destinations)?;
-        state
+        let (destinations, choice) = with_choice(&alias.source, destinations, &form.mailbox);
+        Ok(state
             .store
-            .set_alias_destinations(&user.principal.actor, &alias.source, &destinations)
-            .await?;
-        Ok(alias.source)
+            .set_alias_destinations_with(
+                &user.principal.actor,
+                &alias.source,
+                &destinations,
+                choice,
+            )
+            .await?)
     }
     .await;
     match result {
-        Ok(source) => saved(&state, &format!("Alias {source} saved"))
+        Ok(alias) => saved_alias(&state, &alias, &format!("Alias {} saved", alias.source))
             .await
-            .redirect(&format!("/aliases/{}", encode(&source.to_string()))),
+            .redirect(&format!("/aliases/{}", encode(&alias.source.to_string()))),
         Err(e) => match placed(e) {
             Ok((status, e)) => {
-                let typed = FormState::with(&[("destinations", &form.destinations)]);
+                let typed = FormState::with(&[
+                    ("destinations", &form.destinations),
+                    ("mailbox", &form.mailbox),
+                ]);
                 let form = typed.fail(&e, &["destinations"]);
                 match show_page(&state, &user, &headers, &source, Some(form)).await {
                     Ok(page) => render(status, &page),

@@ -28,10 +28,17 @@ struct Dashboard {
     engines: Vec<EngineRow>,
     totals: HourCounts,
     certificate: Option<CertificateRow>,
+    /// What needs fixing now, at the top of the page (global administrators only): trusted
+    /// networks that make this an open relay.
+    problems: Vec<String>,
     /// Certificates in use that expire within 14 days (global administrators only).
     expiring: Vec<String>,
     /// `None` while the first DNS check runs or when it is off.
     dns: Option<Vec<crate::dns::Attention>>,
+    /// When the shown DNS check ran.
+    dns_checked: String,
+    /// How many local domains the user sees (the DNS check has nothing to say without one).
+    dns_domains: usize,
     dns_off: bool,
     /// The inner SVG of the last 24 hours' chart: numbers only (see `chart`).
     chart: String,
@@ -113,6 +120,25 @@ async fn show(State(state): State<AppState>, user: ConsoleUser, headers: HeaderM
             days_left: (c.not_after - time::now()).div_euclid(86_400),
             self_signed: c.self_signed,
         });
+        let problems = if user.principal.is_global() {
+            state
+                .store
+                .list_networks()
+                .await?
+                .iter()
+                .filter(|n| postern_store::model::is_open_relay_range(&n.cidr))
+                .map(|n| {
+                    format!(
+                        "Trusted network {}: {}. Remove it on the Trusted networks page unless \
+                         you mean it",
+                        n.cidr,
+                        postern_store::model::open_relay_warning(&n.cidr)
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let expiring = if user.principal.is_global() {
             let stored = state.store.list_certificates().await?;
             crate::certs::expiring(&stored, &state.settings.hostname, time::now())
@@ -129,6 +155,8 @@ async fn show(State(state): State<AppState>, user: ConsoleUser, headers: HeaderM
         } else {
             Vec::new()
         };
+        let mut dns_checked = String::new();
+        let mut dns_domains = 0;
         let dns = match &state.dns {
             Some(lookup) => {
                 let local: Vec<String> = state
@@ -139,10 +167,16 @@ async fn show(State(state): State<AppState>, user: ConsoleUser, headers: HeaderM
                     .filter(|d| d.kind == postern_store::model::DomainKind::Local)
                     .map(|d| d.name.to_string())
                     .collect();
+                dns_domains = local
+                    .iter()
+                    .filter(|d| d.parse().is_ok_and(|d| user.principal.sees(&d)))
+                    .count();
                 // One check of every local domain serves everyone; each sees only their own.
                 state.dns_watch.current(lookup.clone(), state.settings.hostname.clone(), local).map(
-                    |found| {
-                        found
+                    |checked| {
+                        dns_checked = time::format(checked.at);
+                        checked
+                            .found
                             .iter()
                             .filter(|a| a.domain.parse().is_ok_and(|d| user.principal.sees(&d)))
                             .cloned()
@@ -158,8 +192,11 @@ async fn show(State(state): State<AppState>, user: ConsoleUser, headers: HeaderM
             engines,
             totals,
             certificate,
+            problems,
             expiring,
             dns,
+            dns_checked,
+            dns_domains,
             dns_off: state.dns.is_none(),
             chart,
             errors,

@@ -218,43 +218,70 @@ async fn add(
     headers: HeaderMap,
     Form(form): Form<AddForm>,
 ) -> Response {
-    let result: Result<Address, WebError> = async {
-        let address: Address = form.address.parse()?;
-        user.principal.require_domain(address.domain())?;
-        let quota_bytes = parse_quota(&form.quota)?;
-        // Refuse a taken address or a relay domain before paying for a password hash.
-        state.store.check_new_mailbox(&address).await?;
-        let password_hash = login::hash(&state, &address.to_string(), &form.password).await?;
-        let new = NewMailbox {
-            address,
-            display_name: form.display_name.trim().to_string(),
-            enabled: true,
-            quota_bytes,
-            password_hash,
-        };
-        Ok(state.store.add_mailbox(&user.principal.actor, new).await?.address)
-    }
-    .await;
+    // Every field is checked before anything is refused, so that every mistake shows at once
+    // (in the form's order: the first takes the focus).
+    let address = form.address.parse::<Address>().map_err(WebError::from);
+    let name =
+        address.as_ref().map_or_else(|_| form.address.trim().to_string(), Address::to_string);
+    let password = postern_store::model::check_new_password(&name, &form.password).map_err(|e| {
+        match WebError::from(e) {
+            WebError::Invalid { message, .. } => WebError::invalid("password", message),
+            other => other,
+        }
+    });
+    let quota = parse_quota(&form.quota);
+    let result: Result<Address, Vec<WebError>> = match (address, password, quota) {
+        (Ok(address), Ok(()), Ok(quota_bytes)) => {
+            let added: Result<Address, WebError> = async {
+                user.principal.require_domain(address.domain())?;
+                // Refuse a taken address or a relay domain before paying for a password hash.
+                state.store.check_new_mailbox(&address).await?;
+                let password_hash =
+                    login::hash(&state, &address.to_string(), &form.password).await?;
+                let new = NewMailbox {
+                    address,
+                    display_name: form.display_name.trim().to_string(),
+                    enabled: true,
+                    quota_bytes,
+                    password_hash,
+                };
+                Ok(state.store.add_mailbox(&user.principal.actor, new).await?.address)
+            }
+            .await;
+            added.map_err(|e| vec![e])
+        }
+        (address, password, quota) => {
+            Err([address.err(), password.err(), quota.err()].into_iter().flatten().collect())
+        }
+    };
     match result {
         Ok(address) => {
             saved(&state, &format!("Mailbox {address} added")).await.redirect("/mailboxes")
         }
-        Err(e) => match place(e, &[("domain", "address")], "address") {
-            Ok((status, e)) => {
-                // The password is never sent back, not even to the one who typed it.
-                let typed = FormState::with(&[
-                    ("address", &form.address),
-                    ("display_name", &form.display_name),
-                    ("quota", &form.quota),
-                ]);
-                let form = typed.fail(&e, &["address", "password", "display_name", "quota"]);
-                match list_page(&state, &user, &headers, ListQuery::default(), form).await {
-                    Ok(page) => render(status, &page),
-                    Err(e) => error_page(e),
+        Err(errors) => {
+            let mut shown = Vec::new();
+            let mut status = StatusCode::UNPROCESSABLE_ENTITY;
+            for e in errors {
+                match place(e, &[("domain", "address")], "address") {
+                    Ok((s, e)) => {
+                        status = s;
+                        shown.push(e);
+                    }
+                    Err(e) => return error_page(e),
                 }
             }
-            Err(e) => error_page(e),
-        },
+            // The password is never sent back, not even to the one who typed it.
+            let typed = FormState::with(&[
+                ("address", &form.address),
+                ("display_name", &form.display_name),
+                ("quota", &form.quota),
+            ]);
+            let form = typed.fail_all(&shown, &["address", "password", "display_name", "quota"]);
+            match list_page(&state, &user, &headers, ListQuery::default(), form).await {
+                Ok(page) => render(status, &page),
+                Err(e) => error_page(e),
+            }
+        }
     }
 }
 
@@ -264,6 +291,11 @@ struct ShowPage {
     layout: Layout,
     mailbox: Row,
     form: FormState,
+    /// The aliases that deliver here: (source, its path segment), by source.
+    aliases: Vec<(String, String)>,
+    /// An alias of the same name that takes this mailbox's mail elsewhere (it does not list
+    /// the mailbox): its path segment.
+    diverted_by: Option<String>,
 }
 
 impl_page!(ShowPage);
@@ -298,10 +330,28 @@ async fn show_page(
             ("enabled", enabled),
         ])
     });
+    let mut aliases: Vec<(String, String)> = state
+        .store
+        .aliases_to(&mailbox.address)
+        .await?
+        .into_iter()
+        .filter(|a| user.principal.sees(a.source.domain()))
+        .map(|a| (a.source.to_string(), super::link::encode(&a.source.to_string())))
+        .collect();
+    aliases.sort();
+    let own = postern_store::model::AliasSource::Address(mailbox.address.clone());
+    let diverted_by = state
+        .store
+        .get_alias(&own)
+        .await?
+        .filter(|a| !a.destinations.contains(&mailbox.address))
+        .map(|a| super::link::encode(&a.source.to_string()));
     Ok(ShowPage {
         layout: Layout::new(user, "mailboxes", format!("Mailbox {}", mailbox.address), headers),
         mailbox: Row::from(&mailbox),
         form,
+        aliases,
+        diverted_by,
     })
 }
 

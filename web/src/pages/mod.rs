@@ -17,6 +17,7 @@ mod aliases;
 mod auth;
 mod certificates;
 mod chart;
+mod confirm;
 mod content_checks;
 mod dashboard;
 mod dkim;
@@ -76,10 +77,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(dnsbl::router())
         .merge(greylisting::router())
         .merge(dns_health::router())
+        .fallback(refusal::unknown_page)
+        // Inside the CSRF check, which puts the signed-in user where this layer finds it.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), confirm::require_confirmation))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::session::require_csrf,
         ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), refusal::with_navigation))
 }
 
 /// The sections of the navigation; `ready` is false for those that arrive with later work.
@@ -245,6 +250,9 @@ pub async fn saved(state: &AppState, what: &str) -> Flash {
 pub struct FormState {
     values: HashMap<String, String>,
     errors: HashMap<String, String>,
+    /// The fields with an error, in the order they were found (the form's order): the first
+    /// takes the focus.
+    failed: Vec<String>,
 }
 
 impl FormState {
@@ -252,14 +260,30 @@ impl FormState {
         FormState {
             values: values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             errors: HashMap::new(),
+            failed: Vec::new(),
         }
     }
 
     /// Puts `error` next to its field (or above the form when it names none we show).
     pub fn fail(mut self, error: &WebError, fields: &[&str]) -> FormState {
         let field = error.field().filter(|f| fields.contains(f)).unwrap_or("");
-        self.errors.insert(field.to_string(), error.to_string());
+        self.errors.entry(field.to_string()).or_insert_with(|| error.to_string());
+        if !self.failed.iter().any(|f| f == field) {
+            self.failed.push(field.to_string());
+        }
         self
+    }
+
+    /// [`FormState::fail`] for each of `errors`, found in the form's order: a form with several
+    /// mistakes reports them all at once.
+    pub fn fail_all(self, errors: &[WebError], fields: &[&str]) -> FormState {
+        errors.iter().fold(self, |form, e| form.fail(e, fields))
+    }
+
+    /// Whether `name` is the first field with an error: it gets `autofocus`, so that the
+    /// cursor lands where the first thing to fix is.
+    pub fn focus(&self, name: &str) -> bool {
+        self.failed.iter().find(|f| !f.is_empty()).is_some_and(|f| f == name)
     }
 
     pub fn value(&self, name: &str) -> &str {
@@ -302,6 +326,18 @@ pub fn render<P: Page>(status: StatusCode, page: &P) -> Response {
 struct ErrorPage {
     layout: Layout,
     message: String,
+    /// Why it happened and what to do, when there is more to say than `message`.
+    hint: String,
+    /// Where to go from here: (href, label).
+    links: Vec<(String, String)>,
+}
+
+/// Marks a response as an error page, for [`refusal::with_navigation`] to render it again in
+/// the signed-in layout.
+#[derive(Clone)]
+struct ErrorShown {
+    title: &'static str,
+    message: String,
 }
 
 impl Page for ErrorPage {
@@ -329,9 +365,15 @@ pub fn error_page(e: WebError) -> Response {
         s if s.is_client_error() => "Cannot do that",
         _ => "Something went wrong",
     };
-    let mut response =
-        render(e.status(), &ErrorPage { layout: Layout::anonymous(title), message: e.to_string() });
+    let page = ErrorPage {
+        layout: Layout::anonymous(title),
+        message: e.to_string(),
+        hint: String::new(),
+        links: vec![("/".into(), "Back to the dashboard".into())],
+    };
+    let mut response = render(e.status(), &page);
     e.add_retry_after(&mut response);
+    response.extensions_mut().insert(ErrorShown { title, message: e.to_string() });
     response
 }
 

@@ -8,7 +8,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use ipnet::IpNet;
-use postern_store::model::parse_cidr;
+use postern_store::model::{is_open_relay_range, open_relay_warning, parse_cidr};
 use serde::Deserialize;
 
 use super::refusal::place;
@@ -34,6 +34,8 @@ struct ListPage {
     layout: Layout,
     rows: Vec<Row>,
     form: FormState,
+    /// Set when the typed range would make this an open relay: the page asks before saving.
+    open_relay: Option<String>,
 }
 
 impl_page!(ListPage);
@@ -57,7 +59,12 @@ async fn page(
             created: if n.created_at == 0 { "built in".into() } else { time::format(n.created_at) },
         })
         .collect();
-    Ok(ListPage { layout: Layout::new(user, "networks", "Trusted networks", headers), rows, form })
+    Ok(ListPage {
+        layout: Layout::new(user, "networks", "Trusted networks", headers),
+        rows,
+        form,
+        open_relay: None,
+    })
 }
 
 async fn list(State(state): State<AppState>, user: ConsoleUser, headers: HeaderMap) -> Response {
@@ -70,6 +77,9 @@ struct AddForm {
     cidr: String,
     #[serde(default)]
     description: String,
+    /// `yes` once the warning about an open-relay range was shown and accepted.
+    #[serde(default)]
+    confirm_open_relay: String,
 }
 
 async fn add(
@@ -81,9 +91,27 @@ async fn add(
     if let Err(e) = user.principal.require_global() {
         return error_page(e);
     }
+    let confirmed = form.confirm_open_relay == "yes";
+    if let Ok(cidr) = parse_cidr(&form.cidr)
+        && is_open_relay_range(&cidr)
+        && !confirmed
+    {
+        // Ask first: a page that says what the range means, with "add anyway".
+        let typed = FormState::with(&[("cidr", &form.cidr), ("description", &form.description)]);
+        return match page(&state, &user, &headers, typed).await {
+            Ok(mut p) => {
+                p.open_relay = Some(open_relay_warning(&cidr));
+                render(StatusCode::OK, &p)
+            }
+            Err(e) => error_page(e),
+        };
+    }
     let result: Result<IpNet, WebError> = async {
         let cidr = parse_cidr(&form.cidr)?;
-        state.store.add_network(&user.principal.actor, cidr, form.description.trim()).await?;
+        state
+            .store
+            .add_network_with(&user.principal.actor, cidr, form.description.trim(), confirmed)
+            .await?;
         Ok(cidr)
     }
     .await;
