@@ -22,6 +22,7 @@ mod dashboard;
 mod dkim;
 mod dns_health;
 mod dnsbl;
+mod domain_page;
 mod domains;
 mod greylisting;
 mod link;
@@ -76,6 +77,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(dnsbl::router())
         .merge(greylisting::router())
         .merge(dns_health::router())
+        .merge(domain_page::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::session::require_csrf,
