@@ -40,3 +40,14 @@ if (refresh) {
   });
   arm();
 }
+
+// The queue's "select all": checks or clears every message of the page (without JavaScript,
+// its "all" link reloads the page with every box checked).
+const checkAll = document.getElementById("check-all");
+if (checkAll) {
+  checkAll.addEventListener("change", () => {
+    for (const box of document.querySelectorAll('#bulk input[type=checkbox][name="id"]')) {
+      box.checked = checkAll.checked;
+    }
+  });
+}

@@ -47,8 +47,25 @@ impl Criteria {
             held: self.held,
             domains: principal.domains.clone(),
             search: self.search.clone(),
+            partial: true,
         }
     }
+}
+
+/// A sender or recipient filter as typed: any part of an address (`boss@`, `@example.org`,
+/// `example`), or an error that says what is wrong with it.
+pub fn address_part(field: &str, text: &str) -> Result<Option<String>, WebError> {
+    let Some(text) = given(Some(text.to_string())) else { return Ok(None) };
+    if text.chars().count() > 254 {
+        return Err(WebError::invalid(field, "an address is at most 254 characters"));
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(WebError::invalid(
+            field,
+            "no spaces in an address: give part of one, such as boss@ or example.org",
+        ));
+    }
+    Ok(Some(text))
 }
 
 /// Whether `principal` may see `message`: one of its recipients is in the principal's domains.
@@ -138,6 +155,29 @@ pub fn done(action: QueueAction, count: usize) -> String {
     format!("{what} {verb}; the engine has been told")
 }
 
+/// The host an attempt went to, as the engine writes it into the reply it logs
+/// (`mx.example.org[192.0.2.1]:25 said: 250 …`, `… (mx…:25 answered RCPT with this)`,
+/// `connection refused by mx…:25`); empty when the reply names none (local delivery, or an
+/// entry that is not an attempt).
+pub fn attempt_host(reply: &str) -> String {
+    let token = |rest: &str| rest.split_whitespace().next().unwrap_or("").to_string();
+    if let Some((before, _)) = reply.split_once(" said: ") {
+        return before.split_whitespace().last().unwrap_or("").to_string();
+    }
+    if let Some(start) = reply.rfind('(')
+        && reply.ends_with(" this)")
+    {
+        return token(&reply[start + 1..]);
+    }
+    for marker in ["connection refused by ", "connection to ", "cannot connect to "] {
+        if let Some((_, rest)) = reply.split_once(marker) {
+            let host = token(rest);
+            return host.strip_suffix(':').map(str::to_string).unwrap_or(host);
+        }
+    }
+    String::new()
+}
+
 /// A header field as it stands in the message: its name, and its value decoded when it is
 /// text (RFC 2047 encoded words), else as written, unfolded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +219,21 @@ pub fn parse_headers(body: &[u8]) -> Vec<HeaderField> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_host_an_attempt_went_to() {
+        let mx = "mx.example.org[192.0.2.1]:25";
+        assert_eq!(attempt_host(&format!("250 2.0.0 {mx} said: 250 2.0.0 ok")), mx);
+        assert_eq!(
+            attempt_host(&format!("550 5.1.1 no such user ({mx} answered RCPT with this)")),
+            mx
+        );
+        assert_eq!(attempt_host(&format!("451 4.4.1 connection refused by {mx}")), mx);
+        assert_eq!(attempt_host(&format!("451 4.4.1 connection to {mx} timed out")), mx);
+        assert_eq!(attempt_host(&format!("451 4.4.1 cannot connect to {mx}: unreachable")), mx);
+        assert_eq!(attempt_host("250 2.0.0 delivered to a maildir"), "");
+        assert_eq!(attempt_host(""), "");
+    }
 
     #[test]
     fn reads_the_header_block_only() {

@@ -84,6 +84,8 @@ pub struct AppState {
     pub(crate) health: Option<Arc<dyn HealthCheck>>,
     /// The last DNS health report of each domain.
     pub(crate) health_cache: Arc<HealthCache>,
+    /// Good API tokens, so that a request does not read the store for its token.
+    pub(crate) tokens: Arc<crate::auth::token_cache::TokenCache>,
 }
 
 impl AppState {
@@ -91,6 +93,7 @@ impl AppState {
         let options = &settings.options;
         let connections =
             ConnectionCap::new(options.max_connections, options.max_connections_per_address);
+        let tokens = Arc::new(crate::auth::token_cache::TokenCache::new(store.subscribe()));
         AppState {
             connections,
             store,
@@ -104,6 +107,7 @@ impl AppState {
             policy_probe: None,
             health: None,
             health_cache: Arc::default(),
+            tokens,
         }
     }
 

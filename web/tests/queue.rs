@@ -50,7 +50,9 @@ postern_store::store_tests!(
     a_domain_admin_sees_and_acts_only_within_its_domains,
     the_api_lists_shows_and_acts,
     hostile_envelope_and_headers_are_shown_inert,
-    inbound_check_results_show_on_the_page_the_api_and_the_log
+    inbound_check_results_show_on_the_page_the_api_and_the_log,
+    a_message_page_shows_every_attempt_and_the_log_leads_to_it,
+    the_list_shows_subject_error_and_retry_and_filters_by_part_of_an_address,
 );
 
 async fn pages_chain_through_thousands_of_messages(store: Store) {
@@ -176,12 +178,13 @@ async fn a_message_page_shows_the_envelope_headers_and_actions(store: Store) {
     ] {
         assert!(page.body.contains(text), "{text} in {}", page.body);
     }
-    for action in ["hold", "release", "retry", "delete", "bounce"] {
+    for action in ["hold", "retry", "delete", "bounce"] {
         assert!(page.body.contains(&format!("action=\"/queue/{id}/{action}\"")), "{action}");
     }
     assert!(
         page.body.contains("<button>Hold</button>")
-            && page.body.contains("<button>Release</button>")
+            && !page.body.contains("<button>Release</button>"),
+        "only the action that applies"
     );
     assert!(page.body.contains("data-confirm=\"Delete message"), "a destructive action asks first");
 
@@ -189,6 +192,9 @@ async fn a_message_page_shows_the_envelope_headers_and_actions(store: Store) {
     let reply = browser.post(&format!("/queue/{id}/hold"), &[]).await;
     assert_eq!(reply.location(), format!("/queue/{id}"));
     assert!(held(&store, id).await);
+    let page = browser.get(&format!("/queue/{id}")).await.body;
+    assert!(page.contains("<button>Release</button>") && !page.contains("<button>Hold</button>"));
+    assert!(page.contains("held: not until released"), "no next attempt while held");
     let reply = browser.post(&format!("/queue/{id}/release"), &[]).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
     assert!(!held(&store, id).await);
@@ -205,7 +211,11 @@ async fn a_message_page_shows_the_envelope_headers_and_actions(store: Store) {
     let reply = browser.post(&format!("/queue/{id}/delete"), &[]).await;
     assert_eq!(reply.location(), "/queue");
     assert!(store.queue_show(id).await.unwrap().is_none());
-    assert_eq!(browser.get(&format!("/queue/{id}")).await.status, StatusCode::NOT_FOUND);
+    let gone = browser.get(&format!("/queue/{id}")).await;
+    assert_eq!(gone.status, StatusCode::OK, "the log still knows it");
+    assert!(
+        gone.body.contains("no longer in the queue") && gone.body.contains("451 4.7.1 greylisted")
+    );
     let gone = browser.post(&format!("/queue/{id}/hold"), &[]).await;
     assert_eq!(gone.location(), "/queue", "acting on a message no longer queued says so");
     assert_eq!(browser.get("/queue/not-an-id").await.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -535,4 +545,138 @@ async fn inbound_check_results_show_on_the_page_the_api_and_the_log(store: Store
     assert_eq!(shown["held"], true);
     let log = browser.get("/log?status=received").await.body;
     assert!(log.contains("dmarc=fail (p=quarantine); held"), "{log}");
+}
+
+async fn a_message_page_shows_every_attempt_and_the_log_leads_to_it(store: Store) {
+    add_admin(&store, "alice", Role::Admin, &[]).await;
+    store.add_domain("test", &"other.test".parse().unwrap(), DomainKind::Local).await.unwrap();
+    add_admin(&store, "dora", Role::DomainAdmin, &["other.test"]).await;
+    let ids =
+        store.queue_insert(NODE, &[message("a@x.test", &["b@y.test"], "tries")]).await.unwrap();
+    let id = ids[0];
+    let mx = "mx.y.test[192.0.2.9]:25";
+    let at = now() - 600;
+    let attempt =
+        |n: i64, outcome: Outcome| DeliveryResult { id, recipient: 0, at: at + n, outcome };
+    store
+        .queue_record_results(&[attempt(
+            0,
+            Outcome::Deferred {
+                reply: format!("451 4.4.1 connection refused by {mx}"),
+                next_attempt_at: at + 60,
+            },
+        )])
+        .await
+        .unwrap();
+    store
+        .queue_record_results(&[attempt(
+            60,
+            Outcome::Deferred {
+                reply: format!("452 4.2.2 mailbox full ({mx} answered RCPT with this)"),
+                next_attempt_at: now() + 600,
+            },
+        )])
+        .await
+        .unwrap();
+    let app = console(&store);
+    let browser = Browser::login(&app, "alice").await;
+    let page = browser.get(&format!("/queue/{id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    for text in [
+        "connection refused by mx.y.test",
+        "452 4.2.2 mailbox full",
+        &format!("<td>{mx}</td>"),
+        &format!("href=\"/log?search={id}\""),
+    ] {
+        assert!(page.body.contains(text), "{text} in {}", page.body);
+    }
+    let log = browser.get(&format!("/log?search={id}")).await.body;
+    assert!(log.contains(&format!("href=\"/queue/{id}\"")), "the log links to the message");
+
+    store
+        .queue_record_results(&[attempt(
+            120,
+            Outcome::Delivered { reply: format!("{mx} said: 250 2.0.0 queued as 42") },
+        )])
+        .await
+        .unwrap();
+    assert!(store.queue_show(id).await.unwrap().is_none(), "delivered and gone");
+    let gone = browser.get(&format!("/queue/{id}")).await;
+    assert_eq!(gone.status, StatusCode::OK);
+    for text in [
+        "no longer in the queue",
+        "connection refused",
+        "250 2.0.0 queued as 42",
+        "href=\"/queue\"",
+    ] {
+        assert!(gone.body.contains(text), "{text} in {}", gone.body);
+    }
+    // A domain-admin learns nothing of another domain's message, queued or not.
+    let dora = Browser::login(&app, "dora").await;
+    assert_eq!(dora.get(&format!("/queue/{id}")).await.status, StatusCode::NOT_FOUND);
+    let unknown = browser.get("/queue/0000000000000000").await;
+    assert!(matches!(unknown.status, StatusCode::NOT_FOUND | StatusCode::UNPROCESSABLE_ENTITY));
+}
+
+async fn the_list_shows_subject_error_and_retry_and_filters_by_part_of_an_address(store: Store) {
+    add_admin(&store, "alice", Role::Admin, &[]).await;
+    let ids = store
+        .queue_insert(
+            NODE,
+            &[
+                message("Boss@x.test", &["one@y.test"], "Quarterly figures"),
+                message("clerk@x.test", &["two@z.test"], "Lunch"),
+            ],
+        )
+        .await
+        .unwrap();
+    store
+        .queue_record_results(&[DeliveryResult {
+            id: ids[0],
+            recipient: 0,
+            at: now() - 60,
+            outcome: Outcome::Deferred {
+                reply: "451 4.7.1 greylisted, come back later".into(),
+                next_attempt_at: now() + 2 * 3600 + 1800,
+            },
+        }])
+        .await
+        .unwrap();
+    let app = console(&store);
+    let browser = Browser::login(&app, "alice").await;
+    let has = |body: &str, id: QueueId| body.contains(&format!("<a href=\"/queue/{id}\">"));
+
+    let page = browser.get("/queue").await.body;
+    for text in ["Quarterly figures", "Lunch", "451 4.7.1 greylisted", "in 2h ", "Next retry"] {
+        assert!(page.contains(text), "{text} in {page}");
+    }
+    assert!(page.contains("id=\"check-all\""), "a select-all box");
+    let all = browser.get("/queue?check=all").await.body;
+    assert!(
+        all.contains(&format!("value=\"{}\" aria-label=\"Select {}\" checked", ids[1], ids[1]))
+    );
+
+    let page = browser.get("/queue?sender=boss").await.body;
+    assert!(has(&page, ids[0]) && !has(&page, ids[1]), "part of the sender, any case");
+    assert!(page.contains("sender contains &#34;boss&#34;"), "says what it matched: {page}");
+    let page = browser.get("/queue?recipient=%40z.test").await.body;
+    assert!(!has(&page, ids[0]) && has(&page, ids[1]));
+
+    let bad = browser.get("/queue?sender=a%20b").await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains("no spaces in an address"));
+    assert!(!bad.body.contains("in the queue."), "not \"no messages in the queue\"");
+    let bad = browser.get("/queue?older_than=soon").await.body;
+    assert!(bad.contains("the filter has a mistake") && !bad.contains("No messages"));
+
+    let api = Api::new(&store, &app, "alice", Access::Read, &[]).await;
+    let listed = api.call("GET", "/queue?sender=BOSS%40", None).await.json();
+    assert_eq!(listed["total"], 1);
+    assert_eq!(listed["items"][0]["id"], ids[0].to_string());
+    let listed = api.call("GET", "/queue?recipient=two", None).await.json();
+    assert_eq!(listed["items"][0]["id"], ids[1].to_string());
+    assert_eq!(
+        api.call("GET", "/queue?sender=a%20b", None).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
 }

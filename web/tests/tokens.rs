@@ -28,7 +28,8 @@ postern_store::store_tests!(
     an_admin_sees_every_token_and_a_domain_admin_its_own,
     a_token_sees_and_revokes_only_tokens_no_wider_than_itself,
     the_console_shows_a_new_token_once_and_revokes_it,
-    the_openapi_document_has_tokens_and_admins
+    the_openapi_document_has_tokens_and_admins,
+    a_good_token_is_checked_in_memory_until_the_change_feed_says_otherwise,
 );
 
 async fn a_token_is_shown_once_listed_without_its_secret_and_revoked(store: Store) {
@@ -412,4 +413,75 @@ async fn the_openapi_document_has_tokens_and_admins(store: Store) {
     let created = &doc["components"]["schemas"]["CreatedToken"];
     assert!(created.to_string().contains("\"token\""), "{created}");
     drop(store);
+}
+
+/// A good token is checked in memory: a revocation by another process (the command line, played
+/// by a second handle on the same database) ends it as soon as the change feed brings the new
+/// revision, and one through the API at once.
+async fn a_good_token_is_checked_in_memory_until_the_change_feed_says_otherwise(store: Store) {
+    add_admin(&store, "alice", Role::Admin, &[]).await;
+    let app = console(&store);
+    let api = Api::new(&store, &app, "alice", Access::Write, &[]).await;
+    let issued = store
+        .create_token("test", &"alice".parse().unwrap(), "cli", Access::Read, &[], None)
+        .await
+        .unwrap();
+    let read = Api { app: app.clone(), bearer: issued.bearer.clone() };
+    assert_eq!(read.call("GET", "/domains", None).await.status, StatusCode::OK);
+
+    let other = Store::open(store.database(), store.key_file()).await.unwrap();
+    other.revoke_token("cli:root", &issued.token.id).await.unwrap();
+    let revoked_at = other.revision().await.unwrap();
+    // This process has not heard of the change yet: the token is still good in memory, and no
+    // store read happened to find otherwise.
+    assert_eq!(read.call("GET", "/domains", None).await.status, StatusCode::OK);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let watcher = store.spawn_watcher(shutdown.clone());
+    let mut feed = store.subscribe();
+    tokio::time::timeout(std::time::Duration::from_secs(20), feed.wait_for(|r| *r >= revoked_at))
+        .await
+        .expect("the change feed brings the other process's revision")
+        .unwrap();
+    assert_eq!(read.call("GET", "/domains", None).await.status, StatusCode::UNAUTHORIZED);
+    shutdown.cancel();
+    let _ = watcher.await;
+    other.close().await;
+
+    // Revoked through the API: the very next request fails.
+    let issued = store
+        .create_token("test", &"alice".parse().unwrap(), "api", Access::Read, &[], None)
+        .await
+        .unwrap();
+    let read = Api { app: app.clone(), bearer: issued.bearer };
+    assert_eq!(read.call("GET", "/domains", None).await.status, StatusCode::OK);
+    let path = format!("/tokens/{}", issued.token.id);
+    assert_eq!(api.call("DELETE", &path, None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(read.call("GET", "/domains", None).await.status, StatusCode::UNAUTHORIZED);
+    // A wrong secret for a good token's ID is still refused (and counted).
+    let wrong = format!("{}x", api.bearer);
+    let wrong = Api { app: app.clone(), bearer: wrong };
+    assert_eq!(wrong.call("GET", "/domains", None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(api.call("GET", "/domains", None).await.status, StatusCode::OK);
+}
+
+/// Not a test: how long 1000 in-process requests take (`--ignored --nocapture`).
+#[tokio::test]
+#[ignore]
+async fn time_a_thousand_requests() {
+    let db = postern_store::testing::TestDb::sqlite();
+    let store = db.open().await;
+    add_admin(&store, "alice", Role::Admin, &[]).await;
+    let names: Vec<String> = (0..100).map(|i| format!("d{i}.test")).collect();
+    domains(&store, &names.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let app = console(&store);
+    let api = Api::new(&store, &app, "alice", Access::Read, &[]).await;
+    for path in ["/domains?limit=100", "/domains?limit=1", "/domains?limit=100", "/domains?limit=1"]
+    {
+        let started = std::time::Instant::now();
+        for _ in 0..1000 {
+            assert_eq!(api.call("GET", path, None).await.status, StatusCode::OK);
+        }
+        eprintln!("1000 requests of {path}: {:?}", started.elapsed());
+    }
+    store.close().await;
 }

@@ -319,8 +319,9 @@ pub struct WorkSet {
 /// Which messages a list or a bulk action is about. Every field left `None` matches all.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct QueueFilter {
+    /// The envelope sender, any case (`Some("")`: the null sender).
     pub sender: Option<String>,
-    /// A recipient address, exactly.
+    /// A recipient address, any case.
     pub recipient: Option<String>,
     /// A recipient domain, any case.
     pub domain: Option<String>,
@@ -336,6 +337,9 @@ pub struct QueueFilter {
     pub domains: Option<Vec<DomainName>>,
     /// A substring, any case, of the sender, a recipient or the queue ID.
     pub search: Option<String>,
+    /// `sender` and `recipient` match any part of the address (`boss@`, `example.org`) rather
+    /// than the whole of it; either way in any case.
+    pub partial: bool,
 }
 
 /// One page of a list: `after` is the keyset cursor (the last ID of the previous page).

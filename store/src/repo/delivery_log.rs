@@ -148,23 +148,30 @@ impl Store {
         .bind(i64::from(limit.clamp(1, 1000)))
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(LogEntry {
-                    id: row.try_get("id")?,
-                    at: row.try_get("at")?,
-                    message_id: row.try_get("message_id")?,
-                    sender: row.try_get("sender")?,
-                    recipient: row.try_get("recipient")?,
-                    domain: row.try_get("domain")?,
-                    status: row.try_get("status")?,
-                    reply: row.try_get("reply")?,
-                    stage: row.try_get("stage")?,
-                    client: row.try_get("client")?,
-                    reason: row.try_get("reason")?,
-                })
-            })
-            .collect()
+        rows.iter().map(entry).collect()
+    }
+
+    /// Everything logged about one message (its arrival and every delivery attempt to each
+    /// recipient), oldest first, limited to the recipients in `domains` (a domain-admin's). It
+    /// outlives the message's stay in the queue, until the log is trimmed.
+    pub async fn message_history(
+        &self,
+        message_id: &str,
+        domains: &Option<Vec<DomainName>>,
+    ) -> Result<Vec<LogEntry>> {
+        let rows = sqlx::query(
+            "SELECT id, at, message_id, sender, recipient, domain, status, reply, stage, client, \
+             reason FROM delivery_log \
+             WHERE message_id = $1 \
+             AND ($2 IS NULL OR CASE WHEN $2 LIKE '% ' || domain || ' %' \
+                  THEN LENGTH(REPLACE($2, ' ' || domain || ' ', '')) < LENGTH($2) ELSE FALSE END) \
+             ORDER BY id LIMIT 1000",
+        )
+        .bind(message_id)
+        .bind(matching::domain_param(domains))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(entry).collect()
     }
 
     /// Counts per hour and status since `since` (epoch seconds), oldest hour first; hours with
@@ -245,4 +252,20 @@ impl Store {
             .await?;
         Ok(done.rows_affected())
     }
+}
+
+fn entry(row: &sqlx::any::AnyRow) -> Result<LogEntry> {
+    Ok(LogEntry {
+        id: row.try_get("id")?,
+        at: row.try_get("at")?,
+        message_id: row.try_get("message_id")?,
+        sender: row.try_get("sender")?,
+        recipient: row.try_get("recipient")?,
+        domain: row.try_get("domain")?,
+        status: row.try_get("status")?,
+        reply: row.try_get("reply")?,
+        stage: row.try_get("stage")?,
+        client: row.try_get("client")?,
+        reason: row.try_get("reason")?,
+    })
 }

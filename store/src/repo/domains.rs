@@ -113,4 +113,60 @@ impl Store {
         .await;
         change.finish(result).await
     }
+
+    /// How many mailboxes and aliases each domain has, for the domain list (domains with
+    /// neither are left out).
+    pub async fn domain_counts(&self) -> Result<std::collections::HashMap<String, DomainCounts>> {
+        let mut counts: std::collections::HashMap<String, DomainCounts> = Default::default();
+        for (sql, mailboxes) in [
+            ("SELECT domain, COUNT(*) AS n FROM mailboxes GROUP BY domain", true),
+            ("SELECT domain, COUNT(*) AS n FROM aliases GROUP BY domain", false),
+        ] {
+            for row in sqlx::query(sql).fetch_all(self.pool()).await? {
+                use sqlx::Row;
+                let domain: String = row.try_get("domain")?;
+                let n = row.try_get::<i64, _>("n")?.max(0) as u64;
+                let entry = counts.entry(domain).or_default();
+                if mailboxes {
+                    entry.mailboxes = n;
+                } else {
+                    entry.aliases = n;
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Makes a domain local (delivered to mailboxes here) or relay (passed on by its
+    /// transport). Refused, saying why, when the configuration would then break a rule (a relay
+    /// domain that still has mailboxes, say).
+    pub async fn set_domain_kind(
+        &self,
+        actor: &str,
+        name: &DomainName,
+        kind: DomainKind,
+    ) -> Result<Domain> {
+        let mut change = self.change(actor).await?;
+        let result: Result<_> = async {
+            let before = require(change.conn(), name).await?;
+            sqlx::query("UPDATE domains SET kind = $2 WHERE name = $1")
+                .bind(name.as_str())
+                .bind(kind.as_str())
+                .execute(change.conn())
+                .await?;
+            change.check_consistency(name.as_str()).await?;
+            let after = require(change.conn(), name).await?;
+            change.audit("domain.update", name.as_str(), Some(&before), Some(&after)).await?;
+            Ok(after)
+        }
+        .await;
+        change.finish(result).await
+    }
+}
+
+/// A domain's mailboxes and aliases, counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DomainCounts {
+    pub mailboxes: u64,
+    pub aliases: u64,
 }

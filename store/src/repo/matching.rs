@@ -13,6 +13,12 @@ pub(crate) fn domain_param(domains: &Option<Vec<DomainName>>) -> Option<String> 
     })
 }
 
+/// A case-insensitive pattern for `LOWER(column) LIKE $n ESCAPE '\'` that matches `text` whole,
+/// with the user's `%`, `_` and `\` taken literally.
+pub(crate) fn literal(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_").to_lowercase()
+}
+
 /// A case-insensitive substring pattern for `LOWER(column) LIKE $n ESCAPE '\'`, with the
 /// user's `%`, `_` and `\` taken literally.
 pub(crate) fn like(search: &Option<String>) -> Option<String> {

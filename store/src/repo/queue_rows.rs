@@ -62,9 +62,9 @@ macro_rules! in_scope {
 macro_rules! filter_where {
     () => {
         concat!(
-            "WHERE ($1 IS NULL OR m.sender = $1) \
+            "WHERE ($1 IS NULL OR LOWER(m.sender) LIKE $1 ESCAPE '\\') \
              AND ($2 IS NULL OR EXISTS (SELECT 1 FROM queue_recipients f \
-                  WHERE f.message_id = m.id AND f.address = $2 AND ",
+                  WHERE f.message_id = m.id AND LOWER(f.address) LIKE $2 ESCAPE '\\' AND ",
             in_scope!("f"),
             ")) AND ($3 IS NULL OR EXISTS (SELECT 1 FROM queue_recipients f \
                   WHERE f.message_id = m.id AND f.domain = $3 AND ",
@@ -139,6 +139,15 @@ pub(crate) const SHOW_RECIPIENTS: &str = concat!(
     " FROM queue_recipients r WHERE r.message_id = $1 ORDER BY r.idx"
 );
 
+/// The LIKE pattern of a sender or recipient filter: the whole address, or any part of it
+/// (blank then meaning any), with the user's `%`, `_` and `\` taken literally.
+fn address_pattern(address: &Option<String>, partial: bool) -> Option<String> {
+    match partial {
+        true => super::matching::like(address),
+        false => address.as_ref().map(|a| super::matching::literal(a.trim())),
+    }
+}
+
 /// Binds `$1`…`$10` of [`filter_where!`].
 pub(crate) fn bind_filter<'q>(
     query: Query<'q, Any, AnyArguments>,
@@ -146,8 +155,8 @@ pub(crate) fn bind_filter<'q>(
     after: Option<QueueId>,
 ) -> Query<'q, Any, AnyArguments> {
     query
-        .bind(filter.sender.clone())
-        .bind(filter.recipient.clone())
+        .bind(address_pattern(&filter.sender, filter.partial))
+        .bind(address_pattern(&filter.recipient, filter.partial))
         .bind(filter.domain.as_ref().map(|d| d.to_lowercase()))
         .bind(filter.status.map(|s| s.as_str()))
         .bind(filter.older_than)

@@ -56,7 +56,9 @@ crate::store_tests!(
     administrator_actions_leave_events,
     damaged_rows_are_set_aside,
     orphaned_entries_are_set_aside,
-    actions_from_another_process_reach_the_watcher
+    actions_from_another_process_reach_the_watcher,
+    a_message_history_outlives_the_queue_and_keeps_to_a_scope,
+    sender_and_recipient_match_whole_or_part_of_an_address
 );
 
 async fn a_delay_warning_is_recorded_and_can_be_taken_back(store: Store) {
@@ -483,4 +485,82 @@ async fn actions_from_another_process_reach_the_watcher(store: Store) {
     shutdown.cancel();
     watcher.await.unwrap();
     other.close().await;
+}
+
+async fn a_message_history_outlives_the_queue_and_keeps_to_a_scope(store: Store) {
+    let ids =
+        store.queue_insert(NODE, &[message("a@x.test", &["b@a.test", "c@b.test"])]).await.unwrap();
+    let id = ids[0];
+    let deferred =
+        Outcome::Deferred { reply: "451 4.4.1 later".into(), next_attempt_at: 1_700_000_400 };
+    store.queue_record_results(&[result(id, 0, deferred)]).await.unwrap();
+    store
+        .queue_record_results(&[
+            result(id, 0, Outcome::Delivered { reply: "250 ok".into() }),
+            result(id, 1, Outcome::Failed { reply: "550 5.1.1 no".into() }),
+        ])
+        .await
+        .unwrap();
+    assert!(store.queue_show(id).await.unwrap().is_none());
+    let all = store.message_history(&id.to_string(), &None).await.unwrap();
+    let seen: Vec<(&str, &str)> =
+        all.iter().map(|e| (e.recipient.as_str(), e.status.as_str())).collect();
+    assert_eq!(
+        seen,
+        [
+            ("b@a.test", "received"),
+            ("c@b.test", "received"),
+            ("b@a.test", "deferred"),
+            ("b@a.test", "delivered"),
+            ("c@b.test", "failed")
+        ]
+    );
+    let mine = store
+        .message_history(&id.to_string(), &Some(vec!["b.test".parse().unwrap()]))
+        .await
+        .unwrap();
+    assert!(mine.iter().all(|e| e.recipient == "c@b.test") && mine.len() == 2);
+    assert!(store.message_history("nope", &None).await.unwrap().is_empty());
+}
+
+async fn sender_and_recipient_match_whole_or_part_of_an_address(store: Store) {
+    store
+        .queue_insert(
+            NODE,
+            &[
+                message("Boss@x.test", &["one@y.test"]),
+                message("", &["two@y.test"]),
+                message("a_b@x.test", &["100%@z.test"]),
+            ],
+        )
+        .await
+        .unwrap();
+    let count = |filter: QueueFilter| {
+        let store = store.clone();
+        async move { store.queue_list(&filter, Page { after: None, limit: 100 }).await.unwrap().total }
+    };
+    let part = |sender: Option<&str>, recipient: Option<&str>| QueueFilter {
+        sender: sender.map(str::to_string),
+        recipient: recipient.map(str::to_string),
+        partial: true,
+        ..all()
+    };
+    assert_eq!(
+        count(QueueFilter { sender: Some(String::new()), ..all() }).await,
+        1,
+        "the null sender, whole"
+    );
+    assert_eq!(count(QueueFilter { sender: Some("boss@x.test".into()), ..all() }).await, 1);
+    assert_eq!(
+        count(QueueFilter { sender: Some("boss".into()), ..all() }).await,
+        0,
+        "whole, not part"
+    );
+    assert_eq!(count(part(Some("BOSS"), None)).await, 1);
+    assert_eq!(count(part(Some("@x.test"), None)).await, 2);
+    assert_eq!(count(part(Some("a_b"), None)).await, 1);
+    assert_eq!(count(part(Some("_"), None)).await, 1, "a wildcard is taken literally");
+    assert_eq!(count(part(None, Some("@y.test"))).await, 2);
+    assert_eq!(count(part(None, Some("%"))).await, 1);
+    assert_eq!(count(part(Some(""), None)).await, 3, "blank means any");
 }

@@ -26,7 +26,7 @@ pub struct AuditView {
     pub revision: i64,
     /// Seconds since the Unix epoch.
     pub at: i64,
-    /// Who: `console:<admin>`, `api:<admin>/<token>`, `cli:<user>`.
+    /// Who: `console:<admin>`, `api:<admin>/<token ID> (<token name>)`, `cli:<system user>`.
     pub actor: String,
     /// `domain.add`, `mailbox.remove`…, `queue.hold`, `queue.delete`… (for a queue action,
     /// `object` is the queue ID and `after` says which recipients: `whole_message`, `recipients`).
@@ -65,6 +65,12 @@ pub struct AuditList {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditParams {
+    /// Part of who made the change, any case (`alice`, `cli:`, `api:`).
+    pub actor: Option<String>,
+    /// The kind of thing changed: the action's first word (`domain`, `queue`, `token`…).
+    pub kind: Option<String>,
+    /// Text anywhere in the object or its before and after, any case.
+    pub search: Option<String>,
     /// Items per page, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
@@ -72,19 +78,20 @@ pub struct AuditParams {
     pub after: Option<String>,
 }
 
-/// One page of the audit trail and the cursor of the next.
-pub async fn page(
+/// One page of the entries that match `filter`, and the cursor of the next.
+pub async fn search_page(
     state: &AppState,
+    filter: &postern_store::AuditFilter,
     after: Option<i64>,
     limit: usize,
 ) -> Result<(Vec<AuditEntry>, Option<i64>), WebError> {
-    let mut entries = state.store.list_audit(limit as u32 + 1, after).await?;
+    let mut entries = state.store.search_audit(filter, limit as u32 + 1, after).await?;
     let next = (entries.len() > limit).then(|| entries[limit - 1].id);
     entries.truncate(limit);
     Ok((entries, next))
 }
 
-/// The audit trail, newest first (admins with every domain only).
+/// The audit trail, newest first, optionally filtered (admins with every domain only).
 #[utoipa::path(get, path = "/audit", params(AuditParams), tag = "audit",
     responses((status = 200, body = AuditList), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -95,7 +102,13 @@ async fn list(
 ) -> Result<Json<AuditList>, WebError> {
     user.require_global()?;
     let limit = ListParams { limit: params.limit, after: None }.limit()?;
-    let (entries, next) = page(&state, parse_cursor(params.after)?, limit).await?;
+    let given = |v: Option<String>| v.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let filter = postern_store::AuditFilter {
+        actor: given(params.actor),
+        kind: given(params.kind),
+        search: given(params.search),
+    };
+    let (entries, next) = search_page(&state, &filter, parse_cursor(params.after)?, limit).await?;
     Ok(Json(AuditList {
         items: entries.into_iter().map(Into::into).collect(),
         next: next.map(|n| n.to_string()),

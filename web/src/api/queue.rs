@@ -194,9 +194,9 @@ pub struct QueueList {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
-    /// The envelope sender, exactly.
+    /// Any part of the envelope sender, any case (`boss@`, `example.org`); no spaces.
     pub sender: Option<String>,
-    /// A recipient address, exactly.
+    /// Any part of a recipient address, any case; no spaces.
     pub recipient: Option<String>,
     /// A recipient domain.
     pub domain: Option<String>,
@@ -230,8 +230,8 @@ impl Filter {
         hours("older_than", self.older_than)?;
         hours("newer_than", self.newer_than)?;
         Ok(Criteria {
-            sender: given(self.sender),
-            recipient: given(self.recipient),
+            sender: queue::address_part("sender", self.sender.as_deref().unwrap_or(""))?,
+            recipient: queue::address_part("recipient", self.recipient.as_deref().unwrap_or(""))?,
             domain: given(self.domain),
             status: self.status.map(Into::into),
             older_than_hours: self.older_than,
@@ -245,9 +245,9 @@ impl Filter {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct QueueParams {
-    /// The envelope sender, exactly.
+    /// Any part of the envelope sender, any case (`boss@`, `example.org`); no spaces.
     pub sender: Option<String>,
-    /// A recipient address, exactly.
+    /// Any part of a recipient address, any case; no spaces.
     pub recipient: Option<String>,
     /// A recipient domain.
     pub domain: Option<String>,

@@ -8,6 +8,7 @@ pub mod manage;
 pub mod origin;
 pub mod session;
 pub mod token;
+pub mod token_cache;
 
 use postern_store::model::{Access, Admin, AdminName, ApiToken, DomainName, Role, SendAs};
 
@@ -23,7 +24,7 @@ pub struct Principal {
     pub access: Access,
     /// When the credential stops working (a token's expiry).
     pub expires_at: Option<i64>,
-    /// How it signed in, for the audit log: `console:alice`, `api:alice/<token id>`.
+    /// How it signed in, for the audit log: `console:alice`, `api:alice/<token id> (<token name>)`.
     pub actor: String,
 }
 
@@ -59,7 +60,7 @@ impl Principal {
             domains,
             access: token.access,
             expires_at: token.expires_at,
-            actor: format!("api:{}/{}", owner.name, token.id),
+            actor: format!("api:{}/{} ({})", owner.name, token.id, token.name),
         }
     }
 

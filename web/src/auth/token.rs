@@ -10,6 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::Principal;
+use super::token_cache::TokenCache;
 use crate::error::WebError;
 use crate::state::AppState;
 
@@ -85,8 +86,20 @@ async fn authenticate(
     };
     let account = format!("api-token:{id}");
     let attempts = &state.passwords.attempts;
+    // A token that was good a moment ago, at the same configuration revision, is good now
+    // (see `token_cache`): no store read for it.
+    let key = TokenCache::key(bearer);
+    let now = postern_store::now();
+    if let Some(principal) = state.tokens.get(&key, now) {
+        return Ok(ApiUser(principal));
+    }
+    let revision = state.tokens.revision();
     match state.store.authenticate_token(bearer).await? {
-        Some((token, owner)) => Ok(ApiUser(Principal::from_token(&token, &owner))),
+        Some((token, owner)) => {
+            let principal = Principal::from_token(&token, &owner);
+            state.tokens.insert(key, principal.clone(), revision, now);
+            Ok(ApiUser(principal))
+        }
         None => {
             tracing::info!(?ip, "wrong API token");
             let Some(ip) = ip else { return Err(WebError::Unauthenticated) };

@@ -29,6 +29,9 @@ struct Row {
     health: String,
     /// `found` (all well), `wrong` (something to fix) or empty: the CSS class.
     health_class: &'static str,
+    /// Mailboxes and aliases in it.
+    mailboxes: u64,
+    aliases: u64,
 }
 
 #[derive(Template)]
@@ -58,6 +61,7 @@ async fn page(
     // From memory only: stale or missing reports are looked up in the background.
     let names: Vec<DomainName> = domains.iter().map(|d| d.name.clone()).collect();
     let reports = state.health_cache.summaries(state.health.clone(), &names);
+    let counts = state.store.domain_counts().await?;
     let domains = domains
         .into_iter()
         .zip(reports)
@@ -67,7 +71,10 @@ async fn page(
                 (None, true) => "not checked yet".into(),
                 (None, false) => "not checked".into(),
             };
+            let count = counts.get(d.name.as_str()).copied().unwrap_or_default();
             Row {
+                mailboxes: count.mailboxes,
+                aliases: count.aliases,
                 name: d.name.to_string(),
                 kind: d.kind.to_string(),
                 created: time::format(d.created_at),

@@ -6,7 +6,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
-use postern_store::LogFilter;
+use postern_store::{AuditFilter, LogFilter};
 use serde::Deserialize;
 
 use super::{FormState, Layout, percent_encode};
@@ -125,6 +125,19 @@ async fn delivery(
 #[derive(Debug, Default, Deserialize)]
 struct AuditForm {
     #[serde(default)]
+    actor: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    search: String,
+    #[serde(default)]
+    after: String,
+}
+
+/// One field of a change: what it was and what it became (empty for none).
+struct DiffLine {
+    field: String,
+    before: String,
     after: String,
 }
 
@@ -133,24 +146,75 @@ struct AuditRow {
     actor: String,
     action: String,
     object: String,
-    before: String,
-    after: String,
+    /// `added`, `removed` or `changed`.
+    change: &'static str,
+    /// The fields that differ (all of them for an addition or a removal).
+    diff: Vec<DiffLine>,
 }
 
 #[derive(Template)]
 #[template(path = "audit/list.html")]
 struct AuditPage {
     layout: Layout,
+    form: FormState,
+    kinds: Vec<String>,
     rows: Vec<AuditRow>,
+    query: String,
     next: Option<i64>,
     paged: bool,
 }
 
 impl_page!(AuditPage);
 
-/// JSON as a person reads it; escaped by the template like any other text.
-fn pretty(value: Option<serde_json::Value>) -> String {
-    value.map(|v| serde_json::to_string_pretty(&v).unwrap_or_default()).unwrap_or_default()
+/// A value as a person reads it: text as is, times (`*_at` fields in epoch seconds) as dates,
+/// anything nested as compact JSON; escaped by the template like any other text.
+fn readable(field: &str, value: Option<&serde_json::Value>) -> String {
+    use serde_json::Value;
+    match value {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) if field == "at" || field.ends_with("_at") => {
+            n.as_i64().map(|t| format!("{} UTC", time::format(t))).unwrap_or_else(|| n.to_string())
+        }
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+            items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")
+        }
+        Some(other) => other.to_string(),
+    }
+}
+
+/// The fields that differ between before and after, in the order they come.
+fn diff(
+    before: Option<&serde_json::Value>,
+    after: Option<&serde_json::Value>,
+) -> (&'static str, Vec<DiffLine>) {
+    let change = match (before, after) {
+        (None, Some(_)) => "added",
+        (Some(_), None) => "removed",
+        _ => "changed",
+    };
+    let object = |v: Option<&serde_json::Value>| match v {
+        Some(serde_json::Value::Object(map)) => map.clone(),
+        Some(other) => {
+            let mut map = serde_json::Map::new();
+            map.insert("value".into(), other.clone());
+            map
+        }
+        None => serde_json::Map::new(),
+    };
+    let (before, after) = (object(before), object(after));
+    let mut fields: Vec<&String> = before.keys().collect();
+    fields.extend(after.keys().filter(|k| !before.contains_key(*k)));
+    let lines = fields
+        .into_iter()
+        .filter(|f| before.get(*f) != after.get(*f))
+        .map(|f| DiffLine {
+            field: f.replace('_', " "),
+            before: readable(f, before.get(f)),
+            after: readable(f, after.get(f)),
+        })
+        .collect();
+    (change, lines)
 }
 
 async fn audit(
@@ -161,25 +225,87 @@ async fn audit(
 ) -> Response {
     let result: Result<AuditPage, WebError> = async {
         user.principal.require_global()?;
-        let after = parse_cursor(Some(form.after))?;
-        let (entries, next) = crate::api::audit::page(&state, after, PER_PAGE).await?;
+        let after = parse_cursor(Some(form.after.clone()))?;
+        let kinds = state.store.audit_kinds().await?;
+        let kind = given(Some(form.kind.clone()));
+        if let Some(k) = &kind
+            && !kinds.contains(k)
+        {
+            return Err(WebError::invalid("kind", format!("the audit log has no changes of {k}")));
+        }
+        let filter = AuditFilter {
+            actor: given(Some(form.actor.clone())),
+            kind,
+            search: given(Some(form.search.clone())),
+        };
+        let (entries, next) =
+            crate::api::audit::search_page(&state, &filter, after, PER_PAGE).await?;
+        let query = [
+            ("actor", form.actor.trim()),
+            ("kind", form.kind.trim()),
+            ("search", form.search.trim()),
+        ]
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
         Ok(AuditPage {
             layout: Layout::new(&user, "audit", "Audit log", &headers),
+            form: FormState::with(&[
+                ("actor", &form.actor),
+                ("kind", &form.kind),
+                ("search", &form.search),
+            ]),
+            kinds,
             rows: entries
                 .into_iter()
-                .map(|e| AuditRow {
-                    at: time::format(e.at),
-                    actor: e.actor,
-                    action: e.action,
-                    object: e.object,
-                    before: pretty(e.before),
-                    after: pretty(e.after),
+                .map(|e| {
+                    let (change, diff) = diff(e.before.as_ref(), e.after.as_ref());
+                    AuditRow {
+                        at: time::format(e.at),
+                        actor: e.actor,
+                        action: e.action,
+                        object: e.object,
+                        change,
+                        diff,
+                    }
                 })
                 .collect(),
+            query,
             next,
             paged: after.is_some(),
         })
     }
     .await;
     super::respond(StatusCode::OK, result)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_change_reads_as_the_fields_that_differ() {
+        let before = json!({"name": "a.test", "kind": "local", "updated_at": 1_700_000_000});
+        let after = json!({"name": "a.test", "kind": "relay", "updated_at": 1_700_000_060,
+            "domains": ["x.test", "y.test"]});
+        let (change, lines) = diff(Some(&before), Some(&after));
+        assert_eq!(change, "changed");
+        let lines: Vec<(&str, &str, &str)> =
+            lines.iter().map(|l| (l.field.as_str(), l.before.as_str(), l.after.as_str())).collect();
+        assert_eq!(
+            lines,
+            [
+                ("kind", "local", "relay"),
+                ("updated at", "2023-11-14 22:13:20 UTC", "2023-11-14 22:14:20 UTC"),
+                ("domains", "", "x.test, y.test"),
+            ]
+        );
+        let (change, lines) = diff(None, Some(&after));
+        assert_eq!((change, lines.len()), ("added", 4));
+        assert_eq!(diff(Some(&before), None).0, "removed");
+    }
 }

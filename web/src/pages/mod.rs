@@ -23,6 +23,7 @@ mod dashboard;
 mod dkim;
 mod dns_health;
 mod dnsbl;
+mod domain_page;
 mod domains;
 mod greylisting;
 mod link;
@@ -77,6 +78,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(dnsbl::router())
         .merge(greylisting::router())
         .merge(dns_health::router())
+        .merge(domain_page::router())
         .fallback(refusal::unknown_page)
         // Inside the CSRF check, which puts the signed-in user where this layer finds it.
         .layer(axum::middleware::from_fn_with_state(state.clone(), confirm::require_confirmation))

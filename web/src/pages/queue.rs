@@ -50,6 +50,9 @@ struct FilterForm {
     search: String,
     #[serde(default)]
     after: String,
+    /// `all`: the page's checkboxes come checked (select-all without JavaScript).
+    #[serde(default)]
+    check: String,
 }
 
 const FILTER_FIELDS: [&str; 8] =
@@ -81,8 +84,8 @@ impl FilterForm {
                 .transpose()
         };
         Ok(Criteria {
-            sender: given(Some(self.sender.clone())),
-            recipient: given(Some(self.recipient.clone())),
+            sender: queue::address_part("sender", &self.sender)?,
+            recipient: queue::address_part("recipient", &self.recipient)?,
             domain: given(Some(self.domain.clone())),
             status: given(Some(self.status.clone()))
                 .map(|s| s.parse().map_err(|e: String| WebError::invalid("status", e)))
@@ -120,9 +123,58 @@ struct Row {
     id: String,
     age: String,
     sender: String,
+    /// The Subject header, decoded; empty when there is none or it was not read.
+    subject: String,
     recipients: Vec<RecipientRow>,
     size: String,
     held: bool,
+    /// The reply of the latest failed attempt of a recipient still to deliver.
+    last_error: String,
+    /// When the next attempt is due, `held` while held, empty when nothing is left to try.
+    next_retry: String,
+}
+
+/// The largest message whose Subject the list reads (the list must not read 50 large bodies
+/// to draw one page); a larger one says so and its page has the headers.
+const SUBJECT_READ_LIMIT: u64 = 256 * 1024;
+
+/// The Subject of a queued message, read through the store's body.
+async fn subject(state: &AppState, m: &QueuedMessage) -> String {
+    if m.size > SUBJECT_READ_LIMIT {
+        return String::new();
+    }
+    match queue::headers(state, m.id).await {
+        Ok(fields) => fields
+            .into_iter()
+            .find(|f| f.name.eq_ignore_ascii_case("subject"))
+            .map(|f| f.value)
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// What a list row says about the next retry.
+fn next_retry(m: &QueuedMessage, now: i64) -> String {
+    if queue::held(m) {
+        return "held".into();
+    }
+    match m.recipients.iter().filter(|r| !r.status.is_final()).map(|r| r.next_attempt_at).min() {
+        None => String::new(),
+        Some(at) if at <= now => "now".into(),
+        Some(at) => format!("in {}", time::age(at - now)),
+    }
+}
+
+/// The reply of the latest attempt that did not deliver, of a recipient still to deliver (or
+/// failed for good).
+fn last_error(m: &QueuedMessage) -> String {
+    m.recipients
+        .iter()
+        .filter(|r| r.status != postern_store::model::RecipientStatus::Delivered)
+        .filter(|r| r.last_error.is_some())
+        .max_by_key(|r| r.last_attempt_at)
+        .and_then(|r| r.last_error.clone())
+        .unwrap_or_default()
 }
 
 /// The null reverse-path, as people know it.
@@ -130,11 +182,14 @@ fn sender_text(sender: &str) -> String {
     if sender.is_empty() { "<>".into() } else { sender.to_string() }
 }
 
-fn row(m: &QueuedMessage, now: i64) -> Row {
+fn row(m: &QueuedMessage, now: i64, subject: String) -> Row {
     Row {
         id: m.id.to_string(),
         age: time::age(now - m.received_at),
         sender: sender_text(&m.sender),
+        subject,
+        last_error: last_error(m),
+        next_retry: next_retry(m, now),
         recipients: m
             .recipients
             .iter()
@@ -171,9 +226,33 @@ struct ListPage {
     next: Option<String>,
     paged: bool,
     can_act: bool,
+    /// The boxes come checked (`check=all`).
+    check_all: bool,
+    /// What the sender and recipient filters matched, in words.
+    matching: Vec<String>,
+    /// The filter has a mistake: nothing was looked up.
+    bad_filter: bool,
 }
 
 impl_page!(ListPage);
+
+/// "Sender contains "boss@"", for the line above the list.
+fn describe(criteria: &Criteria) -> Vec<String> {
+    let mut said = Vec::new();
+    if let Some(s) = &criteria.sender {
+        said.push(format!("sender contains \"{s}\""));
+    }
+    if let Some(r) = &criteria.recipient {
+        said.push(format!("a recipient contains \"{r}\""));
+    }
+    if let Some(d) = &criteria.domain {
+        said.push(format!("a recipient is in the domain {d}"));
+    }
+    if let Some(t) = &criteria.search {
+        said.push(format!("the sender, a recipient or the ID contains \"{t}\""));
+    }
+    said
+}
 
 impl ListPage {
     fn hidden_filter(&self) -> Vec<(&'static str, &str)> {
@@ -206,6 +285,9 @@ async fn list(
                 next: None,
                 paged: false,
                 can_act: false,
+                check_all: false,
+                matching: Vec::new(),
+                bad_filter: true,
             };
             return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
@@ -220,16 +302,23 @@ async fn list(
         if page.total > 0 {
             layout.title = format!("Queue ({})", page.total);
         }
+        let mut rows = Vec::with_capacity(page.messages.len());
+        for m in &page.messages {
+            rows.push(row(m, now, subject(&state, m).await));
+        }
         Ok(ListPage {
             layout,
             form: typed,
-            rows: page.messages.iter().map(|m| row(m, now)).collect(),
+            rows,
             damaged: page.damaged.into_iter().map(|d| (d.id, d.problem)).collect(),
             total: page.total,
             query: form.query(),
             next: page.next.map(|id| id.to_string()),
             paged: after.is_some(),
             can_act: user.principal.require_write().is_ok(),
+            check_all: form.check == "all",
+            matching: describe(&criteria),
+            bad_filter: false,
         })
     }
     .await;
@@ -283,6 +372,7 @@ async fn act_on_many(
         held: form.held,
         search: form.search,
         after: String::new(),
+        check: String::new(),
     };
     let back = match filter.query() {
         q if q.is_empty() => "/queue".to_string(),
@@ -328,6 +418,15 @@ struct RecipientDetail {
     reply: String,
 }
 
+/// One line of a message's history in the delivery log: its arrival, or an attempt.
+struct Attempt {
+    at: String,
+    recipient: String,
+    status: String,
+    host: String,
+    reply: String,
+}
+
 #[derive(Template)]
 #[template(path = "queue/show.html")]
 struct ShowPage {
@@ -353,9 +452,50 @@ struct ShowPage {
     recipients: Vec<RecipientDetail>,
     headers: Vec<HeaderField>,
     can_act: bool,
+    /// Every attempt and the arrival, from the delivery log, oldest first.
+    history: Vec<Attempt>,
 }
 
 impl_page!(ShowPage);
+
+/// A message that has left the queue (delivered, bounced or deleted): what the delivery log
+/// still says about it.
+#[derive(Template)]
+#[template(path = "queue/gone.html")]
+struct GonePage {
+    layout: Layout,
+    id: String,
+    sender: String,
+    history: Vec<Attempt>,
+}
+
+impl_page!(GonePage);
+
+/// The message's history from the delivery log, narrowed to what the principal may see.
+async fn history(
+    state: &AppState,
+    user: &ConsoleUser,
+    id: &str,
+) -> Result<Vec<postern_store::LogEntry>, WebError> {
+    Ok(state.store.message_history(id, &user.principal.domains).await?)
+}
+
+fn attempts(entries: &[postern_store::LogEntry]) -> Vec<Attempt> {
+    entries
+        .iter()
+        .map(|e| Attempt {
+            at: time::format(e.at),
+            recipient: e.recipient.clone(),
+            status: e.status.clone(),
+            host: if e.status == "received" {
+                String::new()
+            } else {
+                queue::attempt_host(&e.reply)
+            },
+            reply: e.reply.clone(),
+        })
+        .collect()
+}
 
 async fn show(
     State(state): State<AppState>,
@@ -363,11 +503,34 @@ async fn show(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
+    let id = match queue::parse_id(&id) {
+        Ok(id) => id,
+        Err(e) => return error_page(e),
+    };
+    let m = match queue::show(&state, &user.principal, id).await {
+        Ok(m) => m,
+        // Gone from the queue: the log may still know it (the log's links lead here).
+        Err(WebError::NotFound(why)) => {
+            let result: Result<GonePage, WebError> = async {
+                let entries = history(&state, &user, &id.to_string()).await?;
+                let Some(first) = entries.first() else { return Err(WebError::NotFound(why)) };
+                Ok(GonePage {
+                    layout: Layout::new(&user, "queue", format!("Message {id}"), &headers),
+                    id: id.to_string(),
+                    sender: sender_text(&first.sender),
+                    history: attempts(&entries),
+                })
+            }
+            .await;
+            return super::respond(StatusCode::OK, result);
+        }
+        Err(e) => return error_page(e),
+    };
     let result: Result<ShowPage, WebError> = async {
-        let id = queue::parse_id(&id)?;
-        let m = queue::show(&state, &user.principal, id).await?;
         let fields = queue::headers(&state, id).await?;
+        let entries = history(&state, &user, &id.to_string()).await?;
         let now = time::now();
+        let held_whole = m.held;
         Ok(ShowPage {
             layout: Layout::new(&user, "queue", format!("Message {id}"), &headers),
             id: id.to_string(),
@@ -387,22 +550,27 @@ async fn show(
             recipients: m
                 .recipients
                 .iter()
-                .map(|r| RecipientDetail {
-                    address: r.address.clone(),
-                    status: r.status.as_str(),
-                    held: r.held && !r.status.is_final(),
-                    attempts: r.attempts,
-                    last_attempt: r.last_attempt_at.map(time::format).unwrap_or_default(),
-                    next_attempt: if r.status.is_final() {
-                        String::new()
-                    } else {
-                        time::format(r.next_attempt_at)
-                    },
-                    reply: r.last_error.clone().unwrap_or_default(),
+                .map(|r| {
+                    let held = r.held && !r.status.is_final();
+                    RecipientDetail {
+                        address: r.address.clone(),
+                        status: r.status.as_str(),
+                        held,
+                        attempts: r.attempts,
+                        last_attempt: r.last_attempt_at.map(time::format).unwrap_or_default(),
+                        // A held recipient is not tried: no time to promise.
+                        next_attempt: if r.status.is_final() || held || held_whole {
+                            String::new()
+                        } else {
+                            time::format(r.next_attempt_at)
+                        },
+                        reply: r.last_error.clone().unwrap_or_default(),
+                    }
                 })
                 .collect(),
             headers: fields,
             can_act: user.principal.require_write().is_ok(),
+            history: attempts(&entries),
         })
     }
     .await;
@@ -447,10 +615,12 @@ mod tests {
             ..FilterForm::default()
         };
         assert_eq!(form.query(), "sender=a%20b%40x%2Etest&older_than=2&held=yes");
+        assert_eq!(form.criteria().unwrap_err().field(), Some("sender"), "no spaces");
+        let form = FilterForm { sender: " b@x.test ".into(), ..form };
         let c = form.criteria().unwrap();
         assert_eq!(
             (c.sender.as_deref(), c.older_than_hours, c.held),
-            (Some("a b@x.test"), Some(2), Some(true))
+            (Some("b@x.test"), Some(2), Some(true))
         );
         let bad = FilterForm { newer_than: "soon".into(), ..FilterForm::default() };
         assert_eq!(bad.criteria().unwrap_err().field(), Some("newer_than"));
