@@ -98,6 +98,9 @@ pub struct SessionContext {
     pub rates: std::sync::Arc<crate::policy::RateLimiter>,
     /// DNS blocklists and greylisting at RCPT (`policy/screen.rs`).
     pub screen: std::sync::Arc<crate::policy::Screen>,
+    /// Cancelled when the server shuts down: each session answers its next command with
+    /// `421 4.3.2` and closes, a message being transferred first being committed and answered.
+    pub draining: tokio_util::sync::CancellationToken,
 }
 
 impl SessionContext {

@@ -10,7 +10,6 @@ use postern_store::model::{
     BOUNCE_REPORTED, BOUNCED_BY_ADMIN, DeliveryResult, DsnRet, Outcome, QueueId, QueuedMessage,
     RecipientStatus,
 };
-use postern_store::now;
 
 use super::{Entry, Rcpt, Recorded, Scheduler, bounce_owed, log_attempt};
 use crate::queue::Queue;
@@ -65,8 +64,9 @@ impl Scheduler {
         let warned: Vec<u32> =
             notices.iter().filter(|n| n.action == Action::Delayed).map(|n| n.index).collect();
         self.bounces.spawn(async move {
+            let at = config.clock.now();
             let sent =
-                send(&store, &config.bounces, &config.hostname, &original, &notices, body).await;
+                send(&store, &config.bounces, &config.hostname, &original, &notices, body, at).await;
             if let Err(e) = &sent {
                 tracing::warn!(queue_id = %id, error = %e, "cannot queue a DSN; its failures and delay warnings wait for another try, its success notices are lost");
             }
@@ -88,7 +88,9 @@ impl Scheduler {
         self.bounces.spawn(async move {
             let (queue, hostname, node) =
                 (config.bounces.clone(), config.hostname.clone(), config.node.clone());
-            let mut settled = admin_bounced(store, queue, hostname, node, id, message, only).await;
+            let at = config.clock.now();
+            let mut settled =
+                admin_bounced(store, queue, hostname, node, id, message, only, at).await;
             settled.outside = true;
             settled
         });
@@ -104,6 +106,7 @@ pub(super) async fn send(
     original: &Original,
     notices: &[Notice],
     body: Option<Arc<Vec<u8>>>,
+    at: i64,
 ) -> Result<(), String> {
     let owed = |n: &&Notice| bounce::owed(&original.sender, n.notify, n.action);
     if !notices.iter().any(|n| owed(&n)) {
@@ -130,7 +133,7 @@ pub(super) async fn send(
         .collect();
     if !delayed.is_empty() {
         store
-            .queue_note_delay_warning(original.id, &delayed, Some(now()))
+            .queue_note_delay_warning(original.id, &delayed, Some(at))
             .await
             .map_err(|e| format!("cannot record the delay warning: {e}"))?;
     }
@@ -168,6 +171,7 @@ pub(super) async fn admin_bounced(
     id: QueueId,
     message: Option<QueuedMessage>,
     only: Option<Vec<u32>>,
+    at: i64,
 ) -> Settled {
     let nothing = |sent| Settled { sent, ..Settled::new(id) };
     let m = match message {
@@ -192,7 +196,6 @@ pub(super) async fn admin_bounced(
         ret: m.ret,
         received_at: m.received_at,
     };
-    let at = now();
     let mut failures = Vec::new();
     let mut results = Vec::new();
     let asked = |index: u32| only.as_ref().is_none_or(|only| only.contains(&index));
@@ -221,7 +224,7 @@ pub(super) async fn admin_bounced(
             results.push(DeliveryResult { id, recipient: r.index, at, outcome });
         }
     }
-    match send(&store, &queue, &hostname, &original, &failures, None).await {
+    match send(&store, &queue, &hostname, &original, &failures, None, at).await {
         Ok(()) => Settled { results, sent: true, ..Settled::new(id) },
         Err(e) => {
             tracing::warn!(queue_id = %id, error = %e, "cannot queue the DSN of a bounced message; it stays queued until the next start");

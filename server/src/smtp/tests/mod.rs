@@ -7,6 +7,7 @@ mod clients;
 mod content_checks;
 mod delegation;
 mod dialog;
+mod drain;
 mod dsn;
 mod hostile;
 mod identity;
@@ -79,8 +80,8 @@ pub struct Server {
     pub store: postern_store::Store,
     pub sink: Arc<Collect>,
     pub client_tls: tokio_rustls::TlsConnector,
-    /// The rate limiter's clock: moves only when a test says.
-    pub clock: Arc<crate::policy::rate::ManualClock>,
+    /// The sessions' clock (rate limits, greylisting): moves only when a test says.
+    pub clock: crate::policy::Clock,
     _db: TestDb,
     _shutdown: tokio_util::sync::DropGuard,
 }
@@ -149,7 +150,7 @@ impl Server {
             .with_no_client_auth();
 
         let sink = Arc::new(Collect::default());
-        let clock = crate::policy::rate::ManualClock::new();
+        let clock = crate::policy::Clock::manual(1_000_000_000);
         let rates =
             crate::policy::RateLimiter::new(clock.clone(), crate::policy::rate::MAX_ENTRIES);
         let ctx = Arc::new(SessionContext {
@@ -166,8 +167,9 @@ impl Server {
             screen: Arc::new(crate::policy::Screen::new(
                 store.clone(),
                 Arc::new(crate::dns::ScriptedResolver::new()),
-                crate::policy::Clock::manual(1_000_000_000),
+                clock.clone(),
             )),
+            draining: CancellationToken::new(),
         });
         Server {
             ctx,
