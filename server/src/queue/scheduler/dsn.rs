@@ -11,7 +11,7 @@ use postern_store::model::{
     RecipientStatus,
 };
 
-use super::{Entry, Rcpt, Recorded, Scheduler, bounce_owed, log_attempt};
+use super::{Entry, Rcpt, Recorded, Scheduler, SchedulerConfig, bounce_owed, log_attempt};
 use crate::queue::Queue;
 use crate::queue::bounce::{self, Action, Notice, Original};
 
@@ -86,11 +86,7 @@ impl Scheduler {
         let store = self.store.clone();
         let config = self.config.clone();
         self.bounces.spawn(async move {
-            let (queue, hostname, node) =
-                (config.bounces.clone(), config.hostname.clone(), config.node.clone());
-            let at = config.clock.now();
-            let mut settled =
-                admin_bounced(store, queue, hostname, node, id, message, only, at).await;
+            let mut settled = admin_bounced(store, &config, id, message, only).await;
             settled.outside = true;
             settled
         });
@@ -165,14 +161,13 @@ pub(super) async fn send(
 /// `message` is the message if already read.
 pub(super) async fn admin_bounced(
     store: Store,
-    queue: Queue,
-    hostname: String,
-    node: String,
+    config: &SchedulerConfig,
     id: QueueId,
     message: Option<QueuedMessage>,
     only: Option<Vec<u32>>,
-    at: i64,
 ) -> Settled {
+    let (queue, hostname, node) = (&config.bounces, &config.hostname, &config.node);
+    let at = config.clock.now();
     let nothing = |sent| Settled { sent, ..Settled::new(id) };
     let m = match message {
         Some(m) => m,
@@ -186,7 +181,7 @@ pub(super) async fn admin_bounced(
         },
     };
     // On a shared store, each node bounces its own messages.
-    if m.node != node {
+    if m.node != *node {
         return nothing(true);
     }
     let original = Original {
@@ -224,7 +219,7 @@ pub(super) async fn admin_bounced(
             results.push(DeliveryResult { id, recipient: r.index, at, outcome });
         }
     }
-    match send(&store, &queue, &hostname, &original, &failures, None, at).await {
+    match send(&store, queue, hostname, &original, &failures, None, at).await {
         Ok(()) => Settled { results, sent: true, ..Settled::new(id) },
         Err(e) => {
             tracing::warn!(queue_id = %id, error = %e, "cannot queue the DSN of a bounced message; it stays queued until the next start");
