@@ -1,5 +1,5 @@
 //! `postern serve` as a user runs it: it starts, says what listens where, follows changes made by
-//! other processes, refuses ports it cannot have, and stops on SIGTERM.
+//! other processes, refuses ports it cannot have, and stops on SIGTERM, draining its sessions.
 
 mod common;
 
@@ -206,4 +206,134 @@ fn plain_http_redirects_to_the_https_console() {
     let location = format!("location: https://127.0.0.1:{}/login\r\n", secure.port());
     assert!(reply.to_ascii_lowercase().contains(&location), "{reply}");
     assert!(!reply.to_ascii_lowercase().contains("set-cookie"), "{reply}");
+}
+
+/// Sends `signal` (TERM, INT) to serve without waiting for it to exit.
+fn signal(serve: &common::Serve, signal: &str) {
+    let pid = serve.child.id().to_string();
+    let status =
+        std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid).status().unwrap();
+    assert!(status.success());
+}
+
+/// Waits up to `within` for serve to exit.
+fn exited(serve: &mut common::Serve, within: Duration) -> Option<std::process::ExitStatus> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < within {
+        if let Some(status) = serve.child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// A plain SMTP client on serve's port 25, for stopping in the middle of a transaction.
+struct Smtp(std::io::BufReader<std::net::TcpStream>);
+
+impl Smtp {
+    fn connect(serve: &common::Serve) -> Smtp {
+        let stream = std::net::TcpStream::connect(serve.listeners["smtp"]).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut smtp = Smtp(std::io::BufReader::new(stream));
+        assert!(smtp.reply().starts_with("220 "));
+        smtp
+    }
+
+    fn send(&mut self, bytes: &str) {
+        use std::io::Write;
+        self.0.get_mut().write_all(bytes.as_bytes()).unwrap();
+    }
+
+    /// The next reply, its lines joined; "" once the server has closed.
+    fn reply(&mut self) -> String {
+        use std::io::BufRead;
+        let mut reply = String::new();
+        loop {
+            let mut line = String::new();
+            if self.0.read_line(&mut line).unwrap() == 0 {
+                return reply;
+            }
+            reply.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return reply;
+            }
+        }
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        self.send(&format!("{line}\r\n"));
+        self.reply()
+    }
+
+    /// Opens a transaction to someone elsewhere (relayed: loopback is a trusted network) and
+    /// leaves it in the middle of DATA.
+    fn mid_data(&mut self) {
+        assert!(self.cmd("EHLO client.test").starts_with("250"));
+        assert!(self.cmd("MAIL FROM:<app@example.test>").starts_with("250"));
+        assert!(self.cmd("RCPT TO:<someone@elsewhere.test>").starts_with("250"));
+        assert!(self.cmd("DATA").starts_with("354"));
+        self.send("Subject: sent while stopping\r\n\r\nfirst half\r\n");
+    }
+}
+
+/// Issue 15: SIGTERM drains. A client in the middle of DATA finishes, is answered 250 and then
+/// 421 4.3.2; an idle one is told 421 4.3.2 at once; serve exits cleanly, and the message is in
+/// the queue, found again by the next start.
+#[test]
+fn sigterm_drains_a_message_in_transfer_into_the_queue() {
+    let db = TestDb::sqlite();
+    let setup = Setup::new(&db.database);
+    // A next hop that is down: the message waits in the queue.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut serve = setup.serve();
+    setup.ok(&["transport", "set", "*", &format!("smtp:[127.0.0.1]:{port}"), "--tls", "none"]);
+    serve.wait_log(Duration::from_secs(5), |l| applied(l) && l["transports"] == 1).expect("live");
+    let mut sending = Smtp::connect(&serve);
+    sending.mid_data();
+    let mut idle = Smtp::connect(&serve);
+    assert!(idle.cmd("EHLO idle.test").starts_with("250"));
+
+    signal(&serve, "TERM");
+    let told = idle.reply();
+    assert!(told.starts_with("421 4.3.2 "), "the idle client: {told:?}");
+    // The drain waits for the message.
+    assert!(exited(&mut serve, Duration::from_millis(300)).is_none(), "serve did not wait");
+    sending.send("second half\r\n.\r\n");
+    let accepted = sending.reply();
+    assert!(accepted.starts_with("250 2.0.0"), "{accepted:?}");
+    let bye = sending.reply();
+    assert!(bye.starts_with("421 4.3.2 "), "{bye:?}");
+    let status = exited(&mut serve, Duration::from_secs(15)).expect("serve exits once drained");
+    assert!(status.success(), "{status}");
+
+    let page: serde_json::Value =
+        serde_json::from_str(&setup.ok(&["queue", "list", "--json"])).unwrap();
+    assert_eq!(page["total"], 1, "{page}");
+    assert_eq!(page["messages"][0]["sender"], "app@example.test", "{page}");
+    let serve = setup.serve();
+    serve
+        .wait_log(Duration::from_secs(10), |l| l["message"] == "queue loaded" && l["messages"] == 1)
+        .expect("the next start has the message to deliver");
+}
+
+/// The drain is bounded (`--drain-timeout`), and a second signal exits at once.
+#[test]
+fn the_drain_is_bounded_and_a_second_signal_ends_it() {
+    let db = TestDb::sqlite();
+    let setup = Setup::new(&db.database);
+    let mut serve = common::Serve::start(setup.command(&["serve", "--drain-timeout", "1"]));
+    let mut stuck = Smtp::connect(&serve);
+    stuck.mid_data();
+    signal(&serve, "TERM");
+    assert!(exited(&mut serve, Duration::from_secs(10)).is_some(), "bounded by the drain timeout");
+
+    let mut serve = setup.serve();
+    let mut stuck = Smtp::connect(&serve);
+    stuck.mid_data();
+    signal(&serve, "TERM");
+    assert!(exited(&mut serve, Duration::from_millis(300)).is_none(), "draining (30 s bound)");
+    signal(&serve, "INT");
+    let status = exited(&mut serve, Duration::from_secs(5)).expect("a second signal exits at once");
+    assert!(!status.success(), "not a clean stop: {status}");
 }

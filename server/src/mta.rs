@@ -54,6 +54,8 @@ impl Mta {
         shutdown: CancellationToken,
     ) -> Result<Mta, ServerError> {
         let mut tasks = JoinSet::new();
+        // The store's clock is the process's: the system's, or a test's simulated one.
+        let clock = store.clock();
         let (engine, engine_task) =
             Engine::start(store.clone(), &options.hostname, shutdown.clone()).await?;
         tasks.spawn(async move {
@@ -65,18 +67,18 @@ impl Mta {
             &[],
         ));
         let (fresh_tx, fresh_rx) = tokio::sync::mpsc::channel(crate::queue::FRESH_BACKLOG);
+        // The writer outlives the sessions: a message whose transfer was under way at shutdown
+        // is still committed (and answered 250) while they drain; it stops once they are gone.
+        let drained = CancellationToken::new();
         let (queue, writer) =
-            Queue::start(store.clone(), options.hostname.clone(), Some(fresh_tx), shutdown.clone());
+            Queue::start(store.clone(), options.hostname.clone(), Some(fresh_tx), drained.clone());
         tasks.spawn(async move {
             let _ = writer.await;
         });
         let resolver = options.resolver.clone();
         // DNS blocklists through the same resolver; greylisting's triplets in the store.
-        let screen = Arc::new(crate::policy::Screen::new(
-            store.clone(),
-            resolver.clone(),
-            crate::policy::Clock::System,
-        ));
+        let screen =
+            Arc::new(crate::policy::Screen::new(store.clone(), resolver.clone(), clock.clone()));
         // Pending keys become active once their record is seen; retiring ones retire.
         let checker = crate::mailauth::DkimChecker {
             store: store.clone(),
@@ -109,8 +111,10 @@ impl Mta {
             extra_roots: Vec::new(),
             bounces: queue.clone(),
             courier: None,
+            clock: clock.clone(),
         };
-        let rates = Arc::new(crate::policy::RateLimiter::default());
+        let rates =
+            Arc::new(crate::policy::RateLimiter::new(clock, crate::policy::rate::MAX_ENTRIES));
         tasks.spawn(crate::policy::rate::publish(
             store.clone(),
             options.hostname.clone(),
@@ -140,8 +144,12 @@ impl Mta {
             screen,
             refusals,
             auth_backend: options.auth_backend,
+            draining: shutdown.clone(),
         });
-        tasks.spawn(smtp::serve(listeners, ctx, shutdown));
+        tasks.spawn(async move {
+            smtp::serve(listeners, ctx, shutdown).await;
+            drained.cancel();
+        });
         Ok(Mta { engine, queue, tasks })
     }
 

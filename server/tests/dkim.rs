@@ -324,3 +324,55 @@ async fn keys_rotate_automatically_through_every_state() {
     assert_eq!(key_named(&keys, "one").state, DkimState::Retired);
     assert_eq!(keys.len(), 2, "the new key is too young to rotate");
 }
+
+/// The engine's hourly schedule (`run_schedule`) runs on the store's clock: on a simulated one,
+/// a month passes in milliseconds and the rotation comes (on the system's clock it would not:
+/// the key is new).
+#[tokio::test]
+async fn the_rollout_schedule_runs_on_the_stores_clock() {
+    let db = TestDb::sqlite();
+    let store = store_with_domain(&db).await;
+    let sim = postern_store::SimClock::at_system_now();
+    store.set_clock(sim.clone().into());
+    let domain = "example.test".parse().unwrap();
+    let one = store
+        .generate_dkim_key(ACTOR, &domain, DkimAlgorithm::Ed25519, None, Some("one"))
+        .await
+        .unwrap();
+    let scripted = Arc::new(ScriptedResolver::new().txt(&one.record_name(), &one.record_value()));
+    let every_30 =
+        postern_store::model::DkimSettings { rotate_days: Some(30), sign_relayed: false };
+    store.set_dkim_settings(ACTOR, &domain, every_30).await.unwrap();
+    let checker = DkimChecker { store: store.clone(), resolver: scripted, actor: ACTOR.into() };
+    let shutdown = CancellationToken::new();
+    let schedule = tokio::spawn(postern_server::mailauth::run_schedule(
+        checker,
+        postern_server::mailauth::CHECK_EVERY,
+        shutdown.clone(),
+    ));
+    let state = |keys: &[DkimKey]| {
+        let mut states: Vec<String> = keys.iter().map(|k| format!("{:?}", k.state)).collect();
+        states.sort();
+        states
+    };
+    let wait_for = async |wanted: &[DkimState]| {
+        let mut wanted: Vec<String> = wanted.iter().map(|s| format!("{s:?}")).collect();
+        wanted.sort();
+        let start = Instant::now();
+        loop {
+            let keys = store.list_dkim_keys(Some(&domain)).await.unwrap();
+            if state(&keys) == wanted {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "never {wanted:?}: {keys:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    // The first check, at once, finds the record.
+    wait_for(&[DkimState::Active]).await;
+    // 31 days on, the next hourly check makes the next key.
+    sim.advance(Duration::from_secs(31 * 86_400));
+    wait_for(&[DkimState::Active, DkimState::Pending]).await;
+    shutdown.cancel();
+    schedule.await.unwrap();
+}

@@ -477,6 +477,7 @@ async fn the_scheduler_applies_the_policy_of_the_mx_transport() {
         extra_roots: vec![pki.ca.clone()],
         bounces: queue.clone(),
         courier: None,
+        clock: Default::default(),
     };
     tokio::spawn(Scheduler::run(store.clone(), engine, config, fresh_rx, shutdown.clone()));
 

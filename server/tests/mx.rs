@@ -318,6 +318,7 @@ async fn the_scheduler_delivers_remote_mail_by_mx() {
         extra_roots: Vec::new(),
         bounces: queue.clone(),
         courier: None,
+        clock: Default::default(),
     };
     tokio::spawn(Scheduler::run(store.clone(), engine, config, fresh_rx, shutdown.clone()));
 

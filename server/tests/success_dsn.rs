@@ -94,6 +94,7 @@ async fn relayed_without_dsn_is_reported_and_with_dsn_is_passed_on() {
         extra_roots: Vec::new(),
         bounces,
         courier: None,
+        clock: Default::default(),
     };
     tokio::spawn(Scheduler::run(store.clone(), engine, config, fresh_rx, shutdown.clone()));
 

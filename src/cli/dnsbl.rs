@@ -160,7 +160,7 @@ pub struct ConsoleBlocklists(Blocklists);
 
 impl ConsoleBlocklists {
     pub fn new(resolver: Arc<dyn postern_server::dns::Resolver>) -> ConsoleBlocklists {
-        ConsoleBlocklists(Blocklists::new(resolver, Clock::System))
+        ConsoleBlocklists(Blocklists::new(resolver, Clock::system()))
     }
 }
 

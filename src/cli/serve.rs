@@ -24,6 +24,13 @@ pub struct Args {
     /// 8080) unless the configuration names others: for trying Postern out as any user.
     #[arg(long)]
     dev: bool,
+
+    /// On SIGTERM or Ctrl-C, how long (in seconds) to drain before exiting anyway: new
+    /// connections are no longer taken, each SMTP session answers its next command with `421
+    /// 4.3.2` and closes, a message being transferred is committed and answered first, and
+    /// delivery attempts in progress are left to be retried. A second signal exits at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    drain_timeout: u64,
 }
 
 pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> {
@@ -220,8 +227,9 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     out.flush()?;
     drop(out);
 
-    wait_for_signal(signals).await;
-    tracing::info!("shutting down");
+    let mut signals = signals;
+    wait_for_signal(&mut signals).await;
+    tracing::info!(drain_timeout_secs = args.drain_timeout, "shutting down: draining sessions");
     shutdown.cancel();
     let all = async {
         let _ = tokio::join!(mta.join(), watcher, certificate_task);
@@ -233,8 +241,17 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
             let _ = task.await;
         }
     };
-    if tokio::time::timeout(Duration::from_secs(10), all).await.is_err() {
-        tracing::warn!("some tasks did not stop within 10 s");
+    let bound = Duration::from_secs(args.drain_timeout);
+    tokio::select! {
+        done = tokio::time::timeout(bound, all) => if done.is_err() {
+            tracing::warn!(drain_timeout_secs = args.drain_timeout, "some tasks did not stop within the drain timeout");
+        },
+        _ = wait_for_signal(&mut signals) => {
+            // Whatever was answered 250 is committed already; the rest was not acknowledged.
+            tracing::warn!("second signal: exiting without waiting for the drain");
+            println!("stopped (not drained)");
+            std::process::exit(1);
+        }
     }
     store.close().await;
     println!("stopped");
@@ -336,8 +353,8 @@ fn catch_signals() -> anyhow::Result<[tokio::signal::unix::Signal; 2]> {
     Ok([term, int])
 }
 
-async fn wait_for_signal(signals: [tokio::signal::unix::Signal; 2]) {
-    let [mut term, mut int] = signals;
+async fn wait_for_signal(signals: &mut [tokio::signal::unix::Signal; 2]) {
+    let [term, int] = signals;
     tokio::select! {
         _ = int.recv() => {}
         _ = term.recv() => {}

@@ -20,6 +20,7 @@ pub mod testing;
 mod tests;
 
 pub use clock::now;
+pub use clock::{Clock, SimClock};
 pub use database::Database;
 pub use error::{Result, StoreError};
 pub use repo::aliases::AliasChoice;

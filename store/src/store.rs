@@ -34,6 +34,9 @@ pub(crate) struct Inner {
     pub(crate) queue_event: watch::Sender<i64>,
     /// The last queue ID this process made: the next one must be greater.
     pub(crate) last_queue_id: std::sync::Mutex<Option<QueueId>>,
+    /// What the queue's records are stamped with: the system clock, or a test's simulated one
+    /// (so that the store and the scheduler agree on what "now" is).
+    pub(crate) clock: std::sync::RwLock<crate::clock::Clock>,
 }
 
 impl std::fmt::Debug for Store {
@@ -69,6 +72,16 @@ impl Inner {
 pub(crate) use crate::clock::now;
 
 impl Store {
+    /// The clock the queue's records are stamped with.
+    pub fn clock(&self) -> crate::clock::Clock {
+        self.inner.clock.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Stamps the queue's records with `clock` from now on (tests: a simulated clock).
+    pub fn set_clock(&self, clock: crate::clock::Clock) {
+        *self.inner.clock.write().unwrap_or_else(|p| p.into_inner()) = clock;
+    }
+
     /// Connects, creating the SQLite file if needed, brings the schema up to date, and loads the
     /// key that seals stored secrets from `key_file` (created if the database holds none yet;
     /// refused, naming the file, if it does not open what is sealed).
@@ -116,6 +129,7 @@ impl Store {
                 revision,
                 queue_event,
                 last_queue_id: std::sync::Mutex::new(None),
+                clock: Default::default(),
             }),
         })
     }

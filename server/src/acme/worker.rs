@@ -84,7 +84,7 @@ pub async fn run(store: Store, options: WorkerOptions, shutdown: CancellationTok
         tokio::select! {
             _ = shutdown.cancelled() => return,
             changed = changes.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(sleep) => {}
+            _ = worker.store.clock().sleep(sleep) => {}
         }
     }
 }
@@ -117,7 +117,7 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 impl Worker {
     /// Orders a certificate for the host name unless a valid one covers it or one is on order.
     async fn order_hostname(&mut self, hostname: &DomainName) -> Result<(), Error> {
-        let now = postern_store::now();
+        let now = self.store.clock().now();
         let certificates = self.store.list_certificates().await?;
         if certificates.iter().any(|c| c.covers(hostname.as_str()) && c.is_valid_at(now)) {
             return Ok(());
@@ -152,13 +152,13 @@ impl Worker {
 
     /// Runs the due orders, asks for the renewals that are due, and says how long to sleep.
     async fn round(&mut self) -> Result<Duration, Error> {
-        for order in self.store.due_acme_orders(postern_store::now()).await? {
+        for order in self.store.due_acme_orders(self.store.clock().now()).await? {
             if self.shutdown.is_cancelled() {
                 return Ok(Duration::ZERO);
             }
             self.process(order).await?;
         }
-        let now = postern_store::now();
+        let now = self.store.clock().now();
         let certificates = self.store.list_certificates().await?;
         let orders = self.store.list_acme_orders().await?;
         let mut next = now + MAX_SLEEP.as_secs() as i64;
@@ -181,7 +181,7 @@ impl Worker {
             self.request_renewal(cert, &orders).await?;
         }
         Ok(Duration::from_secs(
-            (next - postern_store::now()).clamp(1, MAX_SLEEP.as_secs() as i64) as u64
+            (next - self.store.clock().now()).clamp(1, MAX_SLEEP.as_secs() as i64) as u64,
         ))
     }
 
@@ -229,7 +229,7 @@ impl Worker {
             Some((start, end)) => {
                 // A stable point in the window per certificate, so that repeated rounds agree.
                 let fraction = (cert.id.unsigned_abs() % 97) as f64 / 97.0;
-                plain.min(ari_renew_at(start, end, fraction, postern_store::now()))
+                plain.min(ari_renew_at(start, end, fraction, self.store.clock().now()))
             }
             None => plain,
         }
@@ -238,7 +238,7 @@ impl Worker {
     /// The CA's suggested renewal window for `cert`, if it offers ARI: asked again only when
     /// the last answer says so.
     async fn ari_window(&mut self, cert: &CertificateInfo) -> Option<(i64, i64)> {
-        let now = postern_store::now();
+        let now = self.store.clock().now();
         if let Some((window, again)) = self.windows.get(&cert.id)
             && *again > now
         {
@@ -334,7 +334,7 @@ impl Worker {
 
     /// One attempt at `order`, with its outcome recorded.
     async fn process(&mut self, order: AcmeOrder) -> Result<(), Error> {
-        let now = postern_store::now();
+        let now = self.store.clock().now();
         let attempts = order.attempts + 1;
         // Claimed: another round (or engine) leaves it alone while it runs.
         self.store
@@ -348,7 +348,7 @@ impl Worker {
             )
             .await?;
         let outcome = self.attempt(&order).await;
-        let now = postern_store::now();
+        let now = self.store.clock().now();
         match outcome {
             Ok(certificate) => {
                 self.store
@@ -475,7 +475,7 @@ struct StoreProgress<'a> {
 impl Progress for StoreProgress<'_> {
     async fn validating(&mut self) {
         let o = self.order;
-        let lease = postern_store::now() + LEASE;
+        let lease = self.store.clock().now() + LEASE;
         let result = self
             .store
             .update_acme_order(

@@ -21,6 +21,20 @@ pub use super::throttle::Permit;
 /// deferred, short enough that a destination over its trouble starts afresh.
 const REMEMBER_THROTTLING: Duration = Duration::from_secs(30 * 60);
 
+/// What a delivery holds while it works and gives back while it waits for a destination's
+/// turn (the scheduler's global delivery slot).
+pub trait Waiting: Send + Sync {
+    /// Stops working: waits from now on.
+    fn leave(&self);
+    /// Works again, once what it gave back is had again.
+    fn enter(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
+}
+
+tokio::task_local! {
+    /// The [`Waiting`] of the delivery this task runs, if it runs one for a scheduler.
+    pub static WAITING: Arc<dyn Waiting>;
+}
+
 /// How the cache behaves.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSettings {
@@ -114,9 +128,24 @@ impl Pool {
         self.gate(key).try_permit()
     }
 
-    /// Waits for a permit for `key`'s destination.
+    /// Waits for a permit for `key`'s destination. A task running under [`WAITING`] (a
+    /// scheduler's delivery) is told when it starts and stops waiting, so that it can give its
+    /// global delivery slot back meanwhile: deliveries waiting for one busy destination must
+    /// not keep mail to every other one waiting too.
     pub async fn permit(&self, key: &Key) -> Option<Permit> {
-        self.gate(key).permit().await
+        let gate = self.gate(key);
+        if let Some(permit) = gate.try_permit() {
+            return Some(permit);
+        }
+        let waiting = WAITING.try_with(Arc::clone).ok();
+        if let Some(waiting) = &waiting {
+            waiting.leave();
+        }
+        let permit = gate.permit().await;
+        if let Some(waiting) = &waiting {
+            waiting.enter().await;
+        }
+        permit
     }
 
     /// The sessions `key`'s destination may have at once now.

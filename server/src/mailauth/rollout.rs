@@ -47,7 +47,7 @@ impl DkimChecker {
     /// Retires what is due, then checks every key of `domain` (or of every domain) that is not
     /// retired, in one pass; returns the keys as they are afterwards.
     pub async fn check(&self, domain: Option<&DomainName>) -> Result<Vec<DkimKey>, StoreError> {
-        self.check_at(domain, postern_store::now()).await
+        self.check_at(domain, self.store.clock().now()).await
     }
 
     /// [`DkimChecker::check`] as of `at` (epoch seconds): tests move time on with it.
@@ -96,17 +96,20 @@ impl DkimChecker {
 /// How often the engine looks at DKIM records.
 pub const CHECK_EVERY: Duration = Duration::from_secs(3600);
 
-/// Checks every `every` (the first one at once) until `shutdown`.
+/// Checks every `every` (the first one at once) until `shutdown`, on the store's clock (a
+/// simulated one in tests).
 pub async fn run_schedule(checker: DkimChecker, every: Duration, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let clock = checker.store.clock();
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
+        if shutdown.is_cancelled() {
+            return;
         }
         if let Err(e) = checker.check(None).await {
             tracing::warn!(error = %e, "DKIM record check failed; trying again at the next one");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = clock.sleep(every) => {}
         }
     }
 }

@@ -17,7 +17,7 @@
 //! client-ip and client-network message and recipient limits: it is counted under its user
 //! instead, so that many users behind one office NAT do not share one budget.
 //!
-//! The limiter takes the time from a [`Clock`], so tests run on a [`ManualClock`].
+//! The limiter takes the time from the appliance's [`Clock`], so tests run on a simulated one.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -28,38 +28,7 @@ use postern_store::model::{RateKey, RateLimit, RateMeasure};
 use postern_store::{RateCounter, Store};
 use tokio_util::sync::CancellationToken;
 
-/// Where the limiter reads the time.
-pub trait Clock: Send + Sync + 'static {
-    fn now(&self) -> Instant;
-}
-
-/// The monotonic clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-}
-
-/// A clock that moves only when told (tests).
-pub struct ManualClock(Mutex<Instant>);
-
-impl ManualClock {
-    pub fn new() -> Arc<ManualClock> {
-        Arc::new(ManualClock(Mutex::new(Instant::now())))
-    }
-
-    pub fn advance(&self, by: Duration) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Instant {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+pub use postern_store::clock::Clock;
 
 /// Entries kept at most, over every limit (about 100 bytes each).
 pub const MAX_ENTRIES: usize = 100_000;
@@ -165,7 +134,7 @@ impl Counters {
 /// The engine's counters, shared by every session.
 pub struct RateLimiter {
     counters: Mutex<Counters>,
-    clock: Arc<dyn Clock>,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -176,12 +145,12 @@ impl std::fmt::Debug for RateLimiter {
 
 impl Default for RateLimiter {
     fn default() -> RateLimiter {
-        RateLimiter::new(Arc::new(SystemClock), MAX_ENTRIES)
+        RateLimiter::new(Clock::system(), MAX_ENTRIES)
     }
 }
 
 impl RateLimiter {
-    pub fn new(clock: Arc<dyn Clock>, max_entries: usize) -> RateLimiter {
+    pub fn new(clock: Clock, max_entries: usize) -> RateLimiter {
         RateLimiter { counters: Mutex::new(Counters { table: HashMap::new(), max_entries }), clock }
     }
 
@@ -198,7 +167,7 @@ impl RateLimiter {
         measure: RateMeasure,
         client: Client<'_>,
     ) -> Result<(), Exceeded> {
-        let now = self.clock.now();
+        let now = self.clock.instant();
         let mut counters = self.lock();
         let mut exceeded = None;
         for (limit, subject) in subjects(limits, measure, client) {
@@ -218,7 +187,7 @@ impl RateLimiter {
         measure: RateMeasure,
         client: Client<'_>,
     ) -> Result<(), Exceeded> {
-        let now = self.clock.now();
+        let now = self.clock.instant();
         let counters = self.lock();
         for (limit, subject) in subjects(limits, measure, client) {
             let slot = Slot { limit: limit.id, subject };
@@ -233,7 +202,7 @@ impl RateLimiter {
 
     /// Drops the entries whose window has ended.
     pub fn sweep(&self) {
-        let now = self.clock.now();
+        let now = self.clock.instant();
         self.lock().sweep(now);
     }
 
@@ -245,8 +214,8 @@ impl RateLimiter {
     /// The `max` counters nearest their thresholds under `limits` (others are stale: their limit
     /// was removed), for the console.
     pub fn top(&self, limits: &[RateLimit], max: usize, node: &str) -> Vec<RateCounter> {
-        let now = self.clock.now();
-        let wall = postern_store::clock::now();
+        let now = self.clock.instant();
+        let wall = self.clock.now();
         let counters = self.lock();
         let mut out: Vec<RateCounter> = counters
             .table
@@ -447,8 +416,8 @@ mod tests {
         Client { ip: ip.parse().unwrap(), trusted: false, user: None, sender: None }
     }
 
-    fn limiter() -> (Arc<ManualClock>, RateLimiter) {
-        let clock = ManualClock::new();
+    fn limiter() -> (Clock, RateLimiter) {
+        let clock = Clock::manual(1_000_000);
         (clock.clone(), RateLimiter::new(clock, 1000))
     }
 
@@ -460,16 +429,16 @@ mod tests {
         for _ in 0..3 {
             l.count(&limits, RateMeasure::Connections, c).unwrap();
         }
-        clock.advance(Duration::from_secs(20));
+        clock.advance(20);
         let e = l.count(&limits, RateMeasure::Connections, c).unwrap_err();
         assert_eq!((e.limit, e.subject.as_str(), e.count, e.threshold), (1, "192.0.2.1", 4, 3));
         assert_eq!(e.seconds(), 40, "until the window that began with the first event ends");
         // Another address is not affected; other measures are not either.
         l.count(&limits, RateMeasure::Connections, client("192.0.2.2")).unwrap();
         l.count(&limits, RateMeasure::Messages, c).unwrap();
-        clock.advance(Duration::from_secs(39));
+        clock.advance(39);
         assert!(l.count(&limits, RateMeasure::Connections, c).is_err());
-        clock.advance(Duration::from_secs(1));
+        clock.advance(1);
         l.count(&limits, RateMeasure::Connections, c).unwrap();
     }
 
@@ -533,7 +502,7 @@ mod tests {
 
     #[test]
     fn memory_is_bounded_against_a_client_rotating_addresses() {
-        let clock = ManualClock::new();
+        let clock = Clock::manual(1_000_000);
         let l = RateLimiter::new(clock.clone(), 100);
         let limits = [limit(1, RateKey::ClientIp, RateMeasure::Connections, 5, 3600)];
         for n in 0..10_000u32 {
@@ -542,7 +511,7 @@ mod tests {
             l.count(&limits, RateMeasure::Connections, c).unwrap();
         }
         assert!(l.tracked() <= 100, "{}", l.tracked());
-        clock.advance(Duration::from_secs(3600));
+        clock.advance(3600);
         l.sweep();
         assert_eq!(l.tracked(), 0, "ended windows are dropped");
     }

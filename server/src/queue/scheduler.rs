@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
+use postern_store::Clock;
 use postern_store::Store;
 use postern_store::model::{
     BOUNCE_REPORTED, BOUNCED_BY_ADMIN, DeliveryResult, DsnRet, NewMessage, Notify,
     Outcome as Recorded, QueueId, QueuedMessage, RecipientStatus,
 };
-use postern_store::now;
 use rustls_pki_types::CertificateDer;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -66,6 +66,9 @@ pub struct SchedulerConfig {
     /// Who carries messages; `None` for the real couriers ([`Couriers`]). Tests of the
     /// scheduler's own rules give a fake one.
     pub courier: Option<Arc<dyn Courier>>,
+    /// What the retry schedule, give-up, delay warnings, holds and releases go by: the system
+    /// clock, or a simulated one in tests.
+    pub clock: Clock,
 }
 
 /// A message the writer has just committed, with its body.
@@ -268,19 +271,20 @@ impl Scheduler {
         // queue watcher (LISTEN on Postgres, a poll of one number on SQLite).
         let mut events = s.store.queue_subscribe();
         let watcher = s.store.spawn_queue_watcher(shutdown.clone());
+        let clock = s.config.clock.clone();
         loop {
             s.dispatch_due();
             let wait = s
                 .due
                 .peek()
-                .map(|Reverse((at, _))| (*at - now()).clamp(0, 60) as u64)
+                .map(|Reverse((at, _))| (*at - clock.now()).clamp(0, 60) as u64)
                 .unwrap_or(60);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 // A message committed while `load` ran arrives both ways; replacing the loaded
                 // entry, perhaps mid-attempt, would deliver it twice.
                 Some(f) = fresh.recv() => if !s.entries.contains_key(&f.id) {
-                    let entry = Entry::from_fresh(f, now(), &s.cached_bytes);
+                    let entry = Entry::from_fresh(f, clock.now(), &s.cached_bytes);
                     s.schedule(entry);
                 },
                 Some(done) = s.running.join_next(), if !s.running.is_empty() => match done {
@@ -291,7 +295,11 @@ impl Scheduler {
                     Ok(settled) => s.settle(settled).await,
                     Err(e) => tracing::error!(error = %e, "a DSN task failed"),
                 },
-                _ = tokio::time::sleep(Duration::from_secs(wait)), if wait > 0 => {}
+                _ = clock.sleep(Duration::from_secs(wait)), if wait > 0 => {}
+                // Something is due but every slot is taken: look again once one is free, which
+                // may be before any attempt ends (one waiting for a busy destination gives its
+                // slot back meanwhile).
+                _ = s.slots.clone().acquire_owned(), if wait == 0 && !s.due.is_empty() => {}
                 Ok(()) = events.changed() => {
                     let newest = *events.borrow_and_update();
                     s.apply_events(newest).await;
@@ -349,7 +357,7 @@ impl Scheduler {
 
     /// Starts an attempt for every message that is due, as far as delivery slots allow.
     fn dispatch_due(&mut self) {
-        let now = now();
+        let now = self.config.clock.now();
         let shared = Shared {
             store: self.store.clone(),
             snapshot: self.engine.snapshot(),
@@ -511,7 +519,7 @@ impl Scheduler {
         } else if entry.rcpts.iter().any(|r| !r.done && (entry.bounced || r.bounced)) {
             // Bounced while its DSN was being queued: the rest fail too, with a DSN of theirs.
             let mut notices = Vec::new();
-            fail_the_rest(entry, now(), &mut settled.results, &mut notices);
+            fail_the_rest(entry, self.config.clock.now(), &mut settled.results, &mut notices);
             return self.report(id, settled.results, notices, None);
         }
         entry.busy = false;

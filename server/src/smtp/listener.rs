@@ -54,8 +54,11 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-/// Accepts connections on `listeners` until `shutdown`, running a session for each. Sessions in
-/// progress are left to finish their current exchange and end with the process.
+/// Accepts connections on `listeners` until `shutdown`, running a session for each; then
+/// drains: returns once every session has ended. Sessions see the shutdown through
+/// [`SessionContext::draining`] (which the caller cancels with `shutdown`, or before it): each
+/// answers its next command with `421 4.3.2` and closes, a message in transfer being committed
+/// and answered first. The caller bounds the wait.
 pub async fn serve(
     listeners: Vec<Listener>,
     ctx: Arc<SessionContext>,
@@ -119,6 +122,9 @@ pub async fn serve(
         });
     }
     while accepting.join_next().await.is_some() {}
+    // Every session holds one slot until it ends: all of them free again is all sessions gone.
+    let all = u32::try_from(ctx.limits.max_sessions).unwrap_or(u32::MAX);
+    let _ = slots.acquire_many(all).await;
 }
 
 /// Every session slot is taken (RFC 3463: 4.3.2, system not accepting messages).

@@ -103,6 +103,9 @@ pub struct SessionContext {
     pub refusals: crate::policy::RefusalLog,
     /// Who checks AUTH passwords: the mailboxes, or Dovecot (`[auth]`).
     pub auth_backend: postern_store::boot::SmtpAuthBackend,
+    /// Cancelled when the server shuts down: each session answers its next command with
+    /// `421 4.3.2` and closes, a message being transferred first being committed and answered.
+    pub draining: tokio_util::sync::CancellationToken,
 }
 
 impl SessionContext {

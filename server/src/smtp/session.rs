@@ -203,8 +203,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.reply(reply);
             return self.flush().await;
         }
+        // RFC 5321 §3.1: a server shutting down may greet with 421 and close.
+        let draining = self.ctx.draining.clone();
+        if draining.is_cancelled() {
+            self.reply(self.shutting_down());
+            return self.flush().await;
+        }
         self.reply(Reply::plain(220, vec![format!("{} ESMTP Postern", self.ctx.hostname)]));
         while !self.closing {
+            // RFC 5321 §3.8: on shutdown the server answers the next command with 421 and
+            // closes. A command already running (a DATA or BDAT transfer) is not cut short:
+            // it finishes, its message is committed and answered, and then this ends it.
+            if draining.is_cancelled() {
+                self.answer(self.shutting_down());
+                break;
+            }
             // PIPELINING (RFC 2920 §3.2): replies to a batch of commands go out together, once
             // the client has nothing more queued for us.
             if !self.input_pending() {
@@ -214,17 +227,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Some(_) => self.ctx.limits.command_timeout,
                 None => self.ctx.limits.idle_timeout,
             };
-            let line = match tokio::time::timeout(
+            let read = tokio::time::timeout(
                 timeout,
                 read_line(&mut self.conn, self.ctx.limits.line_limit),
-            )
-            .await
-            {
-                Err(_) => {
+            );
+            // §3.8 also lets the 421 go out without waiting for a command, "on the assumption
+            // that the client will receive it after the next command is issued": an idle
+            // client does not hold the shutdown up.
+            let read = tokio::select! {
+                _ = draining.cancelled() => None,
+                read = read => Some(read),
+            };
+            let line = match read {
+                None => {
+                    self.answer(self.shutting_down());
+                    break;
+                }
+                Some(Err(_)) => {
                     self.reply(self.timed_out());
                     break;
                 }
-                Ok(line) => line?,
+                Some(Ok(line)) => line?,
             };
             let reply = match line {
                 Line::Eof => return Ok(()),
@@ -354,6 +377,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             | Request::Burl { .. } => Reply::new(502, "5.5.1", "Error: command not implemented"),
         };
         Ok(Some(reply))
+    }
+
+    /// The 421 of a server shutting down (RFC 5321 §3.8; RFC 3463 4.3.2: system not accepting
+    /// network messages).
+    pub fn shutting_down(&self) -> Reply {
+        Reply::new(
+            421,
+            "4.3.2",
+            format!("{} Service shutting down, try again later", self.ctx.hostname),
+        )
     }
 
     /// The 421 for a client too slow to finish a command or its data.

@@ -12,7 +12,7 @@ use crate::model::{
     BOUNCED_BY_ADMIN, DamagedEntry, DeliveryResult, NewMessage, Outcome, Page, QueueEvent,
     QueueFilter, QueueId, QueuePage, QueuedMessage, RecipientStatus, WorkSet,
 };
-use crate::store::{Store, now};
+use crate::store::Store;
 
 /// A queue write in progress. Like [`crate::store::Change`], it is always ended explicitly.
 pub(super) struct QueueTx {
@@ -98,7 +98,7 @@ impl Store {
         }
         let ids: Vec<QueueId> = batch.iter().map(|_| self.next_queue_id()).collect();
         let mut qtx = self.queue_tx().await?;
-        let at = now();
+        let at = self.clock().now();
         let result = insert_batch(&mut qtx.tx, node, &ids, batch, at).await;
         self.queue_finish(qtx, result).await?;
         Ok(ids)

@@ -18,7 +18,7 @@ use crate::error::{Result, StoreError};
 use crate::model::{
     BOUNCED_BY_ADMIN, QueueAction, QueueActor, QueueFilter, QueueId, RecipientStatus, Selection,
 };
-use crate::store::{Store, now};
+use crate::store::Store;
 
 /// One recipient of a message being acted on.
 struct Target {
@@ -41,7 +41,7 @@ impl Store {
         let mut qtx = self.queue_tx().await?;
         let result: Result<Vec<QueueId>> = async {
             let ids = selected(&mut qtx, by, selection).await?;
-            let at = now();
+            let at = self.clock().now();
             // Queue actions are not configuration: they claim no revision (which would make
             // every engine rebuild its snapshot), and are filed under the one in force.
             let revision: i64 =

@@ -10,9 +10,8 @@ use postern_store::model::{
     BOUNCE_REPORTED, BOUNCED_BY_ADMIN, DeliveryResult, DsnRet, Outcome, QueueId, QueuedMessage,
     RecipientStatus,
 };
-use postern_store::now;
 
-use super::{Entry, Rcpt, Recorded, Scheduler, bounce_owed, log_attempt};
+use super::{Entry, Rcpt, Recorded, Scheduler, SchedulerConfig, bounce_owed, log_attempt};
 use crate::queue::Queue;
 use crate::queue::bounce::{self, Action, Notice, Original};
 
@@ -65,8 +64,9 @@ impl Scheduler {
         let warned: Vec<u32> =
             notices.iter().filter(|n| n.action == Action::Delayed).map(|n| n.index).collect();
         self.bounces.spawn(async move {
+            let at = config.clock.now();
             let sent =
-                send(&store, &config.bounces, &config.hostname, &original, &notices, body).await;
+                send(&store, &config.bounces, &config.hostname, &original, &notices, body, at).await;
             if let Err(e) = &sent {
                 tracing::warn!(queue_id = %id, error = %e, "cannot queue a DSN; its failures and delay warnings wait for another try, its success notices are lost");
             }
@@ -86,9 +86,7 @@ impl Scheduler {
         let store = self.store.clone();
         let config = self.config.clone();
         self.bounces.spawn(async move {
-            let (queue, hostname, node) =
-                (config.bounces.clone(), config.hostname.clone(), config.node.clone());
-            let mut settled = admin_bounced(store, queue, hostname, node, id, message, only).await;
+            let mut settled = admin_bounced(store, &config, id, message, only).await;
             settled.outside = true;
             settled
         });
@@ -104,6 +102,7 @@ pub(super) async fn send(
     original: &Original,
     notices: &[Notice],
     body: Option<Arc<Vec<u8>>>,
+    at: i64,
 ) -> Result<(), String> {
     let owed = |n: &&Notice| bounce::owed(&original.sender, n.notify, n.action);
     if !notices.iter().any(|n| owed(&n)) {
@@ -130,7 +129,7 @@ pub(super) async fn send(
         .collect();
     if !delayed.is_empty() {
         store
-            .queue_note_delay_warning(original.id, &delayed, Some(now()))
+            .queue_note_delay_warning(original.id, &delayed, Some(at))
             .await
             .map_err(|e| format!("cannot record the delay warning: {e}"))?;
     }
@@ -162,13 +161,13 @@ pub(super) async fn send(
 /// `message` is the message if already read.
 pub(super) async fn admin_bounced(
     store: Store,
-    queue: Queue,
-    hostname: String,
-    node: String,
+    config: &SchedulerConfig,
     id: QueueId,
     message: Option<QueuedMessage>,
     only: Option<Vec<u32>>,
 ) -> Settled {
+    let (queue, hostname, node) = (&config.bounces, &config.hostname, &config.node);
+    let at = config.clock.now();
     let nothing = |sent| Settled { sent, ..Settled::new(id) };
     let m = match message {
         Some(m) => m,
@@ -182,7 +181,7 @@ pub(super) async fn admin_bounced(
         },
     };
     // On a shared store, each node bounces its own messages.
-    if m.node != node {
+    if m.node != *node {
         return nothing(true);
     }
     let original = Original {
@@ -192,7 +191,6 @@ pub(super) async fn admin_bounced(
         ret: m.ret,
         received_at: m.received_at,
     };
-    let at = now();
     let mut failures = Vec::new();
     let mut results = Vec::new();
     let asked = |index: u32| only.as_ref().is_none_or(|only| only.contains(&index));
@@ -221,7 +219,7 @@ pub(super) async fn admin_bounced(
             results.push(DeliveryResult { id, recipient: r.index, at, outcome });
         }
     }
-    match send(&store, &queue, &hostname, &original, &failures, None).await {
+    match send(&store, queue, hostname, &original, &failures, None, at).await {
         Ok(()) => Settled { results, sent: true, ..Settled::new(id) },
         Err(e) => {
             tracing::warn!(queue_id = %id, error = %e, "cannot queue the DSN of a bounced message; it stays queued until the next start");

@@ -9,7 +9,7 @@
 
 use postern_store::model::{QueueAction, QueueEvent, QueueId};
 
-use super::{Entry, Scheduler, now};
+use super::{Entry, Scheduler};
 
 impl Scheduler {
     /// Follows what administrators did to the queue since we last looked.
@@ -44,7 +44,7 @@ impl Scheduler {
             return;
         };
         let busy = entry.busy;
-        let at = now();
+        let at = self.config.clock.now();
         match event.action {
             QueueAction::Hold if whole => entry.dropped = true,
             QueueAction::Delete if whole => entry.dropped = true,
@@ -117,7 +117,7 @@ impl Scheduler {
             Ok(Some(m)) if !m.held && m.node == self.config.node => {
                 let mut entry = Entry::from_stored(m);
                 if action == QueueAction::Retry && entry.rcpts.iter().any(|r| r.waiting()) {
-                    entry.due = now();
+                    entry.due = self.config.clock.now();
                 }
                 if self.entries.contains_key(&id) {
                     return;

@@ -1,13 +1,16 @@
 //! One attempt at one message, run as its own task: its recipients grouped by route, each
-//! group handed to the courier, after a turn at a busy destination.
+//! group handed to the courier, after a turn at a busy destination. The groups go at once, so
+//! that one slow destination does not hold up the others.
 
 use std::sync::Arc;
 
 use postern_store::Store;
 use postern_store::model::{Notify, QueueId};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 
 use super::{Attempt, Entry, SchedulerConfig};
+use crate::delivery::pool::{WAITING, Waiting};
 use crate::delivery::{Delivery, Outcome, Pool, RcptDsn, Reply};
 use crate::engine::Snapshot;
 use crate::queue::courier::{self, Context, Courier};
@@ -32,17 +35,19 @@ pub(super) struct Job {
     ret_full: Option<bool>,
     smtputf8: bool,
     eight_bit: bool,
-    rcpts: Vec<(u32, String)>,
+    /// The recipients due, grouped by route: each group goes to its courier on its own.
+    groups: Vec<(Route, Vec<(u32, String)>)>,
     /// Each recipient's NOTIFY and ORCPT, by address, for a next hop that takes them.
     dsn: Vec<(String, Notify, Option<String>)>,
-    body: Option<Arc<Vec<u8>>>,
+    /// Read from the store by the first group that needs it, when not kept from intake.
+    body: OnceCell<Arc<Vec<u8>>>,
     recovered: bool,
     store: Store,
     snapshot: Arc<Snapshot>,
     courier: Arc<dyn Courier>,
     config: Arc<SchedulerConfig>,
     pool: Arc<Pool>,
-    slot: Slot,
+    slot: Arc<Slot>,
 }
 
 impl Job {
@@ -53,6 +58,17 @@ impl Job {
         permit: OwnedSemaphorePermit,
         slots: Arc<Semaphore>,
     ) -> Job {
+        let snapshot = s.snapshot.clone();
+        // Recipients with the same route go together, in the order they came.
+        let mut groups: Vec<(Route, Vec<(u32, String)>)> = Vec::new();
+        for r in entry.rcpts.iter().filter(|r| r.waiting() && r.next_at <= now) {
+            let to = route(&snapshot.config, &r.address);
+            match groups.iter_mut().find(|(g, _)| *g == to) {
+                Some((_, members)) => members.push((r.index, r.address.clone())),
+                None => groups.push((to, vec![(r.index, r.address.clone())])),
+            }
+        }
+        let slot = Arc::new(Slot::new(slots, permit, groups.len()));
         Job {
             id: entry.id,
             at: now,
@@ -61,43 +77,55 @@ impl Job {
             ret_full: entry.ret_full,
             smtputf8: entry.smtputf8,
             eight_bit: entry.eight_bit,
-            rcpts: entry
-                .rcpts
-                .iter()
-                .filter(|r| r.waiting() && r.next_at <= now)
-                .map(|r| (r.index, r.address.clone()))
-                .collect(),
+            groups,
             dsn: entry
                 .rcpts
                 .iter()
                 .filter(|r| r.waiting() && r.next_at <= now)
                 .map(|r| (r.address.clone(), r.notify, r.orcpt.clone()))
                 .collect(),
-            body: entry.body.as_ref().map(|b| b.data.clone()),
+            body: OnceCell::new_with(entry.body.as_ref().map(|b| b.data.clone())),
             recovered: entry.recovered,
             store: s.store.clone(),
-            snapshot: s.snapshot.clone(),
+            snapshot,
             courier: s.courier.clone(),
             config: s.config.clone(),
             pool: s.pool.clone(),
-            slot: Slot::new(slots, permit),
+            slot,
         }
     }
 
     pub(super) async fn run(mut self) -> Attempt {
-        // Recipients with the same route go together, in the order they came.
-        let mut groups: Vec<(Route, Vec<(u32, String)>)> = Vec::new();
-        for (index, address) in &self.rcpts {
-            let r = route(&self.snapshot.config, address);
-            match groups.iter_mut().find(|(g, _)| *g == r) {
-                Some((_, members)) => members.push((*index, address.clone())),
-                None => groups.push((r, vec![(*index, address.clone())])),
+        let groups = std::mem::take(&mut self.groups);
+        let (id, at) = (self.id, self.at);
+        let job = Arc::new(self);
+        // Each group as its own task, so that one waiting for a slow destination (or a
+        // busy one's turn) does not hold up the rest; aborted with this task at shutdown.
+        let mut running = JoinSet::new();
+        for (n, (route, members)) in groups.iter().cloned().enumerate() {
+            let job = job.clone();
+            let waiting: Arc<dyn Waiting> = job.slot.clone();
+            running.spawn(WAITING.scope(waiting, async move {
+                let results = job.deliver(&route, &members).await;
+                job.slot.leave();
+                (n, results)
+            }));
+        }
+        let mut results: Vec<Option<Vec<Outcome>>> = vec![None; groups.len()];
+        while let Some(done) = running.join_next().await {
+            match done {
+                Ok((n, outcomes)) => results[n] = Some(outcomes),
+                Err(e) => tracing::error!(queue_id = %id, error = %e, "a delivery group failed"),
             }
         }
-        let mut outcomes = Vec::with_capacity(self.rcpts.len());
-        for (route, members) in groups {
+        let mut outcomes = Vec::new();
+        for ((route, members), results) in groups.into_iter().zip(results) {
             let relay = route.relay();
-            let results = self.deliver(&route, &members).await;
+            // A group whose task failed is tried again later, like any deferral.
+            let results = results.unwrap_or_else(|| {
+                let reply = Reply::new(451, [4, 3, 0], "internal error during delivery");
+                vec![Outcome::deferred(reply); members.len()]
+            });
             outcomes.extend(
                 members
                     .iter()
@@ -105,37 +133,27 @@ impl Job {
                     .map(|((index, _), outcome)| (*index, relay.clone(), outcome)),
             );
         }
-        Attempt { id: self.id, at: self.at, outcomes }
+        Attempt { id, at, outcomes }
     }
 
     /// The message, read from the store when the attempt first needs it: after any wait for
     /// a busy destination, so that waiting attempts do not all hold their bodies.
-    async fn body(&mut self) -> Result<Arc<Vec<u8>>, Reply> {
-        if let Some(body) = &self.body {
-            return Ok(body.clone());
-        }
-        let body = match self.store.queue_body(self.id).await {
-            Ok(Some(body)) => Arc::new(body),
-            Ok(None) => {
-                return Err(Reply::new(
-                    451,
-                    [4, 3, 0],
-                    "the message body is missing from the queue",
-                ));
-            }
-            Err(e) => {
-                return Err(Reply::new(
-                    451,
-                    [4, 3, 0],
-                    format!("cannot read the message body: {e}"),
-                ));
+    async fn body(&self) -> Result<Arc<Vec<u8>>, Reply> {
+        let read = || async {
+            match self.store.queue_body(self.id).await {
+                Ok(Some(body)) => Ok(Arc::new(body)),
+                Ok(None) => {
+                    Err(Reply::new(451, [4, 3, 0], "the message body is missing from the queue"))
+                }
+                Err(e) => {
+                    Err(Reply::new(451, [4, 3, 0], format!("cannot read the message body: {e}")))
+                }
             }
         };
-        self.body = Some(body.clone());
-        Ok(body)
+        self.body.get_or_try_init(read).await.cloned()
     }
 
-    async fn deliver(&mut self, route: &Route, members: &[(u32, String)]) -> Vec<Outcome> {
+    async fn deliver(&self, route: &Route, members: &[(u32, String)]) -> Vec<Outcome> {
         let addresses: Vec<String> = members.iter().map(|(_, a)| a.clone()).collect();
         let n = addresses.len();
         if let Some(outcomes) = courier::settled(route, n) {
@@ -147,7 +165,7 @@ impl Job {
             Route::Next { protocol, target, tls, credentials } => {
                 let options =
                     courier::next_hop_options(&self.config, *protocol, *tls, credentials.as_ref());
-                Some(outbound::turn(&self.pool, &mut self.slot, target, &options).await)
+                Some(outbound::turn(&self.pool, target, &options).await)
             }
             _ => None,
         };

@@ -96,6 +96,7 @@ impl Running {
             mta_sts: None,
             bounces,
             courier: None,
+            clock: store.clock(),
         };
         let (_fresh, fresh_rx) = mpsc::channel(1);
         let task = tokio::spawn(Scheduler::run(

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use postern_store::model::{NewMessage, NewRecipient, Notify, QueueFilter};
-use postern_store::{Store, now};
+use postern_store::{SimClock, Store, now};
 
 /// The node the tests' scheduler runs as.
 pub(super) const NODE: &str = "mx1.example.test";
@@ -59,4 +59,12 @@ pub(super) async fn dsns(store: &Store) -> Vec<String> {
         bodies.push(String::from_utf8(body).unwrap());
     }
     bodies
+}
+
+/// Puts `store` (and so every scheduler started on it) on a simulated clock showing the system's
+/// time now, which moves only when the test moves it.
+pub(super) fn simulate(store: &Store) -> SimClock {
+    let sim = SimClock::at_system_now();
+    store.set_clock(sim.clone().into());
+    sim
 }

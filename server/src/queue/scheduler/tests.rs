@@ -7,7 +7,7 @@ use postern_store::model::{
     RecipientStatus, Selection, TlsPolicy, TransportPattern,
 };
 
-use super::testing::{self, NODE, dsns};
+use super::testing::{self, NODE, dsns, simulate};
 use super::*;
 use crate::delivery::DirectConnector;
 
@@ -15,7 +15,8 @@ fn to_refused(sender: &str) -> NewMessage {
     testing::message(sender, &["bob@refused.test"], "doomed")
 }
 
-/// Runs a scheduler over the store's queue until `done` holds (or 10 s pass), then stops it.
+/// Runs a scheduler over the store's queue until `done` holds (or 10 s pass), then stops it. On
+/// a store with a simulated clock, the clock moves a minute on at every look.
 async fn schedule_until<F, Fut>(store: &Store, bounces: Queue, done: F)
 where
     F: Fn() -> Fut,
@@ -47,6 +48,7 @@ where
         mta_sts: None,
         bounces,
         courier: None,
+        clock: store.clock(),
     };
     let (_fresh, fresh_rx) = mpsc::channel(1);
     let task =
@@ -54,6 +56,9 @@ where
     let start = std::time::Instant::now();
     while !done().await {
         assert!(start.elapsed() < Duration::from_secs(10), "the scheduler did not get there");
+        if let Some(sim) = store.clock().simulated() {
+            sim.advance(Duration::from_secs(60));
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     shutdown.cancel();
@@ -156,8 +161,10 @@ async fn a_delayed_recipient_warns_its_sender_once(store: Store) {
         )
         .await
         .unwrap();
-    // Five hours in the queue, with warnings after four; retries every second.
-    let arrived = now() - 5 * 3600;
+    // Five hours in the queue, with warnings after four; retries every five minutes, on a
+    // simulated clock.
+    let sim = simulate(&store);
+    let arrived = Clock::from(sim).now() - 5 * 3600;
     let batch = [
         message_to("ann@example.org", "bob@slow.test", Notify::default(), arrived),
         message_to("cat@example.org", "dan@slow.test", Notify::FAILURE, arrived),
@@ -165,8 +172,8 @@ async fn a_delayed_recipient_warns_its_sender_once(store: Store) {
     ];
     let ids = store.queue_insert(NODE, &batch).await.unwrap();
     let retry = RetryPolicy {
-        first: Duration::from_secs(1),
-        max: Duration::from_secs(1),
+        first: Duration::from_secs(300),
+        max: Duration::from_secs(300),
         delay_warning: Some(Duration::from_secs(4 * 3600)),
         ..RetryPolicy::default()
     };
@@ -214,9 +221,9 @@ async fn a_local_delivery_with_notify_success_is_reported(store: Store) {
     };
     store.add_mailbox("test", new).await.unwrap();
     let batch = [
-        message_to("zed@example.org", "ann@example.test", Notify::SUCCESS, now()),
-        message_to("yan@example.org", "ann@example.test", Notify::default(), now()),
-        message_to("", "ann@example.test", Notify::SUCCESS, now()),
+        message_to("zed@example.org", "ann@example.test", Notify::SUCCESS, postern_store::now()),
+        message_to("yan@example.org", "ann@example.test", Notify::default(), postern_store::now()),
+        message_to("", "ann@example.test", Notify::SUCCESS, postern_store::now()),
     ];
     let ids = store.queue_insert(NODE, &batch).await.unwrap();
     let (queue, stop, writer) = dsn_queue(&store);

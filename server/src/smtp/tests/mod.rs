@@ -7,6 +7,7 @@ mod clients;
 mod content_checks;
 mod delegation;
 mod dialog;
+mod drain;
 mod dsn;
 mod hostile;
 mod identity;
@@ -80,8 +81,8 @@ pub struct Server {
     pub store: postern_store::Store,
     pub sink: Arc<Collect>,
     pub client_tls: tokio_rustls::TlsConnector,
-    /// The rate limiter's clock: moves only when a test says.
-    pub clock: Arc<crate::policy::rate::ManualClock>,
+    /// The sessions' clock (rate limits, greylisting): moves only when a test says.
+    pub clock: crate::policy::Clock,
     _db: TestDb,
     _shutdown: tokio_util::sync::DropGuard,
 }
@@ -150,7 +151,7 @@ impl Server {
             .with_no_client_auth();
 
         let sink = Arc::new(Collect::default());
-        let clock = crate::policy::rate::ManualClock::new();
+        let clock = crate::policy::Clock::manual(1_000_000_000);
         let rates =
             crate::policy::RateLimiter::new(clock.clone(), crate::policy::rate::MAX_ENTRIES);
         let (refusals, writer) = crate::policy::RefusalLog::start(store.clone(), shutdown.clone());
@@ -169,10 +170,11 @@ impl Server {
             screen: Arc::new(crate::policy::Screen::new(
                 store.clone(),
                 Arc::new(crate::dns::ScriptedResolver::new()),
-                crate::policy::Clock::manual(1_000_000_000),
+                clock.clone(),
             )),
             refusals,
             auth_backend: Default::default(),
+            draining: CancellationToken::new(),
         });
         Server {
             ctx,

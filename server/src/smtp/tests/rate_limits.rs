@@ -35,10 +35,10 @@ async fn connections_past_the_rate_get_421_and_recover_after_the_window() {
     for _ in 0..5 {
         server.connect(ListenerKind::Smtp, "127.0.0.1").await;
     }
-    server.clock.advance(Duration::from_secs(59));
+    server.clock.advance(59);
     let mut c = server.connect_silent(ListenerKind::Smtp, "192.0.2.40");
     assert!(c.reply().await.starts_with("421 4.7.0"));
-    server.clock.advance(Duration::from_secs(1));
+    server.clock.advance(1);
     server.connect(ListenerKind::Smtp, "192.0.2.40").await;
 }
 
@@ -74,7 +74,7 @@ async fn messages_and_recipients_past_the_rate_get_450_at_mail_and_rcpt() {
     other.expect("Subject: hi\r\n\r\nhello\r\n.", "250 2.0.0").await;
     assert_eq!(server.accepted().len(), 1);
     // After the windows, both recover.
-    server.clock.advance(Duration::from_secs(3600));
+    server.clock.advance(3600);
     n.expect("MAIL FROM:<x@sender.test>", "250 2.1.0").await;
     n.expect("RCPT TO:<bob@example.test>", "250 2.1.5").await;
 }
@@ -159,7 +159,7 @@ async fn a_hundred_wrong_passwords_are_slowed_then_refused_while_others_log_in()
     let mut c = ready(&server, "192.0.2.70").await;
     c.expect(&plain("bob@example.test", PASSWORD), "454 4.7.0 Too many").await;
     // …until the window ends.
-    server.clock.advance(Duration::from_secs(3600));
+    server.clock.advance(3600);
     c.expect(&plain("bob@example.test", PASSWORD), "235 2.7.0").await;
 }
 
