@@ -320,3 +320,6 @@ fn rfc5322_date(epoch: i64) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod properties;

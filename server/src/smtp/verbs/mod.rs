@@ -1,6 +1,6 @@
 //! One file per SMTP verb, each an `impl Session` block.
 
-mod auth;
+pub(super) mod auth;
 mod bdat;
 mod checks;
 pub(super) mod data;
