@@ -60,6 +60,8 @@ fn reply_text() -> impl Strategy<Value = String> {
         "[ -~]{0,60}(\r\n[ -~]{0,60}){0,3}",
         any::<String>(),
         "x{900,1200}",
+        // Long and not ASCII: a field is limited in octets, not characters.
+        "\u{e9}{400,1200}",
     ]
 }
 
