@@ -67,7 +67,7 @@ class NextHop:
                 else:
                     writer.write(b"250 2.0.0 Ok\r\n")
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         writer.close()
 
