@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{AnyPool, ConnectOptions, Executor};
+use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
 
 use crate::error::StoreError;
 
@@ -56,6 +56,12 @@ pub(crate) async fn connect(path: &Path) -> Result<AnyPool, StoreError> {
                 Ok(())
             })
         })
+        // A write that fails with SQLITE_FULL (disk full) or SQLITE_IOERR is rolled back by
+        // SQLite itself; the ROLLBACK that follows then fails ("no transaction is active") and
+        // sqlx still counts the connection as inside a transaction, so every later BEGIN on it
+        // fails ("non-zero transaction depth") and the queue keeps answering 451 after the
+        // space has come back. Such a connection is closed, not reused (tests/durability.rs).
+        .after_release(|conn, _meta| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
         .connect(url.as_str())
         .await
         .map_err(|e| StoreError::Connect {

@@ -305,10 +305,15 @@ fn header_section(body: &[u8]) -> &[u8] {
 fn one_line(text: &str) -> String {
     let joined = text.split(['\r', '\n']).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
     let joined: String = joined.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    match joined.char_indices().nth(900) {
-        Some((at, _)) => format!("{}...", &joined[..at]),
-        None => joined,
+    // 900 octets, not characters: 900 characters of UTF-8 text can be 3600 octets.
+    if joined.len() <= 900 {
+        return joined;
     }
+    let mut at = 900;
+    while !joined.is_char_boundary(at) {
+        at -= 1;
+    }
+    format!("{}...", &joined[..at])
 }
 
 fn rfc5322_date(epoch: i64) -> String {
@@ -320,3 +325,6 @@ fn rfc5322_date(epoch: i64) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod properties;

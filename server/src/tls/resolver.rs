@@ -161,6 +161,9 @@ pub fn server_config(resolver: Arc<CertResolver>, alpn: &[&[u8]]) -> Arc<ServerC
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    // Our cipher suite order, not the client's (testssl.sh's "cipher_order", bench/tls-scan.sh):
+    // a client that lists a weaker suite first still gets the strongest both support.
+    config.ignore_client_order = true;
     Arc::new(config)
 }
 
@@ -221,6 +224,13 @@ mod tests {
         let (chain, key) =
             postern_store::testing::certs::leaf(&["mail.example.com"], now - 60, now + 3600);
         certified_key(&chain, &key).unwrap()
+    }
+
+    /// testssl.sh reports a server that follows the client's cipher order (bench/tls-scan.sh).
+    #[test]
+    fn our_cipher_order_counts() {
+        let resolver = CertResolver::new("mail.example.com".parse().unwrap(), fallback());
+        assert!(server_config(resolver, &[]).ignore_client_order);
     }
 
     #[test]

@@ -145,8 +145,9 @@ fn parse_local(local: &str) -> Result<String, String> {
     if local.is_empty() {
         return Err("the local part is empty".into());
     }
-    // RFC 5321 §4.5.3.1.1: 64 octets.
-    if local.len() > 64 {
+    // RFC 5321 §4.5.3.1.1: 64 octets, of what is stored: lower case can be longer in UTF-8
+    // ("İ" is 2 octets, "i̇" 3), and a stored address must parse again.
+    if local.len() > 64 || local.to_lowercase().len() > 64 {
         return Err("the local part is longer than 64 octets".into());
     }
     if local.starts_with('.') || local.ends_with('.') || local.contains("..") {

@@ -327,3 +327,17 @@ fn control_characters_never_reach_the_report() {
     assert!(status.contains("Original-Recipient: rfc822;bob @remote.test\r\n"), "{status}");
     assert!(!dsn.body.iter().any(|&b| b < 0x20 && b != b'\r' && b != b'\n' || b == 0x7f));
 }
+
+/// A long reply in UTF-8 is cut to fit a line in octets (RFC 5322 section 2.1.1: 998), not in
+/// characters; found by `properties::reports_stay_well_formed`.
+#[test]
+fn a_long_utf8_reply_still_fits_a_line() {
+    let mut notice = failure(0, "bob@remote.test", Notify::default(), Some("127.0.0.1"));
+    notice.reply = format!("550 5.1.1 {}", "\u{e9}".repeat(1200));
+    let dsn = build(HOST, &original("ann@example.test", None), &[notice], None).unwrap();
+    let m = parse(&dsn);
+    let status = status_part(&m);
+    let diagnostic = status.lines().find(|l| l.starts_with("Diagnostic-Code:")).unwrap();
+    assert!(diagnostic.len() <= 998, "a line of {} octets", diagnostic.len());
+    assert!(diagnostic.ends_with("..."), "{diagnostic}");
+}

@@ -14,6 +14,7 @@ mod identity;
 mod inbound_auth;
 mod milter_peers;
 mod milters;
+mod properties;
 mod protocol;
 mod rate_limits;
 mod refusal_log;

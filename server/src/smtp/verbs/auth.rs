@@ -219,15 +219,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             "=" => Vec::new(),
             text => BASE64.decode(text).map_err(|_| malformed())?,
         };
-        let parts: Vec<&[u8]> = decoded.split(|&b| b == 0).collect();
-        let [authzid, authcid, password] = parts.as_slice() else { return Err(malformed()) };
-        let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| malformed());
-        let (authzid, authcid, password) = (text(authzid)?, text(authcid)?, text(password)?);
-        // We act for no one else: an authorisation identity other than the user is refused.
-        if !authzid.is_empty() && !authzid.eq_ignore_ascii_case(&authcid) {
-            return Err(Abort::Reply(invalid()));
-        }
-        Ok((authcid, password))
+        plain_credentials(&decoded).map_err(|e| match e {
+            Sasl::Malformed => malformed(),
+            Sasl::OtherIdentity => Abort::Reply(invalid()),
+        })
     }
 
     /// LOGIN: the user name and the password, each after its own 334 prompt.
@@ -237,9 +232,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             text => BASE64.decode(text).map_err(|_| malformed())?,
         };
         let password = self.challenge("UGFzc3dvcmQ6").await?;
-        let text = |b: Vec<u8>| {
-            String::from_utf8(b).ok().filter(|s| !s.contains('\0')).ok_or_else(malformed)
-        };
+        let text = |b: Vec<u8>| login_text(b).ok_or_else(malformed);
         Ok((text(user)?, text(password)?))
     }
+}
+
+/// Why a decoded SASL response gives no credentials to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::smtp) enum Sasl {
+    /// Not the mechanism's syntax: `501 5.5.2`.
+    Malformed,
+    /// PLAIN naming an authorisation identity other than the user: `535 5.7.8`.
+    OtherIdentity,
+}
+
+/// PLAIN's message (RFC 4616 §2): `[authzid] NUL authcid NUL passwd`, each UTF-8 without NUL.
+/// Returns the user and the password. Pure, so that it can be tested on generated input.
+pub(in crate::smtp) fn plain_credentials(decoded: &[u8]) -> Result<(String, String), Sasl> {
+    let parts: Vec<&[u8]> = decoded.split(|&b| b == 0).collect();
+    let [authzid, authcid, password] = parts.as_slice() else { return Err(Sasl::Malformed) };
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| Sasl::Malformed);
+    let (authzid, authcid, password) = (text(authzid)?, text(authcid)?, text(password)?);
+    // We act for no one else: an authorisation identity other than the user is refused.
+    if !authzid.is_empty() && !authzid.eq_ignore_ascii_case(&authcid) {
+        return Err(Sasl::OtherIdentity);
+    }
+    Ok((authcid, password))
+}
+
+/// One LOGIN answer (the user name or the password): UTF-8 without NUL.
+pub(in crate::smtp) fn login_text(decoded: Vec<u8>) -> Option<String> {
+    String::from_utf8(decoded).ok().filter(|s| !s.contains('\0'))
 }

@@ -1,6 +1,6 @@
 //! One file per SMTP verb, each an `impl Session` block.
 
-mod auth;
+pub(super) mod auth;
 mod bdat;
 pub(super) mod checks;
 pub(super) mod data;
