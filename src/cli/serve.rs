@@ -62,6 +62,9 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         data_dir: boot.data_dir.clone(),
         certificates: certificates.clone(),
         limits: Limits {
+            max_message_size: usize::try_from(boot.max_message_size).unwrap_or(usize::MAX),
+            // Room for two messages of the largest size, as with the default.
+            min_free_disk: boot.max_message_size.saturating_mul(2),
             max_sessions: boot.max_sessions,
             max_sessions_per_address: boot.smtp_clients.per_address,
             max_sessions_per_network: boot.smtp_clients.per_network,
