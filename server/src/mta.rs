@@ -62,6 +62,15 @@ impl Mta {
             options.certificates.clone(),
             &[],
         ));
+        // Bodies a crash left without an envelope (written, then the commit never came): before
+        // any session of ours writes a new one. A failure is not fatal: they are only space.
+        match store.spool_sweep(true).await {
+            Ok(swept) if swept != Default::default() => {
+                tracing::info!(orphans = swept.orphans, removed = swept.trash, "spool swept")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot sweep the spool"),
+        }
         let (fresh_tx, fresh_rx) = tokio::sync::mpsc::channel(crate::queue::FRESH_BACKLOG);
         let (queue, writer) =
             Queue::start(store.clone(), options.hostname.clone(), Some(fresh_tx), shutdown.clone());
