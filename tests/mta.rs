@@ -678,7 +678,7 @@ fn large_message(len: usize) -> Vec<u8> {
     while m.len() < len {
         x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
         let width = 1 + (x >> 16) as usize % 120;
-        if x % 17 == 0 {
+        if x.is_multiple_of(17) {
             m.push(b'.');
         }
         m.extend((0..width).map(|i| b'!' + ((x as usize + i) % 90) as u8));

@@ -551,12 +551,12 @@ impl Store {
                 return Ok(removed);
             }
             for body_ref in &refs {
-                if let Some(name) = body_ref.strip_prefix("file:") {
-                    if let Err(e) = files.remove(name).await {
-                        // Left for the next pass: an unlink that fails now may work later.
-                        tracing::warn!(error = %e, body_ref, "cannot remove a spool file");
-                        continue;
-                    }
+                if let Some(name) = body_ref.strip_prefix("file:")
+                    && let Err(e) = files.remove(name).await
+                {
+                    // Left for the next pass: an unlink that fails now may work later.
+                    tracing::warn!(error = %e, body_ref, "cannot remove a spool file");
+                    continue;
                 }
                 sqlx::query("DELETE FROM queue_body_trash WHERE body_ref = $1")
                     .bind(body_ref.as_str())

@@ -48,7 +48,8 @@ async fn queue(store: &Store, body: Vec<u8>) -> (crate::model::QueueId, Option<S
     m.body = body;
     let body_ref = store.spool_body(&m.body).await.unwrap();
     store.spool_sync().await.unwrap();
-    let ids = store.queue_insert_spooled(NODE, &[m], &[body_ref.clone()]).await.unwrap();
+    let ids =
+        store.queue_insert_spooled(NODE, &[m], std::slice::from_ref(&body_ref)).await.unwrap();
     (ids[0], body_ref)
 }
 
