@@ -66,6 +66,15 @@ impl Mta {
             options.certificates.clone(),
             &[],
         ));
+        // Bodies a crash left without an envelope (written, then the commit never came): before
+        // any session of ours writes a new one. A failure is not fatal: they are only space.
+        match store.spool_sweep(true).await {
+            Ok(swept) if swept != Default::default() => {
+                tracing::info!(orphans = swept.orphans, removed = swept.trash, "spool swept")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot sweep the spool"),
+        }
         let (fresh_tx, fresh_rx) = tokio::sync::mpsc::channel(crate::queue::FRESH_BACKLOG);
         // The writer outlives the sessions: a message whose transfer was under way at shutdown
         // is still committed (and answered 250) while they drain; it stops once they are gone.

@@ -69,6 +69,9 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         data_dir: boot.data_dir.clone(),
         certificates: certificates.clone(),
         limits: Limits {
+            max_message_size: usize::try_from(boot.max_message_size).unwrap_or(usize::MAX),
+            // Room for two messages of the largest size, as with the default.
+            min_free_disk: boot.max_message_size.saturating_mul(2),
             max_sessions: boot.max_sessions,
             max_sessions_per_address: boot.smtp_clients.per_address,
             max_sessions_per_network: boot.smtp_clients.per_network,
@@ -83,7 +86,12 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     };
     let mta = Mta::start(store.clone(), listeners, options, shutdown.clone()).await?;
     let first_admin = ensure_admin(&store).await?;
-    let maintenance = tokio::spawn(trim_history(store.clone(), shutdown.clone()));
+    let retention = postern_store::Retention {
+        delivery_log: boot.log_retention,
+        // The engines' tail of administrator actions: a day leaves room for a stopped engine.
+        queue_events: boot.log_retention.min(postern_store::Retention::default().queue_events),
+    };
+    let maintenance = tokio::spawn(trim_history(store.clone(), retention, shutdown.clone()));
     let settings = postern_web::Settings {
         hostname: boot.hostname.to_string(),
         certificate: super::console::certificate_info(&cert.cert),
@@ -324,14 +332,18 @@ async fn ensure_admin(store: &Store) -> anyhow::Result<Option<String>> {
 }
 
 /// Trims the history tables once an hour (and once at start-up).
-async fn trim_history(store: Store, shutdown: CancellationToken) {
+async fn trim_history(
+    store: Store,
+    retention: postern_store::Retention,
+    shutdown: CancellationToken,
+) {
     let mut every = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = every.tick() => {}
         }
-        match store.trim_history(postern_store::Retention::default()).await {
+        match store.trim_history(retention).await {
             Ok(t) if t != postern_store::Trimmed::default() => tracing::info!(
                 delivery_log = t.delivery_log,
                 queue_events = t.queue_events,
@@ -340,6 +352,16 @@ async fn trim_history(store: Store, shutdown: CancellationToken) {
             ),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot trim the history tables"),
+        }
+        // Orphaned message bodies (older than an hour) and spool files left by a failed unlink.
+        if let Err(e) = store.spool_sweep(false).await {
+            tracing::warn!(error = %e, "cannot sweep the spool");
+        }
+        // After the trim: what it freed goes back to the file system, and the WAL is emptied.
+        match store.compact().await {
+            Ok(c) if c.vacuumed > 0 => tracing::info!(bytes = c.vacuumed, "store compacted"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot compact the store"),
         }
     }
 }

@@ -44,6 +44,10 @@ pub enum StoreError {
 
     #[error("password hashing failed: {0}")]
     Password(String),
+
+    /// A message body in the spool (`<data_dir>/spool`) could not be written, read or removed.
+    #[error("spool {path}: {source}")]
+    Spool { path: String, source: std::io::Error },
 }
 
 impl StoreError {
@@ -54,6 +58,7 @@ impl StoreError {
             self,
             StoreError::Connect { .. }
                 | StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))
+                | StoreError::Spool { .. }
         )
     }
 

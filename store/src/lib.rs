@@ -12,12 +12,14 @@ pub mod model;
 mod postgres;
 pub(crate) mod repo;
 pub mod secrets;
+pub mod spool;
 mod sqlite;
 mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 #[cfg(test)]
 mod tests;
+mod upkeep;
 
 pub use clock::now;
 pub use clock::{Clock, SimClock};
@@ -36,3 +38,4 @@ pub use repo::sessions::ConsoleSession;
 pub use repo::tokens::{new_secret, secret_hash};
 pub use secrets::SecretKey;
 pub use store::Store;
+pub use upkeep::{Compacted, StorageSizes};

@@ -47,9 +47,11 @@ pub(crate) async fn connect(path: &Path) -> Result<AnyPool, StoreError> {
             Box::pin(async move {
                 // WAL lets readers run beside the writer; synchronous=FULL makes a commit
                 // durable (ARCHITECTURE.md: durability); busy_timeout makes concurrent writers
-                // wait, not fail.
+                // wait, not fail. auto_vacuum first: it takes effect on a new, empty file only
+                // (`upkeep` converts an older one), and lets the upkeep give freed pages back.
                 conn.execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                    "PRAGMA auto_vacuum = INCREMENTAL; \
+                     PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                      PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
                 )
                 .await?;

@@ -37,6 +37,8 @@ pub(crate) struct Inner {
     /// What the queue's records are stamped with: the system clock, or a test's simulated one
     /// (so that the store and the scheduler agree on what "now" is).
     pub(crate) clock: std::sync::RwLock<crate::clock::Clock>,
+    /// Where message bodies too large to stay inline go (`crate::spool`).
+    pub(crate) bodies: crate::spool::Bodies,
 }
 
 impl std::fmt::Debug for Store {
@@ -99,6 +101,11 @@ impl Store {
                 files::private_file(path).map_err(fail)?;
                 let pool = sqlite::connect(path).await?;
                 sqlite::migrate(&pool, path).await?;
+                // Once, for a file made before incremental vacuum was on; not fatal (another
+                // process holding the file makes the VACUUM wait, then give up).
+                if let Err(e) = crate::upkeep::enable_incremental_vacuum(&pool).await {
+                    tracing::warn!(error = %e, "cannot turn on incremental vacuum; will try again");
+                }
                 // Ones an earlier version left behind may be looser.
                 for suffix in ["-wal", "-shm"] {
                     let mut name = path.clone().into_os_string();
@@ -121,6 +128,19 @@ impl Store {
             .fetch_one(&pool)
             .await?;
         let (queue_event, _) = watch::channel(last_event);
+        // Files beside the SQLite database (`<data_dir>/spool` by default); rows in the
+        // database with Postgres, which every engine sharing it can reach.
+        let files = match database {
+            Database::Sqlite { path } => Some(crate::spool::FileStore::new(
+                path.parent().unwrap_or(Path::new(".")).join("spool"),
+            )),
+            Database::Postgres { .. } => None,
+        };
+        let bodies = crate::spool::Bodies {
+            use_files: files.is_some(),
+            files,
+            db: crate::spool::DbStore::new(pool.clone()),
+        };
         Ok(Store {
             inner: Arc::new(Inner {
                 pool,
@@ -130,6 +150,7 @@ impl Store {
                 queue_event,
                 last_queue_id: std::sync::Mutex::new(None),
                 clock: Default::default(),
+                bodies,
             }),
         })
     }

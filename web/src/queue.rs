@@ -186,10 +186,48 @@ pub struct HeaderField {
     pub value: String,
 }
 
-/// The header block of a queued message's body, or empty when it is gone or has none.
+/// The header block of a queued message's body, or empty when it is gone or has none. Only the
+/// start of the body is read, however large the message.
 pub async fn headers(state: &AppState, id: QueueId) -> Result<Vec<HeaderField>, WebError> {
-    let Some(body) = state.store.queue_body(id).await? else { return Ok(Vec::new()) };
-    Ok(parse_headers(&body))
+    let Some(head) = state.store.queue_body_head(id, HEADER_BLOCK_LIMIT).await? else {
+        return Ok(Vec::new());
+    };
+    Ok(parse_headers(&head))
+}
+
+/// A queued message as it will be delivered, for `principal` if it may see the message (the
+/// message page's own check): streamed from the store chunk by chunk, never whole in memory,
+/// as `message/rfc822` to save (`<id>.eml`), never to render.
+pub async fn raw(
+    state: &AppState,
+    principal: &Principal,
+    id: QueueId,
+) -> Result<axum::response::Response, WebError> {
+    use axum::http::header;
+    show(state, principal, id).await?;
+    let Some(reader) = state.store.queue_body_reader(id).await? else {
+        return Err(WebError::NotFound(format!("message {id} is not in the queue")));
+    };
+    let chunks = futures_util::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        match reader.next_chunk().await {
+            Ok(Some(chunk)) => Some((Ok(chunk), Some(reader))),
+            Ok(None) => None,
+            Err(e) => {
+                // The status line is gone already: the client sees a cut-short download.
+                tracing::warn!(error = %e, "reading a queued message for download failed");
+                Some((Err(std::io::Error::other(e.to_string())), None))
+            }
+        }
+    });
+    let response = axum::response::Response::builder()
+        .header(header::CONTENT_TYPE, "message/rfc822")
+        .header(header::CONTENT_DISPOSITION, format!("attachment; filename=\"{id}.eml\""))
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(axum::body::Body::from_stream(chunks))
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    Ok(response)
 }
 
 pub fn parse_headers(body: &[u8]) -> Vec<HeaderField> {

@@ -53,7 +53,61 @@ postern_store::store_tests!(
     inbound_check_results_show_on_the_page_the_api_and_the_log,
     a_message_page_shows_every_attempt_and_the_log_leads_to_it,
     the_list_shows_subject_error_and_retry_and_filters_by_part_of_an_address,
+    the_raw_message_downloads_within_the_pages_scope
 );
+
+/// A large message (stored apart from its envelope, see `postern_store::spool`): the page reads
+/// its headers only, the raw download streams it whole, to those who may see the page.
+async fn the_raw_message_downloads_within_the_pages_scope(store: Store) {
+    store.add_domain("test", &"a.test".parse().unwrap(), DomainKind::Local).await.unwrap();
+    add_admin(&store, "alice", Role::Admin, &[]).await;
+    add_admin(&store, "dora", Role::DomainAdmin, &["a.test"]).await;
+    let mut big = message("x@x.test", &["w@b.test"], "large");
+    let line = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n";
+    big.body.extend_from_slice(line.repeat(1_000_000 / line.len()).as_bytes());
+    let body_ref = store.spool_body(&big.body).await.unwrap();
+    assert!(body_ref.is_some(), "a megabyte is stored apart");
+    store.spool_sync().await.unwrap();
+    let expected = String::from_utf8(big.body.clone()).unwrap();
+    let ids = store.queue_insert_spooled(NODE, &[big], &[body_ref]).await.unwrap();
+    let id = ids[0];
+
+    let app = console(&store);
+    let alice = Browser::login(&app, "alice").await;
+    let page = alice.get(&format!("/queue/{id}")).await;
+    assert!(page.body.contains("large") && page.body.contains(&format!("/queue/{id}/raw")));
+    let raw = alice.get(&format!("/queue/{id}/raw")).await;
+    assert_eq!(raw.status, StatusCode::OK);
+    assert_eq!(raw.headers["content-type"], "message/rfc822");
+    assert_eq!(
+        raw.headers["content-disposition"],
+        format!("attachment; filename=\"{id}.eml\"").as_str()
+    );
+    assert!(raw.body == expected, "byte-exact ({} of {} bytes)", raw.body.len(), expected.len());
+
+    // The dashboard says how large the store is, to global administrators.
+    let home = alice.get("/").await.body;
+    assert!(home.contains("<h2>Storage</h2>") && home.contains("1 message body stored apart"));
+
+    // Outside her domains: not found, as the page is.
+    let dora = Browser::login(&app, "dora").await;
+    assert!(!dora.get("/").await.body.contains("<h2>Storage</h2>"));
+    assert_eq!(dora.get(&format!("/queue/{id}/raw")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(alice.get("/queue/nonsense/raw").await.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let api = Api::new(&store, &app, "alice", Access::Read, &[]).await;
+    let raw = api.call("GET", &format!("/queue/{id}/raw"), None).await;
+    assert_eq!(raw.status, StatusCode::OK);
+    assert!(raw.body == expected);
+    let narrow = Api::new(&store, &app, "dora", Access::Read, &[]).await;
+    let hidden = narrow.call("GET", &format!("/queue/{id}/raw"), None).await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
+    assert_eq!(hidden.json()["error"]["code"], "not_found");
+    let doc = api.call("GET", "/openapi.json", None).await.json();
+    let op = &doc["paths"]["/queue/{id}/raw"]["get"];
+    assert!(op["responses"]["200"]["content"]["message/rfc822"].is_object(), "{op}");
+    assert!(op["responses"]["404"].is_object(), "{op}");
+}
 
 async fn pages_chain_through_thousands_of_messages(store: Store) {
     add_admin(&store, "alice", Role::Admin, &[]).await;

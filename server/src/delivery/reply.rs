@@ -137,14 +137,6 @@ impl Wire {
         }
     }
 
-    /// Writes `data` in blocks, each under `limit` (RFC 5321 §4.5.3.2.5: 3 minutes per block).
-    pub async fn send_data(&mut self, data: &[u8], limit: Duration) -> Result<(), WireError> {
-        for block in data.chunks(64 * 1024) {
-            self.send(block, limit).await?;
-        }
-        Ok(())
-    }
-
     pub async fn read_reply(&mut self, limit: Duration) -> Result<Reply, WireError> {
         match tokio::time::timeout(limit, self.read_reply_untimed()).await {
             Ok(result) => result,

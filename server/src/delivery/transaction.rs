@@ -53,14 +53,19 @@ fn rcpt_command(client: &Client, d: &Delivery<'_>, recipient: &str) -> String {
     line
 }
 
+/// How much of the message goes to the socket at a time, each block under the data-block
+/// time limit (RFC 5321 §4.5.3.2.5: 3 minutes per block).
+const DATA_BLOCK: usize = 64 * 1024;
+
 pub(super) async fn run(client: &mut Client, d: &Delivery<'_>) -> Vec<Outcome> {
     let n = d.recipients.len();
-    let data = match wire::encode_data(d.body) {
-        Ok(data) => data,
+    // Checked whole before anything is sent; stuffed on the way out (`wire::DataBlocks`).
+    let data_len = match wire::check_data(d.body) {
+        Ok(len) => len,
         Err(e) => return vec![Outcome::failed(e.reply()); n],
     };
     // RFC 1870 §3: the size before dot-stuffing, with CRLF line ends.
-    let size = data.len().saturating_sub(3);
+    let size = data_len.saturating_sub(3);
     let target = client.target.clone();
     if client.offers(EXT_SIZE) && client.caps.size > 0 && size > client.caps.size {
         let text = format!(
@@ -172,7 +177,18 @@ pub(super) async fn run(client: &mut Client, d: &Delivery<'_>) -> Vec<Outcome> {
         return outcomes.into_iter().flatten().collect();
     }
 
-    if let Err(e) = client.wire.send_data(&data, client.timeouts.data_block).await {
+    let mut blocks = wire::DataBlocks::new(d.body);
+    let mut block = Vec::with_capacity(DATA_BLOCK + 8);
+    let sent = loop {
+        block.clear();
+        if !blocks.next_into(&mut block, DATA_BLOCK) {
+            break Ok(());
+        }
+        if let Err(e) = client.wire.send(&block, client.timeouts.data_block).await {
+            break Err(e);
+        }
+    };
+    if let Err(e) = sent {
         client.broken = true;
         pending(&mut outcomes, lost(&target, &e, "sending the message"));
         return outcomes.into_iter().flatten().collect();

@@ -33,14 +33,25 @@ impl BodyError {
     }
 }
 
-/// The DATA payload for `body`, including the final `.<CRLF>`.
+/// The DATA payload for `body`, including the final `.<CRLF>`, whole: for tests and small
+/// messages. Delivery sends [`DataBlocks`] instead, without a second copy of the message.
 ///
 /// A bare LF is taken as a line end and sent as CRLF (messages written by local programs often
 /// have Unix line ends; RFC 5321 §2.3.8 forbids sending a bare LF). A line that starts with "."
 /// gets one more, including the very first line of the body (RFC 5321 §4.5.2), which some
 /// clients forget.
 pub fn encode_data(body: &[u8]) -> Result<Vec<u8>, BodyError> {
-    let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 8);
+    let mut out = Vec::with_capacity(check_data(body)?);
+    let mut blocks = DataBlocks::new(body);
+    while blocks.next_into(&mut out, usize::MAX) {}
+    Ok(out)
+}
+
+/// Checks that `body` can be sent as [`encode_data`] describes, before anything is sent (so
+/// that a refusal is permanent and the peer never sees half a message), and returns the length
+/// of its DATA payload, terminator included.
+pub fn check_data(body: &[u8]) -> Result<usize, BodyError> {
+    let mut len = 0usize;
     let mut line_start = true;
     let mut line_len = 0usize;
     let mut line_no = 1usize;
@@ -49,7 +60,7 @@ pub fn encode_data(body: &[u8]) -> Result<Vec<u8>, BodyError> {
         let b = body[i];
         match b {
             b'\r' if body.get(i + 1) == Some(&b'\n') => {
-                out.extend_from_slice(b"\r\n");
+                len += 2;
                 i += 2;
                 line_start = true;
                 line_len = 0;
@@ -58,14 +69,14 @@ pub fn encode_data(body: &[u8]) -> Result<Vec<u8>, BodyError> {
             }
             b'\r' => return Err(BodyError::BareCr { offset: i }),
             b'\n' => {
-                out.extend_from_slice(b"\r\n");
+                len += 2;
                 line_start = true;
                 line_len = 0;
                 line_no += 1;
             }
             _ => {
                 if line_start && b == b'.' {
-                    out.push(b'.');
+                    len += 1;
                 }
                 line_start = false;
                 line_len += 1;
@@ -75,17 +86,73 @@ pub fn encode_data(body: &[u8]) -> Result<Vec<u8>, BodyError> {
                     let length = length.unwrap_or(rest.len());
                     return Err(BodyError::LineTooLong { line: line_no, length });
                 }
-                out.push(b);
+                len += 1;
             }
         }
         i += 1;
     }
     if !line_start {
-        // The terminator needs the last line ended (RFC 5321 §4.1.1.4).
-        out.extend_from_slice(b"\r\n");
+        len += 2;
     }
-    out.extend_from_slice(b".\r\n");
-    Ok(out)
+    Ok(len + 3)
+}
+
+/// The DATA payload of a body [`check_data`] accepted, produced a block at a time, so that
+/// dot-stuffing happens on the way to the socket (RFC 5321 §4.5.2) rather than in a copy of
+/// the whole message.
+pub struct DataBlocks<'a> {
+    body: &'a [u8],
+    pos: usize,
+    line_start: bool,
+    finished: bool,
+}
+
+impl<'a> DataBlocks<'a> {
+    pub fn new(body: &'a [u8]) -> DataBlocks<'a> {
+        DataBlocks { body, pos: 0, line_start: true, finished: false }
+    }
+
+    /// Appends the next block, about `max` bytes (a line end, a stuffed dot and the
+    /// terminator may take it up to 6 over), to `out`; `false` once all was given.
+    pub fn next_into(&mut self, out: &mut Vec<u8>, max: usize) -> bool {
+        if self.finished {
+            return false;
+        }
+        let start = out.len();
+        while self.pos < self.body.len() && out.len() - start < max {
+            let b = self.body[self.pos];
+            match b {
+                // check_data refused a CR without its LF.
+                b'\r' => {
+                    out.extend_from_slice(b"\r\n");
+                    self.pos += 2;
+                    self.line_start = true;
+                    continue;
+                }
+                b'\n' => {
+                    out.extend_from_slice(b"\r\n");
+                    self.line_start = true;
+                }
+                _ => {
+                    if self.line_start && b == b'.' {
+                        out.push(b'.');
+                    }
+                    self.line_start = false;
+                    out.push(b);
+                }
+            }
+            self.pos += 1;
+        }
+        if self.pos >= self.body.len() {
+            if !self.line_start {
+                // The terminator needs the last line ended (RFC 5321 §4.1.1.4).
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b".\r\n");
+            self.finished = true;
+        }
+        true
+    }
 }
 
 /// RFC 5322 §3.2.3 atext, with RFC 6531's UTF-8 allowed.
@@ -209,6 +276,23 @@ mod tests {
         // A leading dot's stuffing does not count against the author.
         let dotted = [b".".to_vec(), b"a".repeat(997), b"\r\n".to_vec()].concat();
         assert!(encode_data(&dotted).is_ok());
+    }
+
+    #[test]
+    fn blocks_of_any_size_make_the_same_payload() {
+        let body = b".a\r\nb\n..c\r\n\r\n.\r\nlast line without end";
+        let whole = encode_data(body).unwrap();
+        assert_eq!(check_data(body).unwrap(), whole.len());
+        for max in [1, 2, 3, 5, 64] {
+            let mut blocks = DataBlocks::new(body);
+            let mut out = Vec::new();
+            let mut block = Vec::new();
+            while blocks.next_into(&mut block, max) {
+                assert!(block.len() <= max + 6, "{max}: {}", block.len());
+                out.append(&mut block);
+            }
+            assert_eq!(out, whole, "blocks of {max}");
+        }
     }
 
     #[test]

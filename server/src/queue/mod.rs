@@ -63,6 +63,9 @@ pub struct QueueStats {
 
 struct Job {
     message: NewMessage,
+    /// Where the session stored the body when it is too large to stay inline
+    /// (`postern_store::spool`); `None` keeps it in the envelope's transaction.
+    body_ref: Option<String>,
     reply: oneshot::Sender<Result<QueueId, QueueError>>,
 }
 
@@ -71,6 +74,7 @@ struct Job {
 pub struct Queue {
     jobs: mpsc::Sender<Job>,
     stats: Arc<QueueStats>,
+    store: Store,
 }
 
 impl std::fmt::Debug for Queue {
@@ -93,17 +97,28 @@ impl Queue {
     ) -> (Queue, JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(CHANNEL_DEPTH);
         let stats = Arc::new(QueueStats::default());
-        let task = tokio::spawn(writer::run(store, node, rx, stats.clone(), fresh, shutdown));
-        (Queue { jobs, stats }, task)
+        let task =
+            tokio::spawn(writer::run(store.clone(), node, rx, stats.clone(), fresh, shutdown));
+        (Queue { jobs, stats, store }, task)
     }
 
     /// Queues `m` and returns its ID once it is durable; only then may the session say `250`.
     pub async fn enqueue(&self, m: NewMessage) -> Result<QueueId, QueueError> {
         // Refused here, a bad message fails alone instead of failing its whole batch.
         m.check().map_err(|e| QueueError::Store(Arc::new(e)))?;
+        // A large body is written and fsynced here, by each session at once, rather than one
+        // after another by the writer; the writer then makes the spool directory durable once
+        // for its whole batch, before the envelopes' commit.
+        let body_ref =
+            self.store.spool_body(&m.body).await.map_err(|e| QueueError::Store(Arc::new(e)))?;
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job { message: m, reply }).await.map_err(|_| QueueError::Closed)?;
-        // A writer that ends without answering (a panic) never committed the message.
+        let job = Job { message: m, body_ref: body_ref.clone(), reply };
+        if self.jobs.send(job).await.is_err() {
+            self.store.spool_discard(body_ref.as_slice()).await;
+            return Err(QueueError::Closed);
+        }
+        // A writer that ends without answering (a panic) never committed the message; a body
+        // it leaves behind is an orphan for the next sweep.
         answer.await.unwrap_or(Err(QueueError::Closed))
     }
 

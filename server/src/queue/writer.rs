@@ -64,9 +64,26 @@ async fn commit(
     fresh: Option<&mpsc::Sender<Fresh>>,
 ) {
     let count = batch.len();
-    let (messages, replies): (Vec<_>, Vec<_>) =
-        batch.into_iter().map(|job| (job.message, job.reply)).unzip();
-    match store.queue_insert(node, &messages).await {
+    let mut messages = Vec::with_capacity(count);
+    let mut body_refs = Vec::with_capacity(count);
+    let mut replies = Vec::with_capacity(count);
+    for job in batch {
+        messages.push(job.message);
+        body_refs.push(job.body_ref);
+        replies.push(job.reply);
+    }
+    let spooled: Vec<String> = body_refs.iter().flatten().cloned().collect();
+    // One directory fsync for every spooled body of the batch: their files were fsynced by
+    // the sessions, their names become durable here, before the envelopes that name them.
+    let synced = match spooled.is_empty() {
+        true => Ok(()),
+        false => store.spool_sync().await,
+    };
+    let inserted = match synced {
+        Ok(()) => store.queue_insert_spooled(node, &messages, &body_refs).await,
+        Err(e) => Err(e),
+    };
+    match inserted {
         Ok(ids) => {
             stats.batches.fetch_add(1, Ordering::Relaxed);
             stats.messages.fetch_add(count as u64, Ordering::Relaxed);
@@ -84,6 +101,7 @@ async fn commit(
             }
         }
         Err(e) => {
+            store.spool_discard(&spooled).await;
             stats.failed_batches.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, messages = count, "cannot write to the queue");
             let e = QueueError::Store(Arc::new(e));

@@ -20,6 +20,9 @@ pub enum BodyError {
 pub struct Body {
     data: Vec<u8>,
     limit: usize,
+    /// Octets taken so far (line endings included, our folds not): what the limit applies to,
+    /// the size the client announced with SIZE= (RFC 1870 §4).
+    size: usize,
     /// Bytes since the last CRLF that we stored.
     line_len: usize,
     prev_cr: bool,
@@ -34,6 +37,7 @@ impl Body {
         Body {
             data: Vec::with_capacity(limit.min(64 * 1024)),
             limit,
+            size: 0,
             line_len: 0,
             prev_cr: false,
             in_headers: true,
@@ -43,9 +47,9 @@ impl Body {
         }
     }
 
-    /// Size of what was offered so far, stored or not.
+    /// Size of what was taken so far.
     pub fn len(&self) -> usize {
-        self.data.len()
+        self.size
     }
 
     pub fn failed(&self) -> bool {
@@ -89,13 +93,23 @@ impl Body {
             }
             self.data.push(b);
             self.line_len += 1;
-            if self.data.len() > self.limit {
-                self.fail(BodyError::TooBig);
-            }
+            self.grow(1);
+        }
+    }
+
+    /// Counts `n` more octets; one past the limit fails the body (`552 5.3.4`).
+    fn grow(&mut self, n: usize) {
+        self.size += n;
+        if self.size > self.limit {
+            self.fail(BodyError::TooBig);
         }
     }
 
     fn end_line(&mut self) {
+        self.grow(2);
+        if self.error.is_some() {
+            return;
+        }
         if self.in_headers {
             let line = &self.data[self.header_start..];
             if line.is_empty() {
@@ -161,6 +175,22 @@ mod tests {
             assert!(line.len() <= MAX_LINE + 1, "{}", line.len());
         }
         assert_eq!(out.iter().filter(|&&b| b == b'x').count(), 2500);
+    }
+
+    #[test]
+    fn the_limit_counts_line_endings_and_not_folds() {
+        let exact = |limit: usize, input: &[u8]| {
+            let mut b = Body::new(limit);
+            b.push(input);
+            b.finish().map(|_| ())
+        };
+        // 10 octets with the CRLF: at the limit, then one over.
+        assert_eq!(exact(10, b"01234567\r\n"), Ok(()));
+        assert_eq!(exact(9, b"01234567\r\n"), Err(BodyError::TooBig));
+        // A 2,000-octet line is folded in storage, but counts what was sent.
+        let long = [&vec![b'x'; 2000][..], b"\r\n"].concat();
+        assert_eq!(exact(2002, &long), Ok(()));
+        assert_eq!(exact(2001, &long), Err(BodyError::TooBig));
     }
 
     #[test]

@@ -22,7 +22,8 @@ use crate::policy::{self, Decision, Effects};
 /// Limits of a session. The defaults follow Postfix's.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// `message_size_limit`; announced by SIZE.
+    /// `message_size_limit` (`[smtp] max_message_size`); announced by SIZE, checked at MAIL's
+    /// SIZE= and while the body arrives.
     pub max_message_size: usize,
     /// `smtpd_recipient_limit`.
     pub max_recipients: usize,
@@ -53,7 +54,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        let max_message_size = 25 * 1024 * 1024;
+        let max_message_size = postern_store::boot::DEFAULT_MAX_MESSAGE_SIZE as usize;
         let clients = postern_store::boot::SmtpClientLimits::default();
         Limits {
             max_message_size,

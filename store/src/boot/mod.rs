@@ -15,6 +15,7 @@ mod acme;
 mod auth;
 mod connections;
 mod delivery;
+mod sizes;
 
 pub use acme::{
     AcmeConfig, DEFAULT_HTTP_LISTEN, DEFAULT_RETRY_FIRST, DEFAULT_RETRY_MAX, EabKey,
@@ -23,6 +24,7 @@ pub use acme::{
 pub use auth::{DEFAULT_DOVECOT_SOCKET, SmtpAuthBackend};
 pub use connections::{ConsoleOptions, SmtpClientLimits};
 pub use delivery::{DeliveryConfig, format_duration, parse_duration};
+pub use sizes::{DEFAULT_MAX_MESSAGE_SIZE, parse_size};
 
 /// The documented example printed by `postern config example`.
 pub const EXAMPLE: &str = include_str!("example.toml");
@@ -70,6 +72,13 @@ struct RawFile {
     dns: RawDns,
     #[serde(default)]
     auth: auth::RawAuth,
+    store: RawStore,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    log_retention: Option<delivery::Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +97,7 @@ struct RawSmtp {
     max_sessions_per_address: Option<delivery::Scalar>,
     max_sessions_per_network: Option<delivery::Scalar>,
     idle_timeout: Option<delivery::Scalar>,
+    max_message_size: Option<delivery::Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,6 +141,9 @@ pub struct BootConfig {
     pub max_sessions: usize,
     /// SMTP sessions one client (address, network) may hold, and the idle limit before MAIL.
     pub smtp_clients: SmtpClientLimits,
+    /// The largest message the SMTP listeners take (`[smtp] max_message_size`), announced in
+    /// EHLO's SIZE and checked at MAIL's SIZE= and while the body arrives (RFC 1870).
+    pub max_message_size: u64,
     pub console: Vec<SocketAddr>,
     /// The console over HTTPS, with the appliance's certificate; none unless configured.
     pub console_tls: Vec<SocketAddr>,
@@ -146,7 +159,14 @@ pub struct BootConfig {
     pub acme: Option<AcmeConfig>,
     /// Who checks SMTP AUTH passwords (`[auth]`).
     pub smtp_auth: SmtpAuthBackend,
+    /// How long the delivery log is kept (`[store] log_retention`); queue events are kept at
+    /// most a day, and no longer than this.
+    pub log_retention: std::time::Duration,
 }
+
+/// What `[store] log_retention` is unless configured: a month, as Postfix sites often keep
+/// their maillog.
+pub const DEFAULT_LOG_RETENTION: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
 
 impl fmt::Debug for BootConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -162,6 +182,7 @@ impl fmt::Debug for BootConfig {
             .field("submissions", &self.submissions)
             .field("max_sessions", &self.max_sessions)
             .field("smtp_clients", &self.smtp_clients)
+            .field("max_message_size", &self.max_message_size)
             .field("console", &self.console)
             .field("console_tls", &self.console_tls)
             .field("console_options", &self.console_options)
@@ -171,6 +192,7 @@ impl fmt::Debug for BootConfig {
             .field("dns_servers", &self.dns_servers)
             .field("acme", &self.acme)
             .field("smtp_auth", &self.smtp_auth)
+            .field("log_retention", &self.log_retention)
             .finish()
     }
 }
@@ -295,11 +317,17 @@ impl BootConfig {
                     })?;
                     raw.smtp.max_sessions = Some(n);
                 }
+                "POSTERN_SMTP_MAX_MESSAGE_SIZE" => {
+                    raw.smtp.max_message_size = Some(delivery::Scalar::Text(value));
+                }
                 "POSTERN_CONSOLE_LISTEN" => raw.console.listen = Some(split(&value)),
                 "POSTERN_CONSOLE_TLS_LISTEN" => raw.console.tls_listen = Some(split(&value)),
                 "POSTERN_LOG_FORMAT" => raw.log.format = Some(value),
                 "POSTERN_LOG_LEVEL" => raw.log.level = Some(value),
                 "POSTERN_DNS_SERVERS" => raw.dns.servers = Some(split(&value)),
+                "POSTERN_STORE_LOG_RETENTION" => {
+                    raw.store.log_retention = Some(delivery::Scalar::Text(value));
+                }
                 _ if connections.set_from_env(&key, value.clone()) => {}
                 _ if acme::is_acme_var(&key) => {
                     raw.acme.get_or_insert_default().set_from_env(&key, value);
@@ -378,6 +406,26 @@ impl BootConfig {
         if max_sessions == 0 {
             return Err(invalid("smtp.max_sessions", "0", "must be at least 1".into()));
         }
+        let max_message_size = match &raw.smtp.max_message_size {
+            None => DEFAULT_MAX_MESSAGE_SIZE,
+            Some(given) => {
+                let size = match given {
+                    delivery::Scalar::Number(n) => {
+                        u64::try_from(*n).map_err(|_| "must not be negative".to_string())
+                    }
+                    delivery::Scalar::Text(t) => parse_size(t),
+                };
+                // Below a few KB not even the headers of ordinary mail fit: a typo, surely.
+                match size {
+                    Ok(size) if size >= 1024 => size,
+                    Ok(_) => {
+                        let m = "must be at least 1K".to_string();
+                        return Err(invalid("smtp.max_message_size", &given.shown(), m));
+                    }
+                    Err(m) => return Err(invalid("smtp.max_message_size", &given.shown(), m)),
+                }
+            }
+        };
         // Off unless asked for: plain HTTP on loopback is the safe default.
         let console_tls =
             listen("console.tls_listen", Some(raw.console.tls_listen.unwrap_or_default()), "")?;
@@ -407,6 +455,23 @@ impl BootConfig {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let log_retention = match &raw.store.log_retention {
+            None => DEFAULT_LOG_RETENTION,
+            Some(given) => {
+                let parsed = match given {
+                    delivery::Scalar::Text(t) => parse_duration(t),
+                    delivery::Scalar::Number(_) => parse_duration(""),
+                };
+                match parsed {
+                    Ok(d) if d.as_secs() >= 3600 => d,
+                    Ok(_) => {
+                        let m = "must be at least 1h".to_string();
+                        return Err(invalid("store.log_retention", &given.shown(), m));
+                    }
+                    Err(m) => return Err(invalid("store.log_retention", &given.shown(), m)),
+                }
+            }
+        };
         let (smtp_clients, console_options) = connections.build(origin)?;
         let base = path.and_then(Path::parent).filter(|d| !d.as_os_str().is_empty());
         let acme = raw.acme.map(|a| AcmeConfig::build(a, base, origin)).transpose()?;
@@ -424,6 +489,7 @@ impl BootConfig {
             submissions,
             max_sessions,
             smtp_clients,
+            max_message_size,
             console,
             console_tls,
             console_options,
@@ -433,6 +499,7 @@ impl BootConfig {
             dns_servers,
             acme,
             smtp_auth,
+            log_retention,
         };
         config.check_unique_listeners(origin)?;
         Ok(config)
@@ -526,6 +593,8 @@ mod tests {
         assert_eq!(example.delivery, DeliveryConfig::default());
         assert_eq!(example.smtp_clients, defaults.smtp_clients);
         assert_eq!(example.smtp_clients, SmtpClientLimits::default());
+        assert_eq!(example.max_message_size, defaults.max_message_size);
+        assert_eq!(example.log_retention, defaults.log_retention);
         assert_eq!(example.console_options, defaults.console_options);
         assert_eq!(example.console_options, ConsoleOptions::default());
         assert_eq!(example.dns_servers, defaults.dns_servers);
@@ -662,6 +731,37 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.starts_with("cannot read /nonexistent/postern.toml"), "{err}");
+    }
+
+    #[test]
+    fn the_message_size_limit_takes_units() {
+        let size =
+            |text: &str| BootConfig::from_toml(text, Profile::Dev).map(|c| c.max_message_size);
+        assert_eq!(size("").unwrap(), DEFAULT_MAX_MESSAGE_SIZE);
+        assert_eq!(size("[smtp]\nmax_message_size = 2048").unwrap(), 2048);
+        assert_eq!(size("[smtp]\nmax_message_size = \"10M\"").unwrap(), 10 << 20);
+        let env = env(&[("POSTERN_SMTP_MAX_MESSAGE_SIZE", "1G")]);
+        assert_eq!(BootConfig::load(None, Profile::Dev, env).unwrap().max_message_size, 1 << 30);
+        for (bad, why) in [("-5", "negative"), ("100", "at least 1K"), ("\"5T\"", "unit")] {
+            let err = size(&format!("[smtp]\nmax_message_size = {bad}")).unwrap_err().to_string();
+            assert!(err.contains("smtp.max_message_size") && err.contains(why), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_log_retention_is_a_duration() {
+        let keep = |text: &str| BootConfig::from_toml(text, Profile::Dev).map(|c| c.log_retention);
+        assert_eq!(keep("").unwrap(), DEFAULT_LOG_RETENTION);
+        assert_eq!(keep("[store]\nlog_retention = \"90d\"").unwrap().as_secs(), 90 * 86_400);
+        let env = env(&[("POSTERN_STORE_LOG_RETENTION", "12h")]);
+        assert_eq!(
+            BootConfig::load(None, Profile::Dev, env).unwrap().log_retention.as_secs(),
+            43_200
+        );
+        for (bad, why) in [("30", "unit"), ("\"5m\"", "at least 1h"), ("\"soon\"", "unit")] {
+            let err = keep(&format!("[store]\nlog_retention = {bad}")).unwrap_err().to_string();
+            assert!(err.contains("store.log_retention") && err.contains(why), "{err}");
+        }
     }
 
     #[test]

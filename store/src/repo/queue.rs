@@ -91,15 +91,29 @@ impl Store {
 
     /// Queues every message of `batch` in one transaction (one fsync), envelope, body and
     /// recipients together, for delivery by `node`. Returns their IDs in order; on an error
-    /// none of them is queued.
+    /// none of them is queued. Bodies stay inline (see [`Store::queue_insert_spooled`]).
     pub async fn queue_insert(&self, node: &str, batch: &[NewMessage]) -> Result<Vec<QueueId>> {
+        self.queue_insert_spooled(node, batch, &[]).await
+    }
+
+    /// [`Store::queue_insert`] for messages whose bodies may already be stored apart:
+    /// `body_refs[i]`, when given and `Some`, is what [`Store::spool_body`] returned for
+    /// `batch[i]`, and its `body` is then not written again. The caller has made those bodies
+    /// durable ([`Store::spool_sync`]) first; on an error it removes them
+    /// ([`Store::spool_discard`]).
+    pub async fn queue_insert_spooled(
+        &self,
+        node: &str,
+        batch: &[NewMessage],
+        body_refs: &[Option<String>],
+    ) -> Result<Vec<QueueId>> {
         for m in batch {
             m.check()?;
         }
         let ids: Vec<QueueId> = batch.iter().map(|_| self.next_queue_id()).collect();
         let mut qtx = self.queue_tx().await?;
         let at = self.clock().now();
-        let result = insert_batch(&mut qtx.tx, node, &ids, batch, at).await;
+        let result = insert_batch(&mut qtx.tx, node, &ids, batch, body_refs, at).await;
         self.queue_finish(qtx, result).await?;
         Ok(ids)
     }
@@ -142,12 +156,54 @@ impl Store {
         Ok(WorkSet { messages, damaged })
     }
 
-    /// A queued message's body, or `None` if it is no longer queued.
+    /// A queued message's body, whole, or `None` if it is no longer queued.
     pub async fn queue_body(&self, id: QueueId) -> Result<Option<Vec<u8>>> {
-        Ok(sqlx::query_scalar("SELECT body FROM queue_bodies WHERE message_id = $1")
-            .bind(id.to_string())
-            .fetch_optional(self.pool())
-            .await?)
+        let Some(mut reader) = self.queue_body_reader(id).await? else { return Ok(None) };
+        // The first chunk is kept as it is: an inline body is one, and is not copied again.
+        let mut body: Option<Vec<u8>> = None;
+        while let Some(chunk) = reader.next_chunk().await? {
+            match &mut body {
+                None => body = Some(chunk),
+                Some(body) => body.extend_from_slice(&chunk),
+            }
+        }
+        Ok(Some(body.unwrap_or_default()))
+    }
+
+    /// At most the first `max` bytes of a queued message's body (for its header block), or
+    /// `None` if it is no longer queued; a spooled body is not read past them.
+    pub async fn queue_body_head(&self, id: QueueId, max: usize) -> Result<Option<Vec<u8>>> {
+        let Some(mut reader) = self.queue_body_reader(id).await? else { return Ok(None) };
+        let mut head = Vec::new();
+        while head.len() < max {
+            let Some(chunk) = reader.next_chunk().await? else { break };
+            head.extend_from_slice(&chunk[..chunk.len().min(max - head.len())]);
+        }
+        Ok(Some(head))
+    }
+
+    /// A queued message's body as a stream of chunks (an inline body is one chunk), or `None`
+    /// if it is no longer queued.
+    pub async fn queue_body_reader(
+        &self,
+        id: QueueId,
+    ) -> Result<Option<Box<dyn crate::spool::BodyReader>>> {
+        let row = sqlx::query(
+            "SELECT m.body_ref, b.body FROM queue_messages m \
+             LEFT JOIN queue_bodies b ON b.message_id = m.id WHERE m.id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let body_ref: Option<String> = row.try_get(0)?;
+        match body_ref {
+            Some(body_ref) => self.body_reader(&body_ref).await.map(Some),
+            None => {
+                let body: Option<Vec<u8>> = row.try_get(1)?;
+                Ok(body.map(|b| Box::new(Inline(Some(b))) as Box<dyn crate::spool::BodyReader>))
+            }
+        }
     }
 
     /// Records a batch of per-recipient outcomes in one transaction, and removes (with their
@@ -215,7 +271,11 @@ impl Store {
             Ok(removed)
         }
         .await;
-        self.queue_finish(qtx, result).await
+        let removed = self.queue_finish(qtx, result).await?;
+        if !removed.is_empty() {
+            self.spool_tidy().await;
+        }
+        Ok(removed)
     }
 
     /// Records that the sender of `id` was warned, at `at`, of the delay of these recipients,
@@ -404,19 +464,25 @@ async fn insert_batch(
     node: &str,
     ids: &[QueueId],
     batch: &[NewMessage],
+    body_refs: &[Option<String>],
     at: i64,
 ) -> Result<()> {
-    let messages: Vec<(String, &NewMessage)> =
-        ids.iter().map(ToString::to_string).zip(batch).collect();
+    let messages: Vec<(String, &NewMessage, Option<&str>)> = ids
+        .iter()
+        .map(ToString::to_string)
+        .zip(batch)
+        .enumerate()
+        .map(|(i, (id, m))| (id, m, body_refs.get(i).and_then(|r| r.as_deref())))
+        .collect();
     for chunk in messages.chunks(ROWS_PER_INSERT) {
         let sql = multi_row(
             "INSERT INTO queue_messages (id, node, sender, envid, ret, smtputf8, eight_bit, size, \
-             received_at, client, auth_user, held, auth_results, updated_at) VALUES ",
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             received_at, client, auth_user, held, auth_results, updated_at, body_ref) VALUES ",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             chunk.len(),
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-        for (id, m) in chunk {
+        for (id, m, body_ref) in chunk {
             query = query
                 .bind(id.as_str())
                 .bind(node)
@@ -431,22 +497,31 @@ async fn insert_batch(
                 .bind(m.auth_user.as_deref())
                 .bind(i64::from(m.held))
                 .bind(m.auth_results.as_deref())
-                .bind(at);
+                .bind(at)
+                .bind(*body_ref);
         }
         query.execute(&mut **tx).await?;
 
-        let sql =
-            multi_row("INSERT INTO queue_bodies (message_id, body) VALUES ", "(?, ?)", chunk.len());
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-        for (id, m) in chunk {
-            query = query.bind(id.as_str()).bind(m.body.as_slice());
+        // Only the bodies kept inline: a spooled one is named by body_ref instead.
+        let inline: Vec<&(String, &NewMessage, Option<&str>)> =
+            chunk.iter().filter(|(_, _, body_ref)| body_ref.is_none()).collect();
+        if !inline.is_empty() {
+            let sql = multi_row(
+                "INSERT INTO queue_bodies (message_id, body) VALUES ",
+                "(?, ?)",
+                inline.len(),
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+            for (id, m, _) in inline {
+                query = query.bind(id.as_str()).bind(m.body.as_slice());
+            }
+            query.execute(&mut **tx).await?;
         }
-        query.execute(&mut **tx).await?;
     }
 
     let recipients: Vec<(&str, &NewMessage, usize)> = messages
         .iter()
-        .flat_map(|(id, m)| (0..m.recipients.len()).map(move |i| (id.as_str(), *m, i)))
+        .flat_map(|(id, m, _)| (0..m.recipients.len()).map(move |i| (id.as_str(), *m, i)))
         .collect();
     for chunk in recipients.chunks(ROWS_PER_INSERT) {
         let sql = multi_row(
@@ -492,6 +567,16 @@ async fn insert_batch(
         query.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// An inline body, read as one chunk.
+struct Inline(Option<Vec<u8>>);
+
+impl crate::spool::BodyReader for Inline {
+    fn next_chunk(&mut self) -> crate::spool::BoxFuture<'_, Result<Option<Vec<u8>>>> {
+        let chunk = self.0.take().filter(|b| !b.is_empty());
+        Box::pin(async move { Ok(chunk) })
+    }
 }
 
 /// The `reply` of a message's "received" log lines: what the inbound checks found, what the

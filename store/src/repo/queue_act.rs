@@ -92,7 +92,11 @@ impl Store {
             Ok(ids)
         }
         .await;
-        self.queue_finish(qtx, result).await
+        let ids = self.queue_finish(qtx, result).await?;
+        if action == QueueAction::Delete {
+            self.spool_tidy().await;
+        }
+        Ok(ids)
     }
 
     /// `postqueue -f`: every message with a deferred recipient `by` may touch is tried again now.

@@ -126,11 +126,12 @@ pub(crate) const WORK_RECIPIENTS: &str = concat!(
     " FROM queue_recipients r JOIN queue_messages m ON m.id = r.message_id \
      WHERE m.node = $1 AND m.held = 0 ORDER BY r.message_id, r.idx"
 );
-/// This node's messages whose body is missing: written by hand, since a message and its body
-/// are inserted together and removed together (ON DELETE CASCADE).
+/// This node's messages whose inline body is missing: written by hand, since a message and its
+/// body are inserted together and removed together (ON DELETE CASCADE). A spooled body
+/// (`body_ref`) is found missing when delivery reads it.
 pub(crate) const WORK_WITHOUT_BODY: &str = "SELECT m.id FROM queue_messages m \
      LEFT JOIN queue_bodies b ON b.message_id = m.id \
-     WHERE m.node = $1 AND m.held = 0 AND b.message_id IS NULL";
+     WHERE m.node = $1 AND m.held = 0 AND b.message_id IS NULL AND m.body_ref IS NULL";
 pub(crate) const SHOW_MESSAGE: &str =
     concat!("SELECT ", message_columns!(), " FROM queue_messages m WHERE m.id = $1");
 pub(crate) const SHOW_RECIPIENTS: &str = concat!(

@@ -18,6 +18,7 @@ mod queue_scope;
 mod rate_limits;
 mod schema;
 mod sealed;
+mod spool;
 mod transports_networks;
 
 use crate::Store;

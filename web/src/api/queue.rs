@@ -23,6 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list))
         .routes(routes!(act_on_many))
         .routes(routes!(show))
+        .routes(routes!(raw))
         .routes(routes!(act_on_one))
 }
 
@@ -337,6 +338,24 @@ async fn show(
     view.headers =
         Some(headers.into_iter().map(|h| HeaderView { name: h.name, value: h.value }).collect());
     Ok(Json(view))
+}
+
+/// One queued message as it will be delivered (`message/rfc822`), streamed: the same scope as
+/// `GET /queue/{id}` (a token limited to some domains gets only messages to them).
+#[utoipa::path(get, path = "/queue/{id}/raw", tag = "queue",
+    params(("id" = String, Path, description = "The queue ID")),
+    responses(
+        (status = 200, description = "The message, with CRLF line ends",
+            content_type = "message/rfc822", body = String),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn raw(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<axum::response::Response, WebError> {
+    let id = queue::parse_id(&id)?;
+    queue::raw(&state, &user, id).await
 }
 
 /// Act on one message: retry, hold, release, delete (silently) or bounce. A token limited to

@@ -43,6 +43,17 @@ struct Dashboard {
     /// The inner SVG of the last 24 hours' chart: numbers only (see `chart`).
     chart: String,
     errors: Vec<ErrorRow>,
+    /// How large the store is on disk (global administrators only).
+    storage: Option<StorageRow>,
+}
+
+struct StorageRow {
+    database: String,
+    /// SQLite's WAL; empty with Postgres.
+    wal: String,
+    free: String,
+    spooled: u64,
+    spooled_bytes: String,
 }
 
 struct CertificateRow {
@@ -186,7 +197,20 @@ async fn show(State(state): State<AppState>, user: ConsoleUser, headers: HeaderM
             }
             None => None,
         };
+        let storage = if user.principal.is_global() {
+            let sizes = state.store.storage_sizes().await?;
+            Some(StorageRow {
+                database: super::queue::size(sizes.database),
+                wal: sizes.wal.map(super::queue::size).unwrap_or_default(),
+                free: super::queue::size(sizes.free),
+                spooled: sizes.spooled,
+                spooled_bytes: super::queue::size(sizes.spooled_bytes),
+            })
+        } else {
+            None
+        };
         Ok(Dashboard {
+            storage,
             layout: Layout::new(&user, "dashboard", "Dashboard", &headers),
             queued,
             engines,

@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/queue", get(list))
         .route("/queue/act", post(act_on_many))
         .route("/queue/{id}", get(show))
+        .route("/queue/{id}/raw", get(raw))
         .route("/queue/{id}/{action}", post(act_on_one))
 }
 
@@ -205,7 +206,7 @@ fn row(m: &QueuedMessage, now: i64, subject: String) -> Row {
 }
 
 /// `812 B`, `4.1 KB`, `12.0 MB`.
-fn size(bytes: u64) -> String {
+pub(super) fn size(bytes: u64) -> String {
     match bytes {
         0..1024 => format!("{bytes} B"),
         1024..1_048_576 => format!("{:.1} KB", bytes as f64 / 1024.0),
@@ -575,6 +576,19 @@ async fn show(
     }
     .await;
     super::respond(StatusCode::OK, result)
+}
+
+/// The message as it will be delivered, streamed, with the message page's scope check.
+async fn raw(State(state): State<AppState>, user: ConsoleUser, Path(id): Path<String>) -> Response {
+    let result = async {
+        let id = queue::parse_id(&id)?;
+        queue::raw(&state, &user.principal, id).await
+    }
+    .await;
+    match result {
+        Ok(response) => response,
+        Err(e) => error_page(e),
+    }
 }
 
 async fn act_on_one(

@@ -13,7 +13,7 @@ async fn ehlo_lists_extensions_and_a_message_is_queued() {
     let ehlo = c.cmd("EHLO client.test").await;
     for ext in [
         "PIPELINING",
-        "SIZE 26214400",
+        "SIZE 52428800",
         "STARTTLS",
         "ENHANCEDSTATUSCODES",
         "8BITMIME",
@@ -81,4 +81,14 @@ async fn bdat_chunks_make_one_message() {
         body.ends_with("Subject: b\r\n\r\n.body\r\n"),
         "BDAT data is not dot-unstuffed: {body}"
     );
+}
+
+/// `[smtp] max_message_size` is what EHLO announces (RFC 1870 §4); the checks at and one over
+/// it are in `server/tests/dialogs/limit-size-exact.smtp`.
+#[tokio::test]
+async fn ehlo_announces_the_configured_size() {
+    let server = Server::with_limits(Limits { max_message_size: 1234, ..Limits::default() }).await;
+    let mut c = server.connect(SMTP, "192.0.2.10").await;
+    let ehlo = c.cmd("EHLO client.test").await;
+    assert!(ehlo.contains("SIZE 1234\n") || ehlo.ends_with("SIZE 1234"), "{ehlo}");
 }
