@@ -391,7 +391,10 @@ fn wait_for_ann_mail(data: &Path, marker: &str) -> bool {
 fn a_full_disk_refuses_for_now_and_loses_nothing() {
     let test = "a_full_disk_refuses_for_now_and_loses_nothing";
     let db = TestDb::sqlite();
-    let setup = Setup::new(&db.database);
+    let mut setup = Setup::new(&db.database);
+    // MAIL wants room for two messages of the largest size: 32 MiB here, so that the 64 MiB
+    // file system has room at first and not once 20 MiB are left.
+    setup.env.push(("POSTERN_SMTP_MAX_MESSAGE_SIZE".into(), "16M".into()));
     let data = setup.dir.path().join("data");
     let _mount = match Mount::tmpfs(&data, "64m") {
         Ok(mount) => mount,

@@ -72,6 +72,7 @@ struct RawFile {
     dns: RawDns,
     #[serde(default)]
     auth: auth::RawAuth,
+    #[serde(default)]
     store: RawStore,
 }
 

@@ -32,7 +32,7 @@ fn config(default: u32) -> Config {
 /// Connects from `peer` after moving the rate limiter's clock on by an hour: each case is a
 /// client of its own, never over the connection rate limits the store starts with.
 async fn fresh_client(server: &Server, kind: ListenerKind, peer: &str) -> Client {
-    server.clock.advance(Duration::from_secs(3600));
+    server.clock.advance(3600);
     server.connect(kind, peer).await
 }
 
