@@ -17,20 +17,7 @@ fn main() {
     });
 }
 
-/// A copy of `server/src/smtp/verbs/bdat.rs`'s `parse` (that file is an `impl Session` block
-/// that needs the whole server).
-fn bdat(args: &[u8]) -> Option<(u64, bool)> {
-    let text = std::str::from_utf8(args).ok()?;
-    let mut words = text.split_ascii_whitespace();
-    let size = words
-        .next()
-        .filter(|s| s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))?
-        .parse()
-        .ok()?;
-    let last = match words.next() {
-        None => false,
-        Some(w) if w.eq_ignore_ascii_case("LAST") => true,
-        Some(_) => return None,
-    };
-    words.next().is_none().then_some((size, last))
-}
+// The server's own BDAT argument parser, compiled in by path (it needs nothing of the server).
+#[path = "../../../server/src/smtp/verbs/bdat_args.rs"]
+mod bdat_args;
+use bdat_args::parse as bdat;

@@ -3,28 +3,12 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::bdat_args::parse;
 use super::data::body_error;
 use crate::smtp::body::Body;
 use crate::smtp::data::read_chunk;
 use crate::smtp::reply::Reply;
 use crate::smtp::session::Session;
-
-/// `BDAT <size> [LAST]`, with a size that must fit in 64 bits.
-fn parse(args: &[u8]) -> Option<(u64, bool)> {
-    let text = std::str::from_utf8(args).ok()?;
-    let mut words = text.split_ascii_whitespace();
-    let size = words
-        .next()
-        .filter(|s| s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))?
-        .parse()
-        .ok()?;
-    let last = match words.next() {
-        None => false,
-        Some(w) if w.eq_ignore_ascii_case("LAST") => true,
-        Some(_) => return None,
-    };
-    words.next().is_none().then_some((size, last))
-}
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(in crate::smtp) async fn bdat(&mut self, args: &[u8]) -> std::io::Result<Reply> {

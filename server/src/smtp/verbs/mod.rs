@@ -2,6 +2,7 @@
 
 pub(super) mod auth;
 mod bdat;
+mod bdat_args;
 pub(super) mod checks;
 pub(super) mod data;
 mod ehlo;
