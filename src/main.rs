@@ -1,6 +1,7 @@
 //! `postern`: the mail appliance's one binary. `serve` runs the engine (and later the console);
 //! the other commands administer the store, also while `serve` runs elsewhere.
 
+mod backup;
 mod cli;
 
 use std::path::PathBuf;
@@ -89,6 +90,11 @@ enum Command {
     /// Send a message read from standard input, like Sendmail's and Postfix's `sendmail`
     /// (`-t`, `-i`, `-f`, `-F`); linked as /usr/sbin/sendmail it answers to that name.
     Sendmail(cli::sendmail::Args),
+    /// Write a backup of the store (and the spool, the Maildirs) while `serve` runs; `backup
+    /// show|schedule|now` for the scheduled backups.
+    Backup(cli::backup::Args),
+    /// Restore a backup into an empty data directory (and an empty database).
+    Restore(cli::backup::RestoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -128,6 +134,8 @@ fn main() -> ExitCode {
             Command::Checks(cmd) => cli::checks::run(config, cmd).await,
             Command::Dovecot(cmd) => cli::dovecot::run(config, cmd).await,
             Command::Sendmail(args) => cli::sendmail::run(config, args).await,
+            Command::Backup(args) => cli::backup::run(config, args).await,
+            Command::Restore(args) => cli::backup::restore(config, args).await,
         }
     });
     match result {

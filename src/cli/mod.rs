@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod alias;
+pub mod backup;
 pub mod cert;
 pub mod checks;
 pub mod config;

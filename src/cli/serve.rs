@@ -92,6 +92,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         queue_events: boot.log_retention.min(postern_store::Retention::default().queue_events),
     };
     let maintenance = tokio::spawn(trim_history(store.clone(), retention, shutdown.clone()));
+    let backups =
+        tokio::spawn(crate::backup::schedule::run(store.clone(), boot.clone(), shutdown.clone()));
     let settings = postern_web::Settings {
         hostname: boot.hostname.to_string(),
         certificate: super::console::certificate_info(&cert.cert),
@@ -242,6 +244,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     let all = async {
         let _ = tokio::join!(mta.join(), watcher, certificate_task);
         let _ = maintenance.await;
+        let _ = backups.await;
         if let Some((tasks, _)) = acme_tasks {
             tasks.join_all().await;
         }

@@ -2,6 +2,7 @@
 //! that tells every process about a committed change, and the boot configuration file.
 
 pub mod auth;
+pub mod backup;
 pub mod boot;
 mod changes;
 pub mod clock;
@@ -21,6 +22,7 @@ pub mod testing;
 mod tests;
 mod upkeep;
 
+pub use backup::{BackupResult, BackupSettings};
 pub use clock::now;
 pub use clock::{Clock, SimClock};
 pub use database::Database;

@@ -211,7 +211,7 @@ impl Store {
     }
 }
 
-async fn read_revision(pool: &AnyPool) -> Result<i64> {
+pub(crate) async fn read_revision(pool: &AnyPool) -> Result<i64> {
     Ok(sqlx::query_scalar("SELECT revision FROM config_revision WHERE id = 1")
         .fetch_one(pool)
         .await?)
