@@ -71,9 +71,7 @@ pub async fn take(
             let mut left_out = Vec::new();
             {
                 let mut conn = sqlx::sqlite::SqliteConnection::connect_with(
-                    &sqlx::sqlite::SqliteConnectOptions::new()
-                        .filename(&copy)
-                        .foreign_keys(true),
+                    &sqlx::sqlite::SqliteConnectOptions::new().filename(&copy).foreign_keys(true),
                 )
                 .await?;
                 let rows = sqlx::query(

@@ -63,7 +63,10 @@ pub async fn restore(file: &Path, boot: &BootConfig) -> anyhow::Result<Restored>
         files::private_dir(&boot.data_dir)
             .with_context(|| format!("cannot create {}", boot.data_dir.display()))?;
         files::private_parent(&boot.secret_key_file)?;
-        archive::write_private(&boot.secret_key_file, &std::fs::read(unpacked.join("secret.key"))?)?;
+        archive::write_private(
+            &boot.secret_key_file,
+            &std::fs::read(unpacked.join("secret.key"))?,
+        )?;
         let counts = match (manifest.backend.as_str(), &boot.database) {
             ("sqlite", Database::Sqlite { path }) => {
                 files::private_parent(path)?;
@@ -121,7 +124,8 @@ pub async fn restore(file: &Path, boot: &BootConfig) -> anyhow::Result<Restored>
                     name.push(suffix);
                     let _ = std::fs::remove_file(name);
                 }
-                let _ = std::fs::remove_dir_all(path.parent().unwrap_or(Path::new(".")).join("spool"));
+                let _ =
+                    std::fs::remove_dir_all(path.parent().unwrap_or(Path::new(".")).join("spool"));
             }
             let _ = std::fs::remove_dir_all(boot.data_dir.join("mail"));
             Err(e)

@@ -80,7 +80,9 @@ pub async fn run_once(store: &Store, boot: &BootConfig) -> BackupResult {
                 }
             }
         }
-        Err(e) => BackupResult { at: clock.now(), error: Some(e.to_string()), ..Default::default() },
+        Err(e) => {
+            BackupResult { at: clock.now(), error: Some(e.to_string()), ..Default::default() }
+        }
     };
     if let Err(e) = store.record_backup(&result).await {
         tracing::warn!(error = %e, "cannot record the backup's result");
@@ -90,7 +92,8 @@ pub async fn run_once(store: &Store, boot: &BootConfig) -> BackupResult {
 
 /// `postern-20261207T101500Z.tar.gz`: names that sort in time order.
 pub fn file_name(at: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(at).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(at).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format!(
         "postern-{:04}{:02}{:02}T{:02}{:02}{:02}Z.tar.gz",
         t.year(),

@@ -172,7 +172,10 @@ pub async fn restore(config: Option<&Path>, args: RestoreArgs) -> anyhow::Result
     let m = &restored.manifest;
     println!(
         "restored a {} backup taken at {} (schema {}) into {}",
-        m.backend, m.created_at, m.schema_version, boot.data_dir.display()
+        m.backend,
+        m.created_at,
+        m.schema_version,
+        boot.data_dir.display()
     );
     for (table, n) in &restored.counts {
         println!("  {table:<18} {n}");

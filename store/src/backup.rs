@@ -120,9 +120,11 @@ impl Store {
 
     async fn table_names(&self, conn: &mut AnyConnection) -> Result<BTreeSet<String>> {
         let names: Vec<String> = if self.is_postgres() {
-            sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()")
-                .fetch_all(&mut *conn)
-                .await?
+            sqlx::query_scalar(
+                "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
+            )
+            .fetch_all(&mut *conn)
+            .await?
         } else {
             sqlx::query_scalar(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
@@ -418,7 +420,9 @@ fn value_of(row: &sqlx::any::AnyRow, column: &str) -> Result<serde_json::Value> 
     Ok(match kind {
         K::Null => serde_json::Value::Null,
         K::Bool => serde_json::Value::from(row.try_get::<bool, _>(column)? as i64),
-        K::SmallInt | K::Integer | K::BigInt => serde_json::Value::from(row.try_get::<i64, _>(column)?),
+        K::SmallInt | K::Integer | K::BigInt => {
+            serde_json::Value::from(row.try_get::<i64, _>(column)?)
+        }
         K::Real | K::Double => serde_json::Value::from(row.try_get::<f64, _>(column)?),
         K::Text => serde_json::Value::from(row.try_get::<String, _>(column)?),
         K::Blob => {
