@@ -48,6 +48,7 @@ fn global_only(path: &str) -> bool {
         "/rate-limits",
         "/dnsbl",
         "/greylisting",
+        "/backups",
         "/milters",
         "/content-checks",
         "/policy-services",

@@ -4,6 +4,7 @@
 mod admins;
 mod aliases;
 pub(crate) mod audit;
+mod backups;
 pub(crate) mod certificates;
 pub(crate) mod content_checks;
 mod dkim;
@@ -87,6 +88,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(rate_limits::router())
         .merge(dnsbl::router())
         .merge(greylisting::router())
+        .merge(backups::router())
         .merge(content_checks::router())
         .merge(policy_services::router())
 }

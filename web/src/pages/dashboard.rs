@@ -45,6 +45,15 @@ struct Dashboard {
     errors: Vec<ErrorRow>,
     /// How large the store is on disk (global administrators only).
     storage: Option<StorageRow>,
+    /// The last scheduled backup (global administrators only): `None` when none ran.
+    backup: Option<BackupRow>,
+}
+
+struct BackupRow {
+    at: String,
+    file: String,
+    size: String,
+    error: Option<String>,
 }
 
 struct StorageRow {
@@ -209,8 +218,19 @@ async fn show(State(state): State<AppState>, user: ConsoleUser, headers: HeaderM
         } else {
             None
         };
+        let backup = if user.principal.is_global() {
+            state.store.last_backup().await?.map(|b| BackupRow {
+                at: crate::time::format(b.at),
+                file: b.file.unwrap_or_default(),
+                size: b.size.map(|n| super::queue::size(n.max(0) as u64)).unwrap_or_default(),
+                error: b.error,
+            })
+        } else {
+            None
+        };
         Ok(Dashboard {
             storage,
+            backup,
             layout: Layout::new(&user, "dashboard", "Dashboard", &headers),
             queued,
             engines,

@@ -15,6 +15,7 @@ macro_rules! impl_page {
 mod admins;
 mod aliases;
 mod auth;
+mod backups;
 mod certificates;
 mod chart;
 mod confirm;
@@ -77,6 +78,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(dkim::router())
         .merge(dnsbl::router())
         .merge(greylisting::router())
+        .merge(backups::router())
         .merge(dns_health::router())
         .merge(domain_page::router())
         .fallback(refusal::unknown_page)
@@ -114,6 +116,7 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     ("tokens", "/tokens", "API tokens", true, false),
     ("admins", "/admins", "Administrators", true, true),
     ("audit", "/audit", "Audit log", true, true),
+    ("backups", "/backups", "Backups", true, true),
 ];
 
 pub struct NavItem {
