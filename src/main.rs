@@ -95,6 +95,9 @@ enum Command {
     Backup(cli::backup::Args),
     /// Restore a backup into an empty data directory (and an empty database).
     Restore(cli::backup::RestoreArgs),
+    /// Import another mail server's configuration: `import postfix [DIR] [--dry-run]`.
+    #[command(subcommand)]
+    Import(cli::import::Command),
 }
 
 fn main() -> ExitCode {
@@ -136,6 +139,7 @@ fn main() -> ExitCode {
             Command::Sendmail(args) => cli::sendmail::run(config, args).await,
             Command::Backup(args) => cli::backup::run(config, args).await,
             Command::Restore(args) => cli::backup::restore(config, args).await,
+            Command::Import(cmd) => cli::import::run(config, cmd).await,
         }
     });
     match result {

@@ -14,6 +14,7 @@ pub mod dnsbl;
 pub mod domain;
 pub mod dovecot;
 pub mod greylist;
+pub mod import;
 pub mod limit;
 pub mod mailauth;
 pub mod mailbox;
