@@ -227,4 +227,34 @@ mod tests {
             ["hash:/a", "inline:{ a=b, { c = d e } }", "texthash:/c"]
         );
     }
+
+    /// Postfix's own `postconf -x` as the oracle for expansion and continuation lines.
+    #[test]
+    fn expands_as_postconf_does() {
+        if !std::path::Path::new("/usr/sbin/postconf").exists() {
+            postern_store::testing::missing_peer(
+                "main_cf::expands_as_postconf_does",
+                "postfix (postconf) is not installed",
+            );
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let text = "myhostname = mx.example.com\n\
+                    mydomain = example.com\n\
+                    mydestination = $myhostname, localhost.$mydomain,\n  localhost, ${mydomain}\n\
+                    relay_domains = $(mydomain)\n\
+                    # comment\n\
+                    relayhost = [smarthost.$mydomain]:587\n\
+                    smtpd_banner = $myhostname ESMTP ${relay_domains?relays} ${nope:none}\n";
+        std::fs::write(dir.path().join("main.cf"), text).unwrap();
+        let cf = MainCf::parse(text);
+        for param in ["mydestination", "relay_domains", "relayhost", "smtpd_banner", "myorigin"] {
+            let out = std::process::Command::new("/usr/sbin/postconf")
+                .args(["-c", dir.path().to_str().unwrap(), "-h", "-x", param])
+                .output()
+                .unwrap();
+            let postfix = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            assert_eq!(cf.list(param), split_list(&postfix), "{param}");
+        }
+    }
 }
