@@ -128,8 +128,7 @@ impl Writer {
     /// Finishes the archive, makes it durable and gives it its name; returns its size.
     pub fn finish(mut self) -> anyhow::Result<u64> {
         self.builder.finish()?;
-        let file = self.builder.get_mut().try_finish().map(|()| ())?;
-        let _ = file;
+        self.builder.get_mut().try_finish()?;
         let file = self.builder.get_ref().get_ref();
         file.sync_all()?;
         let size = file.metadata()?.len();

@@ -81,12 +81,12 @@ fn logical_lines(text: &str) -> Vec<String> {
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        if line.starts_with(char::is_whitespace) {
-            if let Some(last) = lines.last_mut() {
-                last.push(' ');
-                last.push_str(trimmed);
-                continue;
-            }
+        if line.starts_with(char::is_whitespace)
+            && let Some(last) = lines.last_mut()
+        {
+            last.push(' ');
+            last.push_str(trimmed);
+            continue;
         }
         lines.push(trimmed.to_string());
     }
