@@ -62,7 +62,9 @@ async fn a_lapsed_nodes_queue_is_claimed_in_batches(store: Store) {
     // Alive: nothing to claim.
     assert!(store.queue_claim("n1", 2).await.unwrap().messages.is_empty());
     clock.advance(10);
-    store.node_heartbeat("n1", 3).await.unwrap();
+    // n1 lapsed too, and comes back; n2 stays dead.
+    assert_eq!(store.node_heartbeat("n1", 3).await.unwrap(), Heartbeat::Lapsed);
+    store.node_register(&member("n1")).await.unwrap();
     let first = store.queue_claim("n1", 2).await.unwrap();
     let got: Vec<_> = first.messages.iter().map(|m| m.id).collect();
     assert_eq!(got, ids[..2]);
