@@ -43,6 +43,8 @@ impl Node {
                  data_dir = \"data\"\n\
                  [smtp]\n\
                  listen = [\"127.0.0.1:0\"]\n\
+                 submission = []\n\
+                 submissions = []\n\
                  [console]\n\
                  listen = [\"127.0.0.1:0\"]\n\
                  [cluster]\n\
@@ -335,7 +337,15 @@ fn three_engines_share_the_configuration_and_survive_a_killed_one() {
     nodes[0].start();
     let admin = &nodes[0];
     admin.ok(&["domain", "add", "example.test"]);
-    let out = admin.command(&["mailbox", "add", "ann@example.test"]).output().unwrap();
+    let mut add = admin.command(&["mailbox", "add", "ann@example.test"]);
+    let mut add = add
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin.take().unwrap().write_all(b"a long enough password\n").unwrap();
+    let out = add.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let next_hop = format!("smtp:[127.0.0.1]:{}", sink.addr.port());
     admin.ok(&["transport", "set", "*", &next_hop, "--tls", "none"]);
