@@ -74,6 +74,9 @@ enum Command {
     /// user or sender domain; the counters nearest their limits.
     #[command(subcommand)]
     Limit(cli::limit::Command),
+    /// The engines sharing this store: list them, drain one, forget a dead one.
+    #[command(subcommand)]
+    Node(cli::node::Command),
     /// DNS blocklists: add, list, remove, the threshold, the whitelist, and a live test.
     #[command(subcommand)]
     Dnsbl(cli::dnsbl::Command),
@@ -132,6 +135,7 @@ fn main() -> ExitCode {
             Command::Dns(cmd) => cli::dns::run(config, cmd).await,
             Command::Mailauth(cmd) => cli::mailauth::run(config, cmd).await,
             Command::Limit(cmd) => cli::limit::run(config, cmd).await,
+            Command::Node(cmd) => cli::node::run(config, cmd).await,
             Command::Dnsbl(cmd) => cli::dnsbl::run(config, cmd).await,
             Command::Greylist(cmd) => cli::greylist::run(config, cmd).await,
             Command::Checks(cmd) => cli::checks::run(config, cmd).await,

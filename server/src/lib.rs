@@ -2,6 +2,7 @@
 //! sessions, the queue and delivery.
 
 pub mod acme;
+pub mod cluster;
 pub mod delivery;
 pub mod dns;
 pub mod engine;

@@ -37,6 +37,9 @@ pub struct MtaOptions {
     pub hickory: Option<HickoryResolver>,
     /// Who checks SMTP AUTH passwords (the boot configuration's `[auth]`).
     pub auth_backend: postern_store::boot::SmtpAuthBackend,
+    /// The node's name in the store, and its lease (`node`, `[cluster]`): its queue entries,
+    /// engine status and rate counters are kept under the name.
+    pub cluster: postern_store::boot::ClusterConfig,
 }
 
 /// A running MTA: its tasks end after `shutdown` is cancelled.
@@ -56,8 +59,11 @@ impl Mta {
         let mut tasks = JoinSet::new();
         // The store's clock is the process's: the system's, or a test's simulated one.
         let clock = store.clock();
-        let (engine, engine_task) =
-            Engine::start(store.clone(), &options.hostname, shutdown.clone()).await?;
+        let node = options.cluster.node.clone();
+        // A member before the scheduler loads the queue, so that no other node claims it.
+        let membership = membership(&options.cluster);
+        crate::cluster::join(&store, &membership).await?;
+        let (engine, engine_task) = Engine::start(store.clone(), &node, shutdown.clone()).await?;
         tasks.spawn(async move {
             let _ = engine_task.await;
         });
@@ -80,7 +86,7 @@ impl Mta {
         // is still committed (and answered 250) while they drain; it stops once they are gone.
         let drained = CancellationToken::new();
         let (queue, writer) =
-            Queue::start(store.clone(), options.hostname.clone(), Some(fresh_tx), drained.clone());
+            Queue::start(store.clone(), node.clone(), Some(fresh_tx), drained.clone());
         tasks.spawn(async move {
             let _ = writer.await;
         });
@@ -108,7 +114,7 @@ impl Mta {
             }
         };
         let scheduler = SchedulerConfig {
-            node: options.hostname.clone(),
+            node: node.clone(),
             hostname: options.hostname.clone(),
             mail_root: options.data_dir.join("mail"),
             retry: RetryPolicy::from(&options.delivery),
@@ -126,7 +132,7 @@ impl Mta {
             Arc::new(crate::policy::RateLimiter::new(clock, crate::policy::rate::MAX_ENTRIES));
         tasks.spawn(crate::policy::rate::publish(
             store.clone(),
-            options.hostname.clone(),
+            node.clone(),
             engine.clone(),
             rates.clone(),
             shutdown.clone(),
@@ -135,7 +141,25 @@ impl Mta {
         let (refusals, refusal_writer) =
             crate::policy::RefusalLog::start(store.clone(), shutdown.clone());
         tasks.spawn(refusal_writer);
-        tasks.spawn(Scheduler::run(store, engine.clone(), scheduler, fresh_rx, shutdown.clone()));
+        // A drain stops SMTP without stopping the process: sessions see `smtp_stop`, cancelled
+        // by the drain or by the shutdown.
+        let smtp_stop = shutdown.child_token();
+        let smtp_stopped = CancellationToken::new();
+        let (side, link) = crate::cluster::SmtpSide::new(smtp_stop.clone(), smtp_stopped.clone());
+        let heartbeat = options.cluster.heartbeat();
+        let members =
+            crate::cluster::run(store.clone(), membership, heartbeat, Some(side), shutdown.clone());
+        tasks.spawn(async move {
+            let _ = members.await;
+        });
+        tasks.spawn(Scheduler::run_in_cluster(
+            store,
+            engine.clone(),
+            scheduler,
+            fresh_rx,
+            shutdown.clone(),
+            Some(link),
+        ));
         let verifier = options.hickory.as_ref().map(|h| {
             Arc::new(crate::mailauth::Verifier::new(h.hickory().clone(), &options.hostname))
         });
@@ -153,10 +177,14 @@ impl Mta {
             screen,
             refusals,
             auth_backend: options.auth_backend,
-            draining: shutdown.clone(),
+            draining: smtp_stop.clone(),
         });
         tasks.spawn(async move {
-            smtp::serve(listeners, ctx, shutdown).await;
+            smtp::serve(listeners, ctx, smtp_stop).await;
+            smtp_stopped.cancel();
+            // After a drain the writer still queues the DSNs of the last attempts; it stops
+            // with the process.
+            shutdown.cancelled().await;
             drained.cancel();
         });
         Ok(Mta { engine, queue, tasks })
@@ -165,6 +193,17 @@ impl Mta {
     /// Waits for every task to end (after the shutdown token is cancelled).
     pub async fn join(mut self) {
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// How this node registers in the store.
+pub fn membership(cluster: &postern_store::boot::ClusterConfig) -> postern_store::Membership {
+    postern_store::Membership {
+        node: cluster.node.clone(),
+        smtp: cluster.smtp,
+        console: cluster.console,
+        dead_after: i64::try_from(cluster.dead_after.as_secs()).unwrap_or(i64::MAX),
+        version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }
 

@@ -20,6 +20,7 @@ pub mod mailauth;
 pub mod mailbox;
 pub mod milter;
 pub mod network;
+pub mod node;
 mod output;
 pub mod policy;
 pub mod policy_service;

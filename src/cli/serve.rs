@@ -31,11 +31,43 @@ pub struct Args {
     /// delivery attempts in progress are left to be retried. A second signal exits at once.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     drain_timeout: u64,
+
+    /// What this node runs, over the configuration's `[roles]`: `smtp` (listeners and
+    /// delivery, no console), `console` (console and API, no SMTP, no delivery) or `all`.
+    #[arg(long, value_enum)]
+    role: Option<Role>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Role {
+    Smtp,
+    Console,
+    All,
+}
+
+/// Applies `--role` and `[roles]`: a role the node does not run binds none of its listeners.
+fn apply_roles(boot: &mut BootConfig, role: Option<Role>) {
+    match role {
+        Some(Role::Smtp) => (boot.cluster.smtp, boot.cluster.console) = (true, false),
+        Some(Role::Console) => (boot.cluster.smtp, boot.cluster.console) = (false, true),
+        Some(Role::All) => (boot.cluster.smtp, boot.cluster.console) = (true, true),
+        None => {}
+    }
+    if !boot.cluster.smtp {
+        boot.smtp.clear();
+        boot.submission.clear();
+        boot.submissions.clear();
+    }
+    if !boot.cluster.console {
+        boot.console.clear();
+        boot.console_tls.clear();
+    }
 }
 
 pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> {
     let profile = if args.dev { Profile::Dev } else { Profile::Standard };
-    let boot = load_boot(config, profile)?;
+    let mut boot = load_boot(config, profile)?;
+    apply_roles(&mut boot, args.role);
     init_logging(&boot)?;
 
     raise_file_limit(boot.max_sessions, boot.console_options.max_connections);
@@ -83,8 +115,25 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         resolver: resolver.clone(),
         hickory: hickory.clone(),
         auth_backend: boot.smtp_auth.clone(),
+        cluster: boot.cluster.clone(),
     };
-    let mta = Mta::start(store.clone(), listeners, options, shutdown.clone()).await?;
+    // A console-only node is a member too (the console lists it), but holds no queue.
+    let mta = if boot.cluster.smtp {
+        Some(Mta::start(store.clone(), listeners, options, shutdown.clone()).await?)
+    } else {
+        let membership = postern_server::mta::membership(&boot.cluster);
+        postern_server::cluster::join(&store, &membership).await?;
+        let heartbeat = boot.cluster.heartbeat();
+        // Detached: it ends with `shutdown`.
+        drop(postern_server::cluster::run(
+            store.clone(),
+            membership,
+            heartbeat,
+            None,
+            shutdown.clone(),
+        ));
+        None
+    };
     let first_admin = ensure_admin(&store).await?;
     let retention = postern_store::Retention {
         delivery_log: boot.log_retention,
@@ -202,6 +251,12 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         writeln!(out, "  config       {}", source.display())?;
     }
     writeln!(out, "  data         {}", boot.data_dir.display())?;
+    let roles = match (boot.cluster.smtp, boot.cluster.console) {
+        (true, true) => "smtp, console",
+        (true, false) => "smtp",
+        _ => "console",
+    };
+    writeln!(out, "  node         {} ({roles})", boot.cluster.node)?;
     writeln!(out, "  store        {} (revision {})", boot.database, store.revision().await?)?;
     writeln!(
         out,
@@ -242,7 +297,12 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     tracing::info!(drain_timeout_secs = args.drain_timeout, "shutting down: draining sessions");
     shutdown.cancel();
     let all = async {
-        let _ = tokio::join!(mta.join(), watcher, certificate_task);
+        let mta = async {
+            if let Some(mta) = mta {
+                mta.join().await;
+            }
+        };
+        let _ = tokio::join!(mta, watcher, certificate_task);
         let _ = maintenance.await;
         let _ = backups.await;
         if let Some((tasks, _)) = acme_tasks {

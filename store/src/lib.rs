@@ -29,6 +29,7 @@ pub use database::Database;
 pub use error::{Result, StoreError};
 pub use repo::aliases::AliasChoice;
 pub use repo::audit::AuditFilter;
+pub use repo::cluster::{Heartbeat, Membership, NodeInfo, NodeState};
 pub use repo::delivery_log::{HourCounts, LogEntry, LogFilter, NewRefusal, RefusalStatus};
 pub use repo::domains::DomainCounts;
 pub use repo::domains::RemovedDomain;

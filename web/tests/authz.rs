@@ -40,6 +40,7 @@ fn global_only(path: &str) -> bool {
     [
         "/transports",
         "/networks",
+        "/nodes",
         "/admins",
         "/audit",
         "/policy",

@@ -15,6 +15,7 @@ mod writer;
 
 pub use retry::RetryPolicy;
 pub use route::{Route, route};
+pub use scheduler::{ClusterLink, Control};
 pub use scheduler::{Fresh, Scheduler, SchedulerConfig};
 
 use std::sync::Arc;

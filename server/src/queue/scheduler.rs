@@ -13,10 +13,10 @@ use postern_store::Clock;
 use postern_store::Store;
 use postern_store::model::{
     BOUNCE_REPORTED, BOUNCED_BY_ADMIN, DeliveryResult, DsnRet, NewMessage, Notify,
-    Outcome as Recorded, QueueId, QueuedMessage, RecipientStatus,
+    Outcome as Recorded, QueueId, QueuedMessage, RecipientStatus, WorkSet,
 };
 use rustls_pki_types::CertificateDer;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -69,6 +69,24 @@ pub struct SchedulerConfig {
     /// What the retry schedule, give-up, delay warnings, holds and releases go by: the system
     /// clock, or a simulated one in tests.
     pub clock: Clock,
+}
+
+/// What the node's membership task (`crate::cluster`) tells the scheduler.
+pub enum Control {
+    /// The node drains: start nothing more, let the attempts in progress end and their results
+    /// be written, then stop, and answer.
+    Release(oneshot::Sender<()>),
+    /// The node's lease lapsed and others may have claimed some of its messages: let the
+    /// attempts in progress end, forget the work list, load what the store says is ours, and
+    /// answer.
+    Reload(oneshot::Sender<()>),
+}
+
+/// The scheduler's end of the node's membership: messages claimed from dead or drained nodes,
+/// and [`Control`]s.
+pub struct ClusterLink {
+    pub claimed: mpsc::Receiver<WorkSet>,
+    pub control: mpsc::Receiver<Control>,
 }
 
 /// A message the writer has just committed, with its body.
@@ -239,9 +257,28 @@ impl Scheduler {
         store: Store,
         engine: Engine,
         config: SchedulerConfig,
-        mut fresh: mpsc::Receiver<Fresh>,
+        fresh: mpsc::Receiver<Fresh>,
         shutdown: CancellationToken,
     ) {
+        Scheduler::run_in_cluster(store, engine, config, fresh, shutdown, None).await
+    }
+
+    /// [`Scheduler::run`], also taking the messages this node claims from others and its
+    /// membership's [`Control`]s.
+    pub async fn run_in_cluster(
+        store: Store,
+        engine: Engine,
+        config: SchedulerConfig,
+        mut fresh: mpsc::Receiver<Fresh>,
+        shutdown: CancellationToken,
+        link: Option<ClusterLink>,
+    ) {
+        let (mut claimed, mut control) = match link {
+            Some(link) => (Some(link.claimed), Some(link.control)),
+            None => (None, None),
+        };
+        // A Release or Reload waiting for the attempts in progress to end.
+        let mut pending: Option<Control> = None;
         let (results, results_rx) = mpsc::channel(RESULT_BACKLOG);
         let bookkeeper = tokio::spawn(super::bookkeeper::run(store.clone(), results_rx));
         let pool = Arc::new(Pool::new(config.outbound));
@@ -273,10 +310,29 @@ impl Scheduler {
         let watcher = s.store.spawn_queue_watcher(shutdown.clone());
         let clock = s.config.clock.clone();
         loop {
-            s.dispatch_due();
+            if pending.is_some() && s.running.is_empty() && s.bounces.is_empty() {
+                match pending.take() {
+                    Some(Control::Reload(done)) => {
+                        s.entries.clear();
+                        s.due.clear();
+                        s.load().await;
+                        let _ = done.send(());
+                    }
+                    Some(Control::Release(done)) => {
+                        pending = Some(Control::Release(done));
+                        break;
+                    }
+                    None => {}
+                }
+            }
+            if pending.is_none() {
+                s.dispatch_due();
+            }
+            // Waiting to release or reload, nothing new starts: nothing is due meanwhile.
             let wait = s
                 .due
                 .peek()
+                .filter(|_| pending.is_none())
                 .map(|Reverse((at, _))| (*at - clock.now()).clamp(0, 60) as u64)
                 .unwrap_or(60);
             tokio::select! {
@@ -304,6 +360,8 @@ impl Scheduler {
                     let newest = *events.borrow_and_update();
                     s.apply_events(newest).await;
                 }
+                Some(work) = recv(&mut claimed), if pending.is_none() => s.take_claimed(work),
+                Some(c) = recv(&mut control), if pending.is_none() => pending = Some(c),
             }
         }
         // Attempts in progress are abandoned: their recipients stay queued and are tried again.
@@ -313,7 +371,40 @@ impl Scheduler {
         s.pool.close_all().await;
         drop(s.results);
         let _ = bookkeeper.await;
+        if let Some(Control::Release(done) | Control::Reload(done)) = pending {
+            // Released: every result is written; the membership task may hand the queue over.
+            let _ = done.send(());
+        }
         let _ = watcher.await;
+    }
+
+    /// Messages this node has just claimed from a dead or drained node. Found in the store as at
+    /// start-up, they are `recovered`: an attempt of the other node may have reached a Maildir
+    /// without recording it, and the Maildir agent looks for the queue ID first.
+    fn take_claimed(&mut self, work: WorkSet) {
+        for damaged in work.damaged {
+            tracing::error!(queue_id = %damaged.id, problem = %damaged.problem, "damaged queue entry set aside");
+        }
+        let count = work.messages.len();
+        for m in work.messages {
+            if !self.entries.contains_key(&m.id) {
+                self.take_stored(m);
+            }
+        }
+        tracing::info!(messages = count, "claimed messages loaded");
+    }
+
+    fn take_stored(&mut self, m: QueuedMessage) {
+        if m.recipients.iter().all(|r| r.status.is_final()) {
+            self.bounce_stored(m.id, Some(m), None);
+        } else {
+            // Recipients bounced by a domain-admin whose DSN is still owed: sent now, while the
+            // rest are delivered.
+            if m.recipients.iter().any(bounce_owed) {
+                self.bounce_stored(m.id, Some(m.clone()), None);
+            }
+            self.schedule(Entry::from_stored(m));
+        }
     }
 
     async fn load(&mut self) {
@@ -325,16 +416,7 @@ impl Scheduler {
                 }
                 let count = work.messages.len();
                 for m in work.messages {
-                    if m.recipients.iter().all(|r| r.status.is_final()) {
-                        self.bounce_stored(m.id, Some(m), None);
-                    } else {
-                        // Recipients bounced by a domain-admin whose DSN is still owed: sent
-                        // now, while the rest are delivered.
-                        if m.recipients.iter().any(bounce_owed) {
-                            self.bounce_stored(m.id, Some(m.clone()), None);
-                        }
-                        self.schedule(Entry::from_stored(m));
-                    }
+                    self.take_stored(m);
                 }
                 tracing::info!(messages = count, "queue loaded");
             }
@@ -555,6 +637,14 @@ impl Scheduler {
 
 /// One line per delivery attempt, like Postfix's mail log: the queue ID, recipient, next hop,
 /// delay, DSN code and status.
+/// The next item of a channel the scheduler may not have (a node outside a cluster).
+async fn recv<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn log_attempt(
     id: &QueueId,
     to: &str,

@@ -13,6 +13,7 @@ use crate::model::DomainName;
 
 mod acme;
 mod auth;
+mod cluster;
 mod connections;
 mod delivery;
 mod sizes;
@@ -22,6 +23,7 @@ pub use acme::{
     ExternalAccount, LETSENCRYPT, LETSENCRYPT_STAGING,
 };
 pub use auth::{DEFAULT_DOVECOT_SOCKET, SmtpAuthBackend};
+pub use cluster::{ClusterConfig, DEFAULT_DEAD_AFTER};
 pub use connections::{ConsoleOptions, SmtpClientLimits};
 pub use delivery::{DeliveryConfig, format_duration, parse_duration};
 pub use sizes::{DEFAULT_MAX_MESSAGE_SIZE, parse_size};
@@ -74,6 +76,12 @@ struct RawFile {
     auth: auth::RawAuth,
     #[serde(default)]
     store: RawStore,
+    /// This engine's name among several on one store (default: the host name).
+    node: Option<String>,
+    #[serde(default)]
+    cluster: cluster::RawCluster,
+    #[serde(default)]
+    roles: cluster::RawRoles,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -163,6 +171,8 @@ pub struct BootConfig {
     /// How long the delivery log is kept (`[store] log_retention`); queue events are kept at
     /// most a day, and no longer than this.
     pub log_retention: std::time::Duration,
+    /// The node's name, dead time and roles (`node`, `[cluster]`, `[roles]`).
+    pub cluster: ClusterConfig,
 }
 
 /// What `[store] log_retention` is unless configured: a month, as Postfix sites often keep
@@ -194,6 +204,7 @@ impl fmt::Debug for BootConfig {
             .field("acme", &self.acme)
             .field("smtp_auth", &self.smtp_auth)
             .field("log_retention", &self.log_retention)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -303,6 +314,8 @@ impl BootConfig {
         for (key, value) in env {
             match key.as_str() {
                 "POSTERN_HOSTNAME" => raw.hostname = Some(value),
+                "POSTERN_NODE" => raw.node = Some(value),
+                "POSTERN_CLUSTER_DEAD_AFTER" => raw.cluster.set_dead_after(value),
                 "POSTERN_DATA_DIR" => raw.data_dir = Some(value.into()),
                 "POSTERN_DATABASE" => raw.database = Some(value),
                 "POSTERN_SECRET_KEY_FILE" => raw.secret_key_file = Some(value.into()),
@@ -477,6 +490,8 @@ impl BootConfig {
         let base = path.and_then(Path::parent).filter(|d| !d.as_os_str().is_empty());
         let acme = raw.acme.map(|a| AcmeConfig::build(a, base, origin)).transpose()?;
         let smtp_auth = raw.auth.build(origin)?;
+        let cluster =
+            ClusterConfig::build(raw.node, hostname.as_str(), raw.cluster, raw.roles, origin)?;
 
         let config = BootConfig {
             source: path.map(Path::to_path_buf),
@@ -501,6 +516,7 @@ impl BootConfig {
             acme,
             smtp_auth,
             log_retention,
+            cluster,
         };
         config.check_unique_listeners(origin)?;
         Ok(config)

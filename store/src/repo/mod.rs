@@ -4,6 +4,7 @@ pub(crate) mod admins;
 pub(crate) mod aliases;
 pub(crate) mod audit;
 pub mod certificates;
+pub mod cluster;
 pub(crate) mod config;
 pub(crate) mod content_checks;
 pub mod delivery_log;

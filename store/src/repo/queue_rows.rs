@@ -132,6 +132,20 @@ pub(crate) const WORK_RECIPIENTS: &str = concat!(
 pub(crate) const WORK_WITHOUT_BODY: &str = "SELECT m.id FROM queue_messages m \
      LEFT JOIN queue_bodies b ON b.message_id = m.id \
      WHERE m.node = $1 AND m.held = 0 AND b.message_id IS NULL AND m.body_ref IS NULL";
+/// [`WORK_MESSAGES`] and [`WORK_RECIPIENTS`] for the ids `$2`…`$3` only: what a node has just
+/// claimed from a dead or drained one (`repo/cluster.rs`).
+pub(crate) const CLAIMED_MESSAGES: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM queue_messages m WHERE m.node = $1 AND m.held = 0 AND m.id >= $2 AND m.id <= $3 \
+     ORDER BY m.id"
+);
+pub(crate) const CLAIMED_RECIPIENTS: &str = concat!(
+    "SELECT ",
+    recipient_columns!(),
+    " FROM queue_recipients r JOIN queue_messages m ON m.id = r.message_id \
+     WHERE m.node = $1 AND m.held = 0 AND m.id >= $2 AND m.id <= $3 ORDER BY r.message_id, r.idx"
+);
 pub(crate) const SHOW_MESSAGE: &str =
     concat!("SELECT ", message_columns!(), " FROM queue_messages m WHERE m.id = $1");
 pub(crate) const SHOW_RECIPIENTS: &str = concat!(

@@ -4,6 +4,7 @@ mod aliases;
 mod audit;
 mod certificates;
 mod changes;
+mod cluster;
 mod console;
 mod content_checks;
 mod dkim;

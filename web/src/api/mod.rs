@@ -18,6 +18,7 @@ mod mailboxes;
 pub(crate) mod milters;
 mod mta_sts;
 mod networks;
+mod nodes;
 pub(crate) mod policy;
 pub(crate) mod policy_services;
 mod queue;
@@ -72,6 +73,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(mailboxes::router())
         .merge(aliases::router())
         .merge(networks::router())
+        .merge(nodes::router())
         .merge(transports::router())
         .merge(queue::router())
         .merge(log::router())

@@ -94,6 +94,8 @@ struct EngineRow {
     seen: String,
     stopped: bool,
     problems: Option<String>,
+    /// Its membership (`alive`, `draining`, `drained`, `dead`), when it has one.
+    state: String,
 }
 
 impl_page!(Dashboard);
@@ -120,12 +122,17 @@ async fn show(State(state): State<AppState>, user: ConsoleUser, headers: HeaderM
             t.discarded += h.discarded;
             t
         });
+        let members = state.store.node_list().await?;
         let engines = state
             .store
             .engine_status()
             .await?
             .into_iter()
             .map(|e: EngineStatus| EngineRow {
+                state: members
+                    .iter()
+                    .find(|n| n.node == e.node)
+                    .map_or(String::new(), |n| n.state.to_string()),
                 applied: time::format(e.applied_at),
                 seen: time::age(time::now() - e.seen_at),
                 stopped: time::now() - e.seen_at > postern_store::ENGINE_GONE_AFTER,

@@ -34,6 +34,7 @@ mod mailboxes;
 mod milters;
 mod mta_sts;
 mod networks;
+mod nodes;
 mod policy;
 mod policy_services;
 mod queue;
@@ -62,6 +63,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(mailboxes::router())
         .merge(aliases::router())
         .merge(networks::router())
+        .merge(nodes::router())
         .merge(policy::router())
         .merge(rate_limits::router())
         .merge(milters::router())
@@ -103,6 +105,7 @@ const SECTIONS: &[(&str, &str, &str, bool, bool)] = &[
     ("log", "/log", "Delivery log", true, false),
     ("transports", "/transports", "Transports & relay", true, true),
     ("networks", "/networks", "Trusted networks", true, true),
+    ("nodes", "/nodes", "Nodes", true, true),
     ("policy", "/policy", "Access policy", true, true),
     ("rate_limits", "/rate-limits", "Rate limits", true, true),
     ("dnsbl", "/dnsbl", "Blocklists", true, true),

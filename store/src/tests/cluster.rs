@@ -1,0 +1,120 @@
+use super::queue::message;
+use crate::model::{QueueAction, Selection};
+use crate::{Clock, Heartbeat, Membership, NodeState, Store, StoreError};
+
+crate::store_tests!(
+    a_node_is_alive_while_it_renews_and_dead_after,
+    a_lapsed_nodes_queue_is_claimed_in_batches,
+    a_drain_is_asked_for_and_gives_the_lease_up,
+    only_a_dead_or_drained_node_without_mail_is_forgotten
+);
+
+fn member(node: &str) -> Membership {
+    Membership {
+        node: node.into(),
+        smtp: true,
+        console: true,
+        dead_after: 3,
+        version: "test".into(),
+    }
+}
+
+/// A store on a simulated clock at a fixed time.
+fn simulated(store: &Store) -> Clock {
+    let clock = Clock::manual(1_800_000_000);
+    store.set_clock(clock.clone());
+    clock
+}
+
+fn state(nodes: &[crate::NodeInfo], name: &str) -> (NodeState, i64) {
+    let n = nodes.iter().find(|n| n.node == name).unwrap();
+    (n.state, n.messages)
+}
+
+async fn a_node_is_alive_while_it_renews_and_dead_after(store: Store) {
+    let clock = simulated(&store);
+    store.node_register(&member("n1")).await.unwrap();
+    assert_eq!(state(&store.node_list().await.unwrap(), "n1"), (NodeState::Alive, 0));
+    clock.advance(2);
+    assert_eq!(store.node_heartbeat("n1", 3).await.unwrap(), Heartbeat::Held { drain: false });
+    clock.advance(3);
+    assert_eq!(state(&store.node_list().await.unwrap(), "n1").0, NodeState::Alive);
+    clock.advance(1);
+    assert_eq!(state(&store.node_list().await.unwrap(), "n1").0, NodeState::Dead);
+    // Back from the dead, it is told so rather than renewed: others may have its mail now.
+    assert_eq!(store.node_heartbeat("n1", 3).await.unwrap(), Heartbeat::Lapsed);
+    store.node_register(&member("n1")).await.unwrap();
+    assert_eq!(store.node_heartbeat("n1", 3).await.unwrap(), Heartbeat::Held { drain: false });
+    assert_eq!(store.node_heartbeat("gone", 3).await.unwrap(), Heartbeat::Missing);
+}
+
+async fn a_lapsed_nodes_queue_is_claimed_in_batches(store: Store) {
+    let clock = simulated(&store);
+    store.node_register(&member("n1")).await.unwrap();
+    store.node_register(&member("n2")).await.unwrap();
+    let batch: Vec<_> = (0..5).map(|_| message("a@example.org", &["b@example.net"])).collect();
+    let ids = store.queue_insert("n2", &batch).await.unwrap();
+    // One held: it moves too, but is not handed to the scheduler.
+    store
+        .queue_act(&super::queue::root(), QueueAction::Hold, &Selection::Ids(vec![ids[4]]))
+        .await
+        .unwrap();
+    // Alive: nothing to claim.
+    assert!(store.queue_claim("n1", 2).await.unwrap().messages.is_empty());
+    clock.advance(10);
+    // n1 lapsed too, and comes back; n2 stays dead.
+    assert_eq!(store.node_heartbeat("n1", 3).await.unwrap(), Heartbeat::Lapsed);
+    store.node_register(&member("n1")).await.unwrap();
+    let first = store.queue_claim("n1", 2).await.unwrap();
+    let got: Vec<_> = first.messages.iter().map(|m| m.id).collect();
+    assert_eq!(got, ids[..2]);
+    assert!(first.messages.iter().all(|m| m.node == "n1" && m.recipients.len() == 1));
+    let second = store.queue_claim("n1", 10).await.unwrap();
+    assert_eq!(second.messages.iter().map(|m| m.id).collect::<Vec<_>>(), ids[2..4]);
+    let nodes = store.node_list().await.unwrap();
+    assert_eq!(state(&nodes, "n1"), (NodeState::Alive, 5));
+    assert_eq!(state(&nodes, "n2"), (NodeState::Dead, 0));
+    // Messages of a node with no row at all are claimed too.
+    let orphan = store.queue_insert("renamed", &batch[..1]).await.unwrap();
+    let third = store.queue_claim("n1", 10).await.unwrap();
+    assert_eq!(third.messages.iter().map(|m| m.id).collect::<Vec<_>>(), orphan);
+}
+
+async fn a_drain_is_asked_for_and_gives_the_lease_up(store: Store) {
+    let _clock = simulated(&store);
+    store.node_register(&member("n1")).await.unwrap();
+    store.node_register(&member("n3")).await.unwrap();
+    let ids =
+        store.queue_insert("n3", &[message("a@example.org", &["b@example.net"])]).await.unwrap();
+    let asked = store.node_request_drain("n3").await.unwrap();
+    assert_eq!(asked.state, NodeState::Draining);
+    assert_eq!(store.node_heartbeat("n3", 3).await.unwrap(), Heartbeat::Held { drain: true });
+    // Still holding its lease while it drains.
+    assert!(store.queue_claim("n1", 10).await.unwrap().messages.is_empty());
+    store.node_drained("n3").await.unwrap();
+    assert_eq!(store.node_heartbeat("n3", 3).await.unwrap(), Heartbeat::Drained);
+    // Given up: claimed at once, without waiting for the dead time.
+    let claimed = store.queue_claim("n1", 10).await.unwrap();
+    assert_eq!(claimed.messages.iter().map(|m| m.id).collect::<Vec<_>>(), ids);
+    assert_eq!(state(&store.node_list().await.unwrap(), "n3"), (NodeState::Drained, 0));
+    // A restart brings it back.
+    store.node_register(&member("n3")).await.unwrap();
+    assert_eq!(state(&store.node_list().await.unwrap(), "n3").0, NodeState::Alive);
+    assert!(matches!(store.node_request_drain("nobody").await, Err(StoreError::NotFound { .. })));
+}
+
+async fn only_a_dead_or_drained_node_without_mail_is_forgotten(store: Store) {
+    let clock = simulated(&store);
+    store.node_register(&member("n1")).await.unwrap();
+    store.node_register(&member("n2")).await.unwrap();
+    store.queue_insert("n2", &[message("a@example.org", &["b@example.net"])]).await.unwrap();
+    assert!(matches!(store.node_remove("n2").await, Err(StoreError::Conflict(_))));
+    clock.advance(10);
+    // Dead, but still holding mail.
+    assert!(matches!(store.node_remove("n2").await, Err(StoreError::Conflict(_))));
+    assert!(matches!(store.node_request_drain("n2").await, Err(StoreError::Conflict(_))));
+    store.node_register(&member("n1")).await.unwrap();
+    store.queue_claim("n1", 10).await.unwrap();
+    store.node_remove("n2").await.unwrap();
+    assert_eq!(store.node_list().await.unwrap().len(), 1);
+}
