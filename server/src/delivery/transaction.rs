@@ -181,13 +181,13 @@ pub(super) async fn run(client: &mut Client, d: &Delivery<'_>) -> Vec<Outcome> {
         return outcomes.into_iter().flatten().collect();
     }
 
-    if let Some(stream) = d.stream {
-        if let Err(outcome) = send_stream(client, stream).await {
-            // Half a message was sent: the connection goes, so that the peer drops it.
-            client.broken = true;
-            pending(&mut outcomes, outcome);
-            return outcomes.into_iter().flatten().collect();
-        }
+    if let Some(stream) = d.stream
+        && let Err(outcome) = send_stream(client, stream).await
+    {
+        // Half a message was sent: the connection goes, so that the peer drops it.
+        client.broken = true;
+        pending(&mut outcomes, outcome);
+        return outcomes.into_iter().flatten().collect();
     }
     let mut blocks = wire::DataBlocks::new(d.body);
     let mut block = Vec::with_capacity(DATA_BLOCK + 8);
