@@ -80,6 +80,28 @@ pub trait BodyReader: Send {
     fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<Vec<u8>>>>;
 }
 
+/// Where a message's body went when it was stored apart, for [`Store::queue_insert_streamed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpooledBody {
+    pub body_ref: String,
+    /// Bytes in the body store.
+    pub len: u64,
+    /// `true`: the body store holds what the client sent, and `NewMessage::body` only the
+    /// header fields Postern added in front (stored inline, read first), so that adding them
+    /// never copies the body. `false`: the body store holds the whole message.
+    pub prefix: bool,
+}
+
+/// A queued message's body as delivery reads it ([`Store::queue_body_open`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueuedBody {
+    /// Kept inline: small enough to hold.
+    Whole(Vec<u8>),
+    /// Stored apart: its first [`INLINE_MAX`] bytes (enough for the header block of almost
+    /// every message), and its size; the rest is read as a stream.
+    Spooled { head: Vec<u8>, size: u64 },
+}
+
 /// A fresh name: the time, then randomness (hex, so it is a safe file name anywhere).
 fn new_name() -> String {
     let nanos = SystemTime::now()
@@ -519,6 +541,32 @@ impl Store {
                 tracing::warn!(error = %e, body_ref, "cannot remove an unqueued body");
             }
         }
+    }
+
+    /// A stored body read back whole, if it is no longer than `max` bytes (else `None`): for
+    /// the checks that need a message in one piece.
+    pub async fn spool_read(&self, body_ref: &str, max: usize) -> Result<Option<Vec<u8>>> {
+        let mut reader = self.body_reader(body_ref).await?;
+        let mut body = Vec::new();
+        while let Some(chunk) = reader.next_chunk().await? {
+            if body.len() + chunk.len() > max {
+                return Ok(None);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Some(body))
+    }
+
+    /// Whether the stored body `body_ref` is exactly `bytes`, read a chunk at a time.
+    pub async fn spool_equals(&self, body_ref: &str, mut bytes: &[u8]) -> Result<bool> {
+        let mut reader = self.body_reader(body_ref).await?;
+        while let Some(chunk) = reader.next_chunk().await? {
+            match bytes.strip_prefix(chunk.as_slice()) {
+                Some(rest) => bytes = rest,
+                None => return Ok(false),
+            }
+        }
+        Ok(bytes.is_empty())
     }
 
     /// Opens a spooled body for reading.

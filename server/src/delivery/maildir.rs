@@ -108,7 +108,7 @@ impl Maildir {
             ));
         };
         let header = format!("Return-Path: <{}>\r\nDelivered-To: <{rcpt}>\r\n", d.sender);
-        let size = (header.len() + d.body.len()) as u64;
+        let size = header.len() as u64 + d.stream.map_or(d.body.len() as u64, |s| s.size);
         if let Some(limit) = quota {
             // A message bigger than the whole quota will never fit: bounce it now. A mailbox
             // that is merely full defers, as Postfix's virtual(8) and Dovecot do by default:
@@ -138,7 +138,7 @@ impl Maildir {
                 }
             }
         }
-        match self.write(&dir, d.queue_id, header.as_bytes(), d.body, size) {
+        match self.write(&dir, d.queue_id, header.as_bytes(), d, size) {
             Ok(name) => {
                 self.add_usage(&dir, size);
                 Outcome::Delivered {
@@ -163,7 +163,7 @@ impl Maildir {
         dir: &Path,
         queue_id: &str,
         header: &[u8],
-        body: &[u8],
+        d: &Delivery<'_>,
         size: u64,
     ) -> std::io::Result<String> {
         self.ensure_dirs(dir)?;
@@ -173,7 +173,15 @@ impl Maildir {
             let mut file =
                 OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
             file.write_all(header)?;
-            file.write_all(body)?;
+            match d.stream {
+                None => file.write_all(d.body)?,
+                // Copied from the spool a chunk at a time, never whole in memory.
+                Some(stream) => {
+                    let mut out = std::io::BufWriter::with_capacity(256 * 1024, &mut file);
+                    stream.copy_blocking(&mut out)?;
+                    out.flush()?;
+                }
+            }
             file.sync_all()?;
             let new = dir.join("new");
             fs::rename(&tmp, new.join(&name))?;

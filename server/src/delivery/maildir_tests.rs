@@ -8,6 +8,7 @@ fn delivery<'a>(recipients: &'a [String], body: &'a [u8]) -> Delivery<'a> {
         sender: "alice@example.org",
         recipients,
         body,
+        stream: None,
         smtputf8: false,
         eight_bit: false,
         envid: None,

@@ -8,6 +8,7 @@ pub mod mta_sts;
 pub mod mx;
 pub mod pool;
 mod reply;
+pub mod stream;
 pub mod throttle;
 mod tls;
 mod transaction;
@@ -20,6 +21,7 @@ pub use mta_sts::{MtaSts, StsSettings};
 pub use mx::{MxHost, deliver_mx};
 pub use pool::{Pool, PoolSettings};
 pub use reply::Reply;
+pub use stream::BodyStream;
 
 use std::borrow::Cow;
 
@@ -34,8 +36,11 @@ pub struct Delivery<'a> {
     /// Internal form; a local part that is not a dot-atom is re-quoted on the wire
     /// (RFC 5321 §4.1.2).
     pub recipients: &'a [String],
-    /// The whole message, CRLF line ends.
+    /// The whole message, CRLF line ends; with `stream`, only its first part (enough for its
+    /// header block).
     pub body: &'a [u8],
+    /// A message too large to hold: read from the queue as it is delivered.
+    pub stream: Option<&'a BodyStream>,
     pub smtputf8: bool,
     pub eight_bit: bool,
     /// DSN (RFC 3461): passed on as ENVID= and RET= when the next hop offers DSN.

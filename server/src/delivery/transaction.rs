@@ -60,9 +60,13 @@ const DATA_BLOCK: usize = 64 * 1024;
 pub(super) async fn run(client: &mut Client, d: &Delivery<'_>) -> Vec<Outcome> {
     let n = d.recipients.len();
     // Checked whole before anything is sent; stuffed on the way out (`wire::DataBlocks`).
-    let data_len = match wire::check_data(d.body) {
-        Ok(len) => len,
-        Err(e) => return vec![Outcome::failed(e.reply()); n],
+    let data_len = match d.stream {
+        None => match wire::check_data(d.body) {
+            Ok(len) => len,
+            Err(e) => return vec![Outcome::failed(e.reply()); n],
+        },
+        // Checked as it is sent (`wire::Stuffer`); the size is the message's own.
+        Some(stream) => usize::try_from(stream.size).unwrap_or(usize::MAX).saturating_add(3),
     };
     // RFC 1870 §3: the size before dot-stuffing, with CRLF line ends.
     let size = data_len.saturating_sub(3);
@@ -177,9 +181,20 @@ pub(super) async fn run(client: &mut Client, d: &Delivery<'_>) -> Vec<Outcome> {
         return outcomes.into_iter().flatten().collect();
     }
 
+    if let Some(stream) = d.stream
+        && let Err(outcome) = send_stream(client, stream).await
+    {
+        // Half a message was sent: the connection goes, so that the peer drops it.
+        client.broken = true;
+        pending(&mut outcomes, outcome);
+        return outcomes.into_iter().flatten().collect();
+    }
     let mut blocks = wire::DataBlocks::new(d.body);
     let mut block = Vec::with_capacity(DATA_BLOCK + 8);
     let sent = loop {
+        if d.stream.is_some() {
+            break Ok(());
+        }
         block.clear();
         if !blocks.next_into(&mut block, DATA_BLOCK) {
             break Ok(());
@@ -217,4 +232,36 @@ pub(super) async fn run(client: &mut Client, d: &Delivery<'_>) -> Vec<Outcome> {
     }
     client.dirty = false;
     outcomes.into_iter().flatten().collect()
+}
+
+/// Sends a spooled message as DATA's payload, read and stuffed a chunk at a time; the outcome
+/// for the waiting recipients if it cannot be sent whole.
+async fn send_stream(client: &mut Client, stream: &super::BodyStream) -> Result<(), Outcome> {
+    let target = client.target.clone();
+    let mut reader =
+        stream.open().await.map_err(|e| Outcome::deferred(Reply::new(451, [4, 3, 0], e)))?;
+    let mut stuffer = wire::Stuffer::default();
+    let mut block = Vec::with_capacity(DATA_BLOCK + DATA_BLOCK / 8);
+    loop {
+        let chunk = reader.next_chunk().await.map_err(|e| {
+            Outcome::deferred(Reply::new(
+                451,
+                [4, 3, 0],
+                format!("cannot read the message body: {e}"),
+            ))
+        })?;
+        block.clear();
+        let last = chunk.is_none();
+        let stuffed = match &chunk {
+            Some(chunk) => stuffer.push(chunk, &mut block),
+            None => stuffer.finish(&mut block),
+        };
+        stuffed.map_err(|e| Outcome::failed(e.reply()))?;
+        if let Err(e) = client.wire.send(&block, client.timeouts.data_block).await {
+            return Err(lost(&target, &e, "sending the message"));
+        }
+        if last {
+            return Ok(());
+        }
+    }
 }

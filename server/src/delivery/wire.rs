@@ -155,6 +155,81 @@ impl<'a> DataBlocks<'a> {
     }
 }
 
+/// [`DataBlocks`] for a body given in pieces (one read from the spool): dot-stuffs each piece
+/// as it comes (RFC 5321 §4.5.2), carrying the line state across pieces, and checks what
+/// [`check_data`] checks on the way, since the whole cannot be checked first. A body that fails
+/// half-way is abandoned by closing the connection, so that the peer never takes half a message.
+#[derive(Debug)]
+pub struct Stuffer {
+    line_start: bool,
+    prev_cr: bool,
+    line_len: usize,
+    line_no: usize,
+    offset: usize,
+}
+
+impl Default for Stuffer {
+    fn default() -> Stuffer {
+        Stuffer { line_start: true, prev_cr: false, line_len: 0, line_no: 1, offset: 0 }
+    }
+}
+
+impl Stuffer {
+    /// Appends `piece`, stuffed, to `out`.
+    pub fn push(&mut self, piece: &[u8], out: &mut Vec<u8>) -> Result<(), BodyError> {
+        for &b in piece {
+            if self.prev_cr {
+                if b != b'\n' {
+                    return Err(BodyError::BareCr { offset: self.offset - 1 });
+                }
+                self.prev_cr = false;
+                self.end_line(out);
+                self.offset += 1;
+                continue;
+            }
+            match b {
+                b'\r' => self.prev_cr = true,
+                b'\n' => self.end_line(out),
+                _ => {
+                    if self.line_start && b == b'.' {
+                        out.push(b'.');
+                    }
+                    self.line_start = false;
+                    self.line_len += 1;
+                    if self.line_len > MAX_LINE {
+                        return Err(BodyError::LineTooLong {
+                            line: self.line_no,
+                            length: self.line_len,
+                        });
+                    }
+                    out.push(b);
+                }
+            }
+            self.offset += 1;
+        }
+        Ok(())
+    }
+
+    fn end_line(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"\r\n");
+        self.line_start = true;
+        self.line_len = 0;
+        self.line_no += 1;
+    }
+
+    /// Ends the payload: the last line ended, then `.<CRLF>`.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), BodyError> {
+        if self.prev_cr {
+            return Err(BodyError::BareCr { offset: self.offset - 1 });
+        }
+        if !self.line_start {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+        Ok(())
+    }
+}
+
 /// RFC 5322 §3.2.3 atext, with RFC 6531's UTF-8 allowed.
 fn is_atext(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
@@ -230,6 +305,28 @@ mod tests {
     fn a_leading_dot_is_stuffed_too() {
         assert_eq!(encode_data(b".hidden\r\nx\r\n").unwrap(), b"..hidden\r\nx\r\n.\r\n");
         assert_eq!(encode_data(b".\r\n").unwrap(), b"..\r\n.\r\n");
+    }
+
+    #[test]
+    fn the_stuffer_gives_what_data_blocks_give_whatever_the_pieces() {
+        let body = b".a\r\nb\n..c\r\n\r\n.\r\nlast line without end";
+        let whole = encode_data(body).unwrap();
+        for size in [1, 2, 3, 5, 64] {
+            let mut stuffer = Stuffer::default();
+            let mut out = Vec::new();
+            for piece in body.chunks(size) {
+                stuffer.push(piece, &mut out).unwrap();
+            }
+            stuffer.finish(&mut out).unwrap();
+            assert_eq!(out, whole, "pieces of {size}");
+        }
+        let mut out = Vec::new();
+        assert!(matches!(
+            Stuffer::default().push(b"a\rb", &mut out),
+            Err(BodyError::BareCr { offset: 1 })
+        ));
+        let long = vec![b'x'; MAX_LINE + 1];
+        assert!(Stuffer::default().push(&long, &mut out).is_err());
     }
 
     #[test]

@@ -58,15 +58,17 @@ pub(super) async fn deliver(
             delivery.body.to_vec(),
             delivery.smtputf8,
             delivery.eight_bit,
+            delivery.stream.cloned(),
         );
         // Maildir delivery is file I/O with fsyncs: off the async workers.
         let results = tokio::task::spawn_blocking(move || {
-            let (queue_id, sender, body, smtputf8, eight_bit) = owned;
+            let (queue_id, sender, body, smtputf8, eight_bit, stream) = owned;
             let d = Delivery {
                 queue_id: &queue_id,
                 sender: &sender,
                 recipients: &recipients,
                 body: &body,
+                stream: stream.as_ref(),
                 smtputf8,
                 eight_bit,
                 envid: None,

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use postern_store::model::{NewMessage, QueueId};
+use postern_store::spool::SpooledBody;
 use postern_store::{Store, StoreError};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
@@ -64,9 +65,10 @@ pub struct QueueStats {
 
 struct Job {
     message: NewMessage,
-    /// Where the session stored the body when it is too large to stay inline
-    /// (`postern_store::spool`); `None` keeps it in the envelope's transaction.
-    body_ref: Option<String>,
+    /// Where the body is when it is too large to stay inline (`postern_store::spool`): stored
+    /// whole by `enqueue`, or streamed there by the session; `None` keeps it in the envelope's
+    /// transaction.
+    place: Option<SpooledBody>,
     reply: oneshot::Sender<Result<QueueId, QueueError>>,
 }
 
@@ -112,10 +114,36 @@ impl Queue {
         // for its whole batch, before the envelopes' commit.
         let body_ref =
             self.store.spool_body(&m.body).await.map_err(|e| QueueError::Store(Arc::new(e)))?;
+        let len = m.body.len() as u64;
+        let place = body_ref.map(|body_ref| SpooledBody { body_ref, len, prefix: false });
+        self.hand_over(m, place).await
+    }
+
+    /// Queues `m` whose body the session streamed to the spool and made durable (`spooled`,
+    /// with `m.body` the header fields Postern put in front); returns its ID once the envelope
+    /// is committed too. On a failure the spooled body is removed.
+    pub async fn enqueue_spooled(
+        &self,
+        m: NewMessage,
+        spooled: SpooledBody,
+    ) -> Result<QueueId, QueueError> {
+        if let Err(e) = m.check() {
+            self.store.spool_discard(std::slice::from_ref(&spooled.body_ref)).await;
+            return Err(QueueError::Store(Arc::new(e)));
+        }
+        self.hand_over(m, Some(spooled)).await
+    }
+
+    async fn hand_over(
+        &self,
+        m: NewMessage,
+        place: Option<SpooledBody>,
+    ) -> Result<QueueId, QueueError> {
         let (reply, answer) = oneshot::channel();
-        let job = Job { message: m, body_ref: body_ref.clone(), reply };
+        let body_ref: Vec<String> = place.iter().map(|p| p.body_ref.clone()).collect();
+        let job = Job { message: m, place, reply };
         if self.jobs.send(job).await.is_err() {
-            self.store.spool_discard(body_ref.as_slice()).await;
+            self.store.spool_discard(&body_ref).await;
             return Err(QueueError::Closed);
         }
         // A writer that ends without answering (a panic) never committed the message; a body

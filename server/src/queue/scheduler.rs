@@ -93,6 +93,9 @@ pub struct ClusterLink {
 pub struct Fresh {
     pub id: QueueId,
     pub message: NewMessage,
+    /// The body is in the spool (`message.body` is then none of it, or only its prefix): it
+    /// is read as a stream when delivered, never kept here.
+    pub spooled: bool,
 }
 
 struct Rcpt {
@@ -148,7 +151,7 @@ impl Entry {
         // Held at intake (an access rule's HOLD): in the work list only until the scheduler
         // sees that nothing is left to try; a release brings it back from the store.
         let held = m.held;
-        let body = CachedBody::keep(m.body, budget);
+        let body = if f.spooled { None } else { CachedBody::keep(m.body, budget) };
         Entry {
             id: f.id,
             rcpts: m

@@ -15,4 +15,16 @@ impl MessageSink for Queue {
     ) -> Pin<Box<dyn Future<Output = Result<QueueId, QueueError>> + Send + '_>> {
         Box::pin(self.enqueue(message))
     }
+
+    fn spool(&self) -> Option<&postern_store::Store> {
+        Some(&self.store)
+    }
+
+    fn accept_spooled(
+        &self,
+        message: NewMessage,
+        spooled: postern_store::spool::SpooledBody,
+    ) -> Pin<Box<dyn Future<Output = Result<QueueId, QueueError>> + Send + '_>> {
+        Box::pin(self.enqueue_spooled(message, spooled))
+    }
 }

@@ -65,14 +65,14 @@ async fn commit(
 ) {
     let count = batch.len();
     let mut messages = Vec::with_capacity(count);
-    let mut body_refs = Vec::with_capacity(count);
+    let mut places = Vec::with_capacity(count);
     let mut replies = Vec::with_capacity(count);
     for job in batch {
         messages.push(job.message);
-        body_refs.push(job.body_ref);
+        places.push(job.place);
         replies.push(job.reply);
     }
-    let spooled: Vec<String> = body_refs.iter().flatten().cloned().collect();
+    let spooled: Vec<String> = places.iter().flatten().map(|p| p.body_ref.clone()).collect();
     // One directory fsync for every spooled body of the batch: their files were fsynced by
     // the sessions, their names become durable here, before the envelopes that name them.
     let synced = match spooled.is_empty() {
@@ -80,7 +80,7 @@ async fn commit(
         false => store.spool_sync().await,
     };
     let inserted = match synced {
-        Ok(()) => store.queue_insert_spooled(node, &messages, &body_refs).await,
+        Ok(()) => store.queue_insert_streamed(node, &messages, &places).await,
         Err(e) => Err(e),
     };
     match inserted {
@@ -90,8 +90,9 @@ async fn commit(
             if let Some(fresh) = fresh {
                 // Waits while the scheduler is behind: the sessions' 250s wait with it, so a
                 // flood slows the senders instead of piling bodies up in memory.
-                for (&id, message) in ids.iter().zip(messages) {
-                    let _ = fresh.send(Fresh { id, message }).await;
+                for ((&id, message), place) in ids.iter().zip(messages).zip(&places) {
+                    let spooled = place.is_some();
+                    let _ = fresh.send(Fresh { id, message, spooled }).await;
                 }
             }
             for (reply, id) in replies.into_iter().zip(ids) {

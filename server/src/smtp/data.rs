@@ -66,6 +66,7 @@ pub async fn read_data<R: AsyncBufRead + Unpin>(
         // A CR held back at the end of the buffer is data unless an LF follows in the next one.
         body.push(&out);
         reader.consume(used);
+        body.spill().await;
     }
 }
 
@@ -95,6 +96,7 @@ pub async fn read_chunk<R: AsyncBufRead + Unpin>(
         body.push(&input[..take]);
         reader.consume(take);
         size -= take as u64;
+        body.spill().await;
     }
     Ok(true)
 }

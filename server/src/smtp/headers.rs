@@ -32,6 +32,17 @@ fn has_header(body: &[u8], name: &[u8]) -> bool {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) fn add_headers(&self, tx: &Transaction, body: Vec<u8>) -> Vec<u8> {
+        let head = self.our_fields(tx, &body);
+        let mut message = Vec::with_capacity(head.len() + body.len());
+        message.extend_from_slice(head.as_bytes());
+        message.extend_from_slice(&body);
+        self.sign(tx, message)
+    }
+
+    /// The fields we put in front of a message: `Received:`, the access rules' PREPENDs, and
+    /// for submissions a missing `Message-ID:` or `Date:` (looked for in `body`, which may be
+    /// only the message's first part, holding its header block).
+    pub(super) fn our_fields(&self, tx: &Transaction, body: &[u8]) -> String {
         let tls = self.conn.get_ref().tls_description();
         let esmtp = self.helo.as_ref().is_some_and(|(_, e)| *e);
         let protocol = match (esmtp, tls.is_some(), self.auth.is_some()) {
@@ -65,17 +76,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             head.push_str("\r\n");
         }
         if self.kind.takes_auth() {
-            if !has_header(&body, b"Message-ID") {
+            if !has_header(body, b"Message-ID") {
                 let id: u128 = rand::random();
                 head.push_str(&format!("Message-ID: <{id:032x}@{}>\r\n", self.ctx.hostname));
             }
-            if !has_header(&body, b"Date") {
+            if !has_header(body, b"Date") {
                 head.push_str(&format!("Date: {date}\r\n"));
             }
         }
-        let mut message = Vec::with_capacity(head.len() + body.len());
-        message.extend_from_slice(head.as_bytes());
-        message.extend_from_slice(&body);
+        head
+    }
+
+    /// Whether [`Session::sign`] may sign this session's messages: then a message too large to
+    /// hold is read back whole for it, up to `smtp::spooled::WHOLE_MAX`.
+    pub(super) fn may_sign(&self) -> bool {
+        let snapshot = self.ctx.engine.snapshot();
+        self.auth.is_some()
+            || snapshot.config.is_trusted(self.peer.ip())
+            || snapshot.config.dkim_settings.values().any(|s| s.sign_relayed)
+    }
+
+    /// `message` with the DKIM signatures it is owed in front.
+    fn sign(&self, tx: &Transaction, mut message: Vec<u8>) -> Vec<u8> {
         // Ours to vouch for: what our users submit and what trusted networks relay, signed for
         // the author domain (RFC 7489 §3.1.1 aligns DKIM with From:; without one, the envelope
         // sender's). Mail relayed for others is not ours to sign, unless the author domain

@@ -15,6 +15,7 @@ mod listener;
 mod milter;
 mod reply;
 mod session;
+mod spooled;
 #[cfg(test)]
 mod tests;
 mod verbs;
@@ -74,6 +75,23 @@ pub trait MessageSink: Send + Sync + 'static {
         &self,
         message: NewMessage,
     ) -> Pin<Box<dyn Future<Output = Result<QueueId, QueueError>> + Send + '_>>;
+
+    /// The store a body too large to hold goes to as it arrives; `None` holds every body
+    /// whole (a sink that keeps messages in memory, in tests).
+    fn spool(&self) -> Option<&postern_store::Store> {
+        None
+    }
+
+    /// Queues a message whose body was streamed to [`MessageSink::spool`] and made durable:
+    /// `message.body` holds only the header fields added in front of it.
+    fn accept_spooled(
+        &self,
+        message: NewMessage,
+        spooled: postern_store::spool::SpooledBody,
+    ) -> Pin<Box<dyn Future<Output = Result<QueueId, QueueError>> + Send + '_>> {
+        let _ = (message, spooled);
+        Box::pin(async { Err(QueueError::Closed) })
+    }
 }
 
 /// What every session of a server shares.

@@ -590,6 +590,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         body: Vec<u8>,
         inbound: crate::smtp::verbs::data::Inbound,
     ) -> Reply {
+        self.queue_message(tx, body, inbound, None).await
+    }
+
+    /// [`Session::accept_message`]; with `spooled`, `body` is only the fields in front of the
+    /// spooled body that `spooled` names, which is removed if the message is not queued.
+    pub async fn queue_message(
+        &mut self,
+        tx: Transaction,
+        body: Vec<u8>,
+        inbound: crate::smtp::verbs::data::Inbound,
+        spooled: Option<postern_store::spool::SpooledBody>,
+    ) -> Reply {
         let received_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -619,6 +631,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 client = %self.client_description(),
                 "discarded by policy rule"
             );
+            if let (Some(spooled), Some(store)) = (&spooled, self.ctx.sink.spool()) {
+                store.spool_discard(std::slice::from_ref(&spooled.body_ref)).await;
+            }
             return Reply::new(250, "2.0.0", "Ok");
         }
         // REDIRECT sends the message to one address instead of every recipient (Postfix's
@@ -639,7 +654,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         }
         recipients.dedup_by(|a, b| a.address.eq_ignore_ascii_case(&b.address));
-        let size = body.len();
+        let size = body.len() + spooled.as_ref().map_or(0, |s| s.len as usize);
         let message = NewMessage {
             sender: tx.sender.clone(),
             recipients,
@@ -657,7 +672,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         let rcpt_count = message.recipients.len();
         let message_held = message.held;
-        match self.ctx.sink.accept(message).await {
+        let queued = match spooled {
+            None => self.ctx.sink.accept(message).await,
+            Some(spooled) => self.ctx.sink.accept_spooled(message, spooled).await,
+        };
+        match queued {
             Ok(id) => {
                 tracing::info!(
                     queue_id = %id,

@@ -12,6 +12,7 @@ use crate::model::{
     BOUNCED_BY_ADMIN, DamagedEntry, DeliveryResult, NewMessage, Outcome, Page, QueueEvent,
     QueueFilter, QueueId, QueuePage, QueuedMessage, RecipientStatus, WorkSet,
 };
+use crate::spool::{QueuedBody, SpooledBody};
 use crate::store::Store;
 
 /// A queue write in progress. Like [`crate::store::Change`], it is always ended explicitly.
@@ -107,13 +108,36 @@ impl Store {
         batch: &[NewMessage],
         body_refs: &[Option<String>],
     ) -> Result<Vec<QueueId>> {
+        let places: Vec<Option<SpooledBody>> = body_refs
+            .iter()
+            .map(|r| {
+                r.as_ref().map(|body_ref| SpooledBody {
+                    body_ref: body_ref.clone(),
+                    len: 0,
+                    prefix: false,
+                })
+            })
+            .collect();
+        self.queue_insert_streamed(node, batch, &places).await
+    }
+
+    /// [`Store::queue_insert`] for messages whose bodies may be stored apart, each as its
+    /// [`SpooledBody`] says: either the whole message is in the body store, or (a body streamed
+    /// there by the SMTP session) only what the client sent is, and `NewMessage::body` holds the
+    /// header fields Postern put in front, kept inline and read first.
+    pub async fn queue_insert_streamed(
+        &self,
+        node: &str,
+        batch: &[NewMessage],
+        places: &[Option<SpooledBody>],
+    ) -> Result<Vec<QueueId>> {
         for m in batch {
             m.check()?;
         }
         let ids: Vec<QueueId> = batch.iter().map(|_| self.next_queue_id()).collect();
         let mut qtx = self.queue_tx().await?;
         let at = self.clock().now();
-        let result = insert_batch(&mut qtx.tx, node, &ids, batch, body_refs, at).await;
+        let result = insert_batch(&mut qtx.tx, node, &ids, batch, places, at).await;
         self.queue_finish(qtx, result).await?;
         Ok(ids)
     }
@@ -182,6 +206,23 @@ impl Store {
         Ok(Some(head))
     }
 
+    /// A queued message's body for delivery: whole when it is kept inline, else its first
+    /// [`crate::spool::INLINE_MAX`] bytes (for the header block) and its size, the rest to be
+    /// read as a stream ([`Store::queue_body_reader`]). `None` if it is no longer queued.
+    pub async fn queue_body_open(&self, id: QueueId) -> Result<Option<QueuedBody>> {
+        let row: Option<(Option<String>, i64)> =
+            sqlx::query_as("SELECT body_ref, size FROM queue_messages WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(self.pool())
+                .await?;
+        let Some((body_ref, size)) = row else { return Ok(None) };
+        if body_ref.is_none() {
+            return Ok(self.queue_body(id).await?.map(QueuedBody::Whole));
+        }
+        let head = self.queue_body_head(id, crate::spool::INLINE_MAX).await?;
+        Ok(head.map(|head| QueuedBody::Spooled { head, size: u64::try_from(size).unwrap_or(0) }))
+    }
+
     /// A queued message's body as a stream of chunks (an inline body is one chunk), or `None`
     /// if it is no longer queued.
     pub async fn queue_body_reader(
@@ -198,7 +239,15 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let body_ref: Option<String> = row.try_get(0)?;
         match body_ref {
-            Some(body_ref) => self.body_reader(&body_ref).await.map(Some),
+            Some(body_ref) => {
+                let rest = self.body_reader(&body_ref).await?;
+                // A streamed body: the fields Postern added, kept inline, come first.
+                let prefix: Option<Vec<u8>> = row.try_get(1)?;
+                Ok(Some(match prefix {
+                    Some(prefix) => Box::new(Chain { first: Some(prefix), rest }),
+                    None => rest,
+                }))
+            }
             None => {
                 let body: Option<Vec<u8>> = row.try_get(1)?;
                 Ok(body.map(|b| Box::new(Inline(Some(b))) as Box<dyn crate::spool::BodyReader>))
@@ -464,15 +513,15 @@ async fn insert_batch(
     node: &str,
     ids: &[QueueId],
     batch: &[NewMessage],
-    body_refs: &[Option<String>],
+    places: &[Option<SpooledBody>],
     at: i64,
 ) -> Result<()> {
-    let messages: Vec<(String, &NewMessage, Option<&str>)> = ids
+    let messages: Vec<(String, &NewMessage, Option<&SpooledBody>)> = ids
         .iter()
         .map(ToString::to_string)
         .zip(batch)
         .enumerate()
-        .map(|(i, (id, m))| (id, m, body_refs.get(i).and_then(|r| r.as_deref())))
+        .map(|(i, (id, m))| (id, m, places.get(i).and_then(|r| r.as_ref())))
         .collect();
     for chunk in messages.chunks(ROWS_PER_INSERT) {
         let sql = multi_row(
@@ -482,7 +531,11 @@ async fn insert_batch(
             chunk.len(),
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-        for (id, m, body_ref) in chunk {
+        for (id, m, place) in chunk {
+            let size = match place {
+                Some(p) if p.prefix => m.body.len() as u64 + p.len,
+                _ => m.body.len() as u64,
+            };
             query = query
                 .bind(id.as_str())
                 .bind(node)
@@ -491,20 +544,21 @@ async fn insert_batch(
                 .bind(m.ret.map(|r| r.as_str()))
                 .bind(i64::from(m.smtputf8))
                 .bind(i64::from(m.eight_bit))
-                .bind(m.body.len() as i64)
+                .bind(i64::try_from(size).unwrap_or(i64::MAX))
                 .bind(m.received_at)
                 .bind(m.client.as_str())
                 .bind(m.auth_user.as_deref())
                 .bind(i64::from(m.held))
                 .bind(m.auth_results.as_deref())
                 .bind(at)
-                .bind(*body_ref);
+                .bind(place.map(|p| p.body_ref.as_str()));
         }
         query.execute(&mut **tx).await?;
 
-        // Only the bodies kept inline: a spooled one is named by body_ref instead.
-        let inline: Vec<&(String, &NewMessage, Option<&str>)> =
-            chunk.iter().filter(|(_, _, body_ref)| body_ref.is_none()).collect();
+        // The bodies kept inline, and the prefixes of streamed ones: a body spooled whole is
+        // named by body_ref instead.
+        let inline: Vec<&(String, &NewMessage, Option<&SpooledBody>)> =
+            chunk.iter().filter(|(_, _, place)| place.is_none_or(|p| p.prefix)).collect();
         if !inline.is_empty() {
             let sql = multi_row(
                 "INSERT INTO queue_bodies (message_id, body) VALUES ",
@@ -571,6 +625,23 @@ async fn insert_batch(
 
 /// An inline body, read as one chunk.
 struct Inline(Option<Vec<u8>>);
+
+/// A streamed body: its inline prefix, then its spooled part.
+struct Chain {
+    first: Option<Vec<u8>>,
+    rest: Box<dyn crate::spool::BodyReader>,
+}
+
+impl crate::spool::BodyReader for Chain {
+    fn next_chunk(&mut self) -> crate::spool::BoxFuture<'_, Result<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            if let Some(first) = self.first.take().filter(|b| !b.is_empty()) {
+                return Ok(Some(first));
+            }
+            self.rest.next_chunk().await
+        })
+    }
+}
 
 impl crate::spool::BodyReader for Inline {
     fn next_chunk(&mut self) -> crate::spool::BoxFuture<'_, Result<Option<Vec<u8>>>> {

@@ -2,7 +2,7 @@
 
 use crate::Store;
 use crate::model::{DeliveryResult, Outcome, QueueAction, Selection};
-use crate::spool::{CHUNK, INLINE_MAX};
+use crate::spool::{CHUNK, INLINE_MAX, QueuedBody, SpooledBody};
 use crate::tests::queue::{message, root};
 
 const NODE: &str = "mx1.example.test";
@@ -12,7 +12,8 @@ crate::store_tests!(
     a_small_body_stays_inline,
     a_body_goes_with_its_message,
     orphans_are_swept_and_referenced_bodies_kept,
-    upkeep_gives_freed_space_back_and_reports_sizes
+    upkeep_gives_freed_space_back_and_reports_sizes,
+    a_streamed_body_is_read_after_its_inline_prefix
 );
 
 /// A body of `len` bytes that no shift of a chunk boundary leaves unchanged.
@@ -184,4 +185,50 @@ async fn upkeep_gives_freed_space_back_and_reports_sizes(store: Store) {
             assert!(after.database < 2 << 20, "round {round}: {after:?}");
         }
     }
+}
+
+/// A body streamed to the store by a session, with the fields we add kept inline in front of it:
+/// every reader sees prefix then body, the size counts both, and the body goes with the message.
+async fn a_streamed_body_is_read_after_its_inline_prefix(store: Store) {
+    let big = body(2 * CHUNK + 5);
+    let mut writer = store.body_writer().await.unwrap();
+    for piece in big.chunks(10_000) {
+        writer.write(piece).await.unwrap();
+    }
+    let body_ref = writer.commit().await.unwrap();
+    store.spool_sync().await.unwrap();
+    assert!(store.spool_equals(&body_ref, &big).await.unwrap());
+    assert!(!store.spool_equals(&body_ref, &big[1..]).await.unwrap());
+    assert_eq!(store.spool_read(&body_ref, big.len()).await.unwrap().as_ref(), Some(&big));
+    assert_eq!(store.spool_read(&body_ref, big.len() - 1).await.unwrap(), None);
+
+    let prefix = b"Received: from x\r\n\tby y; now\r\n".to_vec();
+    let mut m = message("a@x.test", &["b@y.test"]);
+    m.body = prefix.clone();
+    let place = SpooledBody { body_ref, len: big.len() as u64, prefix: true };
+    let ids = store.queue_insert_streamed(NODE, &[m], &[Some(place)]).await.unwrap();
+    let whole = [prefix.as_slice(), &big].concat();
+    assert!(store.queue_body(ids[0]).await.unwrap().unwrap() == whole, "prefix, then body");
+    assert_eq!(store.queue_body_head(ids[0], 100).await.unwrap().unwrap(), &whole[..100]);
+    match store.queue_body_open(ids[0]).await.unwrap().unwrap() {
+        QueuedBody::Spooled { head, size } => {
+            assert_eq!(size, whole.len() as u64);
+            assert_eq!(head, &whole[..INLINE_MAX]);
+        }
+        QueuedBody::Whole(_) => panic!("a streamed body is not read whole"),
+    }
+    let work = store.queue_load_work(NODE).await.unwrap();
+    assert!(work.damaged.is_empty(), "{:?}", work.damaged);
+    assert_eq!(work.messages[0].size, whole.len() as u64);
+    store
+        .queue_record_results(&[DeliveryResult {
+            id: ids[0],
+            recipient: 0,
+            at: 1_700_000_100,
+            outcome: Outcome::Delivered { reply: "250 ok".into() },
+        }])
+        .await
+        .unwrap();
+    store.spool_empty_trash().await.unwrap();
+    assert!(stored(&store).await.is_empty(), "the body goes with its message");
 }

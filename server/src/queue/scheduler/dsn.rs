@@ -110,7 +110,9 @@ pub(super) async fn send(
     }
     let body = match body {
         Some(body) => body,
-        None => match store.queue_body(original.id).await {
+        // Never more than a DSN returns (`bounce::MAX_RETURNED_BODY`, else the header block):
+        // a large original is not read whole.
+        None => match store.queue_body_head(original.id, bounce::MAX_RETURNED_BODY + 1).await {
             Ok(Some(body)) => Arc::new(body),
             // Deleted by the administrator meanwhile: that asks for no DSN.
             Ok(None) => return Ok(()),

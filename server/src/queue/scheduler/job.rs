@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use postern_store::Store;
 use postern_store::model::{Notify, QueueId};
+use postern_store::spool::QueuedBody;
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::{Attempt, Entry, SchedulerConfig};
 use crate::delivery::pool::{WAITING, Waiting};
-use crate::delivery::{Delivery, Outcome, Pool, RcptDsn, Reply};
+use crate::delivery::{BodyStream, Delivery, Outcome, Pool, RcptDsn, Reply};
 use crate::engine::Snapshot;
 use crate::queue::courier::{self, Context, Courier};
 use crate::queue::outbound::{self, Slot};
@@ -39,8 +40,9 @@ pub(super) struct Job {
     groups: Vec<(Route, Vec<(u32, String)>)>,
     /// Each recipient's NOTIFY and ORCPT, by address, for a next hop that takes them.
     dsn: Vec<(String, Notify, Option<String>)>,
-    /// Read from the store by the first group that needs it, when not kept from intake.
-    body: OnceCell<Arc<Vec<u8>>>,
+    /// Read from the store by the first group that needs it, when not kept from intake: the
+    /// whole message, or for a spooled one its first part and where to stream it from.
+    body: OnceCell<(Arc<Vec<u8>>, Option<BodyStream>)>,
     recovered: bool,
     store: Store,
     snapshot: Arc<Snapshot>,
@@ -84,7 +86,7 @@ impl Job {
                 .filter(|r| r.waiting() && r.next_at <= now)
                 .map(|r| (r.address.clone(), r.notify, r.orcpt.clone()))
                 .collect(),
-            body: OnceCell::new_with(entry.body.as_ref().map(|b| b.data.clone())),
+            body: OnceCell::new_with(entry.body.as_ref().map(|b| (b.data.clone(), None))),
             recovered: entry.recovered,
             store: s.store.clone(),
             snapshot,
@@ -138,10 +140,13 @@ impl Job {
 
     /// The message, read from the store when the attempt first needs it: after any wait for
     /// a busy destination, so that waiting attempts do not all hold their bodies.
-    async fn body(&self) -> Result<Arc<Vec<u8>>, Reply> {
+    async fn body(&self) -> Result<(Arc<Vec<u8>>, Option<BodyStream>), Reply> {
         let read = || async {
-            match self.store.queue_body(self.id).await {
-                Ok(Some(body)) => Ok(Arc::new(body)),
+            match self.store.queue_body_open(self.id).await {
+                Ok(Some(QueuedBody::Whole(body))) => Ok((Arc::new(body), None)),
+                Ok(Some(QueuedBody::Spooled { head, size })) => {
+                    Ok((Arc::new(head), Some(BodyStream::new(self.store.clone(), self.id, size))))
+                }
                 Ok(None) => {
                     Err(Reply::new(451, [4, 3, 0], "the message body is missing from the queue"))
                 }
@@ -169,7 +174,7 @@ impl Job {
             }
             _ => None,
         };
-        let body = match self.body().await {
+        let (body, stream) = match self.body().await {
             Ok(body) => body,
             Err(reply) => return vec![Outcome::deferred(reply); n],
         };
@@ -188,6 +193,7 @@ impl Job {
             sender: &self.sender,
             recipients: &addresses,
             body: &body,
+            stream: stream.as_ref(),
             smtputf8: self.smtputf8,
             eight_bit: self.eight_bit,
             envid: self.envid.as_deref(),

@@ -34,7 +34,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let usable = usable && refusal.is_none();
         let limit = self.ctx.limits.max_message_size;
         let mut body = match self.tx.as_mut() {
-            Some(tx) if usable => tx.chunks.take().unwrap_or_else(|| Body::new(limit)),
+            Some(tx) if usable => {
+                tx.chunks.take().unwrap_or_else(|| Body::spooling(limit, self.ctx.sink.spool()))
+            }
             _ => Body::new(0),
         };
         let read = tokio::time::timeout(

@@ -93,6 +93,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return Err(Reply::new(250, "2.0.0", "Ok"));
             }
         };
+        let size = message.len();
+        let tx = self.data_services(tx, size).await?;
+        Ok((tx, message, inbound))
+    }
+
+    /// The data-stage policy services for a message of `size` bytes, and a DISCARD one of
+    /// them answered; a refusal ends the transaction.
+    pub(in crate::smtp) async fn data_services(
+        &mut self,
+        mut tx: Transaction,
+        size: usize,
+    ) -> Result<Transaction, Reply> {
+        let snapshot = self.ctx.engine.snapshot();
+        let who = self.client_description();
         let services = &snapshot.config.policy_services;
         if services.iter().any(|s| s.enabled && s.stage == ServiceStage::Data) {
             // One instance per message: the rcpt stage's, or a new one when no service asked.
@@ -104,7 +118,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 query.recipient = only.address.clone();
             }
             query.recipient_count = tx.recipients.len();
-            query.size = message.len();
+            query.size = size;
             let mut effects: Effects = tx.effects.clone();
             match self
                 .delegation
@@ -130,7 +144,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.log_discard(&tx, &reason);
             return Err(Reply::new(250, "2.0.0", "Ok"));
         }
-        Ok((tx, message, inbound))
+        Ok(tx)
     }
 
     /// What every request to a policy service says about this session and transaction.

@@ -7,7 +7,7 @@ use postern_store::model::PolicyStage;
 use crate::mailauth::{self, Disposition};
 use crate::smtp::ListenerKind;
 use crate::smtp::authors;
-use crate::smtp::body::{Body, BodyError};
+use crate::smtp::body::{Body, BodyError, Finished};
 use crate::smtp::data::read_data;
 use crate::smtp::reply::Reply;
 use crate::smtp::session::{Session, Transaction};
@@ -31,7 +31,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         self.answer(Reply::new(354, "2.0.0", "End data with <CR><LF>.<CR><LF>"));
         self.flush().await?;
-        let mut body = Body::new(self.ctx.limits.max_message_size);
+        let mut body = Body::spooling(self.ctx.limits.max_message_size, self.ctx.sink.spool());
         let read = tokio::time::timeout(
             self.ctx.limits.data_timeout,
             read_data(&mut self.conn, &mut body),
@@ -65,10 +65,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// Checks a complete body, adds our headers and queues it. The transaction is over either way.
     pub(in crate::smtp) async fn finish_message(&mut self, tx: Transaction, body: Body) -> Reply {
-        let body = match body.finish() {
-            Ok(body) => body,
+        let body = match body.finish_streamed().await {
+            Ok(Finished::Whole(body)) => body,
+            Ok(Finished::Spooled(spooled)) => return self.finish_spooled(tx, spooled).await,
             Err(e) => return body_error(e),
         };
+        self.finish_whole(tx, body, None).await
+    }
+
+    /// [`Session::finish_message`] for a message held whole in memory; `spooled`: it was read
+    /// back from the spool, where it stays if what is queued still ends with it.
+    pub(in crate::smtp) async fn finish_whole(
+        &mut self,
+        tx: Transaction,
+        body: Vec<u8>,
+        spooled: Option<crate::smtp::spooled::Pending>,
+    ) -> Reply {
         if let Some(user) = &self.auth
             && let Some(reply) = authors::check(&self.ctx.engine.snapshot().config, user, &body)
         {
@@ -89,6 +101,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Err(reply) => return reply,
         };
         let message = self.add_headers(&tx, body);
+        if let Some(spooled) = spooled {
+            return self.queue_reusing(tx, message, inbound, spooled).await;
+        }
         self.accept_message(tx, message, inbound).await
     }
 }
@@ -102,16 +117,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         tx: &Transaction,
         body: Vec<u8>,
     ) -> Result<(Vec<u8>, Inbound), Reply> {
-        let Some(verifier) = &self.ctx.verifier else { return Ok((body, Inbound::default())) };
+        self.check_inbound_as(tx, body, false).await
+    }
+
+    /// [`Session::check_inbound`]; `too_large`: `body` is only the message's header block, of
+    /// a message too large to verify whole (`smtp/spooled.rs`), so SPF alone is checked, and
+    /// what comes back is the fields to put in front of the message rather than the message.
+    pub(in crate::smtp) async fn check_inbound_as(
+        &self,
+        tx: &Transaction,
+        body: Vec<u8>,
+        too_large: bool,
+    ) -> Result<(Vec<u8>, Inbound), Reply> {
+        let Some(verifier) = &self.ctx.verifier else {
+            let unchanged = if too_large { Vec::new() } else { body };
+            return Ok((unchanged, Inbound::default()));
+        };
         let snapshot = self.ctx.engine.snapshot();
         if self.kind != ListenerKind::Smtp
             || self.auth.is_some()
             || snapshot.config.is_trusted(self.peer.ip())
         {
-            return Ok((body, Inbound::default()));
+            let unchanged = if too_large { Vec::new() } else { body };
+            return Ok((unchanged, Inbound::default()));
         }
         let helo = self.helo.as_ref().map_or("", |(h, _)| h.as_str());
-        let verdict = verifier.verify(self.peer.ip(), helo, &tx.sender, &body).await;
+        let verdict = match too_large {
+            false => verifier.verify(self.peer.ip(), helo, &tx.sender, &body).await,
+            true => verifier.verify_spf_only(self.peer.ip(), helo, &tx.sender).await,
+        };
         let domains = tx.recipients.iter().map(|r| {
             let address = r.orcpt.split_once(';').map_or(r.orcpt.as_str(), |(_, a)| a);
             address.rsplit_once('@').map_or("", |(_, d)| d)
@@ -170,5 +204,8 @@ pub(in crate::smtp) fn body_error(error: BodyError) -> Reply {
         }
         BodyError::Nul => Reply::new(550, "5.6.0", "Error: message contains a NUL character"),
         BodyError::Loop => Reply::new(554, "5.4.6", "Error: too many Received: headers, mail loop"),
+        BodyError::Storage => {
+            Reply::new(451, "4.3.0", "Error: queue file write error, try again later")
+        }
     }
 }
