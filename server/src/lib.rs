@@ -3,6 +3,7 @@
 
 pub mod acme;
 pub mod delivery;
+pub mod directory;
 pub mod dns;
 pub mod engine;
 mod error;

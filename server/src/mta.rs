@@ -153,6 +153,7 @@ impl Mta {
             screen,
             refusals,
             auth_backend: options.auth_backend,
+            directory: Arc::new(crate::directory::Directory::new()),
             draining: shutdown.clone(),
         });
         tasks.spawn(async move {

@@ -7,6 +7,7 @@ pub mod certificates;
 pub(crate) mod config;
 pub(crate) mod content_checks;
 pub mod delivery_log;
+pub(crate) mod directories;
 pub mod dkim;
 pub(crate) mod dnsbl;
 pub mod domains;

@@ -6,6 +6,7 @@ mod certificates;
 mod changes;
 mod console;
 mod content_checks;
+mod directories;
 mod dkim;
 mod dnsbl_greylist;
 mod domains;

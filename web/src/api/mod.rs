@@ -6,6 +6,7 @@ mod aliases;
 pub(crate) mod audit;
 pub(crate) mod certificates;
 pub(crate) mod content_checks;
+pub(crate) mod directories;
 mod dkim;
 mod dns_health;
 pub(crate) mod dnsbl;
@@ -89,6 +90,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(greylisting::router())
         .merge(content_checks::router())
         .merge(policy_services::router())
+        .merge(directories::router())
 }
 
 /// The document as served, for tests and tools.

@@ -20,6 +20,7 @@ mod chart;
 mod confirm;
 mod content_checks;
 mod dashboard;
+mod directory;
 mod dkim;
 mod dns_health;
 mod dnsbl;
@@ -79,6 +80,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(greylisting::router())
         .merge(dns_health::router())
         .merge(domain_page::router())
+        .merge(directory::router())
         .fallback(refusal::unknown_page)
         // Inside the CSRF check, which puts the signed-in user where this layer finds it.
         .layer(axum::middleware::from_fn_with_state(state.clone(), confirm::require_confirmation))
