@@ -101,8 +101,19 @@ pub struct DirectoryBody {
 impl DirectoryBody {
     fn update(self) -> Result<DirectoryUpdate, WebError> {
         let attributes = match self.attributes {
-            Some(list) => postern_store::model::parse_attributes(&list.join(" "))
-                .map_err(|e| WebError::invalid("attributes", e))?,
+            Some(list) => {
+                // Each element is one name: "no good" must not pass as two.
+                if let Some(bad) =
+                    list.iter().find(|a| a.trim().is_empty() || a.contains([' ', ',', '\t', '\n']))
+                {
+                    return Err(WebError::invalid(
+                        "attributes",
+                        format!("{bad:?} is not an attribute name"),
+                    ));
+                }
+                postern_store::model::parse_attributes(&list.join(" "))
+                    .map_err(|e| WebError::invalid("attributes", e))?
+            }
             None => vec!["mail".into()],
         };
         Ok(DirectoryUpdate {
