@@ -58,6 +58,9 @@ enum Command {
     /// Milters (mail filters such as OpenDKIM or ClamAV): add, list, remove, move, test.
     #[command(subcommand)]
     Milter(cli::milter::Command),
+    /// A domain's LDAP / Active Directory: set, show, remove, test, lookup.
+    #[command(subcommand)]
+    Directory(cli::directory::Command),
     /// TLS certificates: list, import, remove, and ACME order and renew.
     #[command(subcommand)]
     Cert(cli::cert::Command),
@@ -131,6 +134,7 @@ fn main() -> ExitCode {
             Command::Queue(cmd) => cli::queue::run(config, cmd).await,
             Command::Policy(cmd) => cli::policy::run(config, cmd).await,
             Command::Milter(cmd) => cli::milter::run(config, cmd).await,
+            Command::Directory(cmd) => cli::directory::run(config, cmd).await,
             Command::Dkim(cmd) => cli::dkim::run(config, cmd).await,
             Command::Dns(cmd) => cli::dns::run(config, cmd).await,
             Command::Mailauth(cmd) => cli::mailauth::run(config, cmd).await,

@@ -4,6 +4,7 @@
 pub mod acme;
 pub mod cluster;
 pub mod delivery;
+pub mod directory;
 pub mod dns;
 pub mod engine;
 mod error;

@@ -177,6 +177,7 @@ impl Mta {
             screen,
             refusals,
             auth_backend: options.auth_backend,
+            directory: Arc::new(crate::directory::Directory::new()),
             draining: smtp_stop.clone(),
         });
         tasks.spawn(async move {

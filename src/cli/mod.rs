@@ -8,6 +8,7 @@ pub mod cert;
 pub mod checks;
 pub mod config;
 mod console;
+pub mod directory;
 pub mod dkim;
 pub mod dns;
 pub mod dnsbl;

@@ -188,6 +188,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     }
     console_state =
         console_state.with_milter_probe(std::sync::Arc::new(super::milter::ConsoleMilterProbe));
+    console_state =
+        console_state.with_directory_probe(std::sync::Arc::new(super::directory::EngineDirectory));
     let mut console_bound = Vec::new();
     let mut console_tasks = Vec::new();
     for listener in consoles {

@@ -181,6 +181,11 @@ pub(crate) fn dkim_private_key_context(record_name: &str) -> String {
     format!("dkim_keys/{record_name}/private_key")
 }
 
+/// Where a domain's directory service password lives: the domain is the row's identity.
+pub(crate) fn directory_password_context(domain: &str) -> String {
+    format!("directories/{domain}/bind_password")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

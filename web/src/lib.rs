@@ -7,6 +7,7 @@ mod assets;
 pub mod auth;
 mod certs;
 mod conn;
+pub mod directory;
 pub mod dns;
 pub mod dns_health;
 mod edge;

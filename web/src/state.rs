@@ -80,6 +80,9 @@ pub struct AppState {
     pub(crate) milter_probe: Option<Arc<dyn crate::milters::MilterProbe>>,
     /// Sends a policy service one test request; `None` when this process has no engine code.
     pub(crate) policy_probe: Option<Arc<dyn crate::policy_probe::PolicyProbe>>,
+    /// Tests a domain's directory and looks addresses up in it; `None` when this process has no
+    /// LDAP client.
+    pub(crate) directory_probe: Option<Arc<dyn crate::directory::DirectoryProbe>>,
     /// Makes a domain's DNS health report; `None` when this process has no resolver.
     pub(crate) health: Option<Arc<dyn HealthCheck>>,
     /// The last DNS health report of each domain.
@@ -105,6 +108,7 @@ impl AppState {
             dnsbl_check: None,
             milter_probe: None,
             policy_probe: None,
+            directory_probe: None,
             health: None,
             health_cache: Arc::default(),
             tokens,
@@ -114,6 +118,15 @@ impl AppState {
     /// Lets the Milters page and API test a milter now, with this client.
     pub fn with_milter_probe(mut self, probe: Arc<dyn crate::milters::MilterProbe>) -> AppState {
         self.milter_probe = Some(probe);
+        self
+    }
+
+    /// Lets the Directory page and API test a domain's directory and look addresses up.
+    pub fn with_directory_probe(
+        mut self,
+        probe: Arc<dyn crate::directory::DirectoryProbe>,
+    ) -> AppState {
+        self.directory_probe = Some(probe);
         self
     }
 

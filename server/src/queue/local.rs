@@ -18,8 +18,17 @@ pub(super) async fn deliver(
     let mut outcomes: Vec<Option<Outcome>> = vec![None; addresses.len()];
     let mut deliverable = Vec::new();
     for (i, address) in addresses.iter().enumerate() {
-        let mailbox = address.parse().ok().and_then(|a| config.mailboxes.get(&a));
+        let parsed: Option<postern_store::model::Address> = address.parse().ok();
+        let mailbox = parsed.as_ref().and_then(|a| config.mailboxes.get(a));
         match mailbox {
+            // A directory user, accepted at RCPT after the directory found it: its Maildir is
+            // where a mailbox of that address would have it.
+            None if parsed
+                .as_ref()
+                .is_some_and(|a| config.directories.contains_key(a.domain())) =>
+            {
+                deliverable.push(i)
+            }
             None => {
                 outcomes[i] = Some(Outcome::failed(Reply::new(
                     550,

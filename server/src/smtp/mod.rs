@@ -5,6 +5,7 @@ mod anvil;
 mod authors;
 mod body;
 mod data;
+mod directory;
 mod disk;
 mod dovecot_auth;
 mod dsn;
@@ -121,6 +122,9 @@ pub struct SessionContext {
     pub refusals: crate::policy::RefusalLog,
     /// Who checks AUTH passwords: the mailboxes, or Dovecot (`[auth]`).
     pub auth_backend: postern_store::boot::SmtpAuthBackend,
+    /// Mailboxes of the domains whose users live in LDAP or Active Directory: lookups at RCPT
+    /// (cached), binds at AUTH.
+    pub directory: std::sync::Arc<crate::directory::Directory>,
     /// Cancelled when the server shuts down: each session answers its next command with
     /// `421 4.3.2` and closes, a message being transferred first being committed and answered.
     pub draining: tokio_util::sync::CancellationToken,

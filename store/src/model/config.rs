@@ -45,6 +45,8 @@ pub struct Config {
     pub policy_services: Vec<super::PolicyService>,
     /// Per-domain DKIM settings (automatic rotation, signing relayed mail); absent: defaults.
     pub dkim_settings: BTreeMap<DomainName, super::DkimSettings>,
+    /// Per-domain LDAP / Active Directory settings (`directory.rs`): mailboxes from a directory.
+    pub directories: BTreeMap<DomainName, super::DirectorySettings>,
 }
 
 /// Where one address ends up after alias expansion.

@@ -7,6 +7,7 @@ mod audit;
 mod certificate;
 mod config;
 mod content_check;
+mod directory;
 mod dkim;
 mod dkim_settings;
 mod dns_health;
@@ -44,6 +45,12 @@ pub use content_check::{
     BODY_PART_LIMIT, BODY_SCAN_LIMIT, CheckAction, CheckPart, CheckPattern, ContentCheck,
     ContentChecks, ContentDecision, ContentHit, ContentVerdict, NewContentCheck,
     check_header_field,
+};
+pub use directory::{
+    DEFAULT_DIRECTORY_CACHE_TTL_SECS, DEFAULT_DIRECTORY_TIMEOUT_MS, DirectoryPassword,
+    DirectorySettings, DirectoryUpdate, DirectoryUrl, EntryAddress, MAX_DIRECTORY_CACHE_TTL_SECS,
+    MAX_DIRECTORY_TIMEOUT_MS, escape_filter_value, parse_address_value, parse_attributes,
+    parse_directory_url,
 };
 pub use dkim::generate as dkim_generate;
 pub use dkim::{

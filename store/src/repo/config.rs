@@ -64,6 +64,7 @@ pub(crate) async fn load(conn: &mut AnyConnection, key: &SecretKey) -> Result<Co
         crate::model::ContentChecks::new(super::content_checks::load(conn).await?);
     config.policy_services = super::policy_services::load(conn).await?;
     config.dkim_settings = super::dkim::load_settings(conn).await?;
+    config.directories = super::directories::load(conn, key).await?;
     Ok(config)
 }
 

@@ -102,6 +102,7 @@ impl Store {
                 "DELETE FROM mailboxes WHERE domain = $1",
                 "DELETE FROM mail_auth_policies WHERE scope = $1",
                 "DELETE FROM greylist_domains WHERE domain = $1",
+                "DELETE FROM directories WHERE domain = $1",
                 "DELETE FROM domains WHERE name = $1",
             ] {
                 sqlx::query(sql).bind(name.as_str()).execute(change.conn()).await?;

@@ -8,6 +8,7 @@ pub mod cluster;
 pub(crate) mod config;
 pub(crate) mod content_checks;
 pub mod delivery_log;
+pub(crate) mod directories;
 pub mod dkim;
 pub(crate) mod dnsbl;
 pub mod domains;

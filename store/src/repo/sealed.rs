@@ -43,6 +43,12 @@ const SEALED_COLUMNS: &[SealedColumn] = &[
         column: "private_key",
         context: secrets::dkim_private_key_context,
     },
+    SealedColumn {
+        table: "directories",
+        id: "domain",
+        column: "bind_password",
+        context: secrets::directory_password_context,
+    },
 ];
 
 /// Loads the key at `key_file` (creating it when the database holds nothing sealed yet), checks

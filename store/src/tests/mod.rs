@@ -7,6 +7,7 @@ mod changes;
 mod cluster;
 mod console;
 mod content_checks;
+mod directories;
 mod dkim;
 mod dnsbl_greylist;
 mod domains;

@@ -7,6 +7,7 @@ pub(crate) mod audit;
 mod backups;
 pub(crate) mod certificates;
 pub(crate) mod content_checks;
+pub(crate) mod directories;
 mod dkim;
 mod dns_health;
 pub(crate) mod dnsbl;
@@ -93,6 +94,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(backups::router())
         .merge(content_checks::router())
         .merge(policy_services::router())
+        .merge(directories::router())
 }
 
 /// The document as served, for tests and tools.

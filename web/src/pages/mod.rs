@@ -21,6 +21,7 @@ mod chart;
 mod confirm;
 mod content_checks;
 mod dashboard;
+mod directory;
 mod dkim;
 mod dns_health;
 mod dnsbl;
@@ -83,6 +84,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(backups::router())
         .merge(dns_health::router())
         .merge(domain_page::router())
+        .merge(directory::router())
         .fallback(refusal::unknown_page)
         // Inside the CSRF check, which puts the signed-in user where this layer finds it.
         .layer(axum::middleware::from_fn_with_state(state.clone(), confirm::require_confirmation))

@@ -175,6 +175,7 @@ impl Server {
             )),
             refusals,
             auth_backend: Default::default(),
+            directory: Default::default(),
             draining: CancellationToken::new(),
         });
         Server {

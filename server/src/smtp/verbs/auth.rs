@@ -102,6 +102,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             let socket = socket.clone();
             return Ok(self.auth_by_dovecot(socket, check, &user, &password, mechanism).await);
         }
+        // A user of a domain whose mailboxes live in a directory binds there (smtp/directory.rs).
+        let check = match self.directory_auth(check, &user, &password, mechanism).await {
+            Ok(reply) => return Ok(reply),
+            Err(check) => check,
+        };
         let address = user.parse::<Address>().ok();
         let hash = address.as_ref().and_then(|address| {
             let snapshot = self.ctx.engine.snapshot();
@@ -162,7 +167,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    fn authenticated(&mut self, address: Address, mechanism: u64) -> Reply {
+    pub(in crate::smtp) fn authenticated(&mut self, address: Address, mechanism: u64) -> Reply {
         tracing::info!(peer = %self.peer, user = %address, "authenticated");
         self.auth = Some(address);
         // For policy services' sasl_method and milters' {auth_type}.
@@ -175,7 +180,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// Counts a wrong password for `user` as the client gave it; the log names it only when it
     /// is an address, so that a hostile name cannot forge log lines.
-    fn auth_failed(&mut self, user: &str) -> Reply {
+    pub(in crate::smtp) fn auth_failed(&mut self, user: &str) -> Reply {
         let _ = self.rate_check(RateMeasure::AuthFailures, Some(user), None, true);
         let shown = user.parse::<Address>().map(|a| a.to_string()).unwrap_or_default();
         tracing::warn!(peer = %self.peer, user = %shown, "authentication failed");

@@ -54,7 +54,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             if !to.address.is_ascii() && !smtputf8 {
                 return Reply::new(553, "5.6.7", "Error: a non-ASCII address needs SMTPUTF8");
             }
-            match self.route(&to.address) {
+            // Addresses of a directory domain that we do not hold ourselves: the directory
+            // decides (smtp/directory.rs).
+            let routed = match self.directory_rcpt(&to.address).await {
+                Some(decided) => decided,
+                None => self.route(&to.address),
+            };
+            match routed {
                 Ok(d) => (to.address, d),
                 Err(reply) => return reply,
             }
