@@ -83,7 +83,7 @@ async fn limits_are_added_changed_and_removed_in_the_console(store: Store) {
     let reply = browser.post("/rate-limits/update", &bad).await;
     assert!(flash_text(&reply).contains("threshold"), "{}", flash_text(&reply));
 
-    let says = "Remove the rate limit 200 messages per sender-domain per 1h?";
+    let says = "Remove the rate limit 50 messages per sender-domain per 10m?";
     let reply = browser.confirmed("/rate-limits/delete", &[("id", "4")], says).await;
     assert_eq!(reply.location(), "/rate-limits");
     let again = browser.post("/rate-limits/delete", &[("id", "4")]).await;
