@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use postern_store::auth::{HashGate, PasswordChecks, Policy, Rule};
+use postern_store::auth::{HashGate, PasswordChecks, Policy};
 
 use super::*;
 

@@ -4,9 +4,7 @@
 //! of a fresh install (30 AUTH failures per address an hour, 60 connections per address a
 //! minute, 1000 recipients per user an hour).
 
-use std::time::Duration;
-
-use postern_store::auth::{HashGate, PasswordChecks, Policy, Rule};
+use postern_store::auth::{HashGate, PasswordChecks, Policy};
 use postern_store::model::{NewRateLimit, RateKey, RateMeasure};
 
 use super::*;
