@@ -105,7 +105,10 @@ impl Mta {
             crate::mailauth::CHECK_EVERY,
             shutdown.clone(),
         ));
-        let mta_sts = match MtaSts::new(resolver.clone(), StsSettings::default()) {
+        let mta_sts = match MtaSts::new(
+            resolver.clone(),
+            StsSettings { clock: clock.clone(), ..StsSettings::default() },
+        ) {
             Ok(sts) => Some(Arc::new(sts)),
             Err(why) => {
                 // Without it mail still goes out, as to domains without a policy.
@@ -138,8 +141,10 @@ impl Mta {
             shutdown.clone(),
         ));
         // Refusals into the delivery log, from one writer task (bounded: see policy/refusals.rs).
+        // Like the queue's writer it outlives the sessions: what they refuse while they drain
+        // (a message finished after the signal and refused by a check) is still logged.
         let (refusals, refusal_writer) =
-            crate::policy::RefusalLog::start(store.clone(), shutdown.clone());
+            crate::policy::RefusalLog::start(store.clone(), drained.clone());
         tasks.spawn(refusal_writer);
         // A drain stops SMTP without stopping the process: sessions see `smtp_stop`, cancelled
         // by the drain or by the shutdown.

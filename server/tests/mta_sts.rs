@@ -23,6 +23,7 @@ use postern_server::delivery::mx::deliver_mx_sts;
 use postern_server::delivery::{MtaSts, Outcome, StsSettings};
 use postern_server::dns::ScriptedResolver;
 use postern_server::queue::{Queue, RetryPolicy, Scheduler, SchedulerConfig};
+use postern_store::clock::Clock;
 use postern_store::model::{
     NewMessage, NewRecipient, Notify, RecipientStatus, TlsPolicy, Transport,
 };
@@ -57,11 +58,22 @@ async fn policy_server(
     dns: &Arc<ScriptedResolver>,
     reply: HttpReply,
 ) -> (HttpsServer, MtaSts) {
+    policy_server_on(pki, dns, reply, Clock::system()).await
+}
+
+/// The same, with the cache's time on `clock`.
+async fn policy_server_on(
+    pki: &Pki,
+    dns: &Arc<ScriptedResolver>,
+    reply: HttpReply,
+    clock: Clock,
+) -> (HttpsServer, MtaSts) {
     let server = HttpsServer::start(pki.acceptor(&[POLICY_HOST]), reply).await;
     let settings = StsSettings {
         fetch_timeout: Duration::from_secs(2),
         https_port: server.port,
         extra_roots: vec![pki.ca.clone()],
+        clock,
         ..StsSettings::default()
     };
     let sts = MtaSts::new(dns.clone(), settings).unwrap();
@@ -377,13 +389,17 @@ async fn deliveries_asking_at_once_share_one_fetch() {
 async fn a_cached_policy_outlives_its_txt_record_until_max_age() {
     let pki = Pki::new();
     let dns = dns("mx1.example.test");
-    let (server, sts) =
-        policy_server(&pki, &dns, HttpReply::policy(&policy_text("enforce", 1))).await;
+    // The cache's time on a simulated clock: max_age passes when the test says.
+    let clock = Clock::manual(1_700_000_000);
+    let reply = HttpReply::policy(&policy_text("enforce", 600));
+    let (server, sts) = policy_server_on(&pki, &dns, reply, clock.clone()).await;
     assert!(sts.policy(DOMAIN).await.is_some());
     // The record gone (as an attacker blocking DNS would have it): the policy still holds.
     dns.set_txt("_mta-sts.example.test", &[]);
     assert_eq!(sts.policy(DOMAIN).await.unwrap().mode, Mode::Enforce);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(599);
+    assert_eq!(sts.policy(DOMAIN).await.unwrap().mode, Mode::Enforce, "expired early");
+    clock.advance(1);
     assert!(sts.policy(DOMAIN).await.is_none(), "an expired policy was used");
     assert_eq!(server.hits(), 1);
 }

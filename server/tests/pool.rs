@@ -119,8 +119,13 @@ async fn an_idle_session_is_closed_after_the_time_limit() {
     let out = pool.deliver(&counting, &target(port), &options(), &delivery(&rcpts, BODY)).await;
     assert!(out.iter().all(Outcome::is_delivered), "{out:?}");
     assert_eq!(counting.open.load(Ordering::SeqCst), 1);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(counting.open.load(Ordering::SeqCst), 0, "the idle session is still open");
+    // Idle sessions are timed on the real clock (they mirror the peer's own timeouts).
+    let start = std::time::Instant::now();
+    while counting.open.load(Ordering::SeqCst) != 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the idle session is still open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(start.elapsed() >= Duration::from_millis(300), "closed before its time limit");
 }
 
 #[tokio::test]
@@ -244,4 +249,36 @@ async fn a_4xx_greeting_throttles_and_the_lower_limit_holds() {
     assert!(counting.most.load(Ordering::SeqCst) <= 3, "{:?}", counting.most);
     assert!(start.elapsed() >= Duration::from_secs(3), "{:?}", start.elapsed());
     assert_eq!(pool.limit(&key), 4);
+}
+
+/// A throttled destination is remembered half an hour after its limit last changed, on the
+/// store's clock: a simulated half hour later, with nobody delivering there, it starts afresh.
+#[tokio::test]
+async fn a_throttled_destination_is_forgotten_after_half_an_hour_on_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_busy, port)) = sink("pool::forget", dir.path(), &["-r", "CONNECT"]) else {
+        return;
+    };
+    let clock = postern_store::clock::Clock::manual(1_700_000_000);
+    // Idle sessions are reaped (and gates looked at) every 100 ms of real time.
+    let settings = PoolSettings {
+        per_destination: 4,
+        idle: Duration::from_millis(400),
+        ..PoolSettings::default()
+    };
+    let pool = Pool::with_clock(settings, clock.clone());
+    let counting = Counting::default();
+    let key = Key::new(&target(port), &options());
+    for _ in 0..2 {
+        let out = one(&pool, &counting, port).await;
+        assert!(out.is_deferred() && out.text().starts_with("450"), "{out:?}");
+    }
+    assert_eq!(pool.limit(&key), 1);
+    // (That it is kept until then is `throttle`'s unit test, on the same clock.)
+    clock.advance(31 * 60);
+    let start = std::time::Instant::now();
+    while pool.limit(&key) != 4 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the throttling is never forgotten");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

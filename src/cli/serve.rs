@@ -93,7 +93,12 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     let bound: Vec<(&'static str, std::net::SocketAddr)> =
         listeners.iter().map(|l| (l.kind.name(), l.local_addr())).collect();
     // One limiter and one hashing bound for SMTP AUTH and the console's logins.
-    let passwords = postern_store::auth::PasswordChecks::default();
+    // Its delays are measured on the store's clock, as every other schedule is.
+    let passwords = postern_store::auth::PasswordChecks::new(
+        postern_store::auth::HashGate::for_this_machine(),
+        boot.password_attempts,
+    )
+    .on_clock(store.clock());
     // One resolver for the process (`[dns] servers`): delivery, MTA-STS, DKIM and the console.
     let (resolver, hickory) = postern_server::mta::resolver(&boot.dns_servers);
     let options = MtaOptions {
@@ -402,11 +407,15 @@ async fn trim_history(
     retention: postern_store::Retention,
     shutdown: CancellationToken,
 ) {
-    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    // On the store's clock, as everything the history's age is measured by.
+    let clock = store.clock();
+    let mut first = true;
     loop {
+        let wait = if first { Duration::ZERO } else { Duration::from_secs(3600) };
+        first = false;
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = every.tick() => {}
+            _ = clock.sleep(wait) => {}
         }
         match store.trim_history(retention).await {
             Ok(t) if t != postern_store::Trimmed::default() => tracing::info!(

@@ -97,11 +97,12 @@ impl AppState {
         let connections =
             ConnectionCap::new(options.max_connections, options.max_connections_per_address);
         let tokens = Arc::new(crate::auth::token_cache::TokenCache::new(store.subscribe()));
+        let passwords = PasswordChecks::default().on_clock(store.clock());
         AppState {
             connections,
             store,
             settings: Arc::new(settings),
-            passwords: PasswordChecks::default(),
+            passwords,
             dns: None,
             dns_watch: Arc::default(),
             dkim_check: None,

@@ -212,6 +212,13 @@ async fn the_console_adds_an_administrator_with_a_one_time_password(store: Store
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(bad.body.contains("value=\"Not Valid\"") && bad.body.contains("class=\"field-error\""));
+    // A password typed beside a bad name is put back, in this response only.
+    let typed = "chosen with care 42";
+    let fields = [("name", "Not Valid"), ("role", "admin"), ("domains", ""), ("password", typed)];
+    let bad = browser.post("/admins", &fields).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains(&format!("value=\"{typed}\"")), "{}", bad.body);
+    assert!(!browser.get("/admins").await.body.contains(typed));
     let missing = browser
         .post(
             "/admins",

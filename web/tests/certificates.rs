@@ -75,7 +75,8 @@ async fn certificates_are_imported_shown_and_deleted_in_the_console(store: Store
     assert_eq!(ordered.status, StatusCode::CONFLICT);
     assert!(ordered.body.contains("ACME is off: add an [acme] section"), "{}", ordered.body);
 
-    let removed = browser.post("/certificates/delete", &[("id", "1")]).await;
+    let says = "Remove the certificate for mail.example.test";
+    let removed = browser.confirmed("/certificates/delete", &[("id", "1")], says).await;
     assert_eq!(removed.location(), "/certificates");
     assert!(store.list_certificates().await.unwrap().is_empty());
     let again = browser.post("/certificates/delete", &[("id", "1")]).await;
@@ -370,4 +371,12 @@ async fn mta_sts_is_published_from_the_console_and_the_api(store: Store) {
         api.call("GET", "/domains/a.test/mta-sts", None).await.status,
         StatusCode::NOT_FOUND
     );
+
+    // In the console, the removal asks first (JavaScript off).
+    let fields = [("mode", "testing"), ("max_age", "86400"), ("mx", ""), ("report_to", "")];
+    browser.post("/domains/a.test/mta-sts", &fields).await;
+    let says = "Remove the MTA-STS policy of a.test?";
+    let removed = browser.confirmed("/domains/a.test/mta-sts/delete", &[], says).await;
+    assert_eq!(removed.location(), "/domains/a.test/mta-sts", "{}", removed.body);
+    assert!(store.mta_sts_policy(&"a.test".parse().unwrap()).await.unwrap().is_none());
 }

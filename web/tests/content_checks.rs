@@ -72,7 +72,8 @@ async fn the_console_adds_checks_and_its_test_names_the_rule(store: Store) {
     );
     let moved = browser.post("/content-checks/move", &[("id", "2"), ("position", "1")]).await;
     assert_eq!(moved.location(), "/content-checks");
-    let removed = browser.post("/content-checks/delete", &[("id", "1")]).await;
+    let says = "Messages are no longer tried against it.";
+    let removed = browser.confirmed("/content-checks/delete", &[("id", "1")], says).await;
     assert_eq!(removed.location(), "/content-checks");
     let reply = browser.post("/content-checks/test", &[("message", MESSAGE)]).await;
     assert!(reply.body.contains("would be accepted"), "{}", reply.body);

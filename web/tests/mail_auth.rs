@@ -93,7 +93,8 @@ async fn the_console_page_sets_and_clears_policies(store: Store) {
     let bad = browser.post("/mailauth", &[("dmarc_reject", "bounce")]).await;
     assert_eq!(bad.location(), "/mailauth");
     assert!(flash_text(&bad).contains("reject, quarantine, record"), "{}", flash_text(&bad));
-    browser.post("/mailauth/clear", &[("domain", "a.test")]).await;
+    let says = "Clear the SPF/DKIM/DMARC policy set for a.test?";
+    browser.confirmed("/mailauth/clear", &[("domain", "a.test")], says).await;
     assert!(store.mail_auth_policies().await.unwrap().domains.is_empty());
 
     let dora = Browser::login(&app, "dora").await;

@@ -118,8 +118,15 @@ async fn a_bad_mailbox_form_says_what_is_wrong_and_keeps_what_was_typed(store: S
             reply.body
         );
         assert!(reply.body.contains("value=\"Typed &#60;Name&#62;\""), "kept: {}", reply.body);
-        assert!(!reply.body.contains("long enough!"), "a password sent back");
+        // The password is kept too, in this response only, unless it was what was wrong.
+        let password = fields.iter().find(|(k, _)| *k == "password").unwrap().1;
+        let kept = reply.body.contains(&format!(
+            "type=\"password\" autocomplete=\"new-password\" value=\"{password}\""
+        ));
+        assert_eq!(kept, field != "password", "{field}: {}", reply.body);
     }
+    let page = browser.get("/mailboxes").await.body;
+    assert!(!page.contains("long enough!"), "a password on a page of its own: {page}");
     add_mailbox(&store, "taken@a.test").await;
     let dup = browser
         .post(

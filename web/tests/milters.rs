@@ -112,7 +112,8 @@ async fn the_console_manages_milters_and_tests_one(store: Store) {
     let off = browser.post("/milters/enable", &[("id", &clamav), ("enabled", "no")]).await;
     assert!(flash_text(&off).contains("turned off"));
     assert!(!store.load_config().await.unwrap().milters[1].enabled);
-    let removed = browser.post("/milters/delete", &[("id", &clamav)]).await;
+    let says = "Remove the milter clamav (unix:/run/clamav/milter.ctl)?";
+    let removed = browser.confirmed("/milters/delete", &[("id", &clamav)], says).await;
     assert_eq!(removed.location(), "/milters");
     assert!(
         flash_text(&browser.post("/milters/delete", &[("id", &clamav)]).await)

@@ -84,7 +84,8 @@ async fn the_console_adds_rules_and_its_test_form_names_the_rule(store: Store) {
     let moved = browser.post("/policy/move", &[("id", "2"), ("position", "1")]).await;
     assert_eq!(moved.location(), "/policy");
     assert_eq!(store.list_policy_rules().await.unwrap()[0].id, 2);
-    let removed = browser.post("/policy/delete", &[("id", "1")]).await;
+    let says = "Remove access rule 2 (at ";
+    let removed = browser.confirmed("/policy/delete", &[("id", "1")], says).await;
     assert_eq!(removed.location(), "/policy");
     assert!(
         flash_text(&browser.post("/policy/delete", &[("id", "1")]).await)

@@ -89,7 +89,8 @@ async fn the_console_adds_services_and_tests_one(store: Store) {
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(reply.body.contains("id=\"e-name\">"), "{}", reply.body);
 
-    let removed = browser.post("/policy-services/delete", &[("name", "grey")]).await;
+    let says = "Remove the policy service grey";
+    let removed = browser.confirmed("/policy-services/delete", &[("name", "grey")], says).await;
     assert_eq!(removed.location(), "/policy-services");
     assert!(store.list_policy_services().await.unwrap().is_empty());
 }

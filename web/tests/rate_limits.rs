@@ -83,7 +83,8 @@ async fn limits_are_added_changed_and_removed_in_the_console(store: Store) {
     let reply = browser.post("/rate-limits/update", &bad).await;
     assert!(flash_text(&reply).contains("threshold"), "{}", flash_text(&reply));
 
-    let reply = browser.post("/rate-limits/delete", &[("id", "4")]).await;
+    let says = "Remove the rate limit 50 messages per sender-domain per 10m?";
+    let reply = browser.confirmed("/rate-limits/delete", &[("id", "4")], says).await;
     assert_eq!(reply.location(), "/rate-limits");
     let again = browser.post("/rate-limits/delete", &[("id", "4")]).await;
     assert!(flash_text(&again).contains("does not exist"), "{}", flash_text(&again));

@@ -183,8 +183,11 @@ async fn the_blocklists_page_adds_tests_and_removes(store: Store) {
     assert_eq!(tested.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(tested.body.contains("neither an IP address nor a domain"), "{}", tested.body);
 
-    browser.post("/dnsbl/whitelist/remove", &[("entry", "partner.test")]).await;
-    browser.post("/dnsbl/lists/remove", &[("zone", "zen.bl.test")]).await;
+    let says = "Remove partner.test from the blocklist whitelist?";
+    browser.confirmed("/dnsbl/whitelist/remove", &[("entry", "partner.test")], says).await;
+    assert_eq!(store.dnsbl().await.unwrap().lists.len(), 1, "asking removed nothing");
+    let says = "Stop asking the blocklist zen.bl.test?";
+    browser.confirmed("/dnsbl/lists/remove", &[("zone", "zen.bl.test")], says).await;
     let dnsbl = store.dnsbl().await.unwrap();
     assert!(dnsbl.lists.is_empty() && dnsbl.whitelist.is_empty());
 

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+use postern_store::clock::Clock;
 use postern_store::model::TlsPolicy;
 
 use super::client::{Client, ClientOptions, Protocol};
@@ -112,15 +113,23 @@ type Table = Mutex<HashMap<Key, Destination>>;
 pub struct Pool {
     table: Arc<Table>,
     settings: PoolSettings,
+    /// What the destinations' throttling is remembered on (the store's clock). Idle sessions
+    /// are timed on the real clock: they mirror the peer's own timeouts, which are real.
+    clock: Clock,
 }
 
 impl Pool {
     /// A pool whose idle sessions a background task closes when they time out; the task ends
     /// with the pool. Needs a Tokio runtime.
     pub fn new(settings: PoolSettings) -> Pool {
+        Pool::with_clock(settings, Clock::system())
+    }
+
+    /// A pool whose destinations' throttling is remembered on `clock` (the store's).
+    pub fn with_clock(settings: PoolSettings, clock: Clock) -> Pool {
         let table: Arc<Table> = Arc::default();
         tokio::spawn(reap(Arc::downgrade(&table), settings.idle));
-        Pool { table, settings }
+        Pool { table, settings, clock }
     }
 
     /// The permit to hold while delivering to `key`'s destination; `None` when all are taken.
@@ -156,7 +165,8 @@ impl Pool {
     fn gate(&self, key: &Key) -> Arc<Gate> {
         let mut table = lock(&self.table);
         let dest = table.entry(key.clone()).or_default();
-        dest.gate.get_or_insert_with(|| Gate::new(self.settings.per_destination)).clone()
+        let (max, clock) = (self.settings.per_destination, &self.clock);
+        dest.gate.get_or_insert_with(|| Gate::new(max, clock.clone())).clone()
     }
 
     /// Moves `key`'s limit by what a session started at `epoch` found, and says so when it

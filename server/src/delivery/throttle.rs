@@ -5,6 +5,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use postern_store::clock::Clock;
+
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Outcome;
@@ -90,6 +92,9 @@ impl Controller {
 pub struct Gate {
     semaphore: Arc<Semaphore>,
     state: Mutex<State>,
+    /// The store's clock: how long ago the limit changed is a schedule (the throttling is
+    /// remembered for half an hour), tested on a simulated clock.
+    clock: Clock,
 }
 
 struct State {
@@ -124,11 +129,12 @@ impl Drop for Permit {
 }
 
 impl Gate {
-    pub fn new(max: usize) -> Arc<Gate> {
+    pub fn new(max: usize, clock: Clock) -> Arc<Gate> {
         let controller = Controller::new(max);
         Arc::new(Gate {
             semaphore: Arc::new(Semaphore::new(controller.limit())),
-            state: Mutex::new(State { controller, owed: 0, changed: Instant::now() }),
+            state: Mutex::new(State { controller, owed: 0, changed: clock.instant() }),
+            clock,
         })
     }
 
@@ -162,7 +168,8 @@ impl Gate {
     /// gate is kept even when nobody uses it, so that its throttling is remembered.
     pub fn remembers(&self, within: std::time::Duration) -> bool {
         let state = self.lock();
-        state.controller.limit() < state.controller.max() && state.changed.elapsed() < within
+        let since = self.clock.instant().saturating_duration_since(state.changed);
+        state.controller.limit() < state.controller.max() && since < within
     }
 
     /// Applies what a session started at `epoch` found; returns the new limit when it changed.
@@ -174,7 +181,7 @@ impl Gate {
             Signal::Success => state.controller.succeeded()?,
             Signal::Neutral => return None,
         };
-        state.changed = Instant::now();
+        state.changed = self.clock.instant();
         if after < before {
             // Permits now free go at once; those held are forgotten as they come back.
             let cut = before - after;
@@ -295,7 +302,7 @@ mod tests {
 
     #[tokio::test]
     async fn shrinking_with_permits_out_forgets_them_as_they_return() {
-        let gate = Gate::new(4);
+        let gate = Gate::new(4, Clock::system());
         let held: Vec<Permit> = (0..3).map(|_| gate.try_permit().unwrap()).collect();
         // 4 -> 2 with three held and one free: the free one goes now, one more is owed.
         assert_eq!(gate.feedback(Signal::Throttled, gate.epoch()), Some(2));
@@ -315,7 +322,7 @@ mod tests {
 
     #[tokio::test]
     async fn growing_pays_a_debt_before_adding_permits() {
-        let gate = Gate::new(4);
+        let gate = Gate::new(4, Clock::system());
         let held: Vec<Permit> = (0..4).map(|_| gate.try_permit().unwrap()).collect();
         assert_eq!(gate.feedback(Signal::Throttled, gate.epoch()), Some(2));
         // Two owed. Two successes at limit 2 bring it to 3: one debt cancelled.
@@ -328,7 +335,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiter_gets_in_when_the_limit_grows() {
-        let gate = Gate::new(2);
+        let gate = Gate::new(2, Clock::system());
         gate.feedback(Signal::Throttled, 0);
         let held = gate.try_permit().unwrap();
         let waiting = tokio::spawn({
@@ -340,6 +347,28 @@ mod tests {
         assert_eq!(gate.feedback(Signal::Success, 0), Some(2));
         assert!(waiting.await.unwrap());
         drop(held);
+    }
+
+    /// The throttling is remembered for as long as asked after the limit last changed, on the
+    /// store's clock: a simulated half hour passes in no time.
+    #[test]
+    fn a_throttled_gate_is_remembered_for_a_while_on_the_clock() {
+        let clock = Clock::manual(1_700_000_000);
+        let gate = Gate::new(4, clock.clone());
+        let within = std::time::Duration::from_secs(30 * 60);
+        assert!(!gate.remembers(within), "at its configured limit: nothing to remember");
+        gate.feedback(Signal::Throttled, gate.epoch());
+        assert!(gate.remembers(within));
+        clock.advance(29 * 60);
+        assert!(gate.remembers(within));
+        // A success moves the limit: the half hour starts again.
+        assert_eq!(gate.feedback(Signal::Success, 0), None);
+        gate.feedback(Signal::Success, 0);
+        assert_eq!(gate.limit(), 3);
+        clock.advance(29 * 60);
+        assert!(gate.remembers(within));
+        clock.advance(60);
+        assert!(!gate.remembers(within), "forgotten half an hour after the last change");
     }
 
     #[test]

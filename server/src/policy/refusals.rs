@@ -31,15 +31,16 @@ pub struct RefusalLog {
 }
 
 impl RefusalLog {
-    /// Starts the writer into `store`; it drains what is left and ends once `shutdown` is
-    /// cancelled.
+    /// Starts the writer into `store`; it ends once `drained` is cancelled (the sessions are
+    /// gone: cancel it only after they have drained, not at the shutdown signal) and what they
+    /// sent is written, or once every handle is dropped and the channel is empty.
     pub fn start(
         store: Store,
-        shutdown: CancellationToken,
+        drained: CancellationToken,
     ) -> (RefusalLog, impl Future<Output = ()> + Send + 'static) {
         let (log, rx) = RefusalLog::channel(BACKLOG);
         let dropped = log.dropped.clone();
-        (log, write(store, rx, dropped, shutdown))
+        (log, write(store, rx, dropped, drained))
     }
 
     fn channel(capacity: usize) -> (RefusalLog, mpsc::Receiver<NewRefusal>) {
@@ -76,15 +77,15 @@ async fn write(
     store: Store,
     mut rx: mpsc::Receiver<NewRefusal>,
     dropped: Arc<AtomicU64>,
-    shutdown: CancellationToken,
+    drained: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut reported = 0;
     loop {
         let n = tokio::select! {
             n = rx.recv_many(&mut batch, BATCH) => n,
-            () = shutdown.cancelled() => {
-                // Take what the sessions already sent, then stop.
+            () = drained.cancelled() => {
+                // The sessions are gone: take what they sent, then stop.
                 rx.close();
                 rx.recv_many(&mut batch, BATCH).await
             }

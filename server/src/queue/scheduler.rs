@@ -284,7 +284,7 @@ impl Scheduler {
         let mut pending: Option<Control> = None;
         let (results, results_rx) = mpsc::channel(RESULT_BACKLOG);
         let bookkeeper = tokio::spawn(super::bookkeeper::run(store.clone(), results_rx));
-        let pool = Arc::new(Pool::new(config.outbound));
+        let pool = Arc::new(Pool::with_clock(config.outbound, config.clock.clone()));
         let maildir = Maildir::new(config.mail_root.clone(), &config.hostname);
         let config = Arc::new(config);
         let courier = match &config.courier {

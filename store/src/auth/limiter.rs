@@ -314,12 +314,18 @@ fn client(ip: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock;
 
     const A: &str = "192.0.2.1";
     const B: &str = "192.0.2.2";
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// The store's simulated clock: the limiter's delays pass when the test moves it.
+    fn sim() -> Clock {
+        Clock::manual(1_700_000_000)
     }
 
     fn limiter() -> Arc<AttemptLimiter> {
@@ -338,7 +344,8 @@ mod tests {
     #[test]
     fn simultaneous_attempts_count_before_they_are_checked() {
         let l = limiter();
-        let now = Instant::now();
+        let clock = sim();
+        let now = clock.instant();
         let held: Vec<Attempt> = (0..5).map(|_| l.reserve("alice", ip(A), now).unwrap()).collect();
         // Five checks are running: a sixth is not allowed to start beside them.
         let refused = l.reserve("alice", ip(A), now).err().unwrap();
@@ -355,7 +362,8 @@ mod tests {
     #[test]
     fn failures_slow_down_one_pair_without_locking_the_account() {
         let l = limiter();
-        let mut now = Instant::now();
+        let clock = sim();
+        let mut now = clock.instant();
         for _ in 0..5 {
             l.reserve("Alice", ip(A), now).unwrap().failed(now);
         }
@@ -364,14 +372,16 @@ mod tests {
         for _ in 0..5 {
             let Wait(wait) = l.reserve("alice", ip(A), now).err().unwrap();
             waits.push(wait.as_secs());
-            now += wait;
+            clock.advance_by(wait);
+            now = clock.instant();
             l.reserve("alice", ip(A), now).unwrap().failed(now);
         }
         assert_eq!(waits, [1, 2, 4, 8, 16]);
         // Never refused: the right password from an address that has not failed.
         l.reserve("alice", ip(B), now).unwrap().succeeded();
         // Once the delay has passed, the right password clears the pair.
-        now += Duration::from_secs(32);
+        clock.advance(32);
+        now = clock.instant();
         l.reserve("alice", ip(A), now).unwrap().succeeded();
         l.reserve("alice", ip(A), now).unwrap().failed(now);
         l.reserve("alice", ip(A), now).unwrap().succeeded();
@@ -380,20 +390,23 @@ mod tests {
     #[test]
     fn an_address_guessing_across_accounts_is_slowed() {
         let l = limiter();
-        let now = Instant::now();
+        let clock = sim();
+        let now = clock.instant();
         for n in 0..20 {
             l.reserve(&format!("user{n}"), ip(A), now).unwrap().failed(now);
         }
         assert_eq!(l.reserve("carol", ip(A), now).err(), Some(Wait(Duration::from_secs(1))));
         assert!(l.reserve("carol", ip(B), now).is_ok());
-        let later = now + Duration::from_secs(1);
+        clock.advance(1);
+        let later = clock.instant();
         assert!(l.reserve("carol", ip(A), later).is_ok(), "a delay, not a lock-out");
     }
 
     #[test]
     fn an_ipv6_client_counts_as_its_64() {
         let l = limiter();
-        let now = Instant::now();
+        let clock = sim();
+        let now = clock.instant();
         for n in 0..5 {
             l.reserve("alice", ip(&format!("2001:db8:1:2::{n}")), now).unwrap().failed(now);
         }
@@ -406,14 +419,16 @@ mod tests {
     #[test]
     fn unfinished_attempts_count_for_nothing_and_quiet_keys_are_forgotten() {
         let l = limiter();
-        let now = Instant::now();
+        let clock = sim();
+        let now = clock.instant();
         drop(l.reserve("alice", ip(A), now).unwrap());
         assert_eq!(l.tracked(), 0);
         for _ in 0..9 {
             let _ = l.reserve("alice", ip(A), now).map(|a| a.failed(now));
         }
         assert!(l.reserve("alice", ip(A), now).is_err());
-        let later = now + Policy::default().forget + Duration::from_secs(300);
+        clock.advance_by(Policy::default().forget + Duration::from_secs(300));
+        let later = clock.instant();
         l.reserve("alice", ip(A), later).unwrap().succeeded();
         assert_eq!(l.tracked(), 0, "both keys were forgotten, then cleared");
     }
@@ -421,7 +436,8 @@ mod tests {
     #[test]
     fn failures_recorded_without_a_reservation_slow_down_the_same_way() {
         let l = limiter();
-        let now = Instant::now();
+        let clock = sim();
+        let now = clock.instant();
         for _ in 0..5 {
             assert_eq!(l.waiting("token:x", ip(A), now), None);
             l.record_failure("token:x", ip(A), now);
@@ -429,7 +445,8 @@ mod tests {
         assert_eq!(l.waiting("token:x", ip(A), now), Some(Wait(Duration::from_secs(1))));
         assert_eq!(l.waiting("token:x", ip(B), now), None, "another address is not slowed");
         assert_eq!(l.waiting("token:y", ip(A), now), None, "nor another token");
-        assert_eq!(l.waiting("token:x", ip(A), now + Duration::from_secs(1)), None);
+        clock.advance(1);
+        assert_eq!(l.waiting("token:x", ip(A), clock.instant()), None);
         // Waiting reserves nothing: many at once are all let through.
         assert!((0..50).all(|_| l.waiting("token:z", ip(A), now).is_none()));
     }
@@ -438,7 +455,8 @@ mod tests {
     fn the_table_is_bounded() {
         let policy = Policy { max_keys: 100, ..Policy::default() };
         let l = AttemptLimiter::new(policy);
-        let now = Instant::now();
+        let clock = sim();
+        let now = clock.instant();
         for n in 0..1000u32 {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n));
             l.reserve("alice", ip, now).unwrap().failed(now);

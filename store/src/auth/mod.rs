@@ -15,6 +15,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::clock::Clock;
+
 pub use gate::{Busy, HashGate};
 pub use limiter::{Attempt, AttemptLimiter, Policy, Rule, Wait};
 
@@ -45,6 +47,9 @@ impl Refused {
 pub struct PasswordChecks {
     pub gate: HashGate,
     pub attempts: Arc<AttemptLimiter>,
+    /// What the limiter's delays are measured on: the store's clock (the system's in
+    /// production, a simulated one in tests, so that "wait a minute" is tested without waiting).
+    pub clock: Clock,
 }
 
 impl Default for PasswordChecks {
@@ -57,18 +62,30 @@ impl Default for PasswordChecks {
 pub struct Check {
     attempt: Attempt,
     gate: HashGate,
+    clock: Clock,
 }
 
 impl PasswordChecks {
     pub fn new(gate: HashGate, policy: Policy) -> PasswordChecks {
-        PasswordChecks { gate, attempts: AttemptLimiter::new(policy) }
+        PasswordChecks { gate, attempts: AttemptLimiter::new(policy), clock: Clock::system() }
+    }
+
+    /// The same checks, with delays measured on `clock` (the store's: `Store::clock`).
+    pub fn on_clock(mut self, clock: Clock) -> PasswordChecks {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, on the checks' clock: the instant to hand [`AttemptLimiter`]'s methods.
+    pub fn instant(&self) -> Instant {
+        self.clock.instant()
     }
 
     /// Reserves a check of `account`'s password from `ip`, before the account is even looked
     /// up: a refused attempt costs nothing more.
     pub fn begin(&self, account: &str, ip: IpAddr) -> Result<Check, Refused> {
-        let attempt = self.attempts.reserve(account, ip, Instant::now()).map_err(Refused::Wait)?;
-        Ok(Check { attempt, gate: self.gate.clone() })
+        let attempt = self.attempts.reserve(account, ip, self.instant()).map_err(Refused::Wait)?;
+        Ok(Check { attempt, gate: self.gate.clone(), clock: self.clock.clone() })
     }
 
     /// Hashes a new password through the gate.
@@ -84,7 +101,7 @@ impl Check {
     pub fn settle(self, ok: Option<bool>) {
         match ok {
             Some(true) => self.attempt.succeeded(),
-            Some(false) => self.attempt.failed(Instant::now()),
+            Some(false) => self.attempt.failed(self.clock.instant()),
             None => {}
         }
     }
@@ -99,7 +116,7 @@ impl Check {
         if ok {
             self.attempt.succeeded();
         } else {
-            self.attempt.failed(Instant::now());
+            self.attempt.failed(self.clock.instant());
         }
         Ok(ok)
     }

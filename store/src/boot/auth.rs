@@ -17,6 +17,11 @@ pub const DEFAULT_DOVECOT_SOCKET: &str = "/var/run/dovecot/auth-client";
 pub(super) struct RawAuth {
     backend: Option<String>,
     dovecot_socket: Option<PathBuf>,
+    /// Wrong passwords (or API tokens) allowed per account and client address before each
+    /// further attempt must wait; 5 by default.
+    failures_per_account: Option<u32>,
+    /// The same per client address, whatever the account; 20 by default.
+    failures_per_address: Option<u32>,
 }
 
 /// Who checks SMTP AUTH passwords.
@@ -30,6 +35,31 @@ pub enum SmtpAuthBackend {
 }
 
 impl RawAuth {
+    /// The password-attempt limiter's allowances: the defaults (`crate::auth::Policy`) unless
+    /// raised or lowered here. A fuzzing instance raises them (`.ci/fuzz-api`), as its
+    /// wrong-token probes would otherwise be answered 429 after the first twenty.
+    pub(super) fn attempts(&self, origin: &str) -> Result<crate::auth::Policy, BootError> {
+        let mut policy = crate::auth::Policy::default();
+        for (field, value, rule) in [
+            ("auth.failures_per_account", self.failures_per_account, &mut policy.pair),
+            ("auth.failures_per_address", self.failures_per_address, &mut policy.address),
+        ] {
+            match value {
+                Some(0) => {
+                    return Err(BootError::Invalid {
+                        origin: origin.to_string(),
+                        field: field.to_string(),
+                        value: "0".into(),
+                        message: "must be at least 1".into(),
+                    });
+                }
+                Some(n) => rule.free = n,
+                None => {}
+            }
+        }
+        Ok(policy)
+    }
+
     pub(super) fn build(self, origin: &str) -> Result<SmtpAuthBackend, BootError> {
         let invalid = |field: &str, value: &str, message: &str| BootError::Invalid {
             origin: origin.to_string(),

@@ -168,6 +168,9 @@ pub struct BootConfig {
     pub acme: Option<AcmeConfig>,
     /// Who checks SMTP AUTH passwords (`[auth]`).
     pub smtp_auth: SmtpAuthBackend,
+    /// How many wrong passwords and API tokens are allowed before attempts are slowed
+    /// (`[auth] failures_per_account`, `failures_per_address`).
+    pub password_attempts: crate::auth::Policy,
     /// How long the delivery log is kept (`[store] log_retention`); queue events are kept at
     /// most a day, and no longer than this.
     pub log_retention: std::time::Duration,
@@ -203,6 +206,7 @@ impl fmt::Debug for BootConfig {
             .field("dns_servers", &self.dns_servers)
             .field("acme", &self.acme)
             .field("smtp_auth", &self.smtp_auth)
+            .field("password_attempts", &self.password_attempts)
             .field("log_retention", &self.log_retention)
             .field("cluster", &self.cluster)
             .finish()
@@ -489,6 +493,7 @@ impl BootConfig {
         let (smtp_clients, console_options) = connections.build(origin)?;
         let base = path.and_then(Path::parent).filter(|d| !d.as_os_str().is_empty());
         let acme = raw.acme.map(|a| AcmeConfig::build(a, base, origin)).transpose()?;
+        let password_attempts = raw.auth.attempts(origin)?;
         let smtp_auth = raw.auth.build(origin)?;
         let cluster =
             ClusterConfig::build(raw.node, hostname.as_str(), raw.cluster, raw.roles, origin)?;
@@ -515,6 +520,7 @@ impl BootConfig {
             dns_servers,
             acme,
             smtp_auth,
+            password_attempts,
             log_retention,
             cluster,
         };
@@ -591,6 +597,23 @@ mod tests {
         assert_eq!(dev.submission, vec!["127.0.0.1:2587".parse().unwrap()]);
         assert_eq!(dev.submissions, vec!["127.0.0.1:2465".parse().unwrap()]);
         assert_eq!(dev.console, vec!["127.0.0.1:8080".parse().unwrap()]);
+    }
+
+    /// The password-attempt allowances: the defaults unless set; a fuzzing instance raises
+    /// them (`.ci/fuzz-api`); zero is refused.
+    #[test]
+    fn the_password_attempt_allowances_can_be_raised() {
+        let defaults = BootConfig::from_toml("", Profile::Standard).unwrap().password_attempts;
+        assert_eq!((defaults.pair.free, defaults.address.free), (5, 20));
+        let toml = "[auth]\nfailures_per_account = 1000\nfailures_per_address = 100000\n";
+        let raised = BootConfig::from_toml(toml, Profile::Standard).unwrap().password_attempts;
+        assert_eq!((raised.pair.free, raised.address.free), (1000, 100_000));
+        assert_eq!(raised.pair.base, defaults.pair.base, "only the allowance moves");
+        let err = BootConfig::from_toml("[auth]\nfailures_per_address = 0\n", Profile::Standard)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("auth.failures_per_address"), "{err}");
     }
 
     #[test]

@@ -34,7 +34,8 @@ pub struct Trimmed {
 
 impl Store {
     pub async fn trim_history(&self, retention: Retention) -> Result<Trimmed> {
-        let at = now();
+        // The queue's records are stamped on the store's clock: their age is measured on it.
+        let at = self.clock().now();
         let before = |keep: Duration| at - keep.as_secs() as i64;
         let delivery_log = self.trim_delivery_log(before(retention.delivery_log)).await?;
         let queue_events = sqlx::query("DELETE FROM queue_events WHERE at < $1")
@@ -42,8 +43,9 @@ impl Store {
             .execute(self.pool())
             .await?
             .rows_affected();
+        // Console sessions expire on the system's clock, as the login stamps them.
         let sessions = sqlx::query("DELETE FROM console_sessions WHERE expires_at < $1")
-            .bind(at)
+            .bind(now())
             .execute(self.pool())
             .await?
             .rows_affected();

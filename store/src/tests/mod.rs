@@ -22,6 +22,7 @@ mod schema;
 mod sealed;
 mod spool;
 mod transports_networks;
+mod upkeep;
 
 use crate::Store;
 use crate::model::{Address, DomainKind, DomainName, NewMailbox, PasswordHash};

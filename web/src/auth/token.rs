@@ -1,7 +1,6 @@
 //! The API's credential: `Authorization: Bearer pst_…`.
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -106,8 +105,9 @@ async fn authenticate(
             // Checked after the lookup, so that nobody can lock a token's holder out by
             // sending wrong secrets for its (public) ID; guessing a secret of 256 random bits
             // is hopeless anyway, and a client that keeps trying is told to wait.
-            let wait = attempts.waiting(&account, ip, Instant::now());
-            attempts.record_failure(&account, ip, Instant::now());
+            let now = state.passwords.instant();
+            let wait = attempts.waiting(&account, ip, now);
+            attempts.record_failure(&account, ip, now);
             match wait {
                 Some(wait) => {
                     tracing::warn!(%ip, limit = "api-token failures", retry_after = wait.seconds(), "too many wrong API tokens");

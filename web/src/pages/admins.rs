@@ -178,7 +178,7 @@ async fn create(
                 .redirect("/admins")
         }
         Err(e @ (WebError::Invalid { .. } | WebError::Duplicate(_) | WebError::NotFound(_))) => {
-            // The password is not sent back into the page.
+            // The password goes back into this response only, when it was not what was wrong.
             let typed = FormState::with(&[
                 ("name", &form.name),
                 ("role", &form.role),
@@ -188,7 +188,9 @@ async fn create(
                 WebError::NotFound(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 _ => e.status(),
             };
-            let form = typed.fail(&with_field(e), &["name", "role", "domains", "password"]);
+            let form = typed
+                .fail(&with_field(e), &["name", "role", "domains", "password"])
+                .keep_secret("password", &form.password);
             match list_page(&state, &user, &headers, form).await {
                 Ok(p) => render(status, &p),
                 Err(e) => error_page(e),

@@ -94,7 +94,20 @@ fn asks(path: &str) -> bool {
         [section, _, "delete"] => {
             matches!(*section, "domains" | "mailboxes" | "aliases" | "tokens" | "admins")
         }
-        [section, "delete"] => matches!(*section, "networks" | "transports"),
+        [section, "delete"] => matches!(
+            *section,
+            "networks"
+                | "transports"
+                | "certificates"
+                | "policy"
+                | "milters"
+                | "rate-limits"
+                | "content-checks"
+                | "policy-services"
+        ),
+        ["domains", _, "mta-sts", "delete"] => true,
+        ["dnsbl", "lists" | "whitelist", "remove"] => true,
+        ["mailauth", "clear"] => true,
         _ => false,
     }
 }
@@ -113,6 +126,12 @@ fn parse_form(body: &[u8]) -> Vec<(String, String)> {
 
 fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
     fields.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
+}
+
+/// A rule's description, as a detail line, when it has one.
+fn described(description: &str) -> Vec<String> {
+    let description = description.trim();
+    if description.is_empty() { Vec::new() } else { vec![format!("Described as: {description}")] }
 }
 
 /// Lists at most [`LISTED`] names, then how many more.
@@ -138,6 +157,24 @@ async fn question(
         path.trim_start_matches('/').split('/').map(percent_decode).collect();
     let name = segments.get(1).cloned().unwrap_or_default();
     let q = match segments.first().map(String::as_str) {
+        Some("domains") if segments.get(2).map(String::as_str) == Some("mta-sts") => {
+            let Ok(domain) = name.parse::<DomainName>() else { return Ok(None) };
+            if !user.principal.sees(&domain) || state.store.mta_sts_policy(&domain).await?.is_none()
+            {
+                return Ok(None);
+            }
+            Question {
+                section: "domains",
+                title: format!("Remove the MTA-STS policy of {domain}?"),
+                question: format!(
+                    "Remove the MTA-STS policy of {domain}? Senders that cached it keep it until \
+                     its max_age runs out; publish mode \"none\" first to withdraw it cleanly."
+                ),
+                details: Vec::new(),
+                button: "Remove the policy".into(),
+                cancel: format!("/domains/{}/mta-sts", super::link::encode(&domain.to_string())),
+            }
+        }
         Some("domains") => {
             let Ok(domain) = name.parse::<DomainName>() else { return Ok(None) };
             if !user.principal.is_global() || state.store.get_domain(&domain).await?.is_none() {
@@ -314,6 +351,166 @@ async fn question(
                 cancel: "/transports".into(),
             }
         }
+        Some("certificates") => {
+            if !user.principal.is_global() {
+                return Ok(None);
+            }
+            let Ok(id) = field(fields, "id").trim().parse::<i64>() else { return Ok(None) };
+            let certificates = state.store.list_certificates().await?;
+            let Some(c) = certificates.iter().find(|c| c.id == id) else { return Ok(None) };
+            Question {
+                section: "certificates",
+                title: "Remove the certificate?".into(),
+                question: format!(
+                    "Remove the certificate for {} (issued by {}, {})? Names it served get \
+                     another matching certificate, or the self-signed one.",
+                    c.names.join(", "),
+                    c.issuer,
+                    c.source
+                ),
+                details: Vec::new(),
+                button: "Remove the certificate".into(),
+                cancel: "/certificates".into(),
+            }
+        }
+        Some("policy") => {
+            if !user.principal.is_global() {
+                return Ok(None);
+            }
+            let Ok(id) = field(fields, "id").trim().parse::<i64>() else { return Ok(None) };
+            let rules = state.store.list_policy_rules().await?;
+            let Some(r) = rules.iter().find(|r| r.id == id) else { return Ok(None) };
+            Question {
+                section: "policy",
+                title: format!("Remove access rule {}?", r.position),
+                question: format!(
+                    "Remove access rule {} (at {}: {} → {})? Mail it decided on is judged by \
+                     the rules after it from then on.",
+                    r.position, r.stage, r.matches, r.action
+                ),
+                details: described(&r.description),
+                button: "Remove the rule".into(),
+                cancel: "/policy".into(),
+            }
+        }
+        Some("milters") => {
+            if !user.principal.is_global() {
+                return Ok(None);
+            }
+            let Ok(id) = field(fields, "id").trim().parse::<i64>() else { return Ok(None) };
+            let milters = state.store.list_milters().await?;
+            let Some(m) = milters.iter().find(|m| m.id == id) else { return Ok(None) };
+            Question {
+                section: "milters",
+                title: format!("Remove the milter {}?", m.name),
+                question: format!(
+                    "Remove the milter {} ({})? Messages are no longer passed to it.",
+                    m.name, m.address
+                ),
+                details: Vec::new(),
+                button: format!("Remove {}", m.name),
+                cancel: "/milters".into(),
+            }
+        }
+        Some("rate-limits") => {
+            if !user.principal.is_global() {
+                return Ok(None);
+            }
+            let Ok(id) = field(fields, "id").trim().parse::<i64>() else { return Ok(None) };
+            let limits = state.store.list_rate_limits().await?;
+            let Some(l) = limits.iter().find(|l| l.id == id) else { return Ok(None) };
+            Question {
+                section: "rate_limits",
+                title: "Remove the rate limit?".into(),
+                question: format!(
+                    "Remove the rate limit {}? Clients are no longer held to it.",
+                    l.summary()
+                ),
+                details: described(&l.description),
+                button: "Remove the limit".into(),
+                cancel: "/rate-limits".into(),
+            }
+        }
+        Some("content-checks") => {
+            if !user.principal.is_global() {
+                return Ok(None);
+            }
+            let Ok(id) = field(fields, "id").trim().parse::<i64>() else { return Ok(None) };
+            let checks = state.store.list_content_checks().await?;
+            let Some(c) = checks.iter().find(|c| c.id == id) else { return Ok(None) };
+            Question {
+                section: "content-checks",
+                title: format!("Remove check {}?", c.position),
+                question: format!(
+                    "Remove the {} check {} (/{}/ → {})? Messages are no longer tried against it.",
+                    c.part, c.position, c.pattern, c.action
+                ),
+                details: described(&c.description),
+                button: "Remove the check".into(),
+                cancel: "/content-checks".into(),
+            }
+        }
+        Some("policy-services") => {
+            if !user.principal.is_global() {
+                return Ok(None);
+            }
+            let name = field(fields, "name").trim();
+            let services = state.store.list_policy_services().await?;
+            let Some(p) = services.iter().find(|p| p.name == name) else { return Ok(None) };
+            Question {
+                section: "policy-services",
+                title: format!("Remove the policy service {}?", p.name),
+                question: format!(
+                    "Remove the policy service {} ({}, at {})? It is no longer asked about mail.",
+                    p.name, p.address, p.stage
+                ),
+                details: described(&p.description),
+                button: format!("Remove {}", p.name),
+                cancel: "/policy-services".into(),
+            }
+        }
+        Some("dnsbl") => {
+            if !user.principal.is_global() {
+                return Ok(None);
+            }
+            let (what, cancel) = if segments.get(1).map(String::as_str) == Some("lists") {
+                let zone = field(fields, "zone").trim();
+                (format!("Stop asking the blocklist {zone}? Its listings no longer count."), zone)
+            } else {
+                let entry = field(fields, "entry").trim();
+                (
+                    format!(
+                        "Remove {entry} from the blocklist whitelist? It is checked against the blocklists again."
+                    ),
+                    entry,
+                )
+            };
+            Question {
+                section: "dnsbl",
+                title: format!("Remove {cancel}?"),
+                question: what,
+                details: Vec::new(),
+                button: format!("Remove {cancel}"),
+                cancel: "/dnsbl".into(),
+            }
+        }
+        Some("mailauth") => {
+            if !user.principal.is_global() {
+                return Ok(None);
+            }
+            let domain = field(fields, "domain").trim();
+            Question {
+                section: "mailauth",
+                title: format!("Clear the checks policy of {domain}?"),
+                question: format!(
+                    "Clear the SPF/DKIM/DMARC policy set for {domain}? Mail from it is judged by \
+                     the defaults from then on."
+                ),
+                details: Vec::new(),
+                button: "Clear the policy".into(),
+                cancel: "/mailauth".into(),
+            }
+        }
         _ => return Ok(None),
     };
     Ok(Some(q))
@@ -328,6 +525,21 @@ mod tests {
         assert!(asks("/domains/a.test/delete"));
         assert!(asks("/aliases/%40a.test/delete"));
         assert!(asks("/networks/delete"));
+        for path in [
+            "/certificates/delete",
+            "/policy/delete",
+            "/milters/delete",
+            "/rate-limits/delete",
+            "/content-checks/delete",
+            "/policy-services/delete",
+            "/domains/a.test/mta-sts/delete",
+            "/dnsbl/lists/remove",
+            "/dnsbl/whitelist/remove",
+            "/mailauth/clear",
+        ] {
+            assert!(asks(path), "{path}");
+        }
+        assert!(!asks("/policy/move"));
         assert!(!asks("/queue/abc/delete"));
         assert!(!asks("/domains/a.test"));
     }

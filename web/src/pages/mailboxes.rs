@@ -270,13 +270,16 @@ async fn add(
                     Err(e) => return error_page(e),
                 }
             }
-            // The password is never sent back, not even to the one who typed it.
+            // The password goes back into this response only, and only when it was not what
+            // was wrong: a bad quota must not make the user type it again.
             let typed = FormState::with(&[
                 ("address", &form.address),
                 ("display_name", &form.display_name),
                 ("quota", &form.quota),
             ]);
-            let form = typed.fail_all(&shown, &["address", "password", "display_name", "quota"]);
+            let form = typed
+                .fail_all(&shown, &["address", "password", "display_name", "quota"])
+                .keep_secret("password", &form.password);
             match list_page(&state, &user, &headers, ListQuery::default(), form).await {
                 Ok(page) => render(status, &page),
                 Err(e) => error_page(e),

@@ -263,6 +263,20 @@ pub struct FormState {
     /// The fields with an error, in the order they were found (the form's order): the first
     /// takes the focus.
     failed: Vec<String>,
+    /// Password fields typed into a form that failed for another reason: rendered back into
+    /// that one response only (see [`FormState::keep_secret`]), never shown in Debug.
+    secrets: Secrets,
+}
+
+/// The password fields a failed form sends back; redacted in Debug, so that a `FormState`
+/// logged by mistake shows no password.
+#[derive(Default, Clone)]
+struct Secrets(HashMap<String, String>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys().map(|k| format!("{k}: [redacted]"))).finish()
+    }
 }
 
 impl FormState {
@@ -271,7 +285,24 @@ impl FormState {
             values: values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             errors: HashMap::new(),
             failed: Vec::new(),
+            secrets: Secrets::default(),
         }
+    }
+
+    /// Keeps the password `value` typed into `name`, to be put back into the form, unless
+    /// the field itself is what was wrong: a form refused for another field (a bad quota)
+    /// must not make the user type the password again (issue 16). Call it after the errors
+    /// are placed; only for the response to the POST that carried it.
+    pub fn keep_secret(mut self, name: &str, value: &str) -> FormState {
+        if !value.is_empty() && !self.errors.contains_key(name) {
+            self.secrets.0.insert(name.to_string(), value.to_string());
+        }
+        self
+    }
+
+    /// The password kept for `name` ([`FormState::keep_secret`]), or "".
+    pub fn secret(&self, name: &str) -> &str {
+        self.secrets.0.get(name).map(String::as_str).unwrap_or("")
     }
 
     /// Puts `error` next to its field (or above the form when it names none we show).

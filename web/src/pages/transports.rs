@@ -182,7 +182,7 @@ async fn add(
         }
         Err(e) => match place(e, &[], "pattern") {
             Ok((status, e)) => {
-                // The password is never sent back, not even to the one who typed it.
+                // The password goes back into this response only, when it was not what was wrong.
                 let typed = FormState::with(&[
                     ("pattern", &form.pattern),
                     ("transport", &form.transport),
@@ -190,7 +190,7 @@ async fn add(
                     ("username", &form.username),
                 ]);
                 let fields = ["pattern", "transport", "tls", "username", "password"];
-                let form = typed.fail(&e, &fields);
+                let form = typed.fail(&e, &fields).keep_secret("password", &form.password);
                 match page(&state, &user, &headers, replacing, form).await {
                     Ok(p) => render(status, &p),
                     Err(e) => error_page(e),

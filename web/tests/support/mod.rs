@@ -109,6 +109,20 @@ impl Browser {
         all.extend_from_slice(fields);
         post_form(&self.app, path, Some(&self.cookie), &all).await
     }
+
+    /// Posts a removal as a browser without JavaScript does: first without `confirm=yes`,
+    /// which must answer a page that `says` what will go and posts the form again with it;
+    /// then confirmed, whose reply is returned.
+    pub async fn confirmed(&self, path: &str, fields: &[(&str, &str)], says: &str) -> Reply {
+        let asked = self.post(path, fields).await;
+        assert_eq!(asked.status, StatusCode::OK, "{path} asks first: {}", asked.body);
+        assert!(asked.body.contains(says), "{path} should say {says:?}: {}", asked.body);
+        assert!(asked.body.contains("name=\"confirm\" value=\"yes\""), "{}", asked.body);
+        assert!(asked.body.contains(&format!("action=\"{path}\"")), "{}", asked.body);
+        let mut confirmed = fields.to_vec();
+        confirmed.push(("confirm", "yes"));
+        self.post(path, &confirmed).await
+    }
 }
 
 pub async fn post_form(

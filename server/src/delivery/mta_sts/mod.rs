@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use postern_store::clock::Clock;
 use rustls::pki_types::CertificateDer;
 
 pub use fetch::Fetcher;
@@ -30,6 +31,8 @@ pub struct StsSettings {
     pub https_port: u16,
     /// Trusted besides the web PKI for the policy host's certificate (tests, a private CA).
     pub extra_roots: Vec<CertificateDer<'static>>,
+    /// What policies' `max_age` and the failed-fetch pause run on: the store's clock.
+    pub clock: Clock,
 }
 
 impl Default for StsSettings {
@@ -39,6 +42,7 @@ impl Default for StsSettings {
             retry_failed_after: Duration::from_secs(300),
             https_port: 443,
             extra_roots: Vec::new(),
+            clock: Clock::system(),
         }
     }
 }
@@ -61,6 +65,7 @@ pub struct MtaSts {
     failures: Mutex<HashMap<String, (String, Instant)>>,
     /// One fetch per domain at a time: the others wait and take its result.
     fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    clock: Clock,
 }
 
 /// Entries past which expired ones are swept out, so that the maps stay small.
@@ -81,6 +86,7 @@ impl MtaSts {
             policies: Mutex::default(),
             failures: Mutex::default(),
             fetching: Mutex::default(),
+            clock: settings.clock,
         })
     }
 
@@ -142,10 +148,10 @@ impl MtaSts {
                 tracing::info!(domain, id, mode = %policy.mode, "MTA-STS policy fetched");
                 lock(&self.failures).remove(domain);
                 let policy = Arc::new(policy);
-                let expires = Instant::now() + policy.max_age;
+                let expires = self.clock.instant() + policy.max_age;
                 let mut policies = lock(&self.policies);
                 if policies.len() >= SWEEP_AT {
-                    let now = Instant::now();
+                    let now = self.clock.instant();
                     policies.retain(|_, c| c.expires > now);
                 }
                 policies.insert(domain.to_string(), Cached { id, policy: policy.clone(), expires });
@@ -157,10 +163,10 @@ impl MtaSts {
                 tracing::warn!(domain, id, why, "MTA-STS policy fetch failed");
                 let mut failures = lock(&self.failures);
                 if failures.len() >= SWEEP_AT {
-                    let now = Instant::now();
+                    let now = self.clock.instant();
                     failures.retain(|_, (_, until)| *until > now);
                 }
-                let until = Instant::now() + self.retry_failed_after;
+                let until = self.clock.instant() + self.retry_failed_after;
                 failures.insert(domain.to_string(), (id, until));
                 cached
             }
@@ -171,7 +177,7 @@ impl MtaSts {
     fn cached(&self, domain: &str) -> Option<(String, Arc<Policy>)> {
         let mut policies = lock(&self.policies);
         match policies.get(domain) {
-            Some(c) if c.expires > Instant::now() => Some((c.id.clone(), c.policy.clone())),
+            Some(c) if c.expires > self.clock.instant() => Some((c.id.clone(), c.policy.clone())),
             Some(_) => {
                 policies.remove(domain);
                 None
@@ -183,7 +189,7 @@ impl MtaSts {
     fn failed_lately(&self, domain: &str, id: &str) -> bool {
         lock(&self.failures)
             .get(domain)
-            .is_some_and(|(failed_id, until)| failed_id == id && *until > Instant::now())
+            .is_some_and(|(failed_id, until)| failed_id == id && *until > self.clock.instant())
     }
 
     fn gate(&self, domain: &str) -> Arc<tokio::sync::Mutex<()>> {

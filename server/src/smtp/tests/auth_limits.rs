@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use postern_store::auth::{HashGate, PasswordChecks, Policy, Rule};
+use postern_store::auth::{HashGate, PasswordChecks, Policy};
 
 use super::*;
 
@@ -24,12 +24,9 @@ fn plain(user: &str, password: &str) -> String {
 
 #[tokio::test]
 async fn auth_failures_count_across_sessions() {
-    // A first delay of a minute, so that the test does not depend on its own speed.
-    let policy = Policy {
-        pair: Rule { free: 5, base: Duration::from_secs(60), cap: Duration::from_secs(600) },
-        ..Policy::default()
-    };
-    let passwords = PasswordChecks::new(HashGate::for_this_machine(), policy);
+    // The delays of a fresh install, measured on the sessions' simulated clock: the test does
+    // not depend on its own speed, and shows the delay ending without waiting for it.
+    let passwords = PasswordChecks::new(HashGate::for_this_machine(), Policy::default());
     let server = Server::with(Limits::default(), passwords.clone()).await;
     let mut replies = Vec::new();
     // A new session for every guess: reconnecting starts nothing again.
@@ -42,7 +39,7 @@ async fn auth_failures_count_across_sessions() {
         let wanted = if n < 5 { "535 5.7.8" } else { "454 4.7.0" };
         assert!(reply.starts_with(wanted), "guess {n}: {reply}");
     }
-    assert!(replies[5].contains("try again in 60 seconds"), "{}", replies[5]);
+    assert!(replies[5].contains("try again in 1 seconds"), "{}", replies[5]);
     assert_eq!(passwords.gate.checks_run(), 5, "the refused guesses were not checked");
     // Even the right password waits, from the address that failed…
     let mut c = ready(&server, "192.0.2.30").await;
@@ -50,6 +47,25 @@ async fn auth_failures_count_across_sessions() {
     // …but not from anywhere else: the account is not locked.
     let mut c = ready(&server, "192.0.2.31").await;
     c.expect(&plain("ann@example.test", PASSWORD), "235 2.7.0").await;
+    // A second later on the clock, a sixth guess is checked (and fails), and the next one
+    // waits twice as long.
+    server.clock.advance(1);
+    let mut c = ready(&server, "192.0.2.30").await;
+    c.expect(&plain("ann@example.test", "guess 6"), "535 5.7.8").await;
+    let mut c = ready(&server, "192.0.2.30").await;
+    c.expect(
+        &plain("ann@example.test", PASSWORD),
+        "454 4.7.0 Temporary authentication failure, try again in 2 seconds",
+    )
+    .await;
+    server.clock.advance(1);
+    let mut c = ready(&server, "192.0.2.30").await;
+    c.expect(&plain("ann@example.test", PASSWORD), "454 4.7.0").await;
+    // Once the delay has passed, the right password gets in from there too.
+    server.clock.advance(1);
+    let mut c = ready(&server, "192.0.2.30").await;
+    c.expect(&plain("ann@example.test", PASSWORD), "235 2.7.0").await;
+    assert_eq!(passwords.gate.checks_run(), 8);
     // An unknown user is counted the same way.
     for _ in 0..5 {
         let mut c = ready(&server, "192.0.2.32").await;

@@ -166,7 +166,8 @@ impl Server {
             disk: crate::smtp::DiskGauge::watch(db.dir(), shutdown.clone()),
             signer: Arc::new(TestSigner),
             verifier: None,
-            passwords,
+            // The attempt limiter's delays on the same simulated clock.
+            passwords: passwords.on_clock(clock.clone()),
             rates: Arc::new(rates),
             screen: Arc::new(crate::policy::Screen::new(
                 store.clone(),

@@ -55,6 +55,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let ip = self.peer.ip();
         self.rate_exceeded(postern_store::model::RateMeasure::AuthFailures, None, None, false)
             .is_some()
-            || self.ctx.passwords.attempts.waiting("", ip, std::time::Instant::now()).is_some()
+            || self.ctx.passwords.attempts.waiting("", ip, self.ctx.passwords.instant()).is_some()
     }
 }
