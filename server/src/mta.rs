@@ -135,6 +135,7 @@ impl Mta {
         let (refusals, refusal_writer) =
             crate::policy::RefusalLog::start(store.clone(), shutdown.clone());
         tasks.spawn(refusal_writer);
+        let store_metrics = store.metrics().clone();
         tasks.spawn(Scheduler::run(store, engine.clone(), scheduler, fresh_rx, shutdown.clone()));
         let verifier = options.hickory.as_ref().map(|h| {
             Arc::new(crate::mailauth::Verifier::new(h.hickory().clone(), &options.hostname))
@@ -154,6 +155,7 @@ impl Mta {
             refusals,
             auth_backend: options.auth_backend,
             draining: shutdown.clone(),
+            metrics: store_metrics,
         });
         tasks.spawn(async move {
             smtp::serve(listeners, ctx, shutdown).await;

@@ -176,6 +176,7 @@ impl Server {
             refusals,
             auth_backend: Default::default(),
             draining: CancellationToken::new(),
+            metrics: store.metrics().clone(),
         });
         Server {
             ctx,
