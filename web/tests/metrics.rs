@@ -19,7 +19,7 @@ use support::*;
 const TOKEN: &str = "scrape-token-0123456789";
 
 fn scrape(from: &str, token: Option<&str>) -> Request<Body> {
-    let peer: SocketAddr = format!("{from}:40000").parse().unwrap();
+    let peer = SocketAddr::new(from.parse().unwrap(), 40000);
     let mut request = Request::get("/metrics").header(header::HOST, "localhost");
     if let Some(token) = token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
