@@ -162,6 +162,7 @@ impl EncodeMetric for LabelledHistograms {
 }
 
 type Labels = Vec<(&'static str, &'static str)>;
+type RefusalLabels = [(&'static str, &'static str); 3];
 
 /// A metric the registry encodes while [`Metrics`] keeps a handle to record into.
 #[derive(Debug)]
@@ -187,9 +188,9 @@ pub struct Metrics {
     delivered: Counter,
     deferred: Counter,
     bounced: Counter,
-    /// Resolved per refusal: refusals are not the accepted-mail path, and the classes and
-    /// stages are few and static, so the lookup allocates nothing.
-    rejected: Family<Labels, Counter>,
+    /// Resolved per refusal (a read lock and a hash: refusals are not the accepted-mail path);
+    /// the labels are a fixed array of static names, so the lookup allocates nothing.
+    rejected: Family<RefusalLabels, Counter>,
     delivery_seconds: std::sync::Arc<LabelledHistograms>,
     commit_seconds: std::sync::Arc<Histogram>,
 }
@@ -268,7 +269,7 @@ impl Metrics {
         let outcome = |r: &'static str| outcomes.get_or_create(&vec![("result", r)]).clone();
         let (delivered, deferred, bounced) =
             (outcome("delivered"), outcome("deferred"), outcome("bounced"));
-        let rejected = Family::<Labels, Counter>::default();
+        let rejected = Family::<RefusalLabels, Counter>::default();
         registry.register(
             "messages_rejected",
             "Refusals and discards by the SMTP sessions (as in the delivery log), by status, \
@@ -326,9 +327,9 @@ impl Metrics {
 
     /// A TLS handshake completed with `version` (rustls's `TLSv1_3` or `TLSv1.3` both count).
     pub fn tls_negotiated(&self, version: &str) {
-        let i = match version.replace('_', ".").as_str() {
-            "TLSv1.2" => 0,
-            "TLSv1.3" => 1,
+        let i = match version {
+            "TLSv1_2" | "TLSv1.2" => 0,
+            "TLSv1_3" | "TLSv1.3" => 1,
             _ => 2,
         };
         self.tls[i].inc();
@@ -362,7 +363,7 @@ impl Metrics {
         let stage = STAGES.iter().copied().find(|s| *s == stage).unwrap_or("other");
         let class = if status == "discarded" { "discard" } else { reason_class(reason) };
         self.rejected
-            .get_or_create(&vec![("status", status), ("stage", stage), ("reason", class)])
+            .get_or_create(&[("status", status), ("stage", stage), ("reason", class)])
             .inc_by(entries);
     }
 
@@ -401,7 +402,6 @@ impl Drop for SessionGuard {
 /// `blocklist zen…`, `greylisting: …`, `header check 2`, `policy service x: …`, `milter x`,
 /// `inbound mail authentication policy: …`, and the rate limits' replies).
 pub fn reason_class(reason: &str) -> &'static str {
-    let r = reason.to_ascii_lowercase();
     const PREFIXES: [(&str, &str); 11] = [
         ("access rule", "access_rule"),
         ("policy rule", "access_rule"),
@@ -415,7 +415,9 @@ pub fn reason_class(reason: &str) -> &'static str {
         ("milter", "milter"),
         ("inbound mail authentication", "mail_auth"),
     ];
-    PREFIXES.iter().find(|(p, _)| r.starts_with(p)).map_or("other", |(_, class)| class)
+    // Compared in place: no lowered copy of the text per refusal.
+    let starts = |p: &str| reason.get(..p.len()).is_some_and(|head| head.eq_ignore_ascii_case(p));
+    PREFIXES.iter().find(|(p, _)| starts(p)).map_or("other", |(_, class)| class)
 }
 
 /// The age classes of `postern_queue_recipients`.
