@@ -151,6 +151,7 @@ impl Mta {
         let smtp_stop = shutdown.child_token();
         let smtp_stopped = CancellationToken::new();
         let (side, link) = crate::cluster::SmtpSide::new(smtp_stop.clone(), smtp_stopped.clone());
+        let store_metrics = store.metrics().clone();
         let heartbeat = options.cluster.heartbeat();
         let members =
             crate::cluster::run(store.clone(), membership, heartbeat, Some(side), shutdown.clone());
@@ -184,6 +185,7 @@ impl Mta {
             auth_backend: options.auth_backend,
             directory: Arc::new(crate::directory::Directory::new()),
             draining: smtp_stop.clone(),
+            metrics: store_metrics,
         });
         tasks.spawn(async move {
             smtp::serve(listeners, ctx, smtp_stop).await;

@@ -18,6 +18,10 @@ use tracing_subscriber::EnvFilter;
 
 use super::load_boot;
 
+mod notify;
+mod privileges;
+mod reload;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Use unprivileged ports on loopback (SMTP 2525, submission 2587, submissions 2465, console
@@ -36,6 +40,15 @@ pub struct Args {
     /// delivery, no console), `console` (console and API, no SMTP, no delivery) or `all`.
     #[arg(long, value_enum)]
     role: Option<Role>,
+
+    /// Started as root: once the ports are bound, run as this user (and its groups) for good.
+    /// Overrides `[serve] user`. The data directory must belong to it.
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+
+    /// Go on as root on privileged ports without a user to become (not recommended).
+    #[arg(long)]
+    allow_root: bool,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -68,7 +81,27 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     let profile = if args.dev { Profile::Dev } else { Profile::Standard };
     let mut boot = load_boot(config, profile)?;
     apply_roles(&mut boot, args.role);
-    init_logging(&boot)?;
+    let reload_filter = init_logging(&boot)?;
+
+    let user = args.user.clone().or_else(|| boot.serve_user.clone());
+    let metrics_listen: Vec<std::net::SocketAddr> =
+        boot.metrics.as_ref().and_then(|m| m.listen).into_iter().collect();
+    let every_address: Vec<std::net::SocketAddr> = boot
+        .listeners()
+        .iter()
+        .flat_map(|(_, addrs)| addrs.iter().copied())
+        .chain(boot.console.iter().copied())
+        .chain(boot.console_tls.iter().copied())
+        .chain(boot.acme.as_ref().and_then(|a| a.http_listen))
+        .chain(metrics_listen.iter().copied())
+        .collect();
+    privileges::check_root_policy(
+        user.as_deref(),
+        args.allow_root || boot.allow_root,
+        &every_address,
+    )?;
+    // Looked up before binding: a user that does not exist is an error before anything else.
+    let account = user.as_deref().map(privileges::lookup).transpose()?;
 
     raise_file_limit(boot.max_sessions, boot.console_options.max_connections);
     // Ports first: a port we cannot have is an error before anything is created on disk.
@@ -76,6 +109,27 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     let consoles = bind_console(&boot.console).await?;
     let consoles_tls = bind_console(&boot.console_tls).await?;
     let acme_http = postern_server::acme::bind_http(boot.acme.as_ref()).await?;
+    let metrics_listeners = bind_console(&metrics_listen).await?;
+    // Every port is bound: now become the service's user, before anything is created on disk.
+    if let Some(account) = &account {
+        if privileges::is_root() {
+            let mut files = vec![boot.secret_key_file.as_path()];
+            if let postern_store::Database::Sqlite { path } = &boot.database {
+                files.push(path.as_path());
+            }
+            privileges::prepare_data_dir(account, &boot.data_dir, &files)?;
+            privileges::drop_to(account)?;
+            tracing::info!(user = %account.name, uid = account.uid, gid = account.gid, "privileges dropped");
+        } else if privileges::current_uid() != account.uid {
+            anyhow::bail!(
+                "serve runs as uid {}, not root: it cannot become {} (uid {}); start it as root \
+                 or as that user",
+                privileges::current_uid(),
+                account.name,
+                account.uid
+            );
+        }
+    }
     create_private_dir(&boot.data_dir)?;
     let store = Store::open(&boot.database, &boot.secret_key_file).await?;
     let cert = tls::ensure_self_signed(&boot.data_dir.join("tls"), &boot.hostname)?;
@@ -195,6 +249,11 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         console_state.with_milter_probe(std::sync::Arc::new(super::milter::ConsoleMilterProbe));
     console_state =
         console_state.with_directory_probe(std::sync::Arc::new(super::directory::EngineDirectory));
+    // `/metrics` on the console (and on `[metrics] listen`), for whom `[metrics]` admits; SIGHUP
+    // replaces who that is.
+    let metrics_access: postern_web::MetricsAccess =
+        Arc::new(std::sync::RwLock::new(boot.metrics.clone()));
+    console_state = console_state.with_metrics(metrics_access.clone());
     let mut console_bound = Vec::new();
     let mut console_tasks = Vec::new();
     for listener in consoles {
@@ -203,6 +262,16 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         console_tasks.push(tokio::spawn(async move {
             if let Err(e) = postern_web::run(listener, state, shutdown).await {
                 tracing::error!(error = %e, "the console stopped");
+            }
+        }));
+    }
+    let mut metrics_bound = Vec::new();
+    for listener in metrics_listeners {
+        metrics_bound.push(listener.local_addr()?);
+        let (state, shutdown) = (console_state.clone(), shutdown.clone());
+        console_tasks.push(tokio::spawn(async move {
+            if let Err(e) = postern_web::metrics::run(listener, state, shutdown).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
             }
         }));
     }
@@ -246,6 +315,14 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
 
     write_listening(&boot.data_dir, &bound, &console_bound);
     let signals = catch_signals()?;
+    let reloader = reload::Reloader {
+        path: postern_store::boot::locate(config),
+        profile,
+        running: boot.clone(),
+        filter: reload_filter,
+        metrics: metrics_access,
+    };
+    let reload_task = tokio::spawn(reload_on_hangup(reloader, shutdown.clone()));
     let mut out = std::io::stdout().lock();
     writeln!(out, "postern {} on {}", env!("CARGO_PKG_VERSION"), boot.hostname)?;
     if boot.hostname_is_fallback {
@@ -281,6 +358,16 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     for addr in &console_tls_bound {
         writeln!(out, "  console-tls  {addr}")?;
     }
+    for addr in &metrics_bound {
+        writeln!(out, "  metrics      {addr}")?;
+    }
+    if let Some(account) = &account {
+        writeln!(
+            out,
+            "  user         {} (uid {}, gid {})",
+            account.name, account.uid, account.gid
+        )?;
+    }
     if let (Some(acme), Some((_, http))) = (&boot.acme, &acme_tasks) {
         writeln!(out, "  acme         {}", acme.directory)?;
         if let Some(addr) = http {
@@ -298,11 +385,20 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     writeln!(out, "ready; stop with Ctrl-C or SIGTERM")?;
     out.flush()?;
     drop(out);
+    // Listeners bound, store migrated, engine and console running: systemd may start what
+    // waits for us (Type=notify).
+    notify::notify(&format!(
+        "READY=1\nSTATUS=serving as {}\nMAINPID={}",
+        boot.hostname,
+        std::process::id()
+    ));
 
     let mut signals = signals;
     wait_for_signal(&mut signals).await;
     tracing::info!(drain_timeout_secs = args.drain_timeout, "shutting down: draining sessions");
+    notify::notify("STOPPING=1\nSTATUS=draining");
     shutdown.cancel();
+    reload_task.abort();
     let all = async {
         let mta = async {
             if let Some(mta) = mta {
@@ -469,7 +565,28 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     })
 }
 
-fn init_logging(boot: &BootConfig) -> anyhow::Result<()> {
+/// Reloads the boot configuration on each SIGHUP until `shutdown`.
+async fn reload_on_hangup(mut reloader: reload::Reloader, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot catch SIGHUP; the configuration reloads only on restart");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = hangup.recv() => if got.is_none() { return },
+        }
+        notify::reloading();
+        reloader.reload();
+        notify::notify("READY=1");
+    }
+}
+
+fn init_logging(boot: &BootConfig) -> anyhow::Result<reload::ReloadFilter> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(env) => EnvFilter::try_new(env).context("RUST_LOG")?,
         Err(_) => EnvFilter::try_new(&boot.log_level)
@@ -480,11 +597,21 @@ fn init_logging(boot: &BootConfig) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    match boot.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-    Ok(())
+    // The filter behind a reload handle, so that SIGHUP can change the level.
+    Ok(match boot.log_format {
+        LogFormat::Text => {
+            let builder = builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()))
+        }
+        LogFormat::Json => {
+            let builder = builder.json().flatten_event(true).with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()))
+        }
+    })
 }
 
 /// The file in the data directory that names the addresses `serve` listens on, one

@@ -9,6 +9,7 @@ pub mod clock;
 mod database;
 mod error;
 pub mod files;
+pub mod metrics;
 pub mod model;
 mod postgres;
 pub(crate) mod repo;

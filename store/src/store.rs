@@ -39,6 +39,8 @@ pub(crate) struct Inner {
     pub(crate) clock: std::sync::RwLock<crate::clock::Clock>,
     /// Where message bodies too large to stay inline go (`crate::spool`).
     pub(crate) bodies: crate::spool::Bodies,
+    /// The Prometheus counters of this appliance (`crate::metrics`).
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Store {
@@ -151,8 +153,14 @@ impl Store {
                 last_queue_id: std::sync::Mutex::new(None),
                 clock: Default::default(),
                 bodies,
+                metrics: Arc::default(),
             }),
         })
+    }
+
+    /// The counters the engine bumps and `/metrics` shows.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.inner.metrics
     }
 
     pub fn database(&self) -> &Database {

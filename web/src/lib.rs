@@ -12,6 +12,7 @@ pub mod dns;
 pub mod dns_health;
 mod edge;
 mod error;
+pub mod metrics;
 pub mod milters;
 mod mta_sts;
 mod pages;
@@ -26,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use error::WebError;
+pub use metrics::MetricsAccess;
 pub use state::{AppState, CertificateInfo, Settings};
 
 /// Everything the console serves: pages, static assets and the API.
@@ -35,6 +37,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/api/v1", api::router(&state))
         .merge(assets::router())
         .route(mta_sts::POLICY_PATH, axum::routing::get(mta_sts::policy))
+        .route(metrics::PATH, axum::routing::get(metrics::scrape))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::origin::refuse_cross_site))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))
         .layer(axum::middleware::from_fn_with_state(state.clone(), edge::edge))

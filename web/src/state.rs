@@ -89,6 +89,8 @@ pub struct AppState {
     pub(crate) health_cache: Arc<HealthCache>,
     /// Good API tokens, so that a request does not read the store for its token.
     pub(crate) tokens: Arc<crate::auth::token_cache::TokenCache>,
+    /// Who may scrape `/metrics`; `None` (no `[metrics]`) answers 404 there.
+    pub(crate) metrics: Option<crate::metrics::MetricsAccess>,
 }
 
 impl AppState {
@@ -113,7 +115,14 @@ impl AppState {
             health: None,
             health_cache: Arc::default(),
             tokens,
+            metrics: None,
         }
+    }
+
+    /// Serves `/metrics` to the scrapers `access` admits.
+    pub fn with_metrics(mut self, access: crate::metrics::MetricsAccess) -> AppState {
+        self.metrics = Some(access);
+        self
     }
 
     /// Lets the Milters page and API test a milter now, with this client.

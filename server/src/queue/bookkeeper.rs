@@ -18,8 +18,27 @@ pub async fn run(store: Store, mut results: mpsc::Receiver<Vec<DeliveryResult>>)
         }
         // A failure here means a delivered recipient may be tried again after a restart: at
         // least once, never lost.
-        if let Err(e) = store.queue_record_results(&batch).await {
-            tracing::error!(error = %e, results = batch.len(), "cannot record delivery results");
+        match store.queue_record_results(&batch).await {
+            // Counted once recorded, so that the counters agree with the delivery log.
+            Ok(_) => count(store.metrics(), &batch),
+            Err(e) => {
+                tracing::error!(error = %e, results = batch.len(), "cannot record delivery results")
+            }
         }
     }
+}
+
+fn count(metrics: &postern_store::metrics::Metrics, batch: &[DeliveryResult]) {
+    use postern_store::model::Outcome;
+    let (mut delivered, mut deferred, mut failed) = (0, 0, 0);
+    for result in batch {
+        match result.outcome {
+            Outcome::Delivered { .. } => delivered += 1,
+            Outcome::Deferred { .. } => deferred += 1,
+            Outcome::Failed { .. } => failed += 1,
+        }
+    }
+    metrics.delivered(delivered);
+    metrics.deferred(deferred);
+    metrics.bounced(failed);
 }

@@ -79,10 +79,12 @@ async fn commit(
         true => Ok(()),
         false => store.spool_sync().await,
     };
+    let started = std::time::Instant::now();
     let inserted = match synced {
         Ok(()) => store.queue_insert_streamed(node, &messages, &places).await,
         Err(e) => Err(e),
     };
+    store.metrics().queue_commit_took(started.elapsed());
     match inserted {
         Ok(ids) => {
             stats.batches.fetch_add(1, Ordering::Relaxed);

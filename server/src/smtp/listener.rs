@@ -150,6 +150,8 @@ async fn start_session(
     stream: TcpStream,
 ) {
     let _ = stream.set_nodelay(true);
+    // Open in the metrics until the session ends, however it ends.
+    let _open = ctx.metrics.session_opened(kind.name());
     let local = stream.local_addr().ok();
     let io = if kind == ListenerKind::Submissions {
         let Some(acceptor) = ctx.tls.clone() else {
@@ -157,7 +159,12 @@ async fn start_session(
             return;
         };
         match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => Io::Tls(Box::new(tls)),
+            Ok(Ok(tls)) => {
+                if let Some(version) = tls.get_ref().1.protocol_version() {
+                    ctx.metrics.tls_negotiated(version.as_str().unwrap_or("other"));
+                }
+                Io::Tls(Box::new(tls))
+            }
             Ok(Err(e)) => {
                 tracing::info!(%peer, error = %e, "TLS handshake failed");
                 return;

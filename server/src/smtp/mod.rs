@@ -128,6 +128,8 @@ pub struct SessionContext {
     /// Cancelled when the server shuts down: each session answers its next command with
     /// `421 4.3.2` and closes, a message being transferred first being committed and answered.
     pub draining: tokio_util::sync::CancellationToken,
+    /// The Prometheus counters (`postern_store::metrics`): the store's, in production.
+    pub metrics: std::sync::Arc<postern_store::metrics::Metrics>,
 }
 
 impl SessionContext {

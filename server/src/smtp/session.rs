@@ -511,6 +511,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             reply: reply.to_string(),
             reason: reason.to_string(),
         };
+        let entries = recipients.len().max(1) as u64;
+        self.ctx.metrics.refused(status.as_str(), stage, reason, entries);
         match recipients {
             [] => self.ctx.refusals.record(entry("")),
             all => all.iter().for_each(|r| self.ctx.refusals.record(entry(r))),
@@ -678,6 +680,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         match queued {
             Ok(id) => {
+                self.ctx.metrics.message_received(self.kind.name());
                 tracing::info!(
                     queue_id = %id,
                     from = %tx.sender,

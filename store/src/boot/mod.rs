@@ -16,6 +16,7 @@ mod auth;
 mod cluster;
 mod connections;
 mod delivery;
+mod metrics;
 mod sizes;
 
 pub use acme::{
@@ -26,6 +27,7 @@ pub use auth::{DEFAULT_DOVECOT_SOCKET, SmtpAuthBackend};
 pub use cluster::{ClusterConfig, DEFAULT_DEAD_AFTER};
 pub use connections::{ConsoleOptions, SmtpClientLimits};
 pub use delivery::{DeliveryConfig, format_duration, parse_duration};
+pub use metrics::{EXAMPLE_LISTEN as METRICS_EXAMPLE_LISTEN, MetricsConfig, MetricsRefusal};
 pub use sizes::{DEFAULT_MAX_MESSAGE_SIZE, parse_size};
 
 /// The documented example printed by `postern config example`.
@@ -82,6 +84,18 @@ struct RawFile {
     cluster: cluster::RawCluster,
     #[serde(default)]
     roles: cluster::RawRoles,
+    /// Present (even empty) turns `/metrics` on.
+    metrics: Option<metrics::RawMetrics>,
+    #[serde(default)]
+    serve: RawServe,
+}
+
+/// `[serve]`: how `postern serve` runs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServe {
+    user: Option<String>,
+    allow_root: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,6 +190,12 @@ pub struct BootConfig {
     pub log_retention: std::time::Duration,
     /// The node's name, dead time and roles (`node`, `[cluster]`, `[roles]`).
     pub cluster: ClusterConfig,
+    /// Who may scrape `/metrics`, and its own listener; `None` (no `[metrics]`) keeps it off.
+    pub metrics: Option<MetricsConfig>,
+    /// The user `serve` runs as once its ports are bound, when started as root (`[serve] user`).
+    pub serve_user: Option<String>,
+    /// Lets `serve` go on as root without a user to become (`[serve] allow_root`).
+    pub allow_root: bool,
 }
 
 /// What `[store] log_retention` is unless configured: a month, as Postfix sites often keep
@@ -209,6 +229,9 @@ impl fmt::Debug for BootConfig {
             .field("password_attempts", &self.password_attempts)
             .field("log_retention", &self.log_retention)
             .field("cluster", &self.cluster)
+            .field("metrics", &self.metrics)
+            .field("serve_user", &self.serve_user)
+            .field("allow_root", &self.allow_root)
             .finish()
     }
 }
@@ -345,6 +368,10 @@ impl BootConfig {
                 "POSTERN_DNS_SERVERS" => raw.dns.servers = Some(split(&value)),
                 "POSTERN_STORE_LOG_RETENTION" => {
                     raw.store.log_retention = Some(delivery::Scalar::Text(value));
+                }
+                "POSTERN_SERVE_USER" => raw.serve.user = Some(value),
+                _ if key.starts_with("POSTERN_METRICS_") => {
+                    raw.metrics.get_or_insert_default().set_from_env(&key, value);
                 }
                 _ if connections.set_from_env(&key, value.clone()) => {}
                 _ if acme::is_acme_var(&key) => {
@@ -497,6 +524,14 @@ impl BootConfig {
         let smtp_auth = raw.auth.build(origin)?;
         let cluster =
             ClusterConfig::build(raw.node, hostname.as_str(), raw.cluster, raw.roles, origin)?;
+        let metrics = raw.metrics.map(|m| m.build(origin)).transpose()?;
+        let serve_user = raw.serve.user.filter(|u| !u.trim().is_empty());
+        if let Some(user) = &serve_user
+            && (user.contains(char::is_whitespace) || user.contains(':') || user.contains('/'))
+        {
+            return Err(invalid("serve.user", user, "is not a user name".into()));
+        }
+        let allow_root = raw.serve.allow_root.unwrap_or(false);
 
         let config = BootConfig {
             source: path.map(Path::to_path_buf),
@@ -523,6 +558,9 @@ impl BootConfig {
             password_attempts,
             log_retention,
             cluster,
+            metrics,
+            serve_user,
+            allow_root,
         };
         config.check_unique_listeners(origin)?;
         Ok(config)
@@ -539,6 +577,8 @@ impl BootConfig {
         let all = all.chain([("console-tls", self.console_tls.as_slice())]);
         let acme_http = self.acme.as_ref().and_then(|a| a.http_listen);
         let all = all.chain([("acme.http_listen", acme_http.as_slice())]);
+        let metrics_listen = self.metrics.as_ref().and_then(|m| m.listen);
+        let all = all.chain([("metrics.listen", metrics_listen.as_slice())]);
         for (name, addrs) in all {
             for addr in addrs {
                 // Port 0 asks the kernel for a free port: several listeners may ask for one.

@@ -201,6 +201,17 @@ impl Job {
             rcpt_dsn: &rcpt_dsn,
         };
         let context = Context { config: &self.snapshot.config, recovered: self.recovered };
-        self.courier.deliver(route, &delivery, context).await
+        let transport = match route {
+            Route::Local => Some("maildir"),
+            Route::Next { protocol: crate::delivery::Protocol::Lmtp, .. } => Some("lmtp"),
+            Route::Next { .. } | Route::Mx { .. } => Some("smtp"),
+            _ => None,
+        };
+        let started = std::time::Instant::now();
+        let outcomes = self.courier.deliver(route, &delivery, context).await;
+        if let Some(transport) = transport {
+            self.store.metrics().delivery_took(transport, started.elapsed());
+        }
+        outcomes
     }
 }

@@ -178,6 +178,7 @@ impl Server {
             auth_backend: Default::default(),
             directory: Default::default(),
             draining: CancellationToken::new(),
+            metrics: store.metrics().clone(),
         });
         Server {
             ctx,

@@ -181,6 +181,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Counts a wrong password for `user` as the client gave it; the log names it only when it
     /// is an address, so that a hostile name cannot forge log lines.
     pub(in crate::smtp) fn auth_failed(&mut self, user: &str) -> Reply {
+        self.ctx.metrics.auth_failed(self.kind.name());
         let _ = self.rate_check(RateMeasure::AuthFailures, Some(user), None, true);
         let shown = user.parse::<Address>().map(|a| a.to_string()).unwrap_or_default();
         tracing::warn!(peer = %self.peer, user = %shown, "authentication failed");

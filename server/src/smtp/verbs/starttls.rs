@@ -35,6 +35,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             tokio::time::timeout(Duration::from_secs(30), acceptor.accept(socket)).await.map_err(
                 |_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"),
             )??;
+        if let Some(version) = tls.get_ref().1.protocol_version() {
+            self.ctx.metrics.tls_negotiated(version.as_str().unwrap_or("other"));
+        }
         self.conn = BufReader::with_capacity(16 * 1024, Io::Tls(Box::new(tls)));
         // RFC 3207 §4.2: the client must EHLO again; nothing learned before TLS counts.
         self.helo = None;

@@ -1,0 +1,222 @@
+//! `/metrics` on the real appliance: mail sent over SMTP (some delivered to Maildirs, one
+//! refused by an access rule), then a scrape whose counters agree with the delivery log that
+//! the API shows; a scrape without the token gets no data, on the console and on the metrics
+//! listener alike.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{Serve, Setup, applied};
+use postern_store::testing::TestDb;
+
+const TOKEN: &str = "metrics-token-5f1c2a9b7e";
+const PASSWORD: &str = "correct horse battery";
+
+/// One SMTP transaction over a plain socket; returns the reply to RCPT, or to the end of DATA.
+fn send(addr: SocketAddr, rcpt: &str, subject: &str) -> String {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut reply = || {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(reader.read_line(&mut line).unwrap() > 0, "the server closed: {all}");
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    };
+    reply();
+    for command in
+        ["EHLO client.test", "MAIL FROM:<someone@remote.test>", &format!("RCPT TO:<{rcpt}>")]
+    {
+        writer.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+        let r = reply();
+        if !r.starts_with('2') {
+            let _ = writer.write_all(b"QUIT\r\n");
+            return r;
+        }
+    }
+    writer.write_all(b"DATA\r\n").unwrap();
+    assert!(reply().starts_with("354"));
+    writer.write_all(format!("Subject: {subject}\r\n\r\nbody\r\n.\r\n").as_bytes()).unwrap();
+    let last = reply();
+    let _ = writer.write_all(b"QUIT\r\n");
+    let _ = reply();
+    last
+}
+
+/// A GET over HTTP/1.1; returns the status and the body.
+fn get(addr: SocketAddr, path: &str, bearer: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    // Chunked bodies: the numbers are on lines of their own and never look like a sample.
+    (status, body)
+}
+
+/// The samples of a scrape: `name{labels}` -> value.
+fn samples(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| l.starts_with("postern_"))
+        .filter_map(|l| {
+            l.rsplit_once(' ').map(|(k, v)| (k.to_string(), v.parse().unwrap_or(f64::NAN)))
+        })
+        .collect()
+}
+
+fn metrics_listener(serve: &Serve) -> SocketAddr {
+    serve
+        .stdout
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("metrics").map(|a| a.trim().parse().unwrap()))
+        .expect("serve prints the metrics listener")
+}
+
+/// Scrapes until `pred` holds (the bookkeeper records results in batches), or 20 s pass.
+fn scrape_until(
+    addr: SocketAddr,
+    pred: impl Fn(&HashMap<String, f64>) -> bool,
+) -> HashMap<String, f64> {
+    let start = Instant::now();
+    loop {
+        let (status, body) = get(addr, "/metrics", Some(TOKEN));
+        assert_eq!(status, 200, "{body}");
+        let s = samples(&body);
+        if pred(&s) {
+            return s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "the counters never got there:\n{body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn log_count(console: SocketAddr, bearer: &str, status: &str) -> usize {
+    let (code, body) =
+        get(console, &format!("/api/v1/log?status={status}&limit=500"), Some(bearer));
+    assert_eq!(code, 200, "{body}");
+    let start = body.find('{').unwrap_or(0);
+    let end = body.rfind('}').map_or(body.len(), |e| e + 1);
+    let page: serde_json::Value =
+        serde_json::from_str(&body[start..end]).unwrap_or_else(|e| panic!("{e}: {body}"));
+    page["items"].as_array().unwrap().iter().filter(|e| e["status"] == status).count()
+}
+
+fn counters_agree_with_the_delivery_log(db: TestDb) {
+    let setup = Setup::new(&db.database);
+    let mut config = std::fs::read_to_string(setup.config()).unwrap();
+    config.push_str(&format!("[metrics]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n"));
+    std::fs::write(setup.config(), config).unwrap();
+    let serve = setup.serve();
+    let (smtp, console, metrics) =
+        (serve.listeners["smtp"], serve.listeners["console"], metrics_listener(&serve));
+
+    // Unauthorized scrapes get nothing, wherever they ask.
+    for addr in [console, metrics] {
+        let (status, body) = get(addr, "/metrics", None);
+        assert_eq!(status, 401, "{body}");
+        assert!(!body.contains("postern_"), "{body}");
+        let (status, body) = get(addr, "/metrics", Some("not-the-token-at-all"));
+        assert_eq!(status, 401, "{body}");
+        assert!(!body.contains("postern_"), "{body}");
+    }
+
+    setup.ok(&["domain", "add", "example.test"]);
+    for mailbox in ["ann@example.test", "bob@example.test"] {
+        let out = setup.run(&["mailbox", "add", mailbox], &format!("{PASSWORD}\n"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    setup.ok(&[
+        "policy",
+        "rule",
+        "add",
+        "--stage",
+        "rcpt",
+        "--to",
+        "bob@example.test",
+        "REJECT",
+        "550",
+        "5.7.1",
+        "not",
+        "for",
+        "bob",
+    ]);
+    serve
+        .wait_log(Duration::from_secs(10), |l| {
+            applied(l) && l["mailboxes"] == 2 && l["policy_rules"] == 1
+        })
+        .expect("the mailboxes and the rule are live");
+
+    for n in 0..3 {
+        let reply = send(smtp, "ann@example.test", &format!("message {n}"));
+        assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    }
+    let reply = send(smtp, "bob@example.test", "refused");
+    assert!(reply.starts_with("550 5.7.1"), "{reply}");
+
+    let delivered = r#"postern_recipients_delivery_total{result="delivered"}"#;
+    let rejected =
+        r#"postern_messages_rejected_total{status="rejected",stage="rcpt",reason="access_rule"}"#;
+    let s = scrape_until(metrics, |s| {
+        // The queue gauges are read from the store, where a finished message's rows may
+        // linger a moment after its result is counted.
+        let waiting: f64 = s
+            .iter()
+            .filter(|(k, _)| k.starts_with("postern_queue_recipients{"))
+            .map(|(_, v)| v)
+            .sum();
+        s.get(delivered) == Some(&3.0) && s.get(rejected) == Some(&1.0) && waiting == 0.0
+    });
+    assert_eq!(s[r#"postern_messages_received_total{listener="smtp"}"#], 3.0);
+    assert_eq!(s[r#"postern_smtp_sessions_total{listener="smtp"}"#], 4.0);
+    assert_eq!(s[r#"postern_smtp_sessions_current{listener="smtp"}"#], 0.0);
+    assert_eq!(s[r#"postern_recipients_delivery_total{result="bounced"}"#], 0.0);
+    assert_eq!(s[r#"postern_delivery_duration_seconds_count{transport="maildir"}"#], 3.0);
+    assert!(s["postern_store_queue_commit_seconds_count"] >= 1.0, "{s:?}");
+    let waiting: f64 =
+        s.iter().filter(|(k, _)| k.starts_with("postern_queue_recipients{")).map(|(_, v)| v).sum();
+    assert_eq!(waiting, 0.0, "the queue is empty once all is delivered: {s:?}");
+    let maildir = setup.dir.path().join("data/mail/example.test/ann/new");
+    assert_eq!(std::fs::read_dir(maildir).unwrap().count(), 3);
+
+    // The same numbers as the delivery log, read through the API.
+    let bearer = setup.ok(&["token", "create", "--owner", "admin", "--name", "metrics test"]);
+    let bearer = bearer.trim();
+    assert_eq!(log_count(console, bearer, "delivered"), 3);
+    assert_eq!(log_count(console, bearer, "rejected"), 1);
+    assert_eq!(log_count(console, bearer, "received"), 3);
+
+    // The console's /metrics takes the same token.
+    let (status, body) = get(console, "/metrics", Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("postern_messages_received_total"), "{body}");
+}
+
+#[test]
+fn counters_agree_with_the_delivery_log_sqlite() {
+    counters_agree_with_the_delivery_log(TestDb::sqlite());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn counters_agree_with_the_delivery_log_postgres() {
+    let Some(db) = TestDb::postgres("metrics::counters_agree_with_the_delivery_log_postgres").await
+    else {
+        return;
+    };
+    tokio::task::block_in_place(|| counters_agree_with_the_delivery_log(db));
+}
