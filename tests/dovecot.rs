@@ -1,6 +1,7 @@
 //! Dovecot logging Postern's mailboxes in over IMAP, and mail sent with `postern sendmail` and
 //! `mail(1)`: a real Dovecot (IMAP, and LMTP for delivery) whose passdb and userdb are
-//! `postern dovecot checkpassword`, on both stores.
+//! `postern dovecot checkpassword`, on both stores; mailboxes made with the CLI, the console's form
+//! and the API log in at once.
 //!
 //! Needs the Debian packages `dovecot-core dovecot-imapd dovecot-lmtpd` and `bsd-mailx`.
 
@@ -257,6 +258,18 @@ fn imap_logins(db: &TestDb, test: &str) {
         missing_peer(test, "bsd-mailx is not installed (Debian package bsd-mailx)");
     }
 
+    // Mailboxes made through the console's form and through the API log in at once too.
+    let console = format!("http://{}", serve.listeners["console"]);
+    with_password(&s, &["admin", "create", "ops"], "operator passphrase 1");
+    let bearer = s.ok(&["token", "create", "--owner", "ops", "--name", "dovecot test"]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        add_in_console(&console, "cat@example.test", "kitten battery staple").await;
+        add_with_api(&console, bearer.trim(), "dan@example.test", "dapper battery staple").await;
+    });
+    assert!(logs_in(port, "cat@example.test", "kitten battery staple"), "{}", dovecot.log());
+    assert!(logs_in(port, "dan@example.test", "dapper battery staple"), "{}", dovecot.log());
+
     // A new password applies at once, and the old one stops working.
     with_password(&s, &["mailbox", "passwd", "ann@example.test"], "staple battery horse");
     assert!(logs_in(port, "ann@example.test", "staple battery horse"));
@@ -268,6 +281,50 @@ fn imap_logins(db: &TestDb, test: &str) {
     assert!(logs_in(port, "ann@example.test", "staple battery horse"));
     drop(serve);
     assert!(dovecot.vmail.join("example.test/ann/Maildir").exists());
+}
+
+/// Signs in to the console as `ops` and adds a mailbox with the Mailboxes page's form, as an
+/// administrator's browser does (session cookie, CSRF field).
+async fn add_in_console(console: &str, address: &str, password: &str) {
+    let http =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = http
+        .post(format!("{console}/login"))
+        .form(&[("name", "ops"), ("password", "operator passphrase 1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), reqwest::StatusCode::SEE_OTHER, "console login");
+    let cookie =
+        login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let page =
+        http.get(format!("{console}/mailboxes")).header("cookie", &cookie).send().await.unwrap();
+    let page = page.text().await.unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no CSRF field on the Mailboxes page: {page}"));
+    let added = http
+        .post(format!("{console}/mailboxes"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf), ("address", address), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), reqwest::StatusCode::SEE_OTHER, "{}", added.text().await.unwrap());
+}
+
+/// Adds a mailbox with `POST /api/v1/mailboxes`, as a script does.
+async fn add_with_api(console: &str, bearer: &str, address: &str, password: &str) {
+    let created = reqwest::Client::new()
+        .post(format!("{console}/api/v1/mailboxes"))
+        .bearer_auth(bearer)
+        .json(&serde_json::json!({"address": address, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED, "{}", created.text().await.unwrap());
 }
 
 #[test]
