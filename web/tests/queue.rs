@@ -262,7 +262,7 @@ async fn a_message_page_shows_the_envelope_headers_and_actions(store: Store) {
         .collect();
     assert_eq!(events, ["hold", "release", "retry"], "each action leaves an event for the engine");
 
-    let reply = browser.post(&format!("/queue/{id}/delete"), &[]).await;
+    let reply = browser.confirmed(&format!("/queue/{id}/delete"), &[], "Delete message").await;
     assert_eq!(reply.location(), "/queue");
     assert!(store.queue_show(id).await.unwrap().is_none());
     let gone = browser.get(&format!("/queue/{id}")).await;
@@ -307,7 +307,11 @@ async fn bulk_actions_take_the_checked_or_all_that_match(store: Store) {
     );
 
     let reply = browser
-        .post("/queue/act", &[("action", "delete"), ("scope", "filter"), ("sender", "spam@x.test")])
+        .confirmed(
+            "/queue/act",
+            &[("action", "delete"), ("scope", "filter"), ("sender", "spam@x.test")],
+            "Delete every message that matches the filter?",
+        )
         .await;
     assert_eq!(reply.location(), "/queue?sender=spam%40x%2Etest", "back to the same filter");
     let left = store.queue_list(&QueueFilter::default(), Default::default()).await.unwrap();

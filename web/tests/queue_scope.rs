@@ -272,15 +272,16 @@ async fn the_console_acts_only_on_the_callers_recipients(store: Store) {
     assert!(page.contains("the recipients marked") && page.contains("in your domains"), "{page}");
     assert!(!page.contains("bob@b.test"), "{page}");
 
-    dora.post(&format!("/queue/{}/bounce", ids[0]), &[]).await;
+    dora.confirmed(&format!("/queue/{}/bounce", ids[0]), &[], "Bounce message").await;
     assert_eq!(
         recipients(&store, ids[0]).await,
         vec![r("u@a.test", Failed, false), r("bob@b.test", Pending, false)]
     );
     let reply = dora
-        .post(
+        .confirmed(
             "/queue/act",
             &[("action", "delete"), ("scope", "checked"), ("id", &ids[1].to_string())],
+            "Delete the checked message?",
         )
         .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);

@@ -91,6 +91,9 @@ pub async fn require_confirmation(
 fn asks(path: &str) -> bool {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
+        // Deleting or bouncing queued mail cannot be undone; `question` lets the other queue
+        // actions (hold, release, retry) through.
+        ["queue", _, "delete" | "bounce"] | ["queue", "act"] => true,
         [section, _, "delete"] => {
             matches!(*section, "domains" | "mailboxes" | "aliases" | "tokens" | "admins")
         }
@@ -157,6 +160,10 @@ async fn question(
         path.trim_start_matches('/').split('/').map(percent_decode).collect();
     let name = segments.get(1).cloned().unwrap_or_default();
     let q = match segments.first().map(String::as_str) {
+        Some("queue") => match queue_question(&segments, fields) {
+            Some(q) => q,
+            None => return Ok(None),
+        },
         Some("domains") if segments.get(2).map(String::as_str) == Some("mta-sts") => {
             let Ok(domain) = name.parse::<DomainName>() else { return Ok(None) };
             if !user.principal.sees(&domain) || state.store.mta_sts_policy(&domain).await?.is_none()
@@ -514,6 +521,54 @@ async fn question(
         _ => return Ok(None),
     };
     Ok(Some(q))
+}
+
+/// What deleting or bouncing queued mail asks: one message (`/queue/{id}/{action}`), the checked
+/// ones or every one matching the filter (`/queue/act`). The handler checks the ID and the
+/// administrator's scope, so nothing here reads the store or names more than the form did.
+fn queue_question(segments: &[String], fields: &[(String, String)]) -> Option<Question> {
+    let (action, what, cancel) = match segments {
+        [_, act, action] if act != "act" => (
+            action.as_str(),
+            format!("message {act}"),
+            format!("/queue/{}", super::link::encode(act)),
+        ),
+        [_, _] => {
+            let what = match field(fields, "scope") {
+                "filter" => "every message that matches the filter".to_string(),
+                _ => match fields.iter().filter(|(k, _)| k == "id").count() {
+                    0 => return None,
+                    1 => "the checked message".to_string(),
+                    n => format!("the {n} checked messages"),
+                },
+            };
+            (field(fields, "action"), what, "/queue".to_string())
+        }
+        _ => return None,
+    };
+    let (verb, button, consequence) = match action {
+        "delete" => (
+            "Delete",
+            "Delete",
+            "It leaves the queue for the recipients in your scope and is neither delivered nor \
+             returned to its sender.",
+        ),
+        "bounce" => (
+            "Bounce",
+            "Bounce",
+            "Its sender gets a delivery status notification for the recipients in your scope, \
+             and it leaves the queue for them.",
+        ),
+        _ => return None,
+    };
+    Some(Question {
+        section: "queue",
+        title: format!("{verb} {what}?"),
+        question: format!("{verb} {what}? {consequence}"),
+        details: Vec::new(),
+        button: button.to_string(),
+        cancel,
+    })
 }
 
 #[cfg(test)]
