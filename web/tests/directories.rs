@@ -159,7 +159,9 @@ async fn the_console_attaches_tests_and_removes_a_directory(store: Store) {
         browser.post("/domains/relay.test/directory", &form("ldap://127.0.0.1:3890", SECRET)).await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
 
-    let removed = browser.post("/domains/a.test/directory/delete", &[]).await;
+    let removed = browser
+        .confirmed("/domains/a.test/directory/delete", &[], "Detach the directory of a.test?")
+        .await;
     assert_eq!(removed.location(), "/domains/a.test/directory");
     assert!(store.get_directory(&"a.test".parse().unwrap()).await.unwrap().is_none());
     let audit = store.list_audit(5, None).await.unwrap();

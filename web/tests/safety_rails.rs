@@ -265,6 +265,8 @@ async fn removals_ask_on_a_page_of_their_own_without_javascript(store: Store) {
         ("/networks/delete", vec![("cidr", "127.0.0.1/32")], "Stop trusting 127.0.0.1/32?"),
         ("/admins/bert/delete", vec![], "Remove the administrator bert?"),
         (token_path.as_str(), vec![], "Revoke the API token ci"),
+        ("/nodes/drain", vec![("node", "n9")], "Drain n9?"),
+        ("/nodes/delete", vec![("node", "n9")], "Forget n9?"),
     ] {
         let asked = browser.post(path, &fields).await;
         assert_eq!(asked.status, StatusCode::OK, "{path}: {}", asked.body);

@@ -94,6 +94,7 @@ fn asks(path: &str) -> bool {
         // Deleting or bouncing queued mail cannot be undone; `question` lets the other queue
         // actions (hold, release, retry) through.
         ["queue", _, "delete" | "bounce"] | ["queue", "act"] => true,
+        ["nodes", "drain" | "delete"] => true,
         [section, _, "delete"] => {
             matches!(*section, "domains" | "mailboxes" | "aliases" | "tokens" | "admins")
         }
@@ -108,7 +109,7 @@ fn asks(path: &str) -> bool {
                 | "content-checks"
                 | "policy-services"
         ),
-        ["domains", _, "mta-sts", "delete"] => true,
+        ["domains", _, "mta-sts" | "directory", "delete"] => true,
         ["dnsbl", "lists" | "whitelist", "remove"] => true,
         ["mailauth", "clear"] => true,
         _ => false,
@@ -164,6 +165,53 @@ async fn question(
             Some(q) => q,
             None => return Ok(None),
         },
+        Some("domains") if segments.get(2).map(String::as_str) == Some("directory") => {
+            let Ok(domain) = name.parse::<DomainName>() else { return Ok(None) };
+            if !user.principal.sees(&domain) {
+                return Ok(None);
+            }
+            Question {
+                section: "domains",
+                title: format!("Detach the directory of {domain}?"),
+                question: format!(
+                    "Detach the directory of {domain}? Addresses only the directory knows are \
+                     refused from then on (550 5.1.1), and its users can no longer sign in; the \
+                     directory itself is not touched."
+                ),
+                details: Vec::new(),
+                button: "Detach the directory".into(),
+                cancel: format!("/domains/{}/directory", super::link::encode(&domain.to_string())),
+            }
+        }
+        Some("nodes") => {
+            if !user.principal.is_global() {
+                return Ok(None);
+            }
+            let node = field(fields, "node");
+            if name == "drain" {
+                Question {
+                    section: "nodes",
+                    title: format!("Drain {node}?"),
+                    question: format!(
+                        "Drain {node}? At its next heartbeat it stops taking SMTP (sessions get \
+                         421 4.3.2), lets its deliveries in progress end, and hands its queue to \
+                         the other nodes; it takes mail again only after a restart."
+                    ),
+                    details: Vec::new(),
+                    button: format!("Drain {node}"),
+                    cancel: "/nodes".into(),
+                }
+            } else {
+                Question {
+                    section: "nodes",
+                    title: format!("Forget {node}?"),
+                    question: format!("Forget the node {node}? It leaves the list of engines."),
+                    details: Vec::new(),
+                    button: format!("Forget {node}"),
+                    cancel: "/nodes".into(),
+                }
+            }
+        }
         Some("domains") if segments.get(2).map(String::as_str) == Some("mta-sts") => {
             let Ok(domain) = name.parse::<DomainName>() else { return Ok(None) };
             if !user.principal.sees(&domain) || state.store.mta_sts_policy(&domain).await?.is_none()
