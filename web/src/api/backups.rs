@@ -19,7 +19,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SettingsView {
+pub struct BackupSettingsView {
     /// An absolute directory for the backup files; empty when scheduled backups are off.
     pub directory: String,
     /// Seconds between two backups; 0 when off.
@@ -41,13 +41,13 @@ pub struct LastBackupView {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BackupsView {
-    pub settings: SettingsView,
+    pub settings: BackupSettingsView,
     pub last: Option<LastBackupView>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SettingsUpdate {
+pub struct BackupSettingsUpdate {
     #[serde(default)]
     pub directory: Option<String>,
     #[serde(default)]
@@ -64,7 +64,7 @@ async fn view(state: &AppState) -> Result<BackupsView, WebError> {
     let s = state.store.backup_settings().await?;
     let last = state.store.last_backup().await?;
     Ok(BackupsView {
-        settings: SettingsView {
+        settings: BackupSettingsView {
             directory: s.directory,
             interval: s.interval,
             retention: s.retention,
@@ -89,13 +89,13 @@ async fn show(
 
 /// Change the scheduled backups; fields left out keep their value. `interval` 0 stops them.
 #[utoipa::path(put, path = "/backups/settings", tag = "backups",
-    request_body = SettingsUpdate,
+    request_body = BackupSettingsUpdate,
     responses((status = 200, body = BackupsView), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn set_settings(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
-    ApiJson(body): ApiJson<SettingsUpdate>,
+    ApiJson(body): ApiJson<BackupSettingsUpdate>,
 ) -> Result<Json<BackupsView>, WebError> {
     user.require_write()?;
     user.require_global()?;
