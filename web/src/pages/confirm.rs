@@ -17,6 +17,8 @@ use super::{Layout, error_page, percent_decode, render};
 use crate::auth::session::ConsoleUser;
 use crate::state::AppState;
 
+mod queue;
+
 /// Most names listed on a confirmation page; the rest are counted.
 const LISTED: usize = 20;
 
@@ -161,7 +163,7 @@ async fn question(
         path.trim_start_matches('/').split('/').map(percent_decode).collect();
     let name = segments.get(1).cloned().unwrap_or_default();
     let q = match segments.first().map(String::as_str) {
-        Some("queue") => match queue_question(&segments, fields) {
+        Some("queue") => match queue::question(&segments, fields) {
             Some(q) => q,
             None => return Ok(None),
         },
@@ -569,54 +571,6 @@ async fn question(
         _ => return Ok(None),
     };
     Ok(Some(q))
-}
-
-/// What deleting or bouncing queued mail asks: one message (`/queue/{id}/{action}`), the checked
-/// ones or every one matching the filter (`/queue/act`). The handler checks the ID and the
-/// administrator's scope, so nothing here reads the store or names more than the form did.
-fn queue_question(segments: &[String], fields: &[(String, String)]) -> Option<Question> {
-    let (action, what, cancel) = match segments {
-        [_, act, action] if act != "act" => (
-            action.as_str(),
-            format!("message {act}"),
-            format!("/queue/{}", super::link::encode(act)),
-        ),
-        [_, _] => {
-            let what = match field(fields, "scope") {
-                "filter" => "every message that matches the filter".to_string(),
-                _ => match fields.iter().filter(|(k, _)| k == "id").count() {
-                    0 => return None,
-                    1 => "the checked message".to_string(),
-                    n => format!("the {n} checked messages"),
-                },
-            };
-            (field(fields, "action"), what, "/queue".to_string())
-        }
-        _ => return None,
-    };
-    let (verb, button, consequence) = match action {
-        "delete" => (
-            "Delete",
-            "Delete",
-            "It leaves the queue for the recipients in your scope and is neither delivered nor \
-             returned to its sender.",
-        ),
-        "bounce" => (
-            "Bounce",
-            "Bounce",
-            "Its sender gets a delivery status notification for the recipients in your scope, \
-             and it leaves the queue for them.",
-        ),
-        _ => return None,
-    };
-    Some(Question {
-        section: "queue",
-        title: format!("{verb} {what}?"),
-        question: format!("{verb} {what}? {consequence}"),
-        details: Vec::new(),
-        button: button.to_string(),
-        cancel,
-    })
 }
 
 #[cfg(test)]
