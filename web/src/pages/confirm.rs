@@ -593,11 +593,17 @@ mod tests {
             "/dnsbl/lists/remove",
             "/dnsbl/whitelist/remove",
             "/mailauth/clear",
+            "/queue/abc/delete",
+            "/queue/abc/bounce",
+            "/queue/act",
+            "/domains/a.test/directory/delete",
+            "/nodes/drain",
+            "/nodes/delete",
         ] {
             assert!(asks(path), "{path}");
         }
         assert!(!asks("/policy/move"));
-        assert!(!asks("/queue/abc/delete"));
+        assert!(!asks("/queue/abc/hold"));
         assert!(!asks("/domains/a.test"));
     }
 

@@ -49,3 +49,40 @@ pub(super) fn question(segments: &[String], fields: &[(String, String)]) -> Opti
         cancel,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segments(path: &str) -> Vec<String> {
+        path.trim_start_matches('/').split('/').map(str::to_string).collect()
+    }
+
+    fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn only_deleting_and_bouncing_ask() {
+        let one = question(&segments("/queue/ABC/delete"), &[]).unwrap();
+        assert_eq!(one.title, "Delete message ABC?");
+        assert_eq!(one.cancel, "/queue/ABC");
+        let all = question(
+            &segments("/queue/act"),
+            &fields(&[("action", "bounce"), ("scope", "filter")]),
+        )
+        .unwrap();
+        assert_eq!(all.title, "Bounce every message that matches the filter?");
+        let two = question(
+            &segments("/queue/act"),
+            &fields(&[("action", "delete"), ("scope", "checked"), ("id", "A"), ("id", "B")]),
+        )
+        .unwrap();
+        assert_eq!(two.title, "Delete the 2 checked messages?");
+        // Nothing checked, or an action that can be undone: the handler answers.
+        let none = fields(&[("action", "delete"), ("scope", "checked")]);
+        assert!(question(&segments("/queue/act"), &none).is_none());
+        let hold = fields(&[("action", "hold"), ("scope", "filter")]);
+        assert!(question(&segments("/queue/act"), &hold).is_none());
+    }
+}
