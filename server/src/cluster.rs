@@ -145,7 +145,7 @@ async fn drain(store: &Store, node: &str, smtp: Option<&SmtpSide>) {
     let mut backoff = Duration::from_millis(100);
     while let Err(e) = store.node_drained(node).await {
         tracing::warn!(error = %e, "cannot record the drain; trying again");
-        tokio::time::sleep(backoff).await;
+        store.clock().sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
     tracing::info!(node = %node, "drained");
