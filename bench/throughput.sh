@@ -23,7 +23,9 @@
 #   DKIM=ALG Postern signs every relayed message for the sender's domain with an active key of
 #            ALG (ed25519 or rsa), as it signs what trusted networks send; unset: no key, no
 #            signature (run the script both ways to see signing's cost)
-# Prints Markdown tables. Needs: root (Postfix runs its own instance), the Debian package
+# Prints Markdown tables, then checks a scrape of `/metrics` (on a listener of its own, with a
+# token) against the delivery log: the recipients counted as delivered must equal the lines logged
+# as sent, and a scrape without the token must be refused. Needs: root (Postfix runs its own instance), the Debian package
 # postfix, python3, a release build (built here). Sends nothing beyond 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -116,7 +118,7 @@ pf_version=$(postconf -c "$pf" -h mail_version | cut -d. -f1-2)
 # Postern, same job: 127.0.0.1 is trusted, everything goes to the sink.
 pt=$work/postern
 pt_port=$(free_port)
-write_postern_config() { # DIR PORT
+write_postern_config() { # DIR PORT METRICS_PORT
     mkdir -p "$1"
     cat > "$1/postern.toml" <<CONF
 hostname = "postern.bench.test"
@@ -125,13 +127,17 @@ data_dir = "data"
 listen = ["127.0.0.1:$2"]
 submission = []
 submissions = []
+[metrics]
+listen = "127.0.0.1:$3"
+token = "bench-scrape-token-0123"
 [log]
 format = "json"
 # One line per delivery, as Postfix writes its maillog: counted below to prove delivery.
 level = "warn,postern_server::queue::scheduler=info"
 CONF
 }
-write_postern_config "$pt" "$pt_port"
+metrics_port=$(free_port)
+write_postern_config "$pt" "$pt_port" "$metrics_port"
 "$postern" --config "$pt/postern.toml" transport set '*' "smtp:[127.0.0.1]:$sink_port" --tls none >/dev/null
 if [ -n "${DKIM:-}" ]; then
     # smtp-source writes From: with its envelope sender: sign for that domain.
@@ -218,6 +224,14 @@ else
     row "ingest-only (discard)" 102400 50 "$big" ingest
 fi
 echo
+# The scrape taken after the runs must agree with the delivery log: every recipient logged as
+# sent is counted as delivered, and a scrape without the token is refused.
+scrape() { curl -fsS ${1:+-H "Authorization: Bearer $1"} "http://127.0.0.1:$metrics_port/metrics"; }
+if scrape >/dev/null 2>&1; then echo "bench: a scrape without the token was answered" >&2; exit 1; fi
+counted=$(scrape bench-scrape-token-0123 | sed -n 's/^postern_recipients_delivery_total{result="delivered"} \([0-9]*\)$/\1/p')
+logged=$(grep -c '"status":"sent"' "$pt/serve.log" || true)
+echo "Metrics scraped after the runs: $(commas "${counted:-0}") recipients delivered; the delivery log: $(commas "$logged")."
+[ "${counted:-0}" = "$logged" ] || { echo "bench: the scrape ($counted) and the delivery log ($logged) disagree" >&2; exit 1; }
 peak=$(awk '/VmHWM/ {print $2}' "/proc/$postern_pid/status")
 echo "Postern's peak memory (VmHWM) over these runs: $(commas $((peak / 1024))) MB. Load average at the end: $(load)."
 
@@ -226,7 +240,7 @@ if $full; then
     kill "$postern_pid"
     idle_dir=$work/postern-idle
     idle_port=$(free_port)
-    write_postern_config "$idle_dir" "$idle_port"
+    write_postern_config "$idle_dir" "$idle_port" "$(free_port)"
     "$postern" --config "$idle_dir/postern.toml" serve > "$idle_dir/serve.log" 2>&1 &
     idle_pid=$!
     pids+=($idle_pid)
