@@ -25,8 +25,8 @@
 #            signature (run the script both ways to see signing's cost)
 # Prints Markdown tables, then checks a scrape of `/metrics` (on a listener of its own, with a
 # token) against the delivery log: the recipients counted as delivered must equal the lines logged
-# as sent, and a scrape without the token must be refused. Needs: root (Postfix runs its own instance), the Debian package
-# postfix, python3, a release build (built here). Sends nothing beyond 127.0.0.1.
+# as sent, and a scrape without the token must be refused. Needs: root (Postfix runs its own
+# instance), the Debian package postfix, python3, a release build (built here). Sends nothing beyond 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
