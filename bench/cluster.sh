@@ -46,7 +46,12 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "bench: nothing on port $1" >&2; exit 1; }
+wait_port() {
+    for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done
+    echo "bench: nothing on port $1" >&2
+    tail -n 5 "$work"/*/*/serve.log >&2 2>/dev/null || true
+    exit 1
+}
 now() { date +%s.%N; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 echo "load average at start: $(load)" >&2
@@ -67,6 +72,9 @@ data_dir = "data"
 listen = ["127.0.0.1:$3"]
 submission = []
 submissions = []
+[console]
+# Each engine its own console port: the default 8080 would collide.
+listen = ["127.0.0.1:0"]
 [cluster]
 dead_after = "10s"
 [log]
