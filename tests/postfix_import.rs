@@ -411,7 +411,8 @@ fn access_maps_and_content_checks_import_as_postfix_decides() {
     assert_eq!(postfix_q(dir, &headers, "X-Mailer: BulkMail 2"), "DISCARD");
     assert!(checked(&setup, dir, "X-Mailer: BulkMail 2\n\nhi\n").starts_with("dropped"));
     // The `i` flag makes Postfix's pattern case-sensitive, and Postern's too.
-    assert_eq!(postfix_q(dir, &headers, "X-Mailer: bulkmail 2"), "");
+    // (Postfix falls through to the negated `!/^Date:/` line, which the import reports.)
+    assert_eq!(postfix_q(dir, &headers, "X-Mailer: bulkmail 2"), "WARN no date");
     assert_eq!(checked(&setup, dir, "X-Mailer: bulkmail 2\n\nhi\n"), "accepted");
     assert_eq!(postfix_q(dir, &headers, "X-Spam-Flag: YES"), "HOLD");
     assert_eq!(checked(&setup, dir, "X-Spam-Flag: YES\n\nhi\n"), "accepted and held");
@@ -656,7 +657,7 @@ fn postfix_and_postern_route_the_test_addresses_the_same_way() {
     let mut master = String::new();
     for l in proto.lines() {
         if l.starts_with('#')
-            || l.starts_with("smtp ")
+            || (l.starts_with("smtp ") && l.contains(" inet "))
             || l.starts_with("postlog")
             || l.trim().is_empty()
         {
