@@ -275,3 +275,85 @@ async fn a_postgres_backup_restores_into_sqlite() {
     .await
     .unwrap();
 }
+
+/// The scheduled backup inside `serve`: set with the CLI (`backup schedule`), the first one is
+/// due at once (none has run), so `serve` takes it as it starts; the file appears in the
+/// directory, the retention count removes the oldest files there, the result is in
+/// `GET /api/v1/backups` (the dashboard's source), and the file restores. The interval itself
+/// (at least 300 s) is run on a simulated clock in `src/backup/schedule.rs`'s tests.
+#[test]
+fn serve_takes_the_scheduled_backup_and_keeps_the_newest() {
+    let db = TestDb::sqlite();
+    let setup = Setup::new(&db.database);
+    setup.ok(&["domain", "add", "example.test"]);
+    let dir = setup.dir.path().join("backups");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Two older scheduled backups and a file of the administrator's own.
+    for old in ["postern-20240101T000000Z.tar.gz", "postern-20250101T000000Z.tar.gz"] {
+        std::fs::write(dir.join(old), b"old").unwrap();
+    }
+    std::fs::write(dir.join("keep-me.tar.gz"), b"mine").unwrap();
+    let directory = dir.to_str().unwrap();
+    let out = setup.ok(&[
+        "backup",
+        "schedule",
+        "--directory",
+        directory,
+        "--interval",
+        "3600",
+        "--retention",
+        "2",
+    ]);
+    assert!(out.contains(directory), "{out}");
+
+    let serve = setup.serve();
+    let console = serve.listeners["console"];
+
+    // Its result, through the API the dashboard's tile reads.
+    let bearer = setup.ok(&["token", "create", "--owner", "admin", "--name", "backup test"]);
+    let start = Instant::now();
+    let last = loop {
+        let mut stream = TcpStream::connect(console).unwrap();
+        write!(
+            stream,
+            "GET /api/v1/backups HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\
+             Connection: close\r\n\r\n",
+            bearer.trim()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        let (s, e) = (body.find('{').unwrap_or(0), body.rfind('}').map_or(0, |e| e + 1));
+        let view: serde_json::Value = serde_json::from_str(&body[s..e]).unwrap_or_default();
+        if !view["last"].is_null() {
+            break view["last"].clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no result recorded: {response}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(last["error"].is_null(), "{last}");
+    // Recorded once the file is written and the old ones pruned.
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    // The new one and the newest old one are kept; the oldest is gone; other files stay.
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.contains(&"postern-20250101T000000Z.tar.gz".to_string()), "{names:?}");
+    assert!(names.contains(&"keep-me.tar.gz".to_string()), "{names:?}");
+    let new = names
+        .iter()
+        .find(|n| n.starts_with("postern-") && !n.starts_with("postern-2025"))
+        .unwrap()
+        .clone();
+    assert_eq!(last["file"].as_str().unwrap(), dir.join(&new).to_str().unwrap());
+    assert_eq!(last["size"].as_u64().unwrap(), std::fs::metadata(dir.join(&new)).unwrap().len());
+    drop(serve);
+
+    // And it restores: the configuration is there.
+    let other = Setup::new(&TestDb::sqlite().database);
+    other.ok(&["restore", dir.join(&new).to_str().unwrap()]);
+    assert!(other.ok(&["domain", "list"]).contains("example.test"));
+}

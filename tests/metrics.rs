@@ -1,7 +1,9 @@
 //! `/metrics` on the real appliance: mail sent over SMTP (some delivered to Maildirs, one
 //! refused by an access rule), then a scrape whose counters agree with the delivery log that
 //! the API shows; a scrape without the token gets no data, on the console and on the metrics
-//! listener alike.
+//! listener alike. And the dashboard's chart (`/api/v1/traffic`, its numbers) counts what the
+//! scrapes counted, across restarts of `serve`, as the engine samples its counters into the
+//! store.
 
 mod common;
 
@@ -219,4 +221,115 @@ async fn counters_agree_with_the_delivery_log_postgres() {
         return;
     };
     tokio::task::block_in_place(|| counters_agree_with_the_delivery_log(db));
+}
+
+/// The sum of a scrape's samples whose key starts with `prefix`.
+fn sum(s: &HashMap<String, f64>, prefix: &str) -> f64 {
+    s.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum()
+}
+
+/// The chart's totals through the API: (received, delivered, bounced, rejected).
+fn chart_totals(console: SocketAddr, bearer: &str) -> (u64, u64, u64, u64) {
+    let (code, body) = get(console, "/api/v1/traffic", Some(bearer));
+    assert_eq!(code, 200, "{body}");
+    let start = body.find('{').unwrap_or(0);
+    let end = body.rfind('}').map_or(body.len(), |e| e + 1);
+    let view: serde_json::Value =
+        serde_json::from_str(&body[start..end]).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(view["source"], "counters", "{view}");
+    let t = &view["totals"];
+    let n = |k: &str| t[k].as_u64().unwrap_or_else(|| panic!("{k} in {view}"));
+    (n("received"), n("delivered"), n("bounced"), n("rejected"))
+}
+
+/// One run of `serve`: `good` messages to ann, `bad` to bob (refused); returns what the scrape
+/// counted once all is delivered, as (received, delivered, bounced, rejected), and stops serve.
+fn one_run(setup: &Setup, first: bool, good: usize, bad: usize) -> (u64, u64, u64, u64) {
+    let mut serve = setup.serve();
+    let (smtp, metrics) = (serve.listeners["smtp"], metrics_listener(&serve));
+    if first {
+        setup.ok(&["domain", "add", "example.test"]);
+        let out = setup.run(&["mailbox", "add", "ann@example.test"], &format!("{PASSWORD}\n"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        setup.ok(&[
+            "policy",
+            "rule",
+            "add",
+            "--stage",
+            "rcpt",
+            "--to",
+            "bob@example.test",
+            "REJECT",
+            "550",
+            "5.7.1",
+            "not",
+            "for",
+            "bob",
+        ]);
+        serve
+            .wait_log(Duration::from_secs(10), |l| {
+                applied(l) && l["mailboxes"] == 1 && l["policy_rules"] == 1
+            })
+            .expect("the mailbox and the rule are live");
+    }
+    for n in 0..good {
+        let reply = send(smtp, "ann@example.test", &format!("message {n}"));
+        assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    }
+    for _ in 0..bad {
+        let reply = send(smtp, "bob@example.test", "refused");
+        assert!(reply.starts_with("550 5.7.1"), "{reply}");
+    }
+    let delivered = r#"postern_recipients_delivery_total{result="delivered"}"#;
+    let rejected = r#"postern_messages_rejected_total{status="rejected","#;
+    let s = scrape_until(metrics, |s| {
+        s.get(delivered) == Some(&(good as f64)) && sum(s, rejected) == bad as f64
+    });
+    let scraped = (
+        sum(&s, "postern_messages_received_total{") as u64,
+        s[delivered] as u64,
+        s[r#"postern_recipients_delivery_total{result="bounced"}"#] as u64,
+        sum(&s, rejected) as u64,
+    );
+    // A drained stop: the engine's last sample goes to the store.
+    assert!(serve.terminate().success());
+    scraped
+}
+
+fn the_chart_counts_what_the_scrapes_counted(db: TestDb) {
+    let setup = Setup::new(&db.database);
+    let mut config = std::fs::read_to_string(setup.config()).unwrap();
+    config.push_str(&format!("[metrics]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n"));
+    std::fs::write(setup.config(), config).unwrap();
+    let first = one_run(&setup, true, 3, 1);
+    assert_eq!(first, (3, 3, 0, 1));
+    // The first run made the administrator.
+    let bearer = setup.ok(&["token", "create", "--owner", "admin", "--name", "chart test"]);
+    let bearer = bearer.trim();
+    // The counters start again from 0 in the next process; the chart keeps the sum.
+    let second = one_run(&setup, false, 2, 2);
+    assert_eq!(second, (2, 2, 0, 2));
+
+    let serve = setup.serve();
+    let console = serve.listeners["console"];
+    let sum = (first.0 + second.0, first.1 + second.1, first.2 + second.2, first.3 + second.3);
+    assert_eq!(chart_totals(console, bearer), sum);
+    // And the delivery log agrees with both.
+    assert_eq!(log_count(console, bearer, "delivered") as u64, sum.1);
+    assert_eq!(log_count(console, bearer, "rejected") as u64, sum.3);
+}
+
+#[test]
+fn the_chart_counts_what_the_scrapes_counted_sqlite() {
+    the_chart_counts_what_the_scrapes_counted(TestDb::sqlite());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chart_counts_what_the_scrapes_counted_postgres() {
+    let Some(db) =
+        TestDb::postgres("metrics::the_chart_counts_what_the_scrapes_counted_postgres").await
+    else {
+        return;
+    };
+    tokio::task::block_in_place(|| the_chart_counts_what_the_scrapes_counted(db));
 }

@@ -3,6 +3,7 @@
 
 pub mod acme;
 pub mod cluster;
+pub mod counters;
 pub mod delivery;
 pub mod directory;
 pub mod dns;

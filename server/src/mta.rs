@@ -47,6 +47,8 @@ pub struct Mta {
     pub engine: Engine,
     pub queue: Queue,
     tasks: JoinSet<()>,
+    /// Samples the counters into the store; once more in [`Mta::join`].
+    sampler: Arc<crate::counters::Sampler>,
 }
 
 impl Mta {
@@ -152,6 +154,9 @@ impl Mta {
         let smtp_stopped = CancellationToken::new();
         let (side, link) = crate::cluster::SmtpSide::new(smtp_stop.clone(), smtp_stopped.clone());
         let store_metrics = store.metrics().clone();
+        // The dashboard's chart reads the counters from the store, per node and minute.
+        let sampler = crate::counters::Sampler::new(store.clone(), node.clone());
+        tasks.spawn(sampler.clone().run(shutdown.clone()));
         let heartbeat = options.cluster.heartbeat();
         let members =
             crate::cluster::run(store.clone(), membership, heartbeat, Some(side), shutdown.clone());
@@ -195,12 +200,14 @@ impl Mta {
             shutdown.cancelled().await;
             drained.cancel();
         });
-        Ok(Mta { engine, queue, tasks })
+        Ok(Mta { engine, queue, tasks, sampler })
     }
 
     /// Waits for every task to end (after the shutdown token is cancelled).
     pub async fn join(mut self) {
         while self.tasks.join_next().await.is_some() {}
+        // Everything is counted now: the last minute's increase goes to the store too.
+        self.sampler.sample().await;
     }
 }
 

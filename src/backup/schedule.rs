@@ -142,4 +142,76 @@ mod tests {
         assert!(!dir.path().join(file_name(100)).exists());
         assert!(dir.path().join("other.tar.gz").exists());
     }
+
+    /// The task `serve` runs, on a simulated clock: a backup at once, the next one an interval
+    /// later (not before), and the oldest removed beyond the retention count.
+    #[tokio::test]
+    async fn backups_come_every_interval_on_the_stores_clock() {
+        use std::time::Instant;
+
+        let db = postern_store::testing::TestDb::sqlite();
+        let store = db.open().await;
+        let sim = postern_store::SimClock::at_system_now();
+        store.set_clock(sim.clone().into());
+        let out = tempfile::tempdir().unwrap();
+        let mut boot =
+            BootConfig::from_toml("", postern_store::boot::Profile::Dev).expect("defaults");
+        boot.data_dir = db.dir();
+        boot.secret_key_file = db.key_file();
+        boot.database = db.database.clone();
+        let settings = postern_store::BackupSettings {
+            directory: out.path().display().to_string(),
+            interval: 300,
+            retention: 2,
+            with_spool: true,
+            with_maildirs: false,
+        };
+        store.set_backup_settings("test", settings).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(store.clone(), boot, shutdown.clone()));
+        let files = || {
+            let mut names: Vec<String> = std::fs::read_dir(out.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect();
+            names.sort();
+            names
+        };
+        // Moves the clock a minute at a time (the task rechecks at least every minute) until
+        // `n` backups have been recorded; returns the files then and the minutes it took.
+        let mut taken: Vec<String> = Vec::new();
+        let until = async |n: usize, taken: &mut Vec<String>| -> u32 {
+            let start = Instant::now();
+            let mut minutes = 0;
+            loop {
+                for _ in 0..100 {
+                    if let Some(last) = store.last_backup().await.unwrap() {
+                        assert!(last.error.is_none(), "{last:?}");
+                        let file = last.file.unwrap_or_default();
+                        let name = file.rsplit('/').next().unwrap_or_default().to_string();
+                        if taken.last() != Some(&name) {
+                            taken.push(name);
+                        }
+                    }
+                    if taken.len() >= n {
+                        return minutes;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                assert!(start.elapsed() < Duration::from_secs(20), "only {taken:?}");
+                sim.advance_secs(60);
+                minutes += 1;
+            }
+        };
+        assert_eq!(until(1, &mut taken).await, 0, "the first one is due at once");
+        assert_eq!(files().len(), 1);
+        let minutes = until(2, &mut taken).await;
+        assert!((5..=6).contains(&minutes), "the next one an interval later: {minutes} min");
+        until(3, &mut taken).await;
+        let names = files();
+        assert_eq!(names, [taken[1].clone(), taken[2].clone()], "the oldest is removed");
+        shutdown.cancel();
+        task.await.unwrap();
+    }
 }

@@ -518,6 +518,7 @@ async fn trim_history(
                 delivery_log = t.delivery_log,
                 queue_events = t.queue_events,
                 sessions = t.sessions,
+                metric_samples = t.metric_samples,
                 "history trimmed"
             ),
             Ok(_) => {}

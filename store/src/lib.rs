@@ -37,6 +37,7 @@ pub use repo::domains::RemovedDomain;
 pub use repo::engine_status::{ENGINE_GONE_AFTER, EngineStatus, Liveness};
 pub use repo::mailboxes::MailboxFilter;
 pub use repo::maintenance::{Retention, Trimmed};
+pub use repo::metric_samples::SAMPLE_SECONDS;
 pub use repo::rate_limits::{COUNTERS_STALE_AFTER, RateCounter};
 pub use repo::sessions::ConsoleSession;
 pub use repo::tokens::{new_secret, secret_hash};

@@ -193,6 +193,47 @@ pub struct Metrics {
     rejected: Family<RefusalLabels, Counter>,
     delivery_seconds: std::sync::Arc<LabelledHistograms>,
     commit_seconds: std::sync::Arc<Histogram>,
+    /// The same refusals summed by status alone (`rejected`, `tempfailed`, `discarded`), for
+    /// [`Metrics::totals`]: not registered, as the family above shows them.
+    refused_by_status: [Counter; 3],
+}
+
+/// The totals of the counters the dashboard charts, as one process counted them since it
+/// started: what the engine samples into the store (`metric_samples`), as deltas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CounterTotals {
+    /// `postern_messages_received_total`, every listener.
+    pub received: u64,
+    /// `postern_recipients_delivery_total` by result.
+    pub delivered: u64,
+    pub deferred: u64,
+    pub bounced: u64,
+    /// `postern_messages_rejected_total` by status.
+    pub rejected: u64,
+    pub tempfailed: u64,
+    pub discarded: u64,
+}
+
+impl CounterTotals {
+    /// The increase from `earlier` to `self`. A counter below its earlier value has started
+    /// again from 0 (a new process with the same handle cannot, but a sampler handed a fresh
+    /// registry can): all of it is new.
+    pub fn since(&self, earlier: &CounterTotals) -> CounterTotals {
+        let d = |now: u64, then: u64| if now >= then { now - then } else { now };
+        CounterTotals {
+            received: d(self.received, earlier.received),
+            delivered: d(self.delivered, earlier.delivered),
+            deferred: d(self.deferred, earlier.deferred),
+            bounced: d(self.bounced, earlier.bounced),
+            rejected: d(self.rejected, earlier.rejected),
+            tempfailed: d(self.tempfailed, earlier.tempfailed),
+            discarded: d(self.discarded, earlier.discarded),
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        *self == CounterTotals::default()
+    }
 }
 
 impl fmt::Debug for Metrics {
@@ -305,6 +346,21 @@ impl Metrics {
             rejected,
             delivery_seconds,
             commit_seconds,
+            refused_by_status: Default::default(),
+        }
+    }
+
+    /// The charted counters' totals now.
+    pub fn totals(&self) -> CounterTotals {
+        let [rejected, tempfailed, discarded] = self.refused_by_status.each_ref().map(|c| c.get());
+        CounterTotals {
+            received: self.received.iter().map(|c| c.get()).sum(),
+            delivered: self.delivered.get(),
+            deferred: self.deferred.get(),
+            bounced: self.bounced.get(),
+            rejected,
+            tempfailed,
+            discarded,
         }
     }
 
@@ -355,11 +411,12 @@ impl Metrics {
     /// (`rejected`, `tempfailed`, `discarded`), `reason` its free text, classed here.
     /// `entries` is how many log entries it made (one per recipient).
     pub fn refused(&self, status: &str, stage: &str, reason: &str, entries: u64) {
-        let status = match status {
-            "rejected" => "rejected",
-            "tempfailed" => "tempfailed",
-            _ => "discarded",
+        let (status, i) = match status {
+            "rejected" => ("rejected", 0),
+            "tempfailed" => ("tempfailed", 1),
+            _ => ("discarded", 2),
         };
+        self.refused_by_status[i].inc_by(entries);
         let stage = STAGES.iter().copied().find(|s| *s == stage).unwrap_or("other");
         let class = if status == "discarded" { "discard" } else { reason_class(reason) };
         self.rejected
@@ -472,6 +529,22 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("postern_store_queue_commit_seconds_count 1"), "{text}");
+        let totals = m.totals();
+        assert_eq!(
+            totals,
+            CounterTotals {
+                received: 2,
+                delivered: 3,
+                rejected: 1,
+                discarded: 1,
+                ..CounterTotals::default()
+            }
+        );
+        let later = CounterTotals { received: 5, ..totals };
+        assert_eq!(later.since(&totals), CounterTotals { received: 3, ..CounterTotals::default() });
+        // Started again from 0: all of it counts.
+        let restarted = CounterTotals { received: 1, ..CounterTotals::default() };
+        assert_eq!(restarted.since(&totals).received, 1);
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod queue;
 pub mod screening;
 mod state;
 mod time;
+mod traffic;
 
 use axum::Router;
 use tokio::net::TcpListener;

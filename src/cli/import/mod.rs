@@ -1,12 +1,16 @@
 //! `postern import postfix [DIR] [--dry-run]`: reads a Postfix configuration (`main.cf` and the
-//! maps it names, by their source text) and creates the domains, mailboxes, aliases, transports
-//! and trusted networks it describes, through the store's ordinary changes (so each shows in the
+//! maps it names, by their source text) and creates the domains, mailboxes, aliases, transports,
+//! trusted networks, access rules (from the restriction lists' access maps) and header and body
+//! checks it describes, through the store's ordinary changes (so each shows in the
 //! audit log). It prints what it will create, what exists already, and what it cannot map and
 //! why; a second run finds nothing to do.
 
+pub mod access;
+pub mod checks;
 pub mod main_cf;
 pub mod maps;
 pub mod plan;
+pub mod regexp;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -64,6 +68,12 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode
     }
     for n in &plan.networks {
         println!("+ network {n}");
+    }
+    for r in &plan.rules {
+        println!("+ rule {} {} {} ({})", r.stage, r.matches, r.action, r.description);
+    }
+    for c in &plan.checks {
+        println!("+ check {} /{}/ {} ({})", c.part, c.pattern, c.action, c.description);
     }
     for u in &plan.unchanged {
         println!("= {u} (exists already)");
@@ -137,6 +147,19 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode
         report(
             format!("network {n}"),
             store.add_network(&who, *n, "imported from Postfix mynetworks").await.map(|_| ()),
+        );
+    }
+    // After the ones before them, so that each lands in its place (last): in plan order.
+    for r in &plan.rules {
+        report(
+            format!("rule {} {} {}", r.stage, r.matches, r.action),
+            store.add_policy_rule(&who, r.clone(), None).await.map(|_| ()),
+        );
+    }
+    for c in &plan.checks {
+        report(
+            format!("check {} /{}/ {}", c.part, c.pattern, c.action),
+            store.add_content_check(&who, c.clone(), None).await.map(|_| ()),
         );
     }
     if failed > 0 {

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use postern_store::model::{
-    Address, AliasSource, Config, DomainKind, DomainName, Transport, TransportPattern,
+    Address, AliasSource, Config, DomainKind, DomainName, NewContentCheck, NewPolicyRule,
+    Transport, TransportPattern,
 };
 
 use super::main_cf::{MainCf, split_list};
@@ -20,6 +21,10 @@ pub struct Plan {
     pub aliases: Vec<(AliasSource, Vec<Address>)>,
     pub transports: Vec<(TransportPattern, Transport)>,
     pub networks: Vec<ipnet::IpNet>,
+    /// Access rules from the restriction lists' access maps, in the order they are added.
+    pub rules: Vec<NewPolicyRule>,
+    /// Header and body checks, in order.
+    pub checks: Vec<NewContentCheck>,
     /// What exists already in Postern, as it would be created.
     pub unchanged: Vec<String>,
     /// What cannot be mapped, and why.
@@ -35,6 +40,8 @@ impl Plan {
             && self.aliases.is_empty()
             && self.transports.is_empty()
             && self.networks.is_empty()
+            && self.rules.is_empty()
+            && self.checks.is_empty()
     }
 }
 
@@ -366,32 +373,9 @@ pub fn make(cf: &MainCf, dir: &Path, config: &Config) -> Plan {
             "smtpd_tls_cert_file: import it with `postern cert import --cert {cert} --key {key}`"
         ));
     }
-    for param in [
-        "smtpd_client_restrictions",
-        "smtpd_helo_restrictions",
-        "smtpd_sender_restrictions",
-        "smtpd_relay_restrictions",
-        "smtpd_recipient_restrictions",
-    ] {
-        let items = cf.list(param);
-        for pair in items.windows(2) {
-            if pair[0].starts_with("check_") && pair[0].ends_with("_access") {
-                plan.unmapped.push(format!(
-                    "{param} {} {}: not imported yet; enter its entries as access rules with \
-                     `postern policy add` (the console's Access policy page)",
-                    pair[0], pair[1]
-                ));
-            }
-        }
-    }
-    for param in ["header_checks", "body_checks", "mime_header_checks", "nested_header_checks"] {
-        for spec in cf.list(param) {
-            plan.unmapped.push(format!(
-                "{param} {spec}: not imported yet; enter its patterns as content checks with \
-                 `postern checks add` (the console's Content checks page)"
-            ));
-        }
-    }
+    // Access maps in the restriction lists, and header and body checks.
+    super::access::import(cf, dir, config, &mut plan);
+    super::checks::import(cf, dir, config, &mut plan);
     let _ = split_list;
     plan
 }

@@ -30,6 +30,8 @@ pub struct Trimmed {
     pub delivery_log: u64,
     pub queue_events: u64,
     pub sessions: u64,
+    /// The engines' counter samples (kept as long as the delivery log).
+    pub metric_samples: u64,
 }
 
 impl Store {
@@ -49,6 +51,7 @@ impl Store {
             .execute(self.pool())
             .await?
             .rows_affected();
-        Ok(Trimmed { delivery_log, queue_events, sessions })
+        let metric_samples = self.trim_metric_samples(before(retention.delivery_log)).await?;
+        Ok(Trimmed { delivery_log, queue_events, sessions, metric_samples })
     }
 }

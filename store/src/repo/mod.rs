@@ -18,6 +18,7 @@ pub(crate) mod mail_auth;
 pub(crate) mod mailboxes;
 pub mod maintenance;
 mod matching;
+pub mod metric_samples;
 pub(crate) mod metrics;
 pub(crate) mod milters;
 pub mod mta_sts;

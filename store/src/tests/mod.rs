@@ -13,6 +13,7 @@ mod dnsbl_greylist;
 mod domains;
 mod files;
 mod mailboxes;
+mod metric_samples;
 mod milters;
 mod policy;
 mod queue;

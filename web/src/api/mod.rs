@@ -25,6 +25,7 @@ pub(crate) mod policy_services;
 mod queue;
 mod rate_limits;
 mod tokens;
+mod traffic;
 pub(crate) mod transports;
 
 use std::sync::Arc;
@@ -95,6 +96,7 @@ pub fn openapi_router() -> OpenApiRouter<AppState> {
         .merge(content_checks::router())
         .merge(policy_services::router())
         .merge(directories::router())
+        .merge(traffic::router())
 }
 
 /// The document as served, for tests and tools.

@@ -11,7 +11,7 @@ const LEFT: f64 = 44.0;
 const RIGHT: f64 = 12.0;
 const TOP: f64 = 12.0;
 const BOTTOM: f64 = 28.0;
-pub const HOURS: usize = 24;
+pub const HOURS: usize = crate::traffic::HOURS;
 
 /// The series, in drawing order, with the CSS class that colours each.
 pub const SERIES: [(&str, &str); 5] = [

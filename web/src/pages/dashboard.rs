@@ -108,20 +108,13 @@ async fn show(State(state): State<AppState>, user: ConsoleUser, headers: HeaderM
         let mine = QueueFilter { domains: domains.clone(), ..QueueFilter::default() };
         let queued =
             state.store.queue_list(&mine, QueuePage { after: None, limit: 1 }).await?.total;
-        let start = (time::now() / 3600 - (chart::HOURS as i64 - 1)) * 3600;
-        let hours = state.store.delivery_counts(start, &domains).await?;
+        // The engines' counters for a global administrator, the delivery log for a
+        // domain-admin's domains (see `crate::traffic`).
+        let (start, hours, _) =
+            crate::traffic::last_day(&state.store, &domains, time::now()).await?;
         let chart = chart::svg(&chart::buckets(&hours, start), start);
         let errors = last_errors(&state, &domains).await?;
-        let totals = hours.iter().fold(HourCounts::default(), |mut t, h| {
-            t.received += h.received;
-            t.delivered += h.delivered;
-            t.deferred += h.deferred;
-            t.failed += h.failed;
-            t.rejected += h.rejected;
-            t.tempfailed += h.tempfailed;
-            t.discarded += h.discarded;
-            t
-        });
+        let totals = crate::traffic::totals(&hours);
         let members = state.store.node_list().await?;
         let engines = state
             .store
