@@ -6,8 +6,9 @@
 //!   written and fsynced, and the directory fsynced once for a whole batch ([`BodyStore::sync`]),
 //!   before the envelope commit that makes the message exist;
 //! - [`DbStore`], rows of [`CHUNK`] bytes in `queue_body_chunks` (the default with Postgres, so
-//!   that every engine sharing the database reaches every body), committed in their own
-//!   transaction before the envelope's.
+//!   that every engine sharing the database reaches every body), each row committed by a
+//!   statement of its own as the body arrives (no connection or transaction is held between
+//!   chunks), all of them before the envelope's commit, which is what makes the message exist.
 //!
 //! Either way `250` is said only once body and envelope are on stable storage. A body whose
 //! envelope never committed (a crash, a failed batch, a client gone) is an orphan: swept at
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
-use sqlx::{Any, AnyPool, Transaction};
+use sqlx::AnyPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{Result, StoreError};
@@ -314,9 +315,12 @@ impl DbStore {
     }
 }
 
+/// Writes each chunk in a statement of its own (autocommit), so that a slow DATA holds no
+/// pooled connection and no transaction between chunks. Until an envelope names it, the body
+/// is an orphan: removed by [`BodyWriter::abort`], or by the sweep if the engine dies first.
 struct DbWriter {
+    pool: AnyPool,
     name: String,
-    tx: Transaction<'static, Any>,
     buf: Vec<u8>,
     seq: i64,
     at: i64,
@@ -331,7 +335,7 @@ impl DbWriter {
         .bind(self.seq)
         .bind(self.buf.as_slice())
         .bind(self.at)
-        .execute(&mut *self.tx)
+        .execute(&self.pool)
         .await?;
         self.seq += 1;
         self.buf.clear();
@@ -360,15 +364,21 @@ impl BodyWriter for DbWriter {
             if !self.buf.is_empty() || self.seq == 0 {
                 self.put().await?;
             }
-            let DbWriter { name, tx, .. } = *self;
-            tx.commit().await?;
-            Ok(format!("db:{name}"))
+            // Each row was durable at its own commit.
+            Ok(format!("db:{}", self.name))
         })
     }
 
     fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
-            let _ = self.tx.rollback().await;
+            let removed = sqlx::query("DELETE FROM queue_body_chunks WHERE body_ref = $1")
+                .bind(format!("db:{}", self.name))
+                .execute(&self.pool)
+                .await;
+            if let Err(e) = removed {
+                // Left for the sweep.
+                tracing::warn!(error = %e, name = self.name, "cannot remove an aborted body");
+            }
         })
     }
 }
@@ -399,10 +409,9 @@ impl BodyReader for DbReader {
 impl BodyStore for DbStore {
     fn create(&self) -> BoxFuture<'_, Result<Box<dyn BodyWriter>>> {
         Box::pin(async move {
-            let tx = self.pool.begin().await?;
             Ok(Box::new(DbWriter {
+                pool: self.pool.clone(),
                 name: new_name(),
-                tx,
                 buf: Vec::with_capacity(CHUNK),
                 seq: 0,
                 at: now(),
@@ -547,7 +556,8 @@ impl Store {
     /// the checks that need a message in one piece.
     pub async fn spool_read(&self, body_ref: &str, max: usize) -> Result<Option<Vec<u8>>> {
         let mut reader = self.body_reader(body_ref).await?;
-        let mut body = Vec::new();
+        // `max` is the body's size when the caller knows it: one allocation, never doubled.
+        let mut body = Vec::with_capacity(max.min(64 << 20));
         while let Some(chunk) = reader.next_chunk().await? {
             if body.len() + chunk.len() > max {
                 return Ok(None);

@@ -21,10 +21,12 @@ pub use verify::{DmarcVerdict, PublishedPolicy, Verdict, Verifier, strip_ours};
 
 /// Signs submitted messages.
 pub trait Signer: Send + Sync {
-    /// Header fields, each ending in CRLF, to put at the top of `message`, whose `From:` names
-    /// `domain` (RFC 7489's author domain, which DMARC aligns the signature with); empty for
-    /// none.
-    fn sign(&self, domain: &str, message: &[u8]) -> String;
+    /// Header fields, each ending in CRLF, to put at the top of the message made of `parts` in
+    /// order, whose `From:` names `domain` (RFC 7489's author domain, which DMARC aligns the
+    /// signature with); empty for none. Parts let the fields we add be signed in front of a
+    /// message without copying it; a header field never straddles two parts, and the body is
+    /// the last part's.
+    fn sign(&self, domain: &str, parts: &[&[u8]]) -> String;
 }
 
 /// Signs nothing.
@@ -32,7 +34,7 @@ pub trait Signer: Send + Sync {
 pub struct Unsigned;
 
 impl Signer for Unsigned {
-    fn sign(&self, _domain: &str, _message: &[u8]) -> String {
+    fn sign(&self, _domain: &str, _parts: &[&[u8]]) -> String {
         String::new()
     }
 }

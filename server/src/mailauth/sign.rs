@@ -98,14 +98,14 @@ impl DkimSigner {
 }
 
 impl Signer for DkimSigner {
-    fn sign(&self, domain: &str, message: &[u8]) -> String {
+    fn sign(&self, domain: &str, parts: &[&[u8]]) -> String {
         let Ok(domain) = domain.parse::<DomainName>() else { return String::new() };
         let snapshot = self.engine.snapshot();
         let config = &snapshot.config;
         let mut fields = String::new();
         for key in config.active_dkim_keys(&domain) {
             let Some(prepared) = self.prepared(key) else { continue };
-            match prepared.sign(message) {
+            match prepared.sign_chained(parts.iter().copied()) {
                 Ok(signature) => fields.push_str(&signature.to_header()),
                 Err(e) => {
                     tracing::warn!(key = %key.record_name(), error = %e, "DKIM signing failed");

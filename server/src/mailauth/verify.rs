@@ -66,35 +66,6 @@ impl Verifier {
         }
     }
 
-    /// SPF alone, for a message too large to hold whole (`smtp/spooled.rs`): DKIM, ARC and
-    /// DMARC need the whole message in one piece (mail-auth parses a slice), so they are not
-    /// evaluated, and the field says so (`dkim=none`, with the reason as an RFC 8601 comment),
-    /// which no DMARC policy can turn into a refusal. rspamd (`max_message`) and the
-    /// SpamAssassin and ClamAV milters likewise leave mail above a size unchecked.
-    /// `Verdict::message` is then only the `Authentication-Results:` field.
-    pub async fn verify_spf_only(&self, ip: IpAddr, helo: &str, mail_from: &str) -> Verdict {
-        let host = self.authserv_id.as_str();
-        let spf = if mail_from.is_empty() {
-            self.authenticator.verify_spf(SpfParameters::verify_ehlo(ip, helo, host)).await
-        } else {
-            self.authenticator
-                .verify_spf(SpfParameters::verify_mail_from(ip, helo, host, mail_from))
-                .await
-        };
-        let results =
-            AuthenticationResults::new(host).with_spf_mailfrom_result(&spf, ip, mail_from, helo);
-        let field = results.to_header();
-        let field = field.trim_end_matches(['\r', '\n']);
-        Verdict {
-            message: format!("{field};\r\n\tdkim=none (message too large to verify)\r\n")
-                .into_bytes(),
-            dmarc: DmarcVerdict::NoFailure,
-            spf_fail: spf.result() == SpfResult::Fail,
-            temperror: spf.result() == SpfResult::TempError,
-            summary: format!("spf={} dkim=none (message too large)", spf_word(spf.result())),
-        }
-    }
-
     /// Checks `message` from `ip`, which said `helo` and `MAIL FROM:<mail_from>`.
     pub async fn verify(&self, ip: IpAddr, helo: &str, mail_from: &str, message: &[u8]) -> Verdict {
         let stripped = strip_ours(message, &self.authserv_id);

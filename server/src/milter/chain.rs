@@ -484,6 +484,9 @@ impl Chain {
     pub async fn message(&mut self, message: Vec<u8>) -> Verdict {
         let mut verdict = Verdict { discard: self.discard.take(), ..Verdict::default() };
         let mut parsed = Message::parse(&message);
+        // The parsed copy is the one the milters change: the original goes now, so that a
+        // large message is held twice at most.
+        drop(message);
         for i in 0..self.members.len() {
             if verdict.discard.is_some() {
                 break;
@@ -537,7 +540,7 @@ impl Chain {
             }
         }
         self.members.iter_mut().for_each(|m| m.open = false);
-        verdict.message = parsed.to_bytes();
+        verdict.message = parsed.into_bytes();
         verdict.notes.append(&mut self.notes);
         verdict
     }
@@ -569,12 +572,6 @@ impl Chain {
         if !n.skips(proto::NOEOH) {
             steps.push((eoh_macros, Packet::new(cmd::EOH, Vec::new())));
         }
-        let mut body = Vec::new();
-        if !n.skips(proto::NOBODY) {
-            for chunk in message.body.chunks(wire::CHUNK_SIZE) {
-                body.push(Packet::new(cmd::BODY, chunk.to_vec()));
-            }
-        }
         for (macros, packet) in steps {
             match client.ask(macros, packet).await? {
                 None | Some(Response::Continue) => {}
@@ -583,8 +580,11 @@ impl Chain {
                 Some(other) => return Ok(Some(other)),
             }
         }
-        for packet in body {
-            match client.ask(None, packet).await? {
+        // The body a packet at a time (at most 65535 bytes each), made as it is sent: a large
+        // message is not copied whole into packets first.
+        let body: &[u8] = if n.skips(proto::NOBODY) { &[] } else { &message.body };
+        for chunk in body.chunks(wire::CHUNK_SIZE) {
+            match client.ask(None, Packet::new(cmd::BODY, chunk.to_vec())).await? {
                 None | Some(Response::Continue) => {}
                 Some(Response::Skip) => break,
                 Some(Response::Accept) => return Ok(None),

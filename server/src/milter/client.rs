@@ -16,6 +16,13 @@ use super::wire::{self, Packet, WireError, cmd};
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
 
+/// The largest body a milter may put in place of the message's (`SMFIR_REPLBODY`, in pieces
+/// of up to a packet each). A replacement is held in memory, as the message it replaces is
+/// (within `smtp::spooled::WHOLE_BUDGET`); a larger one defers the message with `451` and a log
+/// line rather than writing it to the spool. Replacing a body is rare (a disclaimer, a
+/// defanged copy) and these are far smaller.
+pub const MAX_REPLACED_BODY: usize = 16 << 20;
+
 /// Why a milter could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum MilterError {
@@ -119,12 +126,26 @@ impl Client {
         .await
         .map_err(|_| MilterError::Timeout(limit))??;
         let mut changes = Vec::new();
+        let mut replaced = 0;
         loop {
             match self.read(self.timeouts.eom()).await? {
                 Response::Progress => continue,
                 Response::Modify(m) => {
                     if !self.negotiated.may(m.action()) {
                         return Err(MilterError::Unexpected(Response::Modify(m)));
+                    }
+                    if let Modification::ReplaceBody(piece) = &m {
+                        replaced += piece.len();
+                        if replaced > MAX_REPLACED_BODY {
+                            // Held in memory beside the message until it is queued: past
+                            // this, deferred rather than grown without bound. The milter's
+                            // other answers are not read; the connection is not reused.
+                            tracing::warn!(
+                                limit = MAX_REPLACED_BODY,
+                                "a milter replaced the body with more than the limit; a replacement is held in memory, so the message is deferred (451)"
+                            );
+                            return Ok((Vec::new(), Response::Tempfail));
+                        }
                     }
                     changes.push(m);
                 }

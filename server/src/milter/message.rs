@@ -59,6 +59,24 @@ impl Message {
         Message { fields, separated: false, body: message[at.min(message.len())..].to_vec() }
     }
 
+    /// [`Message::to_bytes`] without copying the body: the header block goes in front of it.
+    pub fn into_bytes(self) -> Vec<u8> {
+        let mut head = Vec::with_capacity(64 * self.fields.len() + 2);
+        for f in &self.fields {
+            head.extend_from_slice(f.name.as_bytes());
+            head.push(b':');
+            head.extend_from_slice(&f.raw);
+            head.extend_from_slice(b"\r\n");
+        }
+        if self.separated {
+            head.extend_from_slice(b"\r\n");
+        }
+        let mut body = self.body;
+        body.splice(0..0, head);
+        body
+    }
+
+    #[cfg(test)]
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.body.len() + 64 * self.fields.len() + 2);
         for f in &self.fields {

@@ -454,3 +454,36 @@ async fn probe_reports_what_was_negotiated() {
     assert_eq!(probe.actions, ["add-header", "change-header"]);
     assert_eq!(probe.protocol, ["no-helo", "no-reply-connect"]);
 }
+
+/// A large message goes to the milter a body packet at a time (at most `wire::CHUNK_SIZE`
+/// bytes each, made as they are sent), all of it; a replacement body past
+/// `client::MAX_REPLACED_BODY` defers the message rather than being held.
+#[tokio::test]
+async fn a_large_body_goes_in_chunks_and_a_huge_replacement_defers() {
+    let f = fake(optneg(act::ALL, 0), answering(vec![p(rsp::CONTINUE, b"")])).await;
+    let mut chain = Chain::open([&milter("m", &f.address, MilterDefault::Accept)], "smtp").await;
+    let mut message = b"From: a@example.com\r\n\r\n".to_vec();
+    message.extend(std::iter::repeat_n(b"0123456789abcde\r\n".as_slice(), 200_000).flatten());
+    let body_len = message.len() - 23;
+    let _ = chain.connect(&info()).await;
+    let _ = chain.helo("client.example", None).await;
+    let _ = chain.mail("a@example.com", &[], None).await;
+    let _ = chain.rcpt("b@example.net", &[]).await;
+    let _ = chain.data().await;
+    let v = chain.message(message.clone()).await;
+    assert!(v.refusal.is_none());
+    assert!(v.message == message, "unchanged");
+    let bodies: Vec<Packet> = f.seen().into_iter().filter(|p| p.code == cmd::BODY).collect();
+    assert!(bodies.iter().all(|p| !p.data.is_empty() && p.data.len() <= wire::CHUNK_SIZE));
+    assert_eq!(bodies.iter().map(|p| p.data.len()).sum::<usize>(), body_len);
+
+    let piece = vec![b'x'; wire::MAX_PACKET - 16];
+    let count = super::client::MAX_REPLACED_BODY / piece.len() + 2;
+    let mut eom: Vec<Packet> = (0..count).map(|_| p(rsp::REPLBODY, &piece)).collect();
+    eom.push(p(rsp::CONTINUE, b""));
+    let f = fake(optneg(act::ALL, 0), answering(eom)).await;
+    let mut chain = Chain::open([&milter("m", &f.address, MilterDefault::Accept)], "smtp").await;
+    let v = session(&mut chain).await.unwrap();
+    let refusal = v.refusal.expect("deferred").to_string();
+    assert!(refusal.starts_with("451 4.7.1"), "{refusal}");
+}

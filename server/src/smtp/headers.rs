@@ -88,16 +88,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// Whether [`Session::sign`] may sign this session's messages: then a message too large to
-    /// hold is read back whole for it, up to `smtp::spooled::WHOLE_MAX`.
+    /// hold is read back whole for it, within `smtp::spooled::WHOLE_BUDGET`.
+    /// Without an active key nothing is signed, and nothing need be read back for it.
     pub(super) fn may_sign(&self) -> bool {
         let snapshot = self.ctx.engine.snapshot();
-        self.auth.is_some()
-            || snapshot.config.is_trusted(self.peer.ip())
-            || snapshot.config.dkim_settings.values().any(|s| s.sign_relayed)
+        let config = &snapshot.config;
+        let keys = config.dkim.iter().any(|k| k.state == postern_store::model::DkimState::Active);
+        keys && (self.auth.is_some()
+            || config.is_trusted(self.peer.ip())
+            || config.dkim_settings.values().any(|s| s.sign_relayed))
     }
 
     /// `message` with the DKIM signatures it is owed in front.
     fn sign(&self, tx: &Transaction, mut message: Vec<u8>) -> Vec<u8> {
+        let fields = self.signatures(tx, b"", &message);
+        if !fields.is_empty() {
+            message.splice(0..0, fields.into_bytes());
+        }
+        message
+    }
+
+    /// The DKIM signatures owed by the message made of `front` (fields we add) and then
+    /// `message`, which is not copied; `From:` is looked for in `message`.
+    pub(super) fn signatures(&self, tx: &Transaction, front: &[u8], message: &[u8]) -> String {
         // Ours to vouch for: what our users submit and what trusted networks relay, signed for
         // the author domain (RFC 7489 §3.1.1 aligns DKIM with From:; without one, the envelope
         // sender's). Mail relayed for others is not ours to sign, unless the author domain
@@ -107,7 +120,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         // Most configurations sign no relayed mail: then its headers are not even read.
         let relayed = !ours && snapshot.config.dkim_settings.values().any(|s| s.sign_relayed);
         if ours || relayed {
-            let mut domains = super::authors::from_domains(&message);
+            let mut domains = super::authors::from_domains(message);
             if domains.is_empty() {
                 domains
                     .push(tx.sender.rsplit_once('@').map_or("", |(_, d)| d).to_ascii_lowercase());
@@ -121,13 +134,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             drop(snapshot);
             let mut fields = String::new();
             for domain in domains {
-                fields.push_str(&self.ctx.signer.sign(&domain, &message));
+                fields.push_str(&self.ctx.signer.sign(&domain, &[front, message]));
             }
-            if !fields.is_empty() {
-                message.splice(0..0, fields.into_bytes());
-            }
+            return fields;
         }
-        message
+        String::new()
     }
 }
 

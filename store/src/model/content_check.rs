@@ -317,10 +317,11 @@ pub struct ContentCheck {
     pub created_at: i64,
 }
 
-/// Postfix's `body_checks_size_limit`: how much of each text part body rules see.
+/// Postfix's `body_checks_size_limit`: how much of each decoded text part of a MIME message
+/// body rules see (a plain message, one text part with no transfer encoding, is seen whole).
 pub const BODY_PART_LIMIT: usize = 51_200;
-/// How much of a message is parsed for body rules at all, and how many text parts are looked
-/// at: a 25 MiB message of attachments costs no more than this.
+/// How much of a MIME message is parsed for body rules at all, and how many text parts are
+/// looked at: a 25 MiB message of attachments costs no more than this.
 pub const BODY_SCAN_LIMIT: usize = 2 * 1024 * 1024;
 const MAX_TEXT_PARTS: usize = 50;
 /// How much of a matched field or line is kept for the log and the test's answer.
@@ -412,6 +413,22 @@ fn fields(message: &[u8]) -> (Vec<Field>, usize) {
     (out, message.len())
 }
 
+/// Whether the body after these header fields is one text part with no transfer encoding
+/// (RFC 2045 §6.1: 7bit, 8bit and binary mean none): no `Content-Type`, or a `text/` one, and
+/// no `Content-Transfer-Encoding` or an identity one.
+fn plain_body(fields: &[Field]) -> bool {
+    let value = |name: &str| {
+        fields.iter().find_map(|f| {
+            let (field, value) = f.unfolded.split_once(':')?;
+            field.trim_end().eq_ignore_ascii_case(name).then(|| value.trim().to_ascii_lowercase())
+        })
+    };
+    let text = value("Content-Type").is_none_or(|t| t.starts_with("text/"));
+    let identity = value("Content-Transfer-Encoding")
+        .is_none_or(|e| matches!(e.as_str(), "7bit" | "8bit" | "binary"));
+    text && identity
+}
+
 fn shown(text: &str) -> String {
     match text.char_indices().nth(SHOWN) {
         Some((i, _)) => format!("{}…", &text[..i]),
@@ -475,6 +492,21 @@ impl ContentChecks {
             }
         }
         if self.body {
+            let (fields, body_at) = fields(message);
+            if plain_body(&fields) {
+                // One text part with no transfer encoding: its lines as they are are its
+                // decoded lines, and every one of them is looked at, however large the message.
+                for line in message[body_at.min(message.len())..].split_inclusive(|&b| b == b'\n') {
+                    let line = line.strip_suffix(b"\n").unwrap_or(line);
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    let line = String::from_utf8_lossy(line);
+                    let Some(rule) = self.first(CheckPart::Body, &line) else { continue };
+                    if self.decide(rule, &line, &mut verdict) {
+                        return verdict;
+                    }
+                }
+                return verdict;
+            }
             let scanned = &message[..message.len().min(BODY_SCAN_LIMIT)];
             if let Some(parsed) = mail_parser::MessageParser::default().parse(scanned) {
                 let texts = parsed.parts.iter().filter_map(|p| match &p.body {
@@ -651,8 +683,14 @@ mod tests {
         message.extend(std::iter::repeat_n(b"line of text\r\n".as_slice(), 10_000).flatten());
         message.extend_from_slice(b"needle\r\n");
         let checks = ContentChecks::new(vec![rule(1, "body", "needle", "REJECT")]);
-        // Past BODY_PART_LIMIT: not seen.
-        assert_eq!(checks.check(&message).decision, ContentDecision::Accept);
+        // A plain text body is looked at whole, to its last line.
+        assert!(matches!(checks.check(&message).decision, ContentDecision::Reject { .. }));
+        // An encoded one is decoded: past BODY_PART_LIMIT of a text part, not seen.
+        let mut encoded =
+            b"Subject: big\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n".to_vec();
+        encoded.extend(std::iter::repeat_n(b"line of text\r\n".as_slice(), 10_000).flatten());
+        encoded.extend_from_slice(b"needle\r\n");
+        assert_eq!(checks.check(&encoded).decision, ContentDecision::Accept);
         assert!(ContentChecks::default().is_empty());
     }
 }

@@ -13,7 +13,9 @@ crate::store_tests!(
     a_body_goes_with_its_message,
     orphans_are_swept_and_referenced_bodies_kept,
     upkeep_gives_freed_space_back_and_reports_sizes,
-    a_streamed_body_is_read_after_its_inline_prefix
+    a_streamed_body_is_read_after_its_inline_prefix,
+    bodies_being_written_hold_no_connection,
+    an_aborted_body_leaves_nothing_and_a_crashed_one_is_swept
 );
 
 /// A body of `len` bytes that no shift of a chunk boundary leaves unchanged.
@@ -231,4 +233,72 @@ async fn a_streamed_body_is_read_after_its_inline_prefix(store: Store) {
         .unwrap();
     store.spool_empty_trash().await.unwrap();
     assert!(stored(&store).await.is_empty(), "the body goes with its message");
+}
+
+/// More bodies being written at once than the pool has connections (8): on Postgres each chunk
+/// is a statement of its own, so none of them holds a connection or a transaction between
+/// chunks, and the store goes on answering. (Before, each held one from its first chunk to its
+/// commit, and the ninth waited for the pool's timeout.)
+async fn bodies_being_written_hold_no_connection(store: Store) {
+    let big = body(CHUNK + 10);
+    let mut writers = Vec::new();
+    for _ in 0..12 {
+        let mut writer =
+            tokio::time::timeout(std::time::Duration::from_secs(5), store.body_writer())
+                .await
+                .expect("a writer without waiting for the pool")
+                .unwrap();
+        writer.write(&big[..CHUNK + 1]).await.unwrap();
+        writers.push(writer);
+    }
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(5), store.storage_sizes())
+        .await
+        .expect("the pool is free while bodies are written");
+    answered.unwrap();
+    let mut refs = Vec::new();
+    for mut writer in writers {
+        writer.write(&big[CHUNK + 1..]).await.unwrap();
+        refs.push(writer.commit().await.unwrap());
+    }
+    store.spool_sync().await.unwrap();
+    for body_ref in &refs {
+        assert!(store.spool_equals(body_ref, &big).await.unwrap());
+    }
+    store.spool_discard(&refs).await;
+    assert!(stored(&store).await.is_empty());
+}
+
+/// A body whose client went away is removed at once (`BodyWriter::abort`); one whose engine died
+/// while writing it (neither committed nor aborted) is swept once old enough, and no chunk row is
+/// left.
+async fn an_aborted_body_leaves_nothing_and_a_crashed_one_is_swept(store: Store) {
+    let big = body(3 * CHUNK);
+    let mut aborted = store.body_writer().await.unwrap();
+    aborted.write(&big[..2 * CHUNK + 3]).await.unwrap();
+    if store.is_postgres() {
+        assert_eq!(stored(&store).await.len(), 1, "rows are written as the body arrives");
+    }
+    aborted.abort().await;
+    assert!(stored(&store).await.is_empty());
+
+    let mut crashed = store.body_writer().await.unwrap();
+    crashed.write(&big[..2 * CHUNK + 3]).await.unwrap();
+    std::mem::forget(crashed);
+    if store.is_postgres() {
+        // Young: perhaps another engine's body still arriving.
+        assert_eq!(store.spool_sweep(true).await.unwrap().orphans, 0);
+        sqlx::query("UPDATE queue_body_chunks SET created_at = 0")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(store.spool_sweep(false).await.unwrap().orphans, 1);
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM queue_body_chunks")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, 0, "every chunk of the orphan goes, not only its first");
+    } else {
+        assert_eq!(store.spool_sweep(true).await.unwrap().orphans, 1);
+    }
+    assert!(stored(&store).await.is_empty());
 }

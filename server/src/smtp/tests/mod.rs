@@ -333,8 +333,9 @@ impl Client {
 struct TestSigner;
 
 impl crate::mailauth::Signer for TestSigner {
-    fn sign(&self, domain: &str, message: &[u8]) -> String {
-        format!("DKIM-Signature: v=1; d={domain}; test=yes; signed={}\r\n", message.len())
+    fn sign(&self, domain: &str, parts: &[&[u8]]) -> String {
+        let signed: usize = parts.iter().map(|p| p.len()).sum();
+        format!("DKIM-Signature: v=1; d={domain}; test=yes; signed={signed}\r\n")
     }
 }
 

@@ -100,10 +100,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Ok(checked) => checked,
             Err(reply) => return reply,
         };
-        let message = self.add_headers(&tx, body);
         if let Some(spooled) = spooled {
-            return self.queue_reusing(tx, message, inbound, spooled).await;
+            // Our fields, and the signatures over them and the message, go in front without
+            // copying the message (which may be tens of megabytes).
+            let fields = self.our_fields(&tx, &body);
+            let mut front = self.signatures(&tx, fields.as_bytes(), &body).into_bytes();
+            front.extend_from_slice(fields.as_bytes());
+            return self.queue_reusing(tx, front, body, inbound, spooled).await;
         }
+        let message = self.add_headers(&tx, body);
         self.accept_message(tx, message, inbound).await
     }
 }
@@ -117,35 +122,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         tx: &Transaction,
         body: Vec<u8>,
     ) -> Result<(Vec<u8>, Inbound), Reply> {
-        self.check_inbound_as(tx, body, false).await
-    }
-
-    /// [`Session::check_inbound`]; `too_large`: `body` is only the message's header block, of
-    /// a message too large to verify whole (`smtp/spooled.rs`), so SPF alone is checked, and
-    /// what comes back is the fields to put in front of the message rather than the message.
-    pub(in crate::smtp) async fn check_inbound_as(
-        &self,
-        tx: &Transaction,
-        body: Vec<u8>,
-        too_large: bool,
-    ) -> Result<(Vec<u8>, Inbound), Reply> {
         let Some(verifier) = &self.ctx.verifier else {
-            let unchanged = if too_large { Vec::new() } else { body };
-            return Ok((unchanged, Inbound::default()));
+            return Ok((body, Inbound::default()));
         };
         let snapshot = self.ctx.engine.snapshot();
         if self.kind != ListenerKind::Smtp
             || self.auth.is_some()
             || snapshot.config.is_trusted(self.peer.ip())
         {
-            let unchanged = if too_large { Vec::new() } else { body };
-            return Ok((unchanged, Inbound::default()));
+            return Ok((body, Inbound::default()));
         }
         let helo = self.helo.as_ref().map_or("", |(h, _)| h.as_str());
-        let verdict = match too_large {
-            false => verifier.verify(self.peer.ip(), helo, &tx.sender, &body).await,
-            true => verifier.verify_spf_only(self.peer.ip(), helo, &tx.sender).await,
-        };
+        let verdict = verifier.verify(self.peer.ip(), helo, &tx.sender, &body).await;
+        // The verdict holds the message with its field in front: this copy goes now.
+        drop(body);
         let domains = tx.recipients.iter().map(|r| {
             let address = r.orcpt.split_once(';').map_or(r.orcpt.as_str(), |(_, a)| a);
             address.rsplit_once('@').map_or("", |(_, d)| d)
@@ -169,13 +159,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Disposition::Reject { code, text } => refused(Reply::new(550, code, text)),
             Disposition::Defer { code, text } => refused(Reply::new(451, code, text)),
             Disposition::Accept { held, tags } => {
-                let mut message = Vec::with_capacity(verdict.message.len() + 64 * tags.len());
+                let mut tagged = String::new();
                 for tag in &tags {
-                    message.extend_from_slice(
-                        format!("{}: {tag}\r\n", mailauth::TAG_FIELD).as_bytes(),
-                    );
+                    tagged.push_str(&format!("{}: {tag}\r\n", mailauth::TAG_FIELD));
                 }
-                message.extend_from_slice(&verdict.message);
+                // The verdict's copy of the message, with the tags in front: not copied again.
+                let mut message = verdict.message;
+                if !tagged.is_empty() {
+                    message.splice(0..0, tagged.into_bytes());
+                }
                 let mut results = verdict.summary;
                 if !tags.is_empty() {
                     results.push_str(&format!(" tagged=\"{}\"", tags.join("; ")));
