@@ -119,9 +119,9 @@ async fn a_list_is_served_from_memory_until_the_revision_moves(store: Store) {
 /// The same paths asked by callers who see different things get different answers, whoever
 /// asks first; two callers who see the same things share one.
 async fn a_domain_admin_never_gets_an_admins_cached_answer(store: Store) {
+    add_test_domains(&store).await;
     add_admin(&store, "alice", Role::Admin, &[]).await;
     add_admin(&store, "dora", Role::DomainAdmin, &["a.test"]).await;
-    add_test_domains(&store).await;
     add_mailbox(&store, "x@a.test").await;
     add_mailbox(&store, "x@b.test").await;
     let app = console(&store);
