@@ -43,6 +43,9 @@ pub(crate) async fn connect(path: &Path) -> Result<AnyPool, StoreError> {
     AnyPoolOptions::new()
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(30))
+        // No ping before each use: a connection to a file in this process cannot have gone
+        // away, and the ping was a trip to the connection's thread on every read.
+        .test_before_acquire(false)
         .after_connect(|conn, _meta| {
             Box::pin(async move {
                 // WAL lets readers run beside the writer; synchronous=FULL makes a commit

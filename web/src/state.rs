@@ -89,6 +89,8 @@ pub struct AppState {
     pub(crate) health_cache: Arc<HealthCache>,
     /// Good API tokens, so that a request does not read the store for its token.
     pub(crate) tokens: Arc<crate::auth::token_cache::TokenCache>,
+    /// The API's answers to reads of domains, mailboxes and aliases, at the current revision.
+    pub(crate) responses: Arc<crate::api::response_cache::ResponseCache>,
     /// Who may scrape `/metrics`; `None` (no `[metrics]`) answers 404 there.
     pub(crate) metrics: Option<crate::metrics::MetricsAccess>,
 }
@@ -99,6 +101,7 @@ impl AppState {
         let connections =
             ConnectionCap::new(options.max_connections, options.max_connections_per_address);
         let tokens = Arc::new(crate::auth::token_cache::TokenCache::new(store.subscribe()));
+        let responses = Arc::new(crate::api::response_cache::ResponseCache::new(store.subscribe()));
         let passwords = PasswordChecks::default().on_clock(store.clock());
         AppState {
             connections,
@@ -115,6 +118,7 @@ impl AppState {
             health: None,
             health_cache: Arc::default(),
             tokens,
+            responses,
             metrics: None,
         }
     }

@@ -24,6 +24,7 @@ pub(crate) mod policy;
 pub(crate) mod policy_services;
 mod queue;
 mod rate_limits;
+pub(crate) mod response_cache;
 mod tokens;
 mod traffic;
 pub(crate) mod transports;
@@ -112,6 +113,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let doc = Arc::new(doc);
     router
         .fallback(|| async { WebError::NotFound("no such API endpoint".into()) })
+        // Inside `authorize`: it answers only requests already authorised, keyed by their scope.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), response_cache::serve))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::token::authorize))
         // The document is public: a client needs it before it has a token.
         .route("/openapi.json", get(move || std::future::ready(Json(doc.as_ref().clone()))))

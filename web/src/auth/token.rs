@@ -50,7 +50,9 @@ pub async fn authorize(
         return e.into_response();
     }
     let path = request.uri().path();
-    let global = GLOBAL_ONLY.iter().any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    let global = GLOBAL_ONLY
+        .iter()
+        .any(|p| path.strip_prefix(p).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')));
     if global && let Err(e) = user.0.require_global() {
         return e.into_response();
     }
@@ -83,8 +85,6 @@ async fn authenticate(
         tracing::info!(?ip, "malformed API token");
         return Err(WebError::Unauthenticated);
     };
-    let account = format!("api-token:{id}");
-    let attempts = &state.passwords.attempts;
     // A token that was good a moment ago, at the same configuration revision, is good now
     // (see `token_cache`): no store read for it.
     let key = TokenCache::key(bearer);
@@ -102,6 +102,8 @@ async fn authenticate(
         None => {
             tracing::info!(?ip, "wrong API token");
             let Some(ip) = ip else { return Err(WebError::Unauthenticated) };
+            let account = format!("api-token:{id}");
+            let attempts = &state.passwords.attempts;
             // Checked after the lookup, so that nobody can lock a token's holder out by
             // sending wrong secrets for its (public) ID; guessing a secret of 256 random bits
             // is hopeless anyway, and a client that keeps trying is told to wait.
