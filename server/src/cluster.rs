@@ -4,11 +4,12 @@
 //! attempts in progress end, the lease is given up so that the others claim the queue at once).
 //! The rules of the lease are the store's (`store/src/repo/cluster.rs`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use postern_store::model::WorkSet;
 use postern_store::{Heartbeat, Membership, Store};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -48,8 +49,20 @@ pub async fn join(store: &Store, membership: &Membership) -> postern_store::Resu
     Ok(())
 }
 
+/// What the heartbeat asks of the node's worker: anything that may take longer than a
+/// heartbeat, so that the lease is renewed on time however long it takes.
+enum Order {
+    Drain,
+    Reload,
+}
+
 /// Runs the heartbeat until `shutdown`. `smtp` is `None` on a console-only node, which holds
 /// no queue and claims nothing.
+///
+/// The heartbeat only renews the lease and decides; claiming, draining and reloading run in a
+/// worker task beside it. A heartbeat that waited for them (a claim handing 200 messages to a
+/// busy scheduler, a drain waiting for its attempts) could let the lease lapse while the node
+/// still works its messages, and the others would claim and send them a second time.
 pub fn run(
     store: Store,
     membership: Membership,
@@ -59,12 +72,23 @@ pub fn run(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let node = membership.node.clone();
+        let claims = Arc::new(Notify::new());
+        let (orders, worker) = match smtp {
+            Some(side) => {
+                let (orders, rx) = mpsc::unbounded_channel();
+                let task =
+                    tokio::spawn(work(store.clone(), node.clone(), side, rx, claims.clone()));
+                (Some(orders), Some(task))
+            }
+            None => (None, None),
+        };
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Asked to drain (or drained): no more claims, and a lapse is no reason to reload.
         let mut drained = false;
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => break,
                 _ = ticker.tick() => {}
             }
             let beat = match store.node_heartbeat(&node, membership.dead_after).await {
@@ -78,14 +102,16 @@ pub fn run(
             };
             match beat {
                 Heartbeat::Held { drain: true } if !drained => {
-                    drain(&store, &node, smtp.as_ref()).await;
                     drained = true;
-                }
-                Heartbeat::Held { .. } => {
-                    if let Some(side) = &smtp {
-                        claim(&store, &node, side).await;
+                    match &orders {
+                        Some(orders) => {
+                            let _ = orders.send(Order::Drain);
+                        }
+                        None => drain(&store, &node, None).await,
                     }
                 }
+                Heartbeat::Held { .. } if !drained => claims.notify_one(),
+                Heartbeat::Held { .. } => {}
                 Heartbeat::Drained => drained = true,
                 Heartbeat::Lapsed | Heartbeat::Missing if drained => {}
                 Heartbeat::Lapsed | Heartbeat::Missing => {
@@ -98,16 +124,65 @@ pub fn run(
                         tracing::warn!(error = %e, "cannot register the node again");
                         continue;
                     }
-                    if let Some(side) = &smtp {
-                        let (done, wait) = oneshot::channel();
-                        if side.control.send(Control::Reload(done)).await.is_ok() {
-                            let _ = wait.await;
-                        }
+                    if let Some(orders) = &orders {
+                        let _ = orders.send(Order::Reload);
                     }
                 }
             }
         }
+        drop(orders);
+        if let Some(worker) = worker {
+            worker.abort();
+            let _ = worker.await;
+        }
     })
+}
+
+/// Carries out the heartbeat's orders and claims, one at a time.
+async fn work(
+    store: Store,
+    node: String,
+    side: SmtpSide,
+    mut orders: mpsc::UnboundedReceiver<Order>,
+    claims: Arc<Notify>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            order = orders.recv() => match order {
+                None => return,
+                Some(Order::Drain) => drain(&store, &node, Some(&side)).await,
+                Some(Order::Reload) => {
+                    let (done, wait) = oneshot::channel();
+                    if side.control.send(Control::Reload(done)).await.is_ok() {
+                        let _ = wait.await;
+                    }
+                }
+            },
+            _ = claims.notified() => claim(&store, &node, &side).await,
+        }
+    }
+}
+
+/// Gives the lease up as the process stops (SIGTERM), once its scheduler has ended and its
+/// queue writer has committed the last messages: the other nodes claim what is left at their
+/// next heartbeat, as after a drain, instead of waiting for `dead_after`.
+pub async fn leave(store: &Store, node: &str) {
+    // A few tries only: the process is on its way out, and the lease lapses anyway.
+    let mut backoff = Duration::from_millis(100);
+    for _ in 0..5 {
+        match store.node_drained(node).await {
+            Ok(()) => {
+                tracing::info!(node = %node, "lease given up: the other nodes take the queue");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot give the lease up; it lapses after dead_after");
+                store.clock().sleep(backoff).await;
+                backoff *= 2;
+            }
+        }
+    }
 }
 
 /// Takes the queues of lapsed nodes, a batch at a time, into this node's scheduler.

@@ -89,9 +89,6 @@ impl Mta {
         let drained = CancellationToken::new();
         let (queue, writer) =
             Queue::start(store.clone(), node.clone(), Some(fresh_tx), drained.clone());
-        tasks.spawn(async move {
-            let _ = writer.await;
-        });
         let resolver = options.resolver.clone();
         // DNS blocklists through the same resolver; greylisting's triplets in the store.
         let screen =
@@ -163,14 +160,23 @@ impl Mta {
         tasks.spawn(async move {
             let _ = members.await;
         });
-        tasks.spawn(Scheduler::run_in_cluster(
-            store,
+        let scheduler = tokio::spawn(Scheduler::run_in_cluster(
+            store.clone(),
             engine.clone(),
             scheduler,
             fresh_rx,
             shutdown.clone(),
             Some(link),
         ));
+        // Stopping (SIGTERM) hands the queue over like a drain: once the scheduler has written
+        // its results and the writer has committed the last messages, the lease is given up,
+        // so that the other nodes claim the queue at their next heartbeat.
+        let leaving = store;
+        tasks.spawn(async move {
+            let _ = scheduler.await;
+            let _ = writer.await;
+            crate::cluster::leave(&leaving, &node).await;
+        });
         let verifier = options.hickory.as_ref().map(|h| {
             Arc::new(crate::mailauth::Verifier::new(h.hickory().clone(), &options.hostname))
         });

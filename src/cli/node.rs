@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use postern_store::NodeState;
 
-use super::{open_store, output};
+use super::{actor, open_store, output};
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -57,7 +57,7 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode
             );
         }
         Command::Drain { node, wait } => {
-            let info = store.node_request_drain(&node).await?;
+            let info = store.node_request_drain(&node, &actor()).await?;
             if info.state == NodeState::Drained {
                 println!("{node} is drained");
                 return Ok(ExitCode::SUCCESS);
@@ -83,7 +83,7 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> anyhow::Result<ExitCode
             }
         }
         Command::Remove { node } => {
-            store.node_remove(&node).await?;
+            store.node_remove(&node, &actor()).await?;
             println!("forgot node {node}");
         }
     }

@@ -167,6 +167,21 @@ impl Serve {
         None
     }
 
+    /// The log lines written so far that no `wait_log` took.
+    pub fn logs_now(&self) -> Vec<serde_json::Value> {
+        self.logs.try_iter().collect()
+    }
+
+    /// Every log line not taken yet, up to the end of the process's standard error: call once
+    /// the process has exited (killed or stopped).
+    pub fn logs_to_exit(&self) -> Vec<serde_json::Value> {
+        let mut lines = Vec::new();
+        while let Ok(line) = self.logs.recv_timeout(Duration::from_secs(10)) {
+            lines.push(line);
+        }
+        lines
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let status =

@@ -39,6 +39,7 @@ mod body_cache;
 mod dsn;
 mod events;
 mod job;
+mod receipts;
 
 /// How the scheduler runs.
 #[derive(Clone)]
@@ -244,6 +245,8 @@ pub struct Scheduler {
     /// Idle outbound sessions, and each destination's concurrency gate.
     pool: Arc<Pool>,
     results: mpsc::Sender<Vec<DeliveryResult>>,
+    /// Remote deliveries, recorded as soon as the next hop accepts them ([`receipts`]).
+    receipts: mpsc::Sender<Vec<DeliveryResult>>,
     last_event: i64,
     /// Bytes of bodies kept for first attempts (see [`body_cache::BODY_CACHE_BYTES`]).
     cached_bytes: Arc<AtomicUsize>,
@@ -284,6 +287,7 @@ impl Scheduler {
         let mut pending: Option<Control> = None;
         let (results, results_rx) = mpsc::channel(RESULT_BACKLOG);
         let bookkeeper = tokio::spawn(super::bookkeeper::run(store.clone(), results_rx));
+        let (receipts, receipts_task) = receipts::start(store.clone());
         let pool = Arc::new(Pool::with_clock(config.outbound, config.clock.clone()));
         let maildir = Maildir::new(config.mail_root.clone(), &config.hostname);
         let config = Arc::new(config);
@@ -303,6 +307,7 @@ impl Scheduler {
             running: JoinSet::new(),
             bounces: JoinSet::new(),
             results,
+            receipts,
             last_event: 0,
             cached_bytes: Arc::new(AtomicUsize::new(0)),
         };
@@ -371,7 +376,12 @@ impl Scheduler {
         s.running.abort_all();
         // So are DSNs not yet queued: their failures stay unrecorded and come back.
         s.bounces.abort_all();
+        // Ended, so that what they were told was accepted is recorded below.
+        while s.running.join_next().await.is_some() {}
+        while s.bounces.join_next().await.is_some() {}
         s.pool.close_all().await;
+        drop(s.receipts);
+        let _ = receipts_task.await;
         drop(s.results);
         let _ = bookkeeper.await;
         if let Some(Control::Release(done) | Control::Reload(done)) = pending {
@@ -449,6 +459,7 @@ impl Scheduler {
             courier: self.courier.clone(),
             config: self.config.clone(),
             pool: self.pool.clone(),
+            receipts: self.receipts.clone(),
         };
         while let Some(Reverse((at, id))) = self.due.peek().copied() {
             if at > now {

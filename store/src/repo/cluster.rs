@@ -148,9 +148,10 @@ impl Store {
         row.as_ref().map(|row| node_info(row, now)).transpose()
     }
 
-    /// Asks `name` to drain: it stops taking SMTP sessions, finishes its attempts and gives its
-    /// queue to the others. The node sees the request at its next heartbeat.
-    pub async fn node_request_drain(&self, name: &str) -> Result<NodeInfo> {
+    /// Asks `name` to drain, as `actor` (recorded in the audit log as `node.drain`): it stops
+    /// taking SMTP sessions, finishes its attempts and gives its queue to the others. The node
+    /// sees the request at its next heartbeat.
+    pub async fn node_request_drain(&self, name: &str, actor: &str) -> Result<NodeInfo> {
         let not_found = || StoreError::NotFound { what: "node", name: name.to_string() };
         let node = self.node_get(name).await?.ok_or_else(not_found)?;
         match node.state {
@@ -162,12 +163,19 @@ impl Store {
                 )));
             }
         }
-        sqlx::query(
+        let mut tx = self.pool().begin().await?;
+        let asked = sqlx::query(
             "UPDATE cluster_nodes SET state = 'draining' WHERE node = $1 AND state = 'alive'",
         )
         .bind(name)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        if asked.rows_affected() > 0 {
+            let after = serde_json::json!({ "state": "draining", "messages": node.messages });
+            audit_row(&mut tx, self.clock().now(), actor, "node.drain", name, None, Some(&after))
+                .await?;
+        }
+        tx.commit().await?;
         self.node_get(name).await?.ok_or_else(not_found)
     }
 
@@ -185,8 +193,9 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets a node that is dead or drained and holds no messages.
-    pub async fn node_remove(&self, name: &str) -> Result<()> {
+    /// Forgets a node that is dead or drained and holds no messages, as `actor` (recorded in the
+    /// audit log as `node.remove`).
+    pub async fn node_remove(&self, name: &str, actor: &str) -> Result<()> {
         let node = self
             .node_get(name)
             .await?
@@ -204,11 +213,18 @@ impl Store {
                 node.messages
             )));
         }
-        sqlx::query("DELETE FROM cluster_nodes WHERE node = $1 AND lease_until < $2")
+        let now = self.clock().now();
+        let mut tx = self.pool().begin().await?;
+        let removed = sqlx::query("DELETE FROM cluster_nodes WHERE node = $1 AND lease_until < $2")
             .bind(name)
-            .bind(self.clock().now())
-            .execute(self.pool())
+            .bind(now)
+            .execute(&mut *tx)
             .await?;
+        if removed.rows_affected() > 0 {
+            let before = serde_json::json!({ "state": node.state, "seen_at": node.seen_at });
+            audit_row(&mut tx, now, actor, "node.remove", name, Some(&before), None).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -245,6 +261,32 @@ impl Store {
             .collect();
         Ok(WorkSet { messages, damaged })
     }
+}
+
+/// An audit record of an administrator's action on a node. Like a queue action it is not
+/// configuration: it claims no revision and is filed under the one in force.
+async fn audit_row(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    at: i64,
+    actor: &str,
+    action: &str,
+    node: &str,
+    before: Option<&serde_json::Value>,
+    after: Option<&serde_json::Value>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (revision, at, actor, action, object, before_json, after_json) \
+         SELECT revision, $1, $2, $3, $4, $5, $6 FROM config_revision WHERE id = 1",
+    )
+    .bind(at)
+    .bind(actor)
+    .bind(action)
+    .bind(node)
+    .bind(before.map(|v| v.to_string()))
+    .bind(after.map(|v| v.to_string()))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 async fn heartbeat(

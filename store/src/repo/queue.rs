@@ -272,10 +272,13 @@ impl Store {
                         (RecipientStatus::Deferred, reply, *next_attempt_at)
                     }
                 };
-                sqlx::query(
+                // A delivery already recorded by the prompt path (`queue_record_delivered`)
+                // is not counted, nor logged, twice.
+                let updated = sqlx::query(
                     "UPDATE queue_recipients SET status = $3, attempts = attempts + 1, \
                      last_attempt_at = $4, next_attempt_at = $5, last_error = $6, updated_at = $4 \
-                     WHERE message_id = $1 AND idx = $2",
+                     WHERE message_id = $1 AND idx = $2 \
+                     AND NOT ($3 = 'delivered' AND status = 'delivered')",
                 )
                 .bind(r.id.to_string())
                 .bind(i64::from(r.recipient))
@@ -285,6 +288,10 @@ impl Store {
                 .bind(reply)
                 .execute(&mut *qtx.tx)
                 .await?;
+                touched.insert(r.id);
+                if updated.rows_affected() == 0 {
+                    continue;
+                }
                 sqlx::query(
                     "INSERT INTO delivery_log (at, message_id, sender, recipient, domain, status, \
                      reply) SELECT $1, m.id, m.sender, r.address, r.domain, $2, $3 \
@@ -298,7 +305,6 @@ impl Store {
                 .bind(i64::from(r.recipient))
                 .execute(&mut *qtx.tx)
                 .await?;
-                touched.insert(r.id);
             }
             let mut removed = Vec::new();
             for id in touched {
@@ -325,6 +331,53 @@ impl Store {
             self.spool_tidy().await;
         }
         Ok(removed)
+    }
+
+    /// Records at once that these recipients were delivered (a next hop said `250`), without
+    /// removing their messages: that is left to [`Store::queue_record_results`], which the
+    /// scheduler calls once the whole attempt and its DSNs are done, and which does not record
+    /// them again. Between a remote `250` and this commit, a node that dies leaves the
+    /// recipient to be sent again by the node that claims its queue: this keeps that window to
+    /// one commit. Only `Delivered` outcomes are taken; others are ignored.
+    pub async fn queue_record_delivered(&self, results: &[DeliveryResult]) -> Result<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let mut qtx = self.queue_tx().await?;
+        let result: Result<()> = async {
+            for r in results {
+                let Outcome::Delivered { reply } = &r.outcome else { continue };
+                let updated = sqlx::query(
+                    "UPDATE queue_recipients SET status = 'delivered', attempts = attempts + 1, \
+                     last_attempt_at = $3, next_attempt_at = $3, last_error = $4, updated_at = $3 \
+                     WHERE message_id = $1 AND idx = $2 AND status IN ('pending', 'deferred')",
+                )
+                .bind(r.id.to_string())
+                .bind(i64::from(r.recipient))
+                .bind(r.at)
+                .bind(reply)
+                .execute(&mut *qtx.tx)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO delivery_log (at, message_id, sender, recipient, domain, status, \
+                     reply) SELECT $1, m.id, m.sender, r.address, r.domain, 'delivered', $2 \
+                     FROM queue_messages m JOIN queue_recipients r ON r.message_id = m.id \
+                     WHERE m.id = $3 AND r.idx = $4",
+                )
+                .bind(r.at)
+                .bind(reply)
+                .bind(r.id.to_string())
+                .bind(i64::from(r.recipient))
+                .execute(&mut *qtx.tx)
+                .await?;
+            }
+            Ok(())
+        }
+        .await;
+        self.queue_finish(qtx, result).await
     }
 
     /// Records that the sender of `id` was warned, at `at`, of the delay of these recipients,

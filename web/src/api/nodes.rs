@@ -107,7 +107,7 @@ async fn drain(
 ) -> Result<(StatusCode, Json<NodeView>), WebError> {
     user.require_write()?;
     user.require_global()?;
-    let info = state.store.node_request_drain(&node).await?;
+    let info = state.store.node_request_drain(&node, &user.actor).await?;
     tracing::info!(node = %node, actor = %user.actor, "drain requested");
     Ok((StatusCode::ACCEPTED, Json(info.into())))
 }
@@ -125,6 +125,6 @@ async fn remove(
 ) -> Result<StatusCode, WebError> {
     user.require_write()?;
     user.require_global()?;
-    state.store.node_remove(&node).await?;
+    state.store.node_remove(&node, &user.actor).await?;
     Ok(StatusCode::NO_CONTENT)
 }

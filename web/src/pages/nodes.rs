@@ -91,7 +91,12 @@ async fn drain(
     if let Err(e) = user.principal.require_global() {
         return error_page(e);
     }
-    match state.store.node_request_drain(&form.node).await.map_err(WebError::from) {
+    match state
+        .store
+        .node_request_drain(&form.node, &user.principal.actor)
+        .await
+        .map_err(WebError::from)
+    {
         Ok(_) => {
             tracing::info!(node = %form.node, actor = %user.principal.actor, "drain requested");
             Flash::ok(format!(
@@ -116,7 +121,7 @@ async fn remove(
     if let Err(e) = user.principal.require_global() {
         return error_page(e);
     }
-    match state.store.node_remove(&form.node).await.map_err(WebError::from) {
+    match state.store.node_remove(&form.node, &user.principal.actor).await.map_err(WebError::from) {
         Ok(()) => Flash::ok(format!("Node {} forgotten", form.node)).redirect("/nodes"),
         Err(e @ (WebError::NotFound(_) | WebError::Conflict(_))) => {
             Flash::error(e.to_string()).redirect("/nodes")

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use postern_store::Store;
-use postern_store::model::{Notify, QueueId};
+use postern_store::model::{DeliveryResult, Notify, Outcome as Recorded, QueueId};
 use postern_store::spool::QueuedBody;
-use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
+use super::receipts::HANDOFF;
 use super::{Attempt, Entry, SchedulerConfig};
 use crate::delivery::pool::{WAITING, Waiting};
 use crate::delivery::{BodyStream, Delivery, Outcome, Pool, RcptDsn, Reply};
@@ -25,6 +26,7 @@ pub(super) struct Shared {
     pub(super) courier: Arc<dyn Courier>,
     pub(super) config: Arc<SchedulerConfig>,
     pub(super) pool: Arc<Pool>,
+    pub(super) receipts: mpsc::Sender<Vec<DeliveryResult>>,
 }
 
 /// One attempt at one message: everything a delivery task needs, owned.
@@ -49,6 +51,7 @@ pub(super) struct Job {
     courier: Arc<dyn Courier>,
     config: Arc<SchedulerConfig>,
     pool: Arc<Pool>,
+    receipts: mpsc::Sender<Vec<DeliveryResult>>,
     slot: Arc<Slot>,
 }
 
@@ -93,6 +96,7 @@ impl Job {
             courier: s.courier.clone(),
             config: s.config.clone(),
             pool: s.pool.clone(),
+            receipts: s.receipts.clone(),
             slot,
         }
     }
@@ -207,11 +211,40 @@ impl Job {
             Route::Next { .. } | Route::Mx { .. } => Some("smtp"),
             _ => None,
         };
+        let remote = matches!(transport, Some("smtp" | "lmtp"));
+        if remote {
+            tracing::debug!(target: HANDOFF, queue_id = %id, from = %self.sender, relay = %route.relay(), "transfer started");
+        }
         let started = std::time::Instant::now();
         let outcomes = self.courier.deliver(route, &delivery, context).await;
         if let Some(transport) = transport {
             self.store.metrics().delivery_took(transport, started.elapsed());
         }
+        if remote {
+            self.receipt(members, &outcomes).await;
+        }
         outcomes
+    }
+
+    /// Hands what the next hop accepted to the prompt record ([`super::receipts`]), so that a
+    /// crash from now on does not send it again once the store has it.
+    async fn receipt(&self, members: &[(u32, String)], outcomes: &[Outcome]) {
+        let accepted: Vec<DeliveryResult> = members
+            .iter()
+            .zip(outcomes)
+            .filter_map(|((index, _), outcome)| match outcome {
+                Outcome::Delivered { detail, .. } => Some(DeliveryResult {
+                    id: self.id,
+                    recipient: *index,
+                    at: self.at,
+                    outcome: Recorded::Delivered { reply: detail.clone() },
+                }),
+                _ => None,
+            })
+            .collect();
+        if !accepted.is_empty() {
+            // Closed only at shutdown: the attempt's own record still comes.
+            let _ = self.receipts.send(accepted).await;
+        }
     }
 }
