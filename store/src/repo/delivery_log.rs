@@ -224,6 +224,7 @@ impl Store {
                  reply, stage, client, reason) VALUES ",
                 "(?, '', ?, ?, ?, ?, ?, ?, ?, ?)",
                 chunk.len(),
+                self.is_postgres(),
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for r in chunk {
