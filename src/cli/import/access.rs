@@ -217,7 +217,7 @@ fn add(rule: NewPolicyRule, config: &Config, plan: &mut Plan) {
         .iter()
         .any(|r| r.stage == rule.stage && r.matches == rule.matches && r.action == rule.action);
     let label = format!("rule {} {} {}", rule.stage, rule.matches, rule.action);
-    if exists || plan.rules.iter().any(|r| *r == rule) {
+    if exists || plan.rules.contains(&rule) {
         plan.unchanged.push(label);
     } else if let Err(e) = rule.check() {
         plan.unmapped.push(format!("{label}: {e}"));

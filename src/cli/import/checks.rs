@@ -60,7 +60,7 @@ pub fn import(cf: &MainCf, dir: &Path, config: &Config, plan: &mut Plan) {
                 let exists = config.content_checks.rules.iter().any(|r| {
                     r.part == new.part && r.pattern == new.pattern && r.action == new.action
                 });
-                if exists || plan.checks.iter().any(|c| *c == new) {
+                if exists || plan.checks.contains(&new) {
                     plan.unchanged.push(label);
                 } else {
                     plan.checks.push(new);
