@@ -322,7 +322,10 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         filter: reload_filter,
         metrics: metrics_access,
     };
-    let reload_task = tokio::spawn(reload_on_hangup(reloader, shutdown.clone()));
+    let reload_task = match catch_hangup() {
+        Some(hangup) => tokio::spawn(reload_on_hangup(reloader, hangup, shutdown.clone())),
+        None => tokio::spawn(async {}),
+    };
     let mut out = std::io::stdout().lock();
     writeln!(out, "postern {} on {}", env!("CARGO_PKG_VERSION"), boot.hostname)?;
     if boot.hostname_is_fallback {
@@ -566,16 +569,26 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     })
 }
 
-/// Reloads the boot configuration on each SIGHUP until `shutdown`.
-async fn reload_on_hangup(mut reloader: reload::Reloader, shutdown: CancellationToken) {
+/// Catches SIGHUP. Called before readiness is announced, not inside the task that waits for
+/// it: a SIGHUP that came between `READY=1` and the task's first poll would otherwise meet the
+/// default action and end the process.
+fn catch_hangup() -> Option<tokio::signal::unix::Signal> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut hangup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
+    match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(error = %e, "cannot catch SIGHUP; the configuration reloads only on restart");
-            return;
+            None
         }
-    };
+    }
+}
+
+/// Reloads the boot configuration on each SIGHUP until `shutdown`.
+async fn reload_on_hangup(
+    mut reloader: reload::Reloader,
+    mut hangup: tokio::signal::unix::Signal,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
