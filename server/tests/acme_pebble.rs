@@ -249,11 +249,12 @@ async fn the_worker_orders_stores_retries_and_keeps_its_account() {
     let name: postern_store::model::DomainName = "alpn.example.test".parse().unwrap();
     store.request_acme_order("admin", &[name], OrderChallenge::TlsAlpn01, None).await.unwrap();
     certificate_for(&store, "alpn.example.test", None).await;
-    let orders = store.list_acme_orders().await.unwrap();
-    assert!(
-        orders.iter().all(|o| o.state == OrderState::Issued && o.error.is_none()),
-        "{orders:?}"
-    );
+    // The certificate is stored a moment before its order is marked issued: wait for both.
+    wait_for(std::time::Duration::from_secs(10), "both orders issued", || async {
+        let orders = store.list_acme_orders().await.unwrap();
+        orders.iter().all(|o| o.state == OrderState::Issued && o.error.is_none()).then_some(())
+    })
+    .await;
 
     // Nothing answers for this one: the CA's words are recorded and the order tried again.
     pebble.add_a("broken.example.test", "127.0.0.2");
