@@ -9,13 +9,14 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Serve, Setup, applied};
 use fantoccini::{Client, ClientBuilder, Locator};
+use postern_store::testing::free_port;
 use postern_store::testing::{TestDb, missing_peer};
 
 const TEST: &str = "browser::an_administrator_works_through_the_console";
@@ -32,10 +33,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn have(program: &str) -> bool {

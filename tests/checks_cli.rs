@@ -44,7 +44,7 @@ fn checks(db: &TestDb) {
     let err = s.fails(&["checks", "remove", "1"]);
     assert!(err.contains("content check 1 does not exist"), "{err}");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = postern_store::testing::free_port();
     let address = format!("inet:127.0.0.1:{port}");
     let out = s.ok(&[
         "policy",

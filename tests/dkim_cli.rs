@@ -92,7 +92,7 @@ fn challtestsrv(test: &str) -> Option<(Killed, u16, u16)> {
         );
         return None;
     }
-    let port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = || postern_store::testing::free_port();
     let (dns, management) = (port(), port());
     let child = Killed(
         Command::new("pebble-challtestsrv")

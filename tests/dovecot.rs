@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Setup;
+use postern_store::testing::free_port;
 use postern_store::testing::{TestDb, missing_peer};
 
 const IMAP: &str = "/usr/lib/dovecot/imap";
@@ -40,10 +41,6 @@ impl Drop for Dovecot {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn is_root() -> bool {

@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Setup;
+use postern_store::testing::free_port;
 use postern_store::testing::{TestDb, missing_peer};
 
 const SLAPD: &str = "/usr/sbin/slapd";
@@ -79,10 +80,6 @@ impl Drop for Slapd {
             let _ = child.wait();
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Files for slapd's TLS: the certificate chain and the key, and the CA that signed them.

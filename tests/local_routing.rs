@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ const PASSWORD: &str = "correct horse battery";
 
 /// A loopback port nobody listens on: a smarthost that is down.
 fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    postern_store::testing::free_port()
 }
 
 /// One SMTP transaction over a plain socket; returns the last reply.

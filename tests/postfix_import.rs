@@ -620,8 +620,7 @@ fn postfix_and_postern_route_the_test_addresses_the_same_way() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let (a, b) = (Sink::start(), Sink::start());
-    let smtpd_port =
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let smtpd_port = postern_store::testing::free_port();
     write(dir, "main.cf", &ROUTING_MAIN_CF.replace("SINK_A", &a.port.to_string()));
     write(
         dir,

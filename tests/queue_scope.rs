@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use common::{Serve, Setup, applied};
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use postern_store::testing::TestDb;
+use postern_store::testing::free_port;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -55,10 +56,6 @@ impl Api {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn maildir(setup: &Setup, address: &str) -> PathBuf {

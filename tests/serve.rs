@@ -285,7 +285,7 @@ fn sigterm_drains_a_message_in_transfer_into_the_queue() {
     let db = TestDb::sqlite();
     let setup = Setup::new(&db.database);
     // A next hop that is down: the message waits in the queue.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = postern_store::testing::free_port();
     let mut serve = setup.serve();
     setup.ok(&["transport", "set", "*", &format!("smtp:[127.0.0.1]:{port}"), "--tls", "none"]);
     serve.wait_log(Duration::from_secs(5), |l| applied(l) && l["transports"] == 1).expect("live");

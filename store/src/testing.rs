@@ -10,6 +10,9 @@ use sqlx::postgres::PgConnection;
 use crate::{Database, Store};
 
 pub mod certs;
+mod ports;
+
+pub use ports::free_port;
 
 /// The Postgres to test against, e.g. `postgres://postgres@127.0.0.1:5432/test`.
 pub const POSTGRES_URL_VAR: &str = "POSTERN_TEST_POSTGRES_URL";

@@ -16,8 +16,9 @@
 //! only std, rcgen and rustls.
 #![allow(dead_code)]
 
+pub use postern_store::testing::free_port;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -25,11 +26,6 @@ use std::time::{Duration, Instant};
 
 pub const PEBBLE: &str = "/usr/bin/pebble";
 pub const CHALLTESTSRV: &str = "/usr/bin/pebble-challtestsrv";
-
-/// A port nobody listens on right now (the program that wants it binds it right after).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// Where the CA validates, and for how long it issues.
 #[derive(Debug, Clone)]

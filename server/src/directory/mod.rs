@@ -223,7 +223,7 @@ mod tests {
 
     /// A port nothing listens on.
     fn closed_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        postern_store::testing::free_port()
     }
 
     #[tokio::test]

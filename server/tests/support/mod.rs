@@ -7,7 +7,6 @@ pub mod peers;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::TcpListener;
 use std::path::Path;
 use std::pin::Pin;
 use std::process::{Child, Command};
@@ -18,11 +17,7 @@ use postern_server::delivery::{
     BoxStream, ClientOptions, Connector, Delivery, Protocol, Target, Timeouts,
 };
 use postern_store::model::{Host, TlsPolicy};
-
-/// A port nobody listens on right now (the peer binds it right after; a race is unlikely).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use postern_store::testing::free_port;
 
 pub fn have(program: &str) -> bool {
     Command::new("sh")

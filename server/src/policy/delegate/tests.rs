@@ -221,7 +221,7 @@ async fn a_dead_or_babbling_service_gets_its_default() {
         ));
     }
     // Nobody listens at all.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = postern_store::testing::free_port();
     let closed = service(port, OnFailure::Defer, Duration::from_secs(10));
     let err = Delegation::default().ask(&closed, ServiceStage::Rcpt, &query()).await.unwrap_err();
     assert!(matches!(err, Failure::Connect(_)), "{err}");

@@ -139,7 +139,7 @@ async fn the_engine_delivers_only_the_recipients_a_domain_admin_left(store: Stor
     mailboxes(&store).await;
     // Both domains through a next hop that is down, retried only in an hour: every
     // recipient waits in the work list, deferred.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = postern_store::testing::free_port();
     for domain in ["a.test", "b.test"] {
         let transport = format!("smtp:[127.0.0.1]:{closed}").parse().unwrap();
         store

@@ -150,7 +150,7 @@ postern_store::store_tests!(
 
 async fn a_delayed_recipient_warns_its_sender_once(store: Store) {
     // Nobody listens on the port: every attempt is deferred, "connection refused".
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = postern_store::testing::free_port();
     store
         .set_transport(
             "test",

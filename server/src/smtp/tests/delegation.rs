@@ -174,7 +174,7 @@ fn postgrey(test: &str, dir: &std::path::Path) -> Option<Postgrey> {
         let out = Command::new("id").arg(flag).output().unwrap();
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = postern_store::testing::free_port();
     let empty = dir.join("empty");
     std::fs::write(&empty, "").unwrap();
     let log = std::fs::File::create(dir.join("postgrey.log")).unwrap();

@@ -14,6 +14,7 @@ use super::*;
 use crate::dns::HickoryResolver;
 use crate::mailauth::Verifier;
 use postern_store::model::MailAuthPolicy;
+use postern_store::testing::free_port;
 
 struct Dns {
     child: std::process::Child,
@@ -26,10 +27,6 @@ impl Drop for Dns {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn challtestsrv(test: &str) -> Option<Dns> {

@@ -10,6 +10,7 @@ use postern_store::model::{MilterAddress, MilterDefault};
 use postern_store::testing::missing_peer;
 
 use super::*;
+use postern_store::testing::free_port;
 
 /// A child process killed when the test ends, whichever way it ends.
 struct Peer(Child);
@@ -23,10 +24,6 @@ impl Drop for Peer {
 
 fn have(program: &str) -> bool {
     ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].iter().any(|d| Path::new(d).join(program).exists())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn spawn(program: &str, args: &[&str], log: &Path) -> Peer {

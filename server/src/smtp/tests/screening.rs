@@ -13,6 +13,7 @@ use crate::dns::{HickoryResolver, ScriptedResolver};
 use crate::policy::Screen;
 use crate::policy::dnsbl::Blocklists;
 use crate::policy::greylist::Greylist;
+use postern_store::testing::free_port;
 
 const SMTP: ListenerKind = ListenerKind::Smtp;
 const SUBMISSION: ListenerKind = ListenerKind::Submission;
@@ -199,10 +200,6 @@ impl Drop for Dns {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn challtestsrv(test: &str) -> Option<Dns> {
