@@ -120,6 +120,45 @@ impl TestDb {
     pub async fn open(&self) -> Store {
         Store::open(&self.database, &self.key_file()).await.expect("open the test store")
     }
+
+    /// Runs `sql` (one statement, or several on Postgres) on a connection of its own, beside
+    /// the store: for tests that break or inspect the database behind the store's back.
+    pub async fn execute(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match &self.database {
+            Database::Postgres { url } => {
+                let mut conn =
+                    PgConnection::connect(url).await.expect("connect to the test schema");
+                sqlx::raw_sql(sql).execute(&mut conn).await.expect("the test's SQL");
+                let _ = conn.close().await;
+            }
+            Database::Sqlite { path } => {
+                let url = format!("sqlite://{}", path.display());
+                let mut conn =
+                    sqlx::SqliteConnection::connect(&url).await.expect("open the test database");
+                sqlx::raw_sql(sql).execute(&mut conn).await.expect("the test's SQL");
+                let _ = conn.close().await;
+            }
+        }
+    }
+
+    /// The first column of the first row of `sql`, read as [`TestDb::execute`] runs.
+    pub async fn fetch_i64(&self, sql: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match &self.database {
+            Database::Postgres { url } => {
+                let mut conn =
+                    PgConnection::connect(url).await.expect("connect to the test schema");
+                sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("the test's SQL")
+            }
+            Database::Sqlite { path } => {
+                let url = format!("sqlite://{}", path.display());
+                let mut conn =
+                    sqlx::SqliteConnection::connect(&url).await.expect("open the test database");
+                sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect("the test's SQL")
+            }
+        }
+    }
 }
 
 impl Drop for TestDb {

@@ -1,31 +1,72 @@
 //! Recording delivery outcomes in the store, many at a time: one transaction for whatever has
 //! piled up while the previous one was written, so bookkeeping never costs an fsync per
 //! recipient (ARCHITECTURE.md: durability).
+//!
+//! A batch that cannot be written is kept and written again, with what came meanwhile: its
+//! record is what removes finished messages, and a message whose `250`s were recorded at once
+//! (`scheduler/receipts.rs`) but whose attempt record is lost has nothing left to try, so
+//! nothing else would remove it before the next start.
+
+use std::time::Duration;
 
 use postern_store::Store;
 use postern_store::model::DeliveryResult;
 use tokio::sync::mpsc;
 
+/// Most results one transaction takes.
+const MAX_BATCH: usize = 4096;
+
+/// The wait before writing a failed batch again: doubled each time, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Tries once the channel is closed (the engine is stopping): results not written by then are
+/// written at the next start, when the engine settles what it finds finished.
+const TRIES_AT_SHUTDOWN: u32 = 5;
+
 /// Writes results until the channel closes, then writes what is left.
 pub async fn run(store: Store, mut results: mpsc::Receiver<Vec<DeliveryResult>>) {
-    while let Some(first) = results.recv().await {
-        let mut batch = first;
-        while let Ok(more) = results.try_recv() {
-            batch.extend(more);
-            if batch.len() >= 4096 {
-                break;
+    let mut batch: Vec<DeliveryResult> = Vec::new();
+    let mut failures = 0u32;
+    loop {
+        if batch.is_empty() {
+            match results.recv().await {
+                Some(first) => batch = first,
+                None => return,
             }
         }
-        // A failure here means a delivered recipient may be tried again after a restart: at
-        // least once, never lost.
+        // While a batch is failing the channel fills, and the couriers wait: back-pressure,
+        // not memory.
+        while batch.len() < MAX_BATCH {
+            match results.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
         match store.queue_record_results(&batch).await {
-            // Counted once recorded, so that the counters agree with the delivery log.
-            Ok(_) => count(store.metrics(), &batch),
+            Ok(_) => {
+                // Counted once recorded, so that the counters agree with the delivery log.
+                count(store.metrics(), &batch);
+                batch.clear();
+                failures = 0;
+            }
             Err(e) => {
-                tracing::error!(error = %e, results = batch.len(), "cannot record delivery results")
+                failures += 1;
+                let closing = results.is_closed() && results.is_empty();
+                if closing && failures >= TRIES_AT_SHUTDOWN {
+                    tracing::error!(error = %e, results = batch.len(), "cannot record delivery results; they are settled at the next start");
+                    return;
+                }
+                let wait = backoff(failures);
+                tracing::error!(error = %e, results = batch.len(), retry_in_ms = wait.as_millis() as u64, "cannot record delivery results; trying again");
+                tokio::time::sleep(wait).await;
             }
         }
     }
+}
+
+fn backoff(failures: u32) -> Duration {
+    FIRST_BACKOFF.saturating_mul(1 << failures.saturating_sub(1).min(10)).min(MAX_BACKOFF)
 }
 
 fn count(metrics: &postern_store::metrics::Metrics, batch: &[DeliveryResult]) {
@@ -41,4 +82,86 @@ fn count(metrics: &postern_store::metrics::Metrics, batch: &[DeliveryResult]) {
     metrics.delivered(delivered);
     metrics.deferred(deferred);
     metrics.bounced(failed);
+}
+
+#[cfg(test)]
+mod tests {
+    use postern_store::model::{NewMessage, NewRecipient, Notify, Outcome};
+    use postern_store::testing::TestDb;
+
+    use super::*;
+
+    /// Waits up to 20 s for `done`.
+    async fn until<Fut: std::future::Future<Output = bool>>(what: &str, done: impl Fn() -> Fut) {
+        let start = std::time::Instant::now();
+        while !done().await {
+            assert!(start.elapsed() < Duration::from_secs(20), "never happened: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A failed write is tried again: the attempt record is what removes a finished message.
+    /// Postgres is where it failed for real (a deadlock with the prompt record of `250`s);
+    /// here a trigger refuses the delivery log's rows, counting each refusal in a sequence
+    /// (which no rollback undoes), until the test drops it.
+    #[tokio::test]
+    async fn a_batch_that_cannot_be_written_is_written_again() {
+        let test = "queue::bookkeeper::tests::a_batch_that_cannot_be_written_is_written_again";
+        let Some(db) = TestDb::postgres(test).await else { return };
+        let store = db.open().await;
+        let message = NewMessage {
+            sender: "a@example.org".into(),
+            recipients: vec![NewRecipient {
+                address: "b@example.net".into(),
+                orcpt: None,
+                notify: Notify::default(),
+            }],
+            envid: None,
+            ret: None,
+            smtputf8: false,
+            eight_bit: false,
+            received_at: postern_store::now(),
+            client: "client.example.org [192.0.2.7]".into(),
+            auth_user: None,
+            held: false,
+            note: None,
+            auth_results: None,
+            body: b"Subject: s\r\n\r\nbody\r\n".to_vec(),
+        };
+        let ids = store.queue_insert("n1", &[message]).await.unwrap();
+        db.execute(
+            "CREATE SEQUENCE refusals; \
+             CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN \
+             PERFORM nextval('refusals'); RAISE EXCEPTION 'refused by the test'; END $$ \
+             LANGUAGE plpgsql; \
+             CREATE TRIGGER refuse BEFORE INSERT ON delivery_log \
+             FOR EACH ROW EXECUTE FUNCTION refuse();",
+        )
+        .await;
+        let (tx, rx) = mpsc::channel(8);
+        let bookkeeper = tokio::spawn(run(store.clone(), rx));
+        let outcome = Outcome::Delivered { reply: "250 2.0.0 queued".into() };
+        let result = DeliveryResult { id: ids[0], recipient: 0, at: postern_store::now(), outcome };
+        tx.send(vec![result]).await.unwrap();
+        let refusals = "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM refusals";
+        until("two refused writes", || async { db.fetch_i64(refusals).await >= 2 }).await;
+        assert_eq!(store.queue_load_work("n1").await.unwrap().messages.len(), 1);
+
+        db.execute("DROP TRIGGER refuse ON delivery_log").await;
+        until("the message removed", || async {
+            store.queue_load_work("n1").await.unwrap().messages.is_empty()
+        })
+        .await;
+        assert_eq!(store.metrics().totals().delivered, 1, "counted once, when written");
+        drop(tx);
+        bookkeeper.await.unwrap();
+        store.close().await;
+    }
+
+    #[test]
+    fn the_wait_doubles_up_to_its_bound() {
+        let waits: Vec<u128> = (1..=9).map(|n| backoff(n).as_millis()).collect();
+        assert_eq!(waits, [50, 100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+    }
 }

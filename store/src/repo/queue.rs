@@ -265,7 +265,7 @@ impl Store {
         let mut qtx = self.queue_tx().await?;
         let result: Result<Vec<QueueId>> = async {
             let mut touched = BTreeSet::new();
-            for r in results {
+            for r in in_lock_order(results) {
                 let (status, reply, next) = match &r.outcome {
                     Outcome::Delivered { reply } => (RecipientStatus::Delivered, reply, r.at),
                     Outcome::Failed { reply } => (RecipientStatus::Failed, reply, r.at),
@@ -346,7 +346,7 @@ impl Store {
         }
         let mut qtx = self.queue_tx().await?;
         let result: Result<()> = async {
-            for r in results {
+            for r in in_lock_order(results) {
                 let Outcome::Delivered { reply } = &r.outcome else { continue };
                 let updated = sqlx::query(
                     "UPDATE queue_recipients SET status = 'delivered', attempts = attempts + 1, \
@@ -735,4 +735,14 @@ fn received_note(m: &NewMessage) -> String {
         parts.push("held");
     }
     parts.join("; ")
+}
+
+/// The results ordered by the rows they lock (message, then recipient). The prompt record of
+/// `250`s and the attempt's record run in two transactions at once and update the same
+/// recipients; taken in two orders, Postgres would find them deadlocked and abort one, and an
+/// aborted attempt record leaves its messages queued with nothing left to try.
+fn in_lock_order(results: &[DeliveryResult]) -> Vec<&DeliveryResult> {
+    let mut ordered: Vec<&DeliveryResult> = results.iter().collect();
+    ordered.sort_by_key(|r| (r.id, r.recipient));
+    ordered
 }

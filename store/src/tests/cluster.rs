@@ -9,7 +9,8 @@ crate::store_tests!(
     a_drain_is_asked_for_and_gives_the_lease_up,
     only_a_dead_or_drained_node_without_mail_is_forgotten,
     a_drain_and_a_removal_are_audited_with_who_asked,
-    a_delivery_recorded_at_once_is_not_recorded_twice
+    a_delivery_recorded_at_once_is_not_recorded_twice,
+    the_prompt_and_the_attempt_records_never_deadlock
 );
 
 fn member(node: &str) -> Membership {
@@ -187,4 +188,41 @@ async fn a_delivery_recorded_at_once_is_not_recorded_twice(store: Store) {
     let filter = crate::LogFilter { search: Some(ids[0].to_string()), ..Default::default() };
     let log = store.delivery_log(&filter, None, 10).await.unwrap();
     assert_eq!(log.iter().filter(|e| e.status == "delivered").count(), 2, "{log:?}");
+}
+
+/// The prompt record of `250`s and the attempt's record run at once in two transactions over
+/// the same recipients, each batch in its own order. Postgres aborted one as deadlocked when
+/// they locked rows in opposite orders, and an aborted attempt record left its messages queued
+/// with nothing to try (the cluster benchmark then waited forever for an empty queue).
+async fn the_prompt_and_the_attempt_records_never_deadlock(store: Store) {
+    use crate::model::{DeliveryResult, Outcome};
+    let _clock = simulated(&store);
+    for round in 0..4 {
+        let batch: Vec<_> = (0..100)
+            .map(|_| message("a@example.org", &["b@example.net", "c@example.net"]))
+            .collect();
+        let ids = store.queue_insert("n1", &batch).await.unwrap();
+        let results: Vec<DeliveryResult> = ids
+            .iter()
+            .flat_map(|id| (0..2).map(move |recipient| (*id, recipient)))
+            .map(|(id, recipient)| DeliveryResult {
+                id,
+                recipient,
+                at: 1_800_000_000,
+                outcome: Outcome::Delivered { reply: "250 2.0.0 queued".into() },
+            })
+            .collect();
+        let mut reversed = results.clone();
+        reversed.reverse();
+        let (prompt, attempts) = tokio::join!(
+            store.queue_record_delivered(&results),
+            store.queue_record_results(&reversed)
+        );
+        prompt.unwrap_or_else(|e| panic!("round {round}: the prompt record failed: {e}"));
+        let removed =
+            attempts.unwrap_or_else(|e| panic!("round {round}: the attempts' record failed: {e}"));
+        // Whichever came second, every message is gone once the attempts are recorded.
+        assert_eq!(removed.len(), ids.len(), "round {round}");
+    }
+    assert!(store.queue_load_work("n1").await.unwrap().messages.is_empty());
 }
