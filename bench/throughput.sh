@@ -20,6 +20,8 @@
 #            20, 50 and 100 sessions (the 50-session 2 KB case twice, as Postfix varies from run
 #            to run), ingest-only with both sizes at 50 sessions, and the idle sessions
 #   IDLE=N   idle sessions to hold (default 10000)
+#   SIZE=N   the message size in bytes without --full (default 2048): SIZE=102400 measures 100 KB
+#            messages alone
 #   DKIM=ALG Postern signs every relayed message for the sender's domain with an active key of
 #            ALG (ed25519 or rsa), as it signs what trusted networks send; unset: no key, no
 #            signature (run the script both ways to see signing's cost)
@@ -206,7 +208,7 @@ row() {
 echo "| test | message | sessions | messages | Postern | Postfix $pf_version | ratio |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 if ! $full; then
-    for n in "${sessions[@]}"; do row end-to-end 2048 "$n" "$messages" e2e; done
+    for n in "${sessions[@]}"; do row end-to-end "${SIZE:-2048}" "$n" "$messages" e2e; done
 else
     big=$((messages / 5))
     for n in "${sessions[@]}"; do

@@ -860,4 +860,11 @@ fn a_console_only_node_and_an_smtp_only_node_share_one_store() {
     let worked: Vec<&serde_json::Value> =
         log.iter().filter(|l| queue_work.iter().any(|w| l["message"] == *w)).collect();
     assert!(worked.is_empty(), "the console-only node worked a queue: {worked:?}");
+
+    // A console-only node stopped with SIGTERM is listed as drained, not dead.
+    let mut desk = Node::new("desk", &url, mail.path());
+    desk.start_with(&["serve", "--role", "console"]);
+    assert!(wait_until(Duration::from_secs(5), || node_states(&desk).contains_key("desk")));
+    assert!(desk.serve.as_mut().unwrap().terminate().success());
+    assert_eq!(node_states(&admin)["desk"].0, "drained");
 }

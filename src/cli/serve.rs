@@ -402,10 +402,14 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     notify::notify("STOPPING=1\nSTATUS=draining");
     shutdown.cancel();
     reload_task.abort();
+    let (leaving, node) = (store.clone(), boot.cluster.node.clone());
     let all = async {
         let mta = async {
-            if let Some(mta) = mta {
-                mta.join().await;
+            match mta {
+                Some(mta) => mta.join().await,
+                // A console-only node holds no queue: it gives its lease up at once, and the
+                // others list it as drained (stopped on purpose) rather than dead.
+                None => postern_server::cluster::leave(&leaving, &node).await,
             }
         };
         let _ = tokio::join!(mta, watcher, certificate_task);

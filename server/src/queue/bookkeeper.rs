@@ -86,19 +86,11 @@ fn count(metrics: &postern_store::metrics::Metrics, batch: &[DeliveryResult]) {
 
 #[cfg(test)]
 mod tests {
-    use postern_store::model::{NewMessage, NewRecipient, Notify, Outcome};
+    use postern_store::model::Outcome;
     use postern_store::testing::TestDb;
 
     use super::*;
-
-    /// Waits up to 20 s for `done`.
-    async fn until<Fut: std::future::Future<Output = bool>>(what: &str, done: impl Fn() -> Fut) {
-        let start = std::time::Instant::now();
-        while !done().await {
-            assert!(start.elapsed() < Duration::from_secs(20), "never happened: {what}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    use crate::queue::scheduler::testing::{message, until};
 
     /// A failed write is tried again: the attempt record is what removes a finished message.
     /// Postgres is where it failed for real (a deadlock with the prompt record of `250`s);
@@ -109,25 +101,7 @@ mod tests {
         let test = "queue::bookkeeper::tests::a_batch_that_cannot_be_written_is_written_again";
         let Some(db) = TestDb::postgres(test).await else { return };
         let store = db.open().await;
-        let message = NewMessage {
-            sender: "a@example.org".into(),
-            recipients: vec![NewRecipient {
-                address: "b@example.net".into(),
-                orcpt: None,
-                notify: Notify::default(),
-            }],
-            envid: None,
-            ret: None,
-            smtputf8: false,
-            eight_bit: false,
-            received_at: postern_store::now(),
-            client: "client.example.org [192.0.2.7]".into(),
-            auth_user: None,
-            held: false,
-            note: None,
-            auth_results: None,
-            body: b"Subject: s\r\n\r\nbody\r\n".to_vec(),
-        };
+        let message = message("a@example.org", &["b@example.net"], "s");
         let ids = store.queue_insert("n1", &[message]).await.unwrap();
         db.execute(
             "CREATE SEQUENCE refusals; \

@@ -677,6 +677,6 @@ mod courier_tests;
 #[cfg(test)]
 mod scope_tests;
 #[cfg(test)]
-mod testing;
+pub(super) mod testing;
 #[cfg(test)]
 mod tests;

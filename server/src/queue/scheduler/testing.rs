@@ -11,7 +11,7 @@ use postern_store::{SimClock, Store, now};
 pub(super) const NODE: &str = "mx1.example.test";
 
 /// A small message from `sender` to `recipients`, received now.
-pub(super) fn message(sender: &str, recipients: &[&str], subject: &str) -> NewMessage {
+pub(in crate::queue) fn message(sender: &str, recipients: &[&str], subject: &str) -> NewMessage {
     NewMessage {
         sender: sender.into(),
         recipients: recipients
@@ -37,7 +37,7 @@ pub(super) fn message(sender: &str, recipients: &[&str], subject: &str) -> NewMe
 }
 
 /// Waits up to 10 s for `done`.
-pub(super) async fn until<F, Fut>(what: &str, done: F)
+pub(in crate::queue) async fn until<F, Fut>(what: &str, done: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = bool>,
