@@ -183,7 +183,9 @@ fn admin_and_token(s: &Setup) -> String {
     let bearer = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(bearer.starts_with("pst_"), "{bearer}");
     let tokens = s.ok(&["token", "list", "--json"]);
-    assert!(!tokens.contains(bearer.rsplit('_').next().unwrap()), "{tokens}");
+    // `pst_<id>_<secret>`; the secret is URL-safe base64 and may hold `_` itself.
+    let secret = bearer.strip_prefix("pst_").and_then(|t| t.split_once('_')).unwrap().1;
+    assert!(secret.len() >= 32 && !tokens.contains(secret), "{tokens}");
     let err = s.fails(&["token", "create", "--owner", "nobody", "--name", "x"]);
     assert!(err.contains("nobody"), "{err}");
     bearer
