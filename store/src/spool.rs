@@ -29,15 +29,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::error::{Result, StoreError};
 use crate::store::{Store, now};
 
-/// Bodies below this size stay inline in the envelope's transaction. Measured on the
-/// development machine (2 cores, ext4 on virtio; SQLite WAL with `synchronous=FULL`, batches of
-/// 50): inline costs about 150 µs a message at 16 KiB, 380 µs at 64 KiB, 880 µs at 128 KiB and
-/// 2.4 ms at 256 KiB (the WAL writes the body, and the checkpoint writes it again), where a
-/// file written and fsynced by each session at once, with one directory fsync per batch, costs
-/// 240 µs at 64 KiB and 360 µs at 256 KiB, but far more than inline for small bodies (each
-/// fsync is a journal commit of its own: 3.5 ms when they come one after another). The lines
-/// cross near 64 KiB.
-pub const INLINE_MAX: usize = 64 * 1024;
+/// Bodies below this size stay inline in the envelope's transaction; a session holds at most
+/// this much of a body in memory before it goes to the spool. Measured on the development
+/// machine (2 cores, ext4 on virtio; SQLite WAL with `synchronous=FULL`): alone, a file written
+/// and fsynced by each session, with one directory fsync per batch, costs less than inline from
+/// about 64 KiB (240 µs against 380 µs; inline pays the WAL write and the checkpoint's), but
+/// end to end (`bench/throughput.sh`, 100 KB messages relayed at 50 sessions, three runs each)
+/// inline moved 516–607 messages/s and files 363–527: each file is one more fsync in the
+/// session's path, an open and a read at delivery and an unlink after it, and the WAL's
+/// fsync is shared by the whole batch. Messages of a few hundred KB are common, so the line
+/// is at 256 KiB; 50 sessions hold at most 12.5 MiB of bodies in memory for it.
+pub const INLINE_MAX: usize = 256 * 1024;
 
 /// The size of a row of `queue_body_chunks`, and of a read from a spool file.
 pub const CHUNK: usize = 256 * 1024;

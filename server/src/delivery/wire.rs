@@ -79,14 +79,15 @@ pub fn check_data(body: &[u8]) -> Result<usize, BodyError> {
                     len += 1;
                 }
                 line_start = false;
-                line_len += 1;
+                // The rest of the line, up to its CR or LF, at once.
+                let run = memchr::memchr2(b'\r', b'\n', &body[i..]).unwrap_or(body.len() - i);
+                line_len += run;
                 if line_len > MAX_LINE {
-                    let rest = &body[i + 1 - line_len..];
-                    let length = rest.iter().position(|c| matches!(c, b'\r' | b'\n'));
-                    let length = length.unwrap_or(rest.len());
-                    return Err(BodyError::LineTooLong { line: line_no, length });
+                    return Err(BodyError::LineTooLong { line: line_no, length: line_len });
                 }
-                len += 1;
+                len += run;
+                i += run;
+                continue;
             }
         }
         i += 1;
@@ -138,7 +139,13 @@ impl<'a> DataBlocks<'a> {
                         out.push(b'.');
                     }
                     self.line_start = false;
-                    out.push(b);
+                    // The rest of the line, up to its CR or LF or the block's end, at once.
+                    let rest = &self.body[self.pos..];
+                    let run = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
+                    let run = run.min(max - (out.len() - start)).max(1);
+                    out.extend_from_slice(&rest[..run]);
+                    self.pos += run;
+                    continue;
                 }
             }
             self.pos += 1;
@@ -177,7 +184,9 @@ impl Default for Stuffer {
 impl Stuffer {
     /// Appends `piece`, stuffed, to `out`.
     pub fn push(&mut self, piece: &[u8], out: &mut Vec<u8>) -> Result<(), BodyError> {
-        for &b in piece {
+        let mut i = 0;
+        while let Some(&b) = piece.get(i) {
+            i += 1;
             if self.prev_cr {
                 if b != b'\n' {
                     return Err(BodyError::BareCr { offset: self.offset - 1 });
@@ -195,14 +204,20 @@ impl Stuffer {
                         out.push(b'.');
                     }
                     self.line_start = false;
-                    self.line_len += 1;
-                    if self.line_len > MAX_LINE {
+                    // This byte and the rest of the line in this piece, up to its CR or LF.
+                    let rest = &piece[i - 1..];
+                    let run = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
+                    if self.line_len + run > MAX_LINE {
                         return Err(BodyError::LineTooLong {
                             line: self.line_no,
-                            length: self.line_len,
+                            length: MAX_LINE + 1,
                         });
                     }
-                    out.push(b);
+                    self.line_len += run;
+                    out.extend_from_slice(&rest[..run]);
+                    self.offset += run;
+                    i += run - 1;
+                    continue;
                 }
             }
             self.offset += 1;

@@ -160,26 +160,61 @@ impl Body {
         self.data = Vec::new();
     }
 
-    pub fn push(&mut self, bytes: &[u8]) {
-        for &b in bytes {
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        while let Some((&b, rest)) = bytes.split_first() {
             if self.error.is_some() {
                 // Only bare line endings matter after a failure: nothing more is stored.
-                self.prev_cr = b == b'\r';
-                continue;
+                self.prev_cr = bytes.last() == Some(&b'\r');
+                return;
             }
+            // Inside a line, past its lead, with room before the fold: a run without CR, LF or
+            // NUL is taken whole. Everything else goes a byte at a time.
+            if !self.prev_cr && self.lead_len == LEAD && self.line_len < MAX_LINE {
+                let run = memchr::memchr3(b'\r', b'\n', 0, bytes).unwrap_or(bytes.len());
+                let take = run.min(MAX_LINE - self.line_len);
+                if take > 0 {
+                    self.data.extend_from_slice(&bytes[..take]);
+                    self.line_len += take;
+                    self.grow(take);
+                    if self.error.is_some() {
+                        return;
+                    }
+                    bytes = &bytes[take..];
+                    continue;
+                }
+            }
+            bytes = rest;
+            if !self.push_byte(b) {
+                return;
+            }
+        }
+    }
+
+    /// One byte of [`Body::push`]; `false` once the body has failed on it.
+    fn push_byte(&mut self, b: u8) -> bool {
+        {
             match (self.prev_cr, b) {
                 (true, b'\n') => {
                     self.prev_cr = false;
                     self.end_line();
-                    continue;
+                    return self.error.is_none();
                 }
-                (true, _) => return self.fail(BodyError::BareLineEnding),
-                (false, b'\n') => return self.fail(BodyError::BareLineEnding),
+                (true, _) => {
+                    self.fail(BodyError::BareLineEnding);
+                    return false;
+                }
+                (false, b'\n') => {
+                    self.fail(BodyError::BareLineEnding);
+                    return false;
+                }
                 (false, b'\r') => {
                     self.prev_cr = true;
-                    continue;
+                    return true;
                 }
-                (false, 0) => return self.fail(BodyError::Nul),
+                (false, 0) => {
+                    self.fail(BodyError::Nul);
+                    return false;
+                }
                 _ => {}
             }
             if self.line_len == MAX_LINE {
@@ -189,10 +224,14 @@ impl Body {
             }
             if self.lead_len < LEAD {
                 self.lead_start(b);
+                if self.error.is_some() {
+                    return false;
+                }
             }
             self.data.push(b);
             self.line_len += 1;
             self.grow(1);
+            self.error.is_none()
         }
     }
 

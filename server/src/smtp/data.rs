@@ -35,15 +35,26 @@ pub async fn read_data<R: AsyncBufRead + Unpin>(
             return Ok(false);
         }
         out.clear();
-        let mut used = input.len();
-        for (i, &b) in input.iter().enumerate() {
+        let used = input.len();
+        let mut i = 0;
+        while i < input.len() {
+            if state == State::Mid {
+                // Inside a line only a CR can change the state: take the run up to it at once.
+                let run = memchr::memchr(b'\r', &input[i..]).unwrap_or(input.len() - i);
+                out.extend_from_slice(&input[i..i + run]);
+                i += run;
+                if i == input.len() {
+                    break;
+                }
+            }
+            let b = input[i];
+            i += 1;
             state = match (state, b) {
                 (State::LineStart, b'.') => State::Dot,
                 (State::Dot, b'\r') => State::DotCr,
                 (State::DotCr, b'\n') => {
-                    used = i + 1;
                     body.push(&out);
-                    reader.consume(used);
+                    reader.consume(i);
                     return Ok(true);
                 }
                 // ".\r" then something else: the dot was stuffing, the CR is data (and bare).
