@@ -493,5 +493,5 @@ async fn the_openapi_document_has_the_mailbox_endpoints(store: Store) {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(params, ["limit", "after", "domain", "q"]);
+    assert_eq!(params, ["limit", "after", "domain", "q", "If-None-Match"]);
 }

@@ -257,3 +257,33 @@ async fn if_none_match_gets_304_until_the_answer_changes(store: Store) {
     assert_ne!(changed.headers.get(header::ETAG).unwrap(), etag.as_str());
     assert_eq!(names(&changed, "name").len(), 4);
 }
+
+/// The API's document says which reads answer `304`, and how to ask: `If-None-Match` in, `ETag`
+/// out, so that generated clients know both.
+#[tokio::test]
+async fn the_document_names_the_conditional_reads() {
+    let db = postern_store::testing::TestDb::sqlite();
+    let store = db.open().await;
+    add_admin(&store, "alice", Role::Admin, &[]).await;
+    let app = console(&store);
+    let api = Api::new(&store, &app, "alice", Access::Read, &[]).await;
+    let doc = api.call("GET", "/openapi.json", None).await.json();
+    for path in [
+        "/domains",
+        "/domains/{name}",
+        "/mailboxes",
+        "/mailboxes/{address}",
+        "/aliases",
+        "/aliases/{source}",
+    ] {
+        let get = &doc["paths"][path]["get"];
+        assert!(get["responses"]["304"].is_object(), "{path}: {get}");
+        assert!(get["responses"]["200"]["headers"]["ETag"].is_object(), "{path}: {get}");
+        let params = get["parameters"].as_array().unwrap();
+        assert!(
+            params.iter().any(|p| p["name"] == "If-None-Match" && p["in"] == "header"),
+            "{path}: {get}"
+        );
+    }
+    store.close().await;
+}

@@ -139,8 +139,9 @@ async fn find(state: &AppState, user: &Principal, source: &str) -> Result<Alias,
 }
 
 /// List the aliases the caller manages, by source.
-#[utoipa::path(get, path = "/aliases", params(ListParams, AliasQuery), tag = "aliases",
-    responses((status = 200, body = AliasList), (status = 401, body = ErrorBody),
+#[utoipa::path(get, path = "/aliases", params(ListParams, AliasQuery, ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer: 304 if it is still current")),
+    tag = "aliases",
+    responses((status = 200, body = AliasList, headers(("ETag" = String, description = "Names this answer, for If-None-Match"))), (status = 304, description = "Not modified: the If-None-Match ETag is current"), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
@@ -193,8 +194,8 @@ async fn create(
 
 /// One alias.
 #[utoipa::path(get, path = "/aliases/{source}", tag = "aliases",
-    params(("source" = String, Path, description = "The alias source: an address or `@domain`")),
-    responses((status = 200, body = AliasView), (status = 401, body = ErrorBody),
+    params(("source" = String, Path, description = "The alias source: an address or `@domain`"), ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer: 304 if it is still current")),
+    responses((status = 200, body = AliasView, headers(("ETag" = String, description = "Names this answer, for If-None-Match"))), (status = 304, description = "Not modified: the If-None-Match ETag is current"), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 async fn show(

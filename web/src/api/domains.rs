@@ -89,8 +89,9 @@ fn parse_name(name: &str) -> Result<DomainName, WebError> {
 }
 
 /// List the domains the caller manages.
-#[utoipa::path(get, path = "/domains", params(ListParams), tag = "domains",
-    responses((status = 200, body = DomainList), (status = 401, body = ErrorBody),
+#[utoipa::path(get, path = "/domains", params(ListParams, ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer: 304 if it is still current")),
+    tag = "domains",
+    responses((status = 200, body = DomainList, headers(("ETag" = String, description = "Names this answer, for If-None-Match"))), (status = 304, description = "Not modified: the If-None-Match ETag is current"), (status = 401, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
@@ -123,8 +124,8 @@ async fn create(
 
 /// One domain.
 #[utoipa::path(get, path = "/domains/{name}", tag = "domains",
-    params(("name" = String, Path, description = "The domain name")),
-    responses((status = 200, body = DomainView), (status = 401, body = ErrorBody),
+    params(("name" = String, Path, description = "The domain name"), ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer: 304 if it is still current")),
+    responses((status = 200, body = DomainView, headers(("ETag" = String, description = "Names this answer, for If-None-Match"))), (status = 304, description = "Not modified: the If-None-Match ETag is current"), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 async fn show(

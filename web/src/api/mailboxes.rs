@@ -136,8 +136,9 @@ async fn find(state: &AppState, user: &Principal, address: &str) -> Result<Mailb
 }
 
 /// List the mailboxes the caller manages, by address, paginated in the database.
-#[utoipa::path(get, path = "/mailboxes", params(ListParams, MailboxQuery), tag = "mailboxes",
-    responses((status = 200, body = MailboxList), (status = 401, body = ErrorBody),
+#[utoipa::path(get, path = "/mailboxes", params(ListParams, MailboxQuery, ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer: 304 if it is still current")),
+    tag = "mailboxes",
+    responses((status = 200, body = MailboxList, headers(("ETag" = String, description = "Names this answer, for If-None-Match"))), (status = 304, description = "Not modified: the If-None-Match ETag is current"), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
@@ -183,8 +184,8 @@ async fn create(
 
 /// One mailbox.
 #[utoipa::path(get, path = "/mailboxes/{address}", tag = "mailboxes",
-    params(("address" = String, Path, description = "The mailbox address")),
-    responses((status = 200, body = MailboxView), (status = 401, body = ErrorBody),
+    params(("address" = String, Path, description = "The mailbox address"), ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer: 304 if it is still current")),
+    responses((status = 200, body = MailboxView, headers(("ETag" = String, description = "Names this answer, for If-None-Match"))), (status = 304, description = "Not modified: the If-None-Match ETag is current"), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 async fn show(
