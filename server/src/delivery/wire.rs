@@ -142,7 +142,7 @@ impl<'a> DataBlocks<'a> {
                     // The rest of the line, up to its CR or LF or the block's end, at once.
                     let rest = &self.body[self.pos..];
                     let run = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
-                    let run = run.min(max - (out.len() - start)).max(1);
+                    let run = run.min(max - (out.len() - start));
                     out.extend_from_slice(&rest[..run]);
                     self.pos += run;
                     continue;

@@ -192,47 +192,45 @@ impl Body {
 
     /// One byte of [`Body::push`]; `false` once the body has failed on it.
     fn push_byte(&mut self, b: u8) -> bool {
-        {
-            match (self.prev_cr, b) {
-                (true, b'\n') => {
-                    self.prev_cr = false;
-                    self.end_line();
-                    return self.error.is_none();
-                }
-                (true, _) => {
-                    self.fail(BodyError::BareLineEnding);
-                    return false;
-                }
-                (false, b'\n') => {
-                    self.fail(BodyError::BareLineEnding);
-                    return false;
-                }
-                (false, b'\r') => {
-                    self.prev_cr = true;
-                    return true;
-                }
-                (false, 0) => {
-                    self.fail(BodyError::Nul);
-                    return false;
-                }
-                _ => {}
+        match (self.prev_cr, b) {
+            (true, b'\n') => {
+                self.prev_cr = false;
+                self.end_line();
+                return self.error.is_none();
             }
-            if self.line_len == MAX_LINE {
-                // Fold as Postfix does: CRLF SPACE keeps a header line a header continuation.
-                self.data.extend_from_slice(b"\r\n ");
-                self.line_len = 1;
+            (true, _) => {
+                self.fail(BodyError::BareLineEnding);
+                return false;
             }
-            if self.lead_len < LEAD {
-                self.lead_start(b);
-                if self.error.is_some() {
-                    return false;
-                }
+            (false, b'\n') => {
+                self.fail(BodyError::BareLineEnding);
+                return false;
             }
-            self.data.push(b);
-            self.line_len += 1;
-            self.grow(1);
-            self.error.is_none()
+            (false, b'\r') => {
+                self.prev_cr = true;
+                return true;
+            }
+            (false, 0) => {
+                self.fail(BodyError::Nul);
+                return false;
+            }
+            _ => {}
         }
+        if self.line_len == MAX_LINE {
+            // Fold as Postfix does: CRLF SPACE keeps a header line a header continuation.
+            self.data.extend_from_slice(b"\r\n ");
+            self.line_len = 1;
+        }
+        if self.lead_len < LEAD {
+            self.lead_start(b);
+            if self.error.is_some() {
+                return false;
+            }
+        }
+        self.data.push(b);
+        self.line_len += 1;
+        self.grow(1);
+        self.error.is_none()
     }
 
     /// One more byte at the start of a header line: a line that starts `Received:` counts.
