@@ -13,6 +13,8 @@ use postern_store::Store;
 use postern_store::model::DeliveryResult;
 use tokio::sync::mpsc;
 
+use super::scheduler::HANDOFF;
+
 /// Most results one transaction takes.
 const MAX_BATCH: usize = 4096;
 
@@ -47,6 +49,7 @@ pub async fn run(store: Store, mut results: mpsc::Receiver<Vec<DeliveryResult>>)
             Ok(_) => {
                 // Counted once recorded, so that the counters agree with the delivery log.
                 count(store.metrics(), &batch);
+                log_recorded(&batch);
                 batch.clear();
                 failures = 0;
             }
@@ -62,6 +65,18 @@ pub async fn run(store: Store, mut results: mpsc::Receiver<Vec<DeliveryResult>>)
                 tokio::time::sleep(wait).await;
             }
         }
+    }
+}
+
+/// The hand-off log's line for each attempt recorded (`scheduler/receipts.rs`): a transfer
+/// followed by it, or by a `delivery recorded`, is safe from a crash.
+fn log_recorded(batch: &[DeliveryResult]) {
+    if !tracing::enabled!(target: HANDOFF, tracing::Level::DEBUG) {
+        return;
+    }
+    let ids: std::collections::BTreeSet<_> = batch.iter().map(|r| r.id).collect();
+    for id in ids {
+        tracing::debug!(target: HANDOFF, queue_id = %id, "attempt recorded");
     }
 }
 

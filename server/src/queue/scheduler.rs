@@ -40,6 +40,7 @@ mod dsn;
 mod events;
 mod job;
 mod receipts;
+pub(crate) use receipts::HANDOFF;
 
 /// How the scheduler runs.
 #[derive(Clone)]

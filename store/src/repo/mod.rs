@@ -27,6 +27,7 @@ pub(crate) mod policy;
 pub(crate) mod policy_services;
 pub(crate) mod queue;
 mod queue_act;
+mod queue_results;
 mod queue_rows;
 pub mod rate_limits;
 mod rows;

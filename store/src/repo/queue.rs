@@ -2,15 +2,13 @@
 //! bookkeeping, the console's paginated list, and the tail of administrator actions' events
 //! (the actions themselves are in `queue_act`). None of it touches the configuration revision.
 
-use std::collections::BTreeSet;
-
 use sqlx::{Any, Row, Transaction};
 
 use super::queue_rows::{self as rows, bind_filter, recipient_domain};
 use crate::error::{Result, StoreError};
 use crate::model::{
-    BOUNCED_BY_ADMIN, DamagedEntry, DeliveryResult, NewMessage, Outcome, Page, QueueEvent,
-    QueueFilter, QueueId, QueuePage, QueuedMessage, RecipientStatus, WorkSet,
+    DamagedEntry, NewMessage, Page, QueueEvent, QueueFilter, QueueId, QueuePage, QueuedMessage,
+    WorkSet,
 };
 use crate::spool::{QueuedBody, SpooledBody};
 use crate::store::Store;
@@ -254,131 +252,6 @@ impl Store {
                 Ok(body.map(|b| Box::new(Inline(Some(b))) as Box<dyn crate::spool::BodyReader>))
             }
         }
-    }
-
-    /// Records a batch of per-recipient outcomes in one transaction, and removes (with their
-    /// bodies) the messages of the batch that have nothing left to try. Returns those removed.
-    pub async fn queue_record_results(&self, results: &[DeliveryResult]) -> Result<Vec<QueueId>> {
-        if results.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut qtx = self.queue_tx().await?;
-        let result: Result<Vec<QueueId>> = async {
-            let mut touched = BTreeSet::new();
-            for r in in_lock_order(results) {
-                let (status, reply, next) = match &r.outcome {
-                    Outcome::Delivered { reply } => (RecipientStatus::Delivered, reply, r.at),
-                    Outcome::Failed { reply } => (RecipientStatus::Failed, reply, r.at),
-                    Outcome::Deferred { reply, next_attempt_at } => {
-                        (RecipientStatus::Deferred, reply, *next_attempt_at)
-                    }
-                };
-                // A delivery already recorded by the prompt path (`queue_record_delivered`)
-                // is not counted, nor logged, twice.
-                let updated = sqlx::query(
-                    "UPDATE queue_recipients SET status = $3, attempts = attempts + 1, \
-                     last_attempt_at = $4, next_attempt_at = $5, last_error = $6, updated_at = $4 \
-                     WHERE message_id = $1 AND idx = $2 \
-                     AND NOT ($3 = 'delivered' AND status = 'delivered')",
-                )
-                .bind(r.id.to_string())
-                .bind(i64::from(r.recipient))
-                .bind(status.as_str())
-                .bind(r.at)
-                .bind(next)
-                .bind(reply)
-                .execute(&mut *qtx.tx)
-                .await?;
-                touched.insert(r.id);
-                if updated.rows_affected() == 0 {
-                    continue;
-                }
-                sqlx::query(
-                    "INSERT INTO delivery_log (at, message_id, sender, recipient, domain, status, \
-                     reply) SELECT $1, m.id, m.sender, r.address, r.domain, $2, $3 \
-                     FROM queue_messages m JOIN queue_recipients r ON r.message_id = m.id \
-                     WHERE m.id = $4 AND r.idx = $5",
-                )
-                .bind(r.at)
-                .bind(status.as_str())
-                .bind(reply)
-                .bind(r.id.to_string())
-                .bind(i64::from(r.recipient))
-                .execute(&mut *qtx.tx)
-                .await?;
-            }
-            let mut removed = Vec::new();
-            for id in touched {
-                // Done when nothing is left to try and no administrator's bounce still owes
-                // its DSN (a domain-admin's, of some recipients, is reported apart).
-                let done = sqlx::query(
-                    "DELETE FROM queue_messages WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM \
-                     queue_recipients r WHERE r.message_id = $1 AND (r.status IN ('pending', \
-                     'deferred') OR (r.status = 'failed' AND r.last_error = $2)))",
-                )
-                .bind(id.to_string())
-                .bind(BOUNCED_BY_ADMIN)
-                .execute(&mut *qtx.tx)
-                .await?;
-                if done.rows_affected() > 0 {
-                    removed.push(id);
-                }
-            }
-            Ok(removed)
-        }
-        .await;
-        let removed = self.queue_finish(qtx, result).await?;
-        if !removed.is_empty() {
-            self.spool_tidy().await;
-        }
-        Ok(removed)
-    }
-
-    /// Records at once that these recipients were delivered (a next hop said `250`), without
-    /// removing their messages: that is left to [`Store::queue_record_results`], which the
-    /// scheduler calls once the whole attempt and its DSNs are done, and which does not record
-    /// them again. Between a remote `250` and this commit, a node that dies leaves the
-    /// recipient to be sent again by the node that claims its queue: this keeps that window to
-    /// one commit. Only `Delivered` outcomes are taken; others are ignored.
-    pub async fn queue_record_delivered(&self, results: &[DeliveryResult]) -> Result<()> {
-        if results.is_empty() {
-            return Ok(());
-        }
-        let mut qtx = self.queue_tx().await?;
-        let result: Result<()> = async {
-            for r in in_lock_order(results) {
-                let Outcome::Delivered { reply } = &r.outcome else { continue };
-                let updated = sqlx::query(
-                    "UPDATE queue_recipients SET status = 'delivered', attempts = attempts + 1, \
-                     last_attempt_at = $3, next_attempt_at = $3, last_error = $4, updated_at = $3 \
-                     WHERE message_id = $1 AND idx = $2 AND status IN ('pending', 'deferred')",
-                )
-                .bind(r.id.to_string())
-                .bind(i64::from(r.recipient))
-                .bind(r.at)
-                .bind(reply)
-                .execute(&mut *qtx.tx)
-                .await?;
-                if updated.rows_affected() == 0 {
-                    continue;
-                }
-                sqlx::query(
-                    "INSERT INTO delivery_log (at, message_id, sender, recipient, domain, status, \
-                     reply) SELECT $1, m.id, m.sender, r.address, r.domain, 'delivered', $2 \
-                     FROM queue_messages m JOIN queue_recipients r ON r.message_id = m.id \
-                     WHERE m.id = $3 AND r.idx = $4",
-                )
-                .bind(r.at)
-                .bind(reply)
-                .bind(r.id.to_string())
-                .bind(i64::from(r.recipient))
-                .execute(&mut *qtx.tx)
-                .await?;
-            }
-            Ok(())
-        }
-        .await;
-        self.queue_finish(qtx, result).await
     }
 
     /// Records that the sender of `id` was warned, at `at`, of the delay of these recipients,
@@ -735,14 +608,4 @@ fn received_note(m: &NewMessage) -> String {
         parts.push("held");
     }
     parts.join("; ")
-}
-
-/// The results ordered by the rows they lock (message, then recipient). The prompt record of
-/// `250`s and the attempt's record run in two transactions at once and update the same
-/// recipients; taken in two orders, Postgres would find them deadlocked and abort one, and an
-/// aborted attempt record leaves its messages queued with nothing left to try.
-fn in_lock_order(results: &[DeliveryResult]) -> Vec<&DeliveryResult> {
-    let mut ordered: Vec<&DeliveryResult> = results.iter().collect();
-    ordered.sort_by_key(|r| (r.id, r.recipient));
-    ordered
 }

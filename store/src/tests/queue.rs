@@ -58,6 +58,7 @@ crate::store_tests!(
     orphaned_entries_are_set_aside,
     actions_from_another_process_reach_the_watcher,
     a_message_history_outlives_the_queue_and_keeps_to_a_scope,
+    a_recipient_twice_in_one_batch_is_written_in_turn,
     sender_and_recipient_match_whole_or_part_of_an_address
 );
 
@@ -521,6 +522,36 @@ async fn a_message_history_outlives_the_queue_and_keeps_to_a_scope(store: Store)
         .unwrap();
     assert!(mine.iter().all(|e| e.recipient == "c@b.test") && mine.len() == 2);
     assert!(store.message_history("nope", &None).await.unwrap().is_empty());
+}
+
+/// Attempts that piled up while the store was failing reach it in one batch: a recipient
+/// deferred and then delivered is written in that order, each once, and the prompt record of a
+/// `250` is neither logged nor counted again by the attempt's record.
+async fn a_recipient_twice_in_one_batch_is_written_in_turn(store: Store) {
+    let ids = store
+        .queue_insert(
+            NODE,
+            &[message("a@x.test", &["b@y.test"]), message("a@x.test", &["c@y.test"])],
+        )
+        .await
+        .unwrap();
+    let deferred =
+        Outcome::Deferred { reply: "451 4.4.1 later".into(), next_attempt_at: 1_700_000_400 };
+    let delivered = Outcome::Delivered { reply: "250 ok".into() };
+    // The second message's 250, recorded at once, twice (a repeated receipt).
+    let prompt = result(ids[1], 0, delivered.clone());
+    store.queue_record_delivered(&[prompt.clone(), prompt.clone()]).await.unwrap();
+    let removed = store
+        .queue_record_results(&[result(ids[0], 0, deferred), prompt, result(ids[0], 0, delivered)])
+        .await
+        .unwrap();
+    assert_eq!(removed, ids, "both messages are done");
+    let first = store.message_history(&ids[0].to_string(), &None).await.unwrap();
+    let seen: Vec<&str> = first.iter().map(|e| e.status.as_str()).collect();
+    assert_eq!(seen, ["received", "deferred", "delivered"]);
+    let second = store.message_history(&ids[1].to_string(), &None).await.unwrap();
+    let seen: Vec<&str> = second.iter().map(|e| e.status.as_str()).collect();
+    assert_eq!(seen, ["received", "delivered"], "the 250 logged once");
 }
 
 async fn sender_and_recipient_match_whole_or_part_of_an_address(store: Store) {

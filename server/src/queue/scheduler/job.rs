@@ -52,6 +52,10 @@ pub(super) struct Job {
     config: Arc<SchedulerConfig>,
     pool: Arc<Pool>,
     receipts: mpsc::Sender<Vec<DeliveryResult>>,
+    /// Whether anything stands between a recipient's `250` and the attempt's record (another
+    /// route's transfer, a success DSN to queue first), so that the `250` is worth a record of
+    /// its own ([`super::receipts`]).
+    prompt: bool,
     slot: Arc<Slot>,
 }
 
@@ -74,6 +78,11 @@ impl Job {
             }
         }
         let slot = Arc::new(Slot::new(slots, permit, groups.len()));
+        let prompt = groups.len() > 1
+            || entry
+                .rcpts
+                .iter()
+                .any(|r| r.waiting() && r.next_at <= now && r.notify.contains(Notify::SUCCESS));
         Job {
             id: entry.id,
             at: now,
@@ -97,6 +106,7 @@ impl Job {
             config: s.config.clone(),
             pool: s.pool.clone(),
             receipts: s.receipts.clone(),
+            prompt,
             slot,
         }
     }
@@ -227,8 +237,15 @@ impl Job {
     }
 
     /// Hands what the next hop accepted to the prompt record ([`super::receipts`]), so that a
-    /// crash from now on does not send it again once the store has it.
+    /// crash from now on does not send it again once the store has it. Not when the attempt's
+    /// own record comes next anyway: one route, every recipient accepted, no DSN to queue first.
+    /// That record is as prompt (one commit), and a second commit of the same rows would slow
+    /// every delivery down.
     async fn receipt(&self, members: &[(u32, String)], outcomes: &[Outcome]) {
+        let all_accepted = outcomes.iter().all(|o| matches!(o, Outcome::Delivered { .. }));
+        if !self.prompt && all_accepted {
+            return;
+        }
         let accepted: Vec<DeliveryResult> = members
             .iter()
             .zip(outcomes)
