@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use common::{Serve, Setup, applied};
 use postern_store::testing::TestDb;
+use support::dkimpy::verify as dkimpy;
 
 const PASSWORD: &str = "correct horse battery";
 const MB40: usize = 40 * 1000 * 1000;
@@ -409,47 +410,6 @@ async fn one_byte_over_the_limit_is_refused_and_leaves_nothing_postgres() {
     let test = "stream::one_byte_over_the_limit_is_refused_and_leaves_nothing_postgres";
     let Some(db) = TestDb::postgres(test).await else { return };
     tokio::task::spawn_blocking(move || over_the_limit(&db)).await.unwrap();
-}
-
-/// Verifies every DKIM-Signature of `message` with python3-dkim (dkimpy), the DNS answers given
-/// by `records` (name, value): one bool per signature, or `None` (skipped) without it.
-fn dkimpy(test: &str, message: &[u8], records: &[(String, String)]) -> Option<Vec<bool>> {
-    const DKIMPY: &str = "/usr/lib/python3/dist-packages/dkim/__init__.py";
-    if !Path::new(DKIMPY).exists() {
-        postern_store::testing::missing_peer(test, "python3-dkim is not installed");
-        return None;
-    }
-    let script = r#"
-import sys, json, dkim
-records = {k.encode(): v.encode() for k, v in json.loads(sys.argv[1]).items()}
-def dnsfunc(name, timeout=5):
-    return records.get(name.rstrip(b"."), None)
-msg = sys.stdin.buffer.read()
-d = dkim.DKIM(msg)
-count = sum(1 for (n, _) in dkim.rfc822_parse(msg)[0] if n.lower() == b"dkim-signature")
-def ok(i):
-    try:
-        return bool(d.verify(idx=i, dnsfunc=dnsfunc))
-    except dkim.ValidationError:
-        return False
-print(json.dumps([ok(i) for i in range(count)]))
-"#;
-    let records: serde_json::Map<String, serde_json::Value> =
-        records.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
-    let mut child = std::process::Command::new("/usr/bin/python3")
-        .args(["-c", script, &serde_json::Value::Object(records).to_string()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run /usr/bin/python3");
-    let mut stdin = child.stdin.take().unwrap();
-    let message = message.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&message));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(out.status.success(), "dkimpy: {}", String::from_utf8_lossy(&out.stderr));
-    Some(serde_json::from_slice(&out.stdout).expect("a JSON list"))
 }
 
 /// Nothing is skipped for size: a body check sees the last lines of a 10 MB message, and

@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,12 +17,11 @@ use postern_server::dns::{HickoryResolver, Resolver, ScriptedResolver};
 use postern_server::mailauth::{DkimChecker, DkimSigner, Signer};
 use postern_store::Store;
 use postern_store::model::{DkimAlgorithm, DkimKey, DkimState, DnsCheck, DomainKind};
-use postern_store::testing::{TestDb, missing_peer};
+use postern_store::testing::TestDb;
+use support::dkimpy::verify as dkimpy;
 use support::peers::challtestsrv;
 use tokio_util::sync::CancellationToken;
 
-const PYTHON: &str = "/usr/bin/python3";
-const DKIMPY: &str = "/usr/lib/python3/dist-packages/dkim/__init__.py";
 const ACTOR: &str = "test:dkim";
 
 const MESSAGE: &str = "Received: from client by mail.example.test; Mon, 7 Dec 2026 02:00:00 +0000\r\n\
@@ -37,44 +35,6 @@ Hello,  world.\r\n\
 .leading dot\r\n\
 \r\n\
 \r\n";
-
-/// Verifies every DKIM-Signature of `message` with dkimpy, the DNS answers given by `records`
-/// (name, value); one bool per signature, or `None` (skipped) without python3-dkim.
-fn dkimpy(test: &str, message: &[u8], records: &[(String, String)]) -> Option<Vec<bool>> {
-    if !std::path::Path::new(DKIMPY).exists() {
-        missing_peer(test, "python3-dkim is not installed (Debian package python3-dkim)");
-        return None;
-    }
-    let script = r#"
-import sys, json, dkim
-records = {k.encode(): v.encode() for k, v in json.loads(sys.argv[1]).items()}
-def dnsfunc(name, timeout=5):
-    return records.get(name.rstrip(b"."), None)
-msg = sys.stdin.buffer.read()
-d = dkim.DKIM(msg)
-count = sum(1 for (n, _) in dkim.rfc822_parse(msg)[0] if n.lower() == b"dkim-signature")
-def ok(i):
-    try:
-        return bool(d.verify(idx=i, dnsfunc=dnsfunc))
-    except dkim.ValidationError:
-        return False
-print(json.dumps([ok(i) for i in range(count)]))
-"#;
-    let records: serde_json::Map<String, serde_json::Value> =
-        records.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
-    let mut child = Command::new(PYTHON)
-        .args(["-c", script, &serde_json::Value::Object(records).to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run /usr/bin/python3");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(message).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "dkimpy: {}", String::from_utf8_lossy(&out.stderr));
-    Some(serde_json::from_slice(&out.stdout).expect("a JSON list"))
-}
 
 fn published(keys: &[DkimKey]) -> Vec<(String, String)> {
     keys.iter().map(|k| (k.record_name(), k.record_value())).collect()

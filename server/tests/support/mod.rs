@@ -2,6 +2,7 @@
 //! with the test, and a message to send.
 #![allow(dead_code)]
 
+pub mod dkimpy;
 pub mod peers;
 
 use std::collections::HashMap;
