@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::smtp::send;
 use common::{Setup, applied};
 use postern_store::testing::TestDb;
 
@@ -17,36 +16,6 @@ const PASSWORD: &str = "correct horse battery";
 /// A loopback port nobody listens on: a smarthost that is down.
 fn closed_port() -> u16 {
     postern_store::testing::free_port()
-}
-
-/// One SMTP transaction over a plain socket; returns the last reply.
-fn send(addr: SocketAddr, rcpt: &str, subject: &str) -> String {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    let mut reply = || {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            assert!(reader.read_line(&mut line).unwrap() > 0, "the server closed: {all}");
-            all.push_str(&line);
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return all;
-            }
-        }
-    };
-    reply();
-    let commands = ["EHLO client.test", "MAIL FROM:<someone@remote.test>", rcpt, "DATA"];
-    for command in commands {
-        writer.write_all(format!("{command}\r\n").as_bytes()).unwrap();
-        let r = reply();
-        assert!(r.starts_with('2') || r.starts_with('3'), "{command}: {r}");
-    }
-    writer.write_all(format!("Subject: {subject}\r\n\r\nbody\r\n.\r\n").as_bytes()).unwrap();
-    let last = reply();
-    let _ = writer.write_all(b"QUIT\r\n");
-    last
 }
 
 /// Waits until the Maildir's `new/` holds `count` messages, and returns them.
@@ -79,11 +48,13 @@ fn a_default_smarthost_leaves_the_mailboxes_their_mail() {
         })
         .expect("the mailbox and the smarthost are live");
 
-    let reply = send(serve.listeners["smtp"], "RCPT TO:<ann@example.test>", "stays here");
+    let reply =
+        send(serve.listeners["smtp"], "someone@remote.test", "ann@example.test", "stays here");
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
     // RFC 5321 §4.5.1: <postmaster> without a domain is accepted; with no postmaster address
     // set up, the first mailbox created takes it.
-    let reply = send(serve.listeners["smtp"], "RCPT TO:<Postmaster>", "for the postmaster");
+    let reply =
+        send(serve.listeners["smtp"], "someone@remote.test", "Postmaster", "for the postmaster");
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
     let maildir = setup.dir.path().join("data/mail/example.test/ann");
     let mail = wait_for_mail(&maildir, 2);

@@ -8,52 +8,17 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use common::smtp::send;
 use common::{Serve, Setup, applied};
 use postern_store::testing::TestDb;
 
 const TOKEN: &str = "metrics-token-5f1c2a9b7e";
 const PASSWORD: &str = "correct horse battery";
-
-/// One SMTP transaction over a plain socket; returns the reply to RCPT, or to the end of DATA.
-fn send(addr: SocketAddr, rcpt: &str, subject: &str) -> String {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    let mut reply = || {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            assert!(reader.read_line(&mut line).unwrap() > 0, "the server closed: {all}");
-            all.push_str(&line);
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return all;
-            }
-        }
-    };
-    reply();
-    for command in
-        ["EHLO client.test", "MAIL FROM:<someone@remote.test>", &format!("RCPT TO:<{rcpt}>")]
-    {
-        writer.write_all(format!("{command}\r\n").as_bytes()).unwrap();
-        let r = reply();
-        if !r.starts_with('2') {
-            let _ = writer.write_all(b"QUIT\r\n");
-            return r;
-        }
-    }
-    writer.write_all(b"DATA\r\n").unwrap();
-    assert!(reply().starts_with("354"));
-    writer.write_all(format!("Subject: {subject}\r\n\r\nbody\r\n.\r\n").as_bytes()).unwrap();
-    let last = reply();
-    let _ = writer.write_all(b"QUIT\r\n");
-    let _ = reply();
-    last
-}
+const FROM: &str = "someone@remote.test";
 
 /// A GET over HTTP/1.1; returns the status and the body.
 fn get(addr: SocketAddr, path: &str, bearer: Option<&str>) -> (u16, String) {
@@ -165,10 +130,10 @@ fn counters_agree_with_the_delivery_log(db: TestDb) {
         .expect("the mailboxes and the rule are live");
 
     for n in 0..3 {
-        let reply = send(smtp, "ann@example.test", &format!("message {n}"));
+        let reply = send(smtp, FROM, "ann@example.test", &format!("message {n}"));
         assert!(reply.starts_with("250 2.0.0"), "{reply}");
     }
-    let reply = send(smtp, "bob@example.test", "refused");
+    let reply = send(smtp, FROM, "bob@example.test", "refused");
     assert!(reply.starts_with("550 5.7.1"), "{reply}");
 
     let delivered = r#"postern_recipients_delivery_total{result="delivered"}"#;
@@ -273,11 +238,11 @@ fn one_run(setup: &Setup, first: bool, good: usize, bad: usize) -> (u64, u64, u6
             .expect("the mailbox and the rule are live");
     }
     for n in 0..good {
-        let reply = send(smtp, "ann@example.test", &format!("message {n}"));
+        let reply = send(smtp, FROM, "ann@example.test", &format!("message {n}"));
         assert!(reply.starts_with("250 2.0.0"), "{reply}");
     }
     for _ in 0..bad {
-        let reply = send(smtp, "bob@example.test", "refused");
+        let reply = send(smtp, FROM, "bob@example.test", "refused");
         assert!(reply.starts_with("550 5.7.1"), "{reply}");
     }
     let delivered = r#"postern_recipients_delivery_total{result="delivered"}"#;

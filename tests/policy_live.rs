@@ -3,40 +3,21 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::smtp::Smtp;
 use common::{Setup, applied};
 use postern_store::testing::TestDb;
 
 /// Speaks SMTP up to RCPT and returns the RCPT reply.
 fn rcpt_reply(addr: SocketAddr, from: &str, to: &str) -> String {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    let mut reply = || {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            assert!(reader.read_line(&mut line).unwrap() > 0, "the server closed");
-            all.push_str(&line);
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return all;
-            }
-        }
-    };
-    assert!(reply().starts_with("220"));
-    let mut last = String::new();
-    for command in
-        ["EHLO client.test".to_string(), format!("MAIL FROM:<{from}>"), format!("RCPT TO:<{to}>")]
-    {
-        writer.write_all(format!("{command}\r\n").as_bytes()).unwrap();
-        last = reply();
-    }
-    let _ = writer.write_all(b"QUIT\r\n");
-    last
+    let mut smtp = Smtp::connect(addr);
+    smtp.command("EHLO client.test");
+    smtp.command(&format!("MAIL FROM:<{from}>"));
+    let reply = smtp.command(&format!("RCPT TO:<{to}>"));
+    smtp.quit();
+    reply
 }
 
 #[test]

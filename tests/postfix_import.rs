@@ -14,6 +14,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::Setup;
+use common::smtp::send;
 use postern_store::testing::{TestDb, missing_peer};
 
 const MAIN_CF: &str = "\
@@ -537,44 +538,6 @@ impl Drop for Instance {
     }
 }
 
-/// Sends one message to `rcpt` over SMTP from 127.0.0.1; returns the reply to RCPT when it is
-/// not 2xx, else the reply to the end of DATA.
-fn smtp_send(port: u16, rcpt: &str, marker: &str) -> String {
-    use std::io::{BufRead, BufReader, Write};
-    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    let mut reply = || {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            assert!(reader.read_line(&mut line).unwrap() > 0, "closed: {all}");
-            all.push_str(&line);
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return all;
-            }
-        }
-    };
-    reply();
-    for command in
-        ["EHLO client.test", "MAIL FROM:<tester@client.test>", &format!("RCPT TO:<{rcpt}>")]
-    {
-        writer.write_all(format!("{command}\r\n").as_bytes()).unwrap();
-        let r = reply();
-        if !r.starts_with('2') {
-            let _ = writer.write_all(b"QUIT\r\n");
-            return r;
-        }
-    }
-    writer.write_all(b"DATA\r\n").unwrap();
-    assert!(reply().starts_with("354"));
-    writer.write_all(format!("Subject: {marker}\r\n\r\n{marker}\r\n.\r\n").as_bytes()).unwrap();
-    let last = reply();
-    let _ = writer.write_all(b"QUIT\r\n");
-    last
-}
-
 /// The Maildirs under `root` (`domain/user/new`) holding a message with `marker`.
 fn maildirs_with(root: &Path, marker: &str) -> Vec<String> {
     let mut found = Vec::new();
@@ -718,7 +681,7 @@ fn postfix_and_postern_route_the_test_addresses_the_same_way() {
     {
         for (n, rcpt) in addresses.iter().enumerate() {
             let marker = format!("probe-{n}-via-{mta}");
-            let reply = smtp_send(port, rcpt, &marker);
+            let reply = send(("127.0.0.1", port), "tester@client.test", rcpt, &marker);
             if !reply.starts_with('2') {
                 places.insert((mta, rcpt), vec![format!("refused {}", &reply[..1])]);
                 continue;

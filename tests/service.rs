@@ -14,6 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::smtp::send;
 use common::{Serve, Setup, applied};
 use postern_store::testing::{TestDb, missing_peer};
 
@@ -82,35 +83,6 @@ fn as_nobody(setup: &Setup, args: &[&str], stdin: &str) -> std::process::Output 
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "postern {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     out
-}
-
-/// One message to `rcpt`; returns the reply to the end of DATA.
-fn send(addr: SocketAddr, rcpt: &str) -> String {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    let mut reply = || {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            assert!(reader.read_line(&mut line).unwrap() > 0, "the server closed: {all}");
-            all.push_str(&line);
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return all;
-            }
-        }
-    };
-    assert!(reply().starts_with("220"));
-    for command in
-        ["EHLO client.test", "MAIL FROM:<a@remote.test>", &format!("RCPT TO:<{rcpt}>"), "DATA"]
-    {
-        writer.write_all(format!("{command}\r\n").as_bytes()).unwrap();
-        let r = reply();
-        assert!(r.starts_with('2') || r.starts_with('3'), "{command}: {r}");
-    }
-    writer.write_all(b"Subject: as a service\r\n\r\nbody\r\n.\r\n").unwrap();
-    reply()
 }
 
 fn wait_for_files(dir: &Path, count: usize) -> Vec<std::path::PathBuf> {
@@ -246,7 +218,7 @@ fn as_root_with_a_user_serve_drops_privileges_and_still_takes_mail() {
     serve
         .wait_log(Duration::from_secs(10), |l| applied(l) && l["mailboxes"] == 1)
         .expect("the mailbox is live");
-    let reply = send(serve.listeners["smtp"], "ann@example.test");
+    let reply = send(serve.listeners["smtp"], "a@remote.test", "ann@example.test", "as a service");
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
     let delivered = wait_for_files(&data.join("mail/example.test/ann/new"), 1);
     assert_eq!(delivered.len(), 1, "delivered to the Maildir");

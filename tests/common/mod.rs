@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use postern_store::Database;
 
+pub mod smtp;
+
 /// A directory with a `postern.toml` for one test, and the environment that points the binary
 /// at its store.
 pub struct Setup {
