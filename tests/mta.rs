@@ -10,14 +10,14 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Serve, Setup, applied};
 use postern_store::testing::{TestDb, missing_peer};
 
-const PASSWORD: &str = "correct horse battery";
+const PASSWORD: &str = common::ANN_PASSWORD;
 
 fn have_swaks(test: &str) -> bool {
     if support::have("swaks") {
@@ -67,29 +67,12 @@ fn wait_for_mail(dir: &Path, count: usize, within: Duration) -> Vec<String> {
     }
 }
 
-/// Starts serve, then adds example.test and ann@example.test through the CLI, and waits until
-/// the running server has them.
-fn serve_with_ann(setup: &Setup) -> Serve {
-    let serve = setup.serve();
-    setup.ok(&["domain", "add", "example.test"]);
-    let out = setup.run(&["mailbox", "add", "ann@example.test"], &format!("{PASSWORD}\n"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serve
-        .wait_log(Duration::from_secs(5), |l| applied(l) && l["mailboxes"] == 1)
-        .expect("the mailbox is live");
-    serve
-}
-
-fn ann_maildir(setup: &Setup) -> PathBuf {
-    setup.dir.path().join("data/mail/example.test/ann")
-}
-
 fn swaks_on_every_port(db: &TestDb, test: &str) {
     if !have_swaks(test) {
         return;
     }
     let setup = Setup::new(&db.database);
-    let serve = serve_with_ann(&setup);
+    let serve = setup.serve_with_ann();
     let (ok, text) = swaks(
         serve.listeners["smtp"],
         &[
@@ -150,7 +133,7 @@ fn swaks_on_every_port(db: &TestDb, test: &str) {
     let (ok, text) = swaks(serve.listeners["submission"], &args);
     assert!(!ok && text.contains("553 5.7.1"), "{text}");
 
-    let mail = wait_for_mail(&ann_maildir(&setup), 3, Duration::from_secs(10));
+    let mail = wait_for_mail(&setup.ann_maildir(), 3, Duration::from_secs(10));
     for subject in ["via 25", "via 587", "via 465"] {
         let m = mail
             .iter()
@@ -431,7 +414,7 @@ fn send_one(addr: SocketAddr, subject: &str) -> std::io::Result<bool> {
 fn kill_9_loses_no_acknowledged_message() {
     let db = TestDb::sqlite();
     let setup = Setup::new(&db.database);
-    let mut serve = serve_with_ann(&setup);
+    let mut serve = setup.serve_with_ann();
     let addr = serve.listeners["smtp"];
     let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let senders: Vec<_> = (0..8)
@@ -471,7 +454,7 @@ fn kill_9_loses_no_acknowledged_message() {
 
     // The same data directory and store, a new process.
     let _again = setup.serve();
-    let maildir = ann_maildir(&setup);
+    let maildir = setup.ann_maildir();
     let start = Instant::now();
     loop {
         let mail = new_mail(&maildir);
@@ -540,14 +523,14 @@ fn a_refused_recipient_bounces_to_the_sender() {
     let Some((_sink, port)) = support::peers::sink(test, peer.path(), &["-f", "RCPT"]) else {
         return;
     };
-    let serve = serve_with_ann(&setup);
+    let serve = setup.serve_with_ann();
     remote_test_via(&setup, &serve, port);
     let (ok, text) = swaks(
         serve.listeners["smtp"],
         &["--from", "ann@example.test", "--to", "bob@remote.test", "--header", "Subject: doomed"],
     );
     assert!(ok, "{text}");
-    let mail = wait_for_mail(&ann_maildir(&setup), 1, Duration::from_secs(15));
+    let mail = wait_for_mail(&setup.ann_maildir(), 1, Duration::from_secs(15));
     assert_eq!(mail.len(), 1, "no DSN in the sender's mailbox");
     let dsn = &mail[0];
     for needed in [
@@ -590,7 +573,7 @@ fn a_refused_recipient_bounces_to_the_sender() {
         "a bounce was bounced"
     );
     wait_for_empty_queue(&setup, Duration::from_secs(10));
-    assert_eq!(new_mail(&ann_maildir(&setup)).len(), 1);
+    assert_eq!(new_mail(&setup.ann_maildir()).len(), 1);
 }
 
 /// `postern queue bounce` on a deferred message: the running server sends the DSN, then
@@ -603,7 +586,7 @@ fn an_administrator_bounce_sends_a_dsn() {
     }
     let db = TestDb::sqlite();
     let setup = Setup::new(&db.database);
-    let serve = serve_with_ann(&setup);
+    let serve = setup.serve_with_ann();
     // A next hop that is down: the message waits, deferred.
     remote_test_via(&setup, &serve, support::free_port());
     let (ok, text) = swaks(
@@ -614,7 +597,7 @@ fn an_administrator_bounce_sends_a_dsn() {
     serve.wait_log(Duration::from_secs(10), |l| l["status"] == "deferred").expect("deferred");
     let id = queue_json(&setup, &[])["messages"][0]["id"].as_str().unwrap().to_string();
     setup.ok(&["queue", "bounce", &id]);
-    let mail = wait_for_mail(&ann_maildir(&setup), 1, Duration::from_secs(15));
+    let mail = wait_for_mail(&setup.ann_maildir(), 1, Duration::from_secs(15));
     assert_eq!(mail.len(), 1, "no DSN in the sender's mailbox");
     for needed in ["Final-Recipient: rfc822; bob@remote.test", "Status: 5.0.0", "Subject: stuck"] {
         assert!(mail[0].contains(needed), "{needed:?} missing from the DSN:\n{}", mail[0]);
@@ -633,7 +616,7 @@ fn a_smarthost_takes_the_mail_after_starttls_and_auth() {
     }
     let (db_a, db_b) = (TestDb::sqlite(), TestDb::sqlite());
     let (relay, smarthost) = (Setup::new(&db_a.database), Setup::new(&db_b.database));
-    let upstream = serve_with_ann(&smarthost);
+    let upstream = smarthost.serve_with_ann();
     let port = upstream.listeners["submission"].port();
     let serve = relay.serve();
     let next_hop = format!("smtp:[127.0.0.1]:{port}");
@@ -645,7 +628,7 @@ fn a_smarthost_takes_the_mail_after_starttls_and_auth() {
         &["--from", "ann@example.test", "--to", "ann@example.test", "--header", "Subject: via"],
     );
     assert!(ok, "{text}");
-    let mail = wait_for_mail(&ann_maildir(&smarthost), 1, Duration::from_secs(10));
+    let mail = wait_for_mail(&smarthost.ann_maildir(), 1, Duration::from_secs(10));
     assert_eq!(mail.len(), 1, "the smarthost delivered it");
     assert!(mail[0].contains("Subject: via"));
     assert!(
@@ -728,7 +711,7 @@ fn a_large_message_arrives_byte_exact(db: &TestDb) {
         std::fs::create_dir_all(&spool).unwrap();
         std::fs::write(spool.join("00000000000000000000000000000001"), b"left by a crash").unwrap();
     }
-    let serve = serve_with_ann(&setup);
+    let serve = setup.serve_with_ann();
     if sqlite {
         assert!(
             !spool.join("00000000000000000000000000000001").exists(),
@@ -765,7 +748,7 @@ fn a_large_message_arrives_byte_exact(db: &TestDb) {
     writer.write_all(b"NOOP\r\n").unwrap();
     assert!(read_reply(&mut reader).unwrap().starts_with("250"), "the session goes on");
 
-    let maildir = ann_maildir(&setup);
+    let maildir = setup.ann_maildir();
     let start = Instant::now();
     let files = loop {
         let files: Vec<Vec<u8>> = std::fs::read_dir(maildir.join("new"))

@@ -30,27 +30,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Serve, Setup, applied};
+use common::{Setup, applied};
 use postern_store::testing::TestDb;
 use support::dkimpy::verify as dkimpy;
 
-const PASSWORD: &str = "correct horse battery";
+const PASSWORD: &str = common::ANN_PASSWORD;
 const MB40: usize = 40 * 1000 * 1000;
-
-fn serve_with_ann(setup: &Setup) -> Serve {
-    let serve = setup.serve();
-    setup.ok(&["domain", "add", "example.test"]);
-    let out = setup.run(&["mailbox", "add", "ann@example.test"], &format!("{PASSWORD}\n"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serve
-        .wait_log(Duration::from_secs(30), |l| applied(l) && l["mailboxes"] == 1)
-        .expect("the mailbox is live");
-    serve
-}
-
-fn ann_maildir(setup: &Setup) -> PathBuf {
-    setup.dir.path().join("data/mail/example.test/ann")
-}
 
 fn spool(setup: &Setup) -> PathBuf {
     setup.dir.path().join("data/spool")
@@ -199,7 +184,7 @@ fn survives_kill_9(db: &TestDb, test: &str) {
     let Some((_sink, port)) = support::peers::sink(test, dump.path(), &["-d", &template]) else {
         return;
     };
-    let mut serve = serve_with_ann(&setup);
+    let mut serve = setup.serve_with_ann();
     let out = setup.run(
         &["transport", "set", "remote.test", &format!("smtp:[127.0.0.1]:{port}"), "--tls", "none"],
         "",
@@ -218,7 +203,7 @@ fn survives_kill_9(db: &TestDb, test: &str) {
     drop(client);
 
     let _again = setup.serve();
-    let mail = wait_for_mail(&ann_maildir(&setup), 1, Duration::from_secs(120));
+    let mail = wait_for_mail(&setup.ann_maildir(), 1, Duration::from_secs(120));
     assert!(
         mail.iter().any(|m| ends_with_after_headers(m, &message, b"\r\n")),
         "the 40 MB message is not byte-exact in the Maildir ({} files)",
@@ -281,13 +266,13 @@ fn peak_above_idle(pid: u32, load: impl FnOnce()) -> (u64, u64, u64) {
 /// resident memory stays under its idle figure + 64 MiB.
 fn five_at_once(db: &TestDb) {
     let setup = Setup::new(&db.database);
-    let serve = serve_with_ann(&setup);
+    let serve = setup.serve_with_ann();
     let addr = serve.listeners["smtp"];
     let messages: Vec<Arc<Vec<u8>>> =
         (0..5).map(|i| Arc::new(large_message(MB40, &format!("five-{i}")))).collect();
     // Connected before the baseline, so that the sessions' own setup is idle memory.
     let clients: Vec<Client> = (0..5).map(|_| Client::connect(addr)).collect();
-    let maildir = ann_maildir(&setup);
+    let maildir = setup.ann_maildir();
     let (idle, peak, rise) = peak_above_idle(serve.child.id(), || {
         let senders: Vec<_> = clients
             .into_iter()
@@ -339,7 +324,7 @@ fn over_the_limit(db: &TestDb) {
     let limit: usize = 1 << 20;
     setup.env.push(("POSTERN_SMTP_MAX_MESSAGE_SIZE".into(), "1M".into()));
     let sqlite = matches!(db.database, postern_store::Database::Sqlite { .. });
-    let serve = serve_with_ann(&setup);
+    let serve = setup.serve_with_ann();
     let mut client = Client::connect(serve.listeners["smtp"]);
     let reply = client.cmd(&format!("MAIL FROM:<big@remote.test> SIZE={}", limit + 1));
     assert!(reply.starts_with("552 5.3.4"), "{reply}");
@@ -360,7 +345,7 @@ fn over_the_limit(db: &TestDb) {
     assert!(client.cmd("NOOP").starts_with("250"), "the session goes on");
     let reply = client.send(&["ann@example.test"], &at_limit);
     assert!(reply.starts_with("250 "), "{reply}");
-    let mail = wait_for_mail(&ann_maildir(&setup), 1, Duration::from_secs(60));
+    let mail = wait_for_mail(&setup.ann_maildir(), 1, Duration::from_secs(60));
     assert!(mail.iter().any(|m| ends_with_after_headers(m, &at_limit, b"\r\n")));
 
     // A client gone half-way through a spooled body.
@@ -459,7 +444,7 @@ fn large_mail_is_checked_and_signed(db: &TestDb, test: &str) {
         .map(|i| Arc::new(large_message_from(MB40, &format!("signed-{i}"), "ann@example.test")))
         .collect();
     let clients: Vec<Client> = (0..3).map(|_| Client::connect(addr)).collect();
-    let maildir = ann_maildir(&setup);
+    let maildir = setup.ann_maildir();
     let (idle, peak, rise) = peak_above_idle(serve.child.id(), || {
         let senders: Vec<_> = clients
             .into_iter()
@@ -527,7 +512,7 @@ fn bounce_of_a_large_message(db: &TestDb, test: &str) {
     else {
         return;
     };
-    let serve = serve_with_ann(&setup);
+    let serve = setup.serve_with_ann();
     let out = setup.run(
         &["transport", "set", "remote.test", &format!("smtp:[127.0.0.1]:{port}"), "--tls", "none"],
         "",
@@ -538,7 +523,7 @@ fn bounce_of_a_large_message(db: &TestDb, test: &str) {
         .expect("the transport is live");
     let message = large_message_from(MB40, "refused", "ann@example.test");
     let mut client = Client::connect(serve.listeners["smtp"]);
-    let maildir = ann_maildir(&setup);
+    let maildir = setup.ann_maildir();
     let (idle, peak, rise) = peak_above_idle(serve.child.id(), || {
         let reply = client.send_as("ann@example.test", &["peer@remote.test"], &message);
         assert!(reply.starts_with("250 "), "{reply}");

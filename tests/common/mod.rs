@@ -15,6 +15,9 @@ use postern_store::Database;
 
 pub mod smtp;
 
+/// The password [`Setup::serve_with_ann`] gives ann@example.test.
+pub const ANN_PASSWORD: &str = "correct horse battery";
+
 /// A directory with a `postern.toml` for one test, and the environment that points the binary
 /// at its store.
 pub struct Setup {
@@ -92,6 +95,24 @@ impl Setup {
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
+    }
+
+    /// Starts `serve`, adds example.test and ann@example.test (password [`ANN_PASSWORD`])
+    /// through the CLI, and waits until the running server has them.
+    pub fn serve_with_ann(&self) -> Serve {
+        let serve = self.serve();
+        self.ok(&["domain", "add", "example.test"]);
+        let out = self.run(&["mailbox", "add", "ann@example.test"], &format!("{ANN_PASSWORD}\n"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serve
+            .wait_log(Duration::from_secs(30), |l| applied(l) && l["mailboxes"] == 1)
+            .expect("the mailbox is live");
+        serve
+    }
+
+    /// ann@example.test's Maildir.
+    pub fn ann_maildir(&self) -> PathBuf {
+        self.dir.path().join("data/mail/example.test/ann")
     }
 
     pub fn serve(&self) -> Serve {
