@@ -336,13 +336,14 @@ fn wait_until(within: Duration, mut pred: impl FnMut() -> bool) -> bool {
 }
 
 /// The senders of the messages whose remote transfer a node's log shows started (`transfer
-/// started`) and not recorded (`delivery recorded`) by the time the log ends.
+/// started`) and not recorded (`delivery recorded`, or `attempt recorded` by the bookkeeper) by
+/// the time the log ends.
 fn in_transfer_at_exit(log: &[serde_json::Value]) -> HashSet<String> {
     let handoff = |l: &&serde_json::Value| l["target"] == "postern::handoff";
     let recorded: HashSet<&str> = log
         .iter()
         .filter(handoff)
-        .filter(|l| l["message"] == "delivery recorded")
+        .filter(|l| l["message"] == "delivery recorded" || l["message"] == "attempt recorded")
         .filter_map(|l| l["queue_id"].as_str())
         .collect();
     log.iter()
@@ -511,8 +512,10 @@ fn three_engines_share_the_configuration_and_survive_a_killed_one() {
         let states = node_states(&nodes[0]);
         states.values().all(|(_, messages)| *messages == 0)
     }));
-    let states = node_states(&nodes[0]);
-    assert_eq!(states["n2"].0, "dead", "{states:?}");
+    // Listed dead once its lease lapses (dead_after 3 s). Its queue may have moved before that,
+    // or it may have had nothing left when it died: then the others had nothing to wait for.
+    let dead = wait_until(Duration::from_secs(15), || node_states(&nodes[0])["n2"].0 == "dead");
+    assert!(dead, "node 2 not listed dead: {:?}", node_states(&nodes[0]));
     let inbox = maildir_markers(&ann);
     let twice: Vec<(&String, &usize)> = inbox.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "delivered into the Maildir more than once: {twice:?}");
