@@ -7,7 +7,7 @@
 //! group commit of new messages, whose sessions are waiting for their `250`; measured with
 //! 2 KB messages, the writes of outcomes held that lock for about a third of the time, in
 //! transactions of some 35 outcomes each, and the sessions' commits waited on them. Fewer,
-//! larger ones leave it to the sessions (`bench/throughput.sh`: 5–15 % more messages a second).
+//! larger ones leave it to the sessions (1–21 % more messages a second, in five pairs of runs).
 //! Idle, an outcome is written at once.
 //!
 //! A batch that cannot be written is kept and written again, with what came meanwhile: its
