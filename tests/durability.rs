@@ -32,8 +32,6 @@ use std::time::{Duration, Instant};
 use common::{Serve, Setup, applied};
 use postern_store::testing::{TestDb, missing_peer};
 
-const PASSWORD: &str = "correct horse battery";
-
 /// A plain SMTP client: enough to send one message and read each reply whole.
 struct Smtp {
     reader: BufReader<TcpStream>,
@@ -92,16 +90,6 @@ fn message_with(marker: &str, lines: usize) -> Vec<u8> {
     }
     body.extend_from_slice(b".\r\n");
     body
-}
-
-/// Adds example.test and ann@example.test through the CLI and waits until `serve` has them.
-fn add_ann(setup: &Setup, serve: &Serve) {
-    setup.ok(&["domain", "add", "example.test"]);
-    let out = setup.run(&["mailbox", "add", "ann@example.test"], &format!("{PASSWORD}\n"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serve
-        .wait_log(Duration::from_secs(30), |l| applied(l) && l["mailboxes"] == 1)
-        .expect("the mailbox is live");
 }
 
 /// The PIDs of `pid`'s children.
@@ -219,7 +207,7 @@ fn the_250_to_data_follows_the_sync_of_what_it_acknowledges() {
         .envs(setup.env.iter().map(|(k, v)| (k, v)));
     let serve = Serve::start(cmd);
     let kill = KillTracee(serve.child.id());
-    add_ann(&setup, &serve);
+    setup.add_ann(&serve);
 
     let marker = format!("DURABLE-{}-{}", std::process::id(), serve.child.id());
     let mut smtp = Smtp::connect(serve.listeners["smtp"]);
@@ -404,7 +392,7 @@ fn a_full_disk_refuses_for_now_and_loses_nothing() {
         }
     };
     let serve = setup.serve();
-    add_ann(&setup, &serve);
+    setup.add_ann(&serve);
     let smtp_addr = serve.listeners["smtp"];
     let ballast = data.join("ballast");
 

@@ -12,10 +12,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Serve, Setup, applied};
+use common::{ANN_PASSWORD, Serve, Setup, applied};
 use postern_store::testing::TestDb;
-
-const PASSWORD: &str = "correct horse battery";
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
@@ -150,20 +148,16 @@ fn a_smarthost_password_is_sealed_at_rest_and_still_used() {
     let (relay, smarthost) = (Setup::new(&db_a.database), Setup::new(&db_b.database));
 
     // The smarthost: another Postern, where ann must log in on the submission port.
-    let upstream = smarthost.serve();
-    smarthost.ok(&["domain", "add", "example.test"]);
-    let out = smarthost.run(&["mailbox", "add", "ann@example.test"], &format!("{PASSWORD}\n"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    upstream
-        .wait_log(Duration::from_secs(5), |l| applied(l) && l["mailboxes"] == 1)
-        .expect("the mailbox is live");
-    let maildir = smarthost.dir.path().join("data/mail/example.test/ann");
+    let upstream = smarthost.serve_with_ann();
+    let maildir = smarthost.ann_maildir();
 
     let serve = relay.serve();
     let next_hop = format!("smtp:[127.0.0.1]:{}", upstream.listeners["submission"].port());
     let args = ["transport", "set", "*", &next_hop, "--tls", "encrypt"];
-    let out = relay
-        .run(&[&args[..], &["--auth-user", "ann@example.test"]].concat(), &format!("{PASSWORD}\n"));
+    let out = relay.run(
+        &[&args[..], &["--auth-user", "ann@example.test"]].concat(),
+        &format!("{ANN_PASSWORD}\n"),
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serve
         .wait_log(Duration::from_secs(5), |l| applied(l) && l["transports"] == 1)
@@ -175,7 +169,10 @@ fn a_smarthost_password_is_sealed_at_rest_and_still_used() {
         stored.extend(std::fs::read(data.join(file)).unwrap_or_default());
     }
     assert!(contains(&stored, b"sealed:v1:"), "the row holds a sealed value");
-    assert!(!contains(&stored, PASSWORD.as_bytes()), "the password is in the database in clear");
+    assert!(
+        !contains(&stored, ANN_PASSWORD.as_bytes()),
+        "the password is in the database in clear"
+    );
 
     // 127.0.0.1 is a trusted network of the relay; the smarthost lets ann send as herself only.
     send(serve.listeners["smtp"], "ann@example.test", "ann@example.test", "first");

@@ -101,13 +101,19 @@ impl Setup {
     /// through the CLI, and waits until the running server has them.
     pub fn serve_with_ann(&self) -> Serve {
         let serve = self.serve();
+        self.add_ann(&serve);
+        serve
+    }
+
+    /// Adds example.test and ann@example.test (password [`ANN_PASSWORD`]) through the CLI, and
+    /// waits until `serve`, however it was started, has them.
+    pub fn add_ann(&self, serve: &Serve) {
         self.ok(&["domain", "add", "example.test"]);
         let out = self.run(&["mailbox", "add", "ann@example.test"], &format!("{ANN_PASSWORD}\n"));
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serve
             .wait_log(Duration::from_secs(30), |l| applied(l) && l["mailboxes"] == 1)
             .expect("the mailbox is live");
-        serve
     }
 
     /// ann@example.test's Maildir.
